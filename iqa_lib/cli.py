@@ -1,0 +1,42 @@
+"""``iqa-kit``: one command, one sub-command per job; each lives in ``iqa_lib.commands``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from iqa_lib import __version__
+
+COMMANDS = ("validate", "quickstart", "prepare", "manifest")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="iqa-kit",
+        description="Do image-quality scores predict whether a classifier is right? "
+        "(Drenkow & Unberath, reference implementation)",
+    )
+    parser.add_argument("--version", action="version", version=f"iqa-kit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"iqa_lib.commands.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        # Our errors are written for people: print them without a traceback.
+        print(f"iqa-kit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

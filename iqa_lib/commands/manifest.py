@@ -1,0 +1,60 @@
+"""``iqa-kit manifest``: one row per image to score, from folders or params.yaml."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "manifest",
+        help="build manifest.parquet from a clean image folder and/or an ImageNet-C tree",
+        description="Build the manifest (image_id, label, corruption, severity, path). "
+        "Clean images: class sub-folders, files named <wnid>_<anything>, or a flat folder "
+        "with --labels-file. ImageNet-C: <root>/<corruption>/<severity>/<wnid>/<file>. "
+        "Undecodable images are left out and listed in <manifest stem>.failures.csv. "
+        "Without --clean/--imagenet-c, the data section of --params is used.",
+    )
+    parser.add_argument("--clean", help="folder of clean labelled images")
+    parser.add_argument("--labels-file", help="labels for a flat clean folder: '<file> <wnid|label>' lines")
+    parser.add_argument("--imagenet-c", help="root of an ImageNet-C tree")
+    parser.add_argument("--out", help="manifest path (default with --params: data/manifest.parquet)")
+    parser.add_argument(
+        "--check",
+        choices=("full", "header", "none"),
+        help="decode every image (full), read headers only (header, for millions of files), or "
+        "trust the files (none); default: data.check of --params, else full",
+    )
+    parser.add_argument("--workers", type=int, default=None, help="processes for checking (default: all cores)")
+    parser.add_argument("--params", default="params.yaml", help="parameters file (default: %(default)s)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from iqa_lib.data.manifest import build_manifest, failures_path, summarize, write_manifest
+
+    if args.clean or args.imagenet_c:
+        clean, labels, imagenet_c = args.clean, args.labels_file, args.imagenet_c
+        out, check = args.out, args.check or "full"
+        corruptions = severities = None
+        if out is None:
+            raise ValueError("--out is required when --clean or --imagenet-c is given")
+    else:
+        from iqa_lib.config import MANIFEST_PATH, load_params
+
+        data = load_params(args.params).data
+        clean, labels, imagenet_c = data.clean_dir, data.clean_labels, data.imagenet_c_dir
+        out, check = args.out or MANIFEST_PATH, args.check or data.check
+        corruptions, severities = data.corruptions, data.severities
+    result = build_manifest(
+        clean, imagenet_c, labels_file=labels, check=check, workers=args.workers,
+        corruptions=corruptions, severities=severities,
+    )
+    path = write_manifest(result, out)
+    print(summarize(result.manifest).to_string(index=False))
+    print(f"wrote {len(result.manifest)} rows to {path}")
+    if len(result.failures):
+        print(f"left out {len(result.failures)} undecodable image(s); reasons in {failures_path(Path(out))}")
+    return 0

