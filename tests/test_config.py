@@ -86,3 +86,12 @@ def test_load_params_file_errors(tmp_path):
     wrong.write_text(yaml.safe_dump({"data": {"check": "thorough"}}))
     with pytest.raises(ConfigError, match=r"wrong.yaml is invalid:\n  - data.check: 'thorough'"):
         load_params(wrong)
+
+
+def test_paper_profile_is_valid_and_names_the_papers_models():
+    params = load_params(REPO_ROOT / "profiles" / "paper.yaml")
+    assert params.analysis.task_models == ["resnet34", "convnext_base", "swin_b"]
+    kinds = {name: params.scorer_spec(name).kind for name in params.scorers}
+    assert sorted(n for n, k in kinds.items() if k == "nr_iqa") == ["arniqa", "brisque", "clipiqa", "tv"]
+    assert [n for n, k in kinds.items() if k == "zero_shot"] == ["zsclip"]
+    assert not params.data.renders_corruptions and params.data.imagenet_c_dir == "data/imagenet-c"
