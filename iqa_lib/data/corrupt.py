@@ -1,0 +1,551 @@
+"""Render ImageNet-C from clean images, deterministically and resumably.
+
+For users who have clean images but not the 70 GB ImageNet-C download. The
+protocol is the original one (Hendrycks & Dietterich, ``make_imagenet_c.py``):
+Resize(256) + CenterCrop(224), the corruption, ``np.uint8`` truncation, then
+JPEG quality 85 (``optimize=True``), written to
+``<root>/<corruption>/<severity>/<wnid>/<image_id>.JPEG``.
+
+Determinism: every random draw is seeded from a stable hash of
+``(image_id, corruption, severity)``. The corruptions of
+``imagecorruptions`` (the ``imagecorruptions-imaug`` fork) draw from numpy's
+global RNG, except ``impulse_noise`` (scikit-image ``random_noise(rng=seed)``)
+and ``glass_blur`` (numba's own RNG, seeded inside the jitted shuffle); both
+take a ``seed`` argument, which we pass. Nothing in the package uses Python's
+``random`` or OpenCV's RNG. So the bytes of a file depend only on the source
+pixels, the image ID, the corruption and the severity (for given versions of
+numpy, scipy, scikit-image, OpenCV and Pillow): not on the worker count, the
+order of work or what was rendered before.
+
+Resumability: outputs are written to a temporary file in the same directory
+and moved into place with ``os.replace``, so a final name always holds a whole
+JPEG; a rerun skips every output that exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import inspect
+import io
+import multiprocessing
+import os
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+# The name lists live in a light module (no image stack) so params validation can use them.
+from iqa_lib.corruptions import ALL_CORRUPTIONS, COMMON_CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES
+from iqa_lib.data.images import ImageDecodeError, load_rgb
+
+__all__ = [
+    "ALL_CORRUPTIONS",
+    "COMMON_CORRUPTIONS",
+    "EXTRA_CORRUPTIONS",
+    "SEVERITIES",
+    "Failure",
+    "GenerationReport",
+    "corrupt_array",
+    "corruption_seed",
+    "generate_imagenet_c",
+    "output_path",
+    "preprocess_clean",
+    "render_corruption",
+    "resolve_corruptions",
+    "resolve_severities",
+]
+
+CORRUPTION_SETS: dict[str, tuple[str, ...]] = {
+    "common": COMMON_CORRUPTIONS,
+    "extra": EXTRA_CORRUPTIONS,
+    "all": ALL_CORRUPTIONS,
+}
+RESIZE_SIZE = 256
+CROP_SIZE = 224
+JPEG_QUALITY = 85
+OUTPUT_SUFFIX = ".JPEG"
+FAILURES_FILE = "corrupt_failures.csv"
+FAILURE_COLUMNS = ("image_id", "corruption", "severity", "path", "reason")  # as the manifest's
+_TMP_SUFFIX = ".tmp"
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def resolve_corruptions(names: str | Iterable[str]) -> tuple[str, ...]:
+    """Expand ``common``/``extra``/``all`` and check every name; order kept, duplicates dropped.
+
+    Raises ``ValueError`` naming the unknown value and listing the valid ones.
+    """
+    if isinstance(names, str):
+        names = [names]
+    out: list[str] = []
+    for name in names:
+        key = str(name).strip()
+        expanded = CORRUPTION_SETS.get(key.lower(), (key,))
+        for c in expanded:
+            if c not in ALL_CORRUPTIONS:
+                raise ValueError(
+                    f"unknown corruption {c!r}; valid names: {', '.join(ALL_CORRUPTIONS)} "
+                    f"(or one of the sets: {', '.join(CORRUPTION_SETS)})"
+                )
+            if c not in out:
+                out.append(c)
+    if not out:
+        raise ValueError(f"no corruption given; valid names: {', '.join(ALL_CORRUPTIONS)}")
+    return tuple(out)
+
+
+def resolve_severities(severities: int | Iterable[int]) -> tuple[int, ...]:
+    """Check severities are integers in 1-5; sorted, duplicates dropped."""
+    if isinstance(severities, int | np.integer):
+        severities = [int(severities)]
+    out: set[int] = set()
+    for s in severities:
+        try:
+            value = int(s)
+            ok = value == s and value in SEVERITIES  # rejects 2.5
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"invalid severity {s!r}; valid severities: {', '.join(map(str, SEVERITIES))}"
+            )
+        out.add(value)
+    if not out:
+        raise ValueError(f"no severity given; valid severities: {', '.join(map(str, SEVERITIES))}")
+    return tuple(sorted(out))
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def corruption_seed(image_id: str, corruption: str, severity: int) -> int:
+    """Stable 32-bit seed of one render (never Python's salted ``hash()``)."""
+    key = f"{image_id}\x1f{corruption}\x1f{int(severity)}".encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:4], "little")
+
+
+def preprocess_clean(image: Image.Image) -> Image.Image:
+    """torchvision ``Resize(256)`` + ``CenterCrop(224)`` on a PIL image, pixel for pixel.
+
+    Shorter side to 256 with PIL bilinear (longer side ``int(256 * long / short)``,
+    unchanged when the shorter side is already 256), then the centre crop with
+    torchvision's ``int(round(...))`` offsets. Images smaller than 224 are upscaled.
+    """
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    w, h = image.size
+    short, long = (w, h) if w <= h else (h, w)
+    new_short, new_long = RESIZE_SIZE, int(RESIZE_SIZE * long / short)
+    new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+    if (new_w, new_h) != (w, h):
+        image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    top = int(round((new_h - CROP_SIZE) / 2.0))
+    left = int(round((new_w - CROP_SIZE) / 2.0))
+    return image.crop((left, top, left + CROP_SIZE, top + CROP_SIZE))
+
+
+@contextlib.contextmanager
+def _numpy_global_seed(seed: int) -> Iterator[None]:
+    """Seed numpy's global RNG for one render and restore the caller's state after."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+_SEED_KWARG: dict[str, bool] = {}
+
+
+def _takes_seed(corruption: str) -> bool:
+    if corruption not in _SEED_KWARG:
+        from imagecorruptions import corruption_dict
+
+        params = inspect.signature(corruption_dict[corruption]).parameters
+        _SEED_KWARG[corruption] = "seed" in params
+    return _SEED_KWARG[corruption]
+
+
+def corrupt_array(image: np.ndarray, image_id: str, corruption: str, severity: int) -> np.ndarray:
+    """Seeded corruption of a preprocessed HxWx3 uint8 array (no resize, no JPEG)."""
+    from imagecorruptions import corrupt
+
+    (corruption,) = resolve_corruptions([corruption])
+    (severity,) = resolve_severities([severity])
+    seed = corruption_seed(image_id, corruption, severity)
+    kwargs = {"seed": seed} if _takes_seed(corruption) else {}
+    with _numpy_global_seed(seed):
+        out = corrupt(image, corruption_name=corruption, severity=severity, **kwargs)
+    return np.ascontiguousarray(out, dtype=np.uint8)
+
+
+def encode_jpeg(pixels: np.ndarray) -> bytes:
+    """JPEG quality 85 with ``optimize=True``, as ImageNet-C was saved."""
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=JPEG_QUALITY, optimize=True)
+    return buf.getvalue()
+
+
+def _render_preprocessed(
+    pixels: np.ndarray, image_id: str, corruption: str, severity: int
+) -> bytes:
+    return encode_jpeg(corrupt_array(pixels, image_id, corruption, severity))
+
+
+def render_corruption(image: Image.Image, image_id: str, corruption: str, severity: int) -> bytes:
+    """The ImageNet-C JPEG bytes of one clean image at one corruption and severity.
+
+    Pure: the same pixels, ``image_id``, corruption and severity always give the
+    same bytes, and numpy's global RNG state is left as it was.
+    """
+    pixels = np.asarray(preprocess_clean(image), dtype=np.uint8)
+    return _render_preprocessed(pixels, image_id, corruption, severity)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def output_path(
+    out_root: str | os.PathLike, corruption: str, severity: int, wnid: str, image_id: str
+) -> Path:
+    """``<root>/<corruption>/<severity>/<wnid>/<image_id>.JPEG``."""
+    return Path(out_root) / corruption / str(int(severity)) / wnid / f"{image_id}{OUTPUT_SUFFIX}"
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``.
+
+    A killed process leaves at most a hidden ``.*.tmp`` file, never a partial file
+    under the final name. Not fsynced: this protects against killed runs, not power loss.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{_TMP_SUFFIX}")
+    try:
+        with open(tmp, "xb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+# --------------------------------------------------------------------------- generation
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One source image that could not be decoded (corruption ``""``) or one failed render."""
+
+    image_id: str
+    corruption: str
+    severity: int
+    path: str
+    reason: str
+
+
+@dataclass
+class GenerationReport:
+    """Counts are of output files: ``failed`` counts the outputs not produced."""
+
+    written: int = 0
+    skipped: int = 0
+    failed: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    images: int = 0
+    elapsed_s: float = 0.0
+    failures_file: Path | None = None
+
+    @property
+    def renders_per_s(self) -> float:
+        return self.written / self.elapsed_s if self.elapsed_s > 0 else float("nan")
+
+
+# A unit of work: one source image and the outputs it still lacks.
+_Unit = tuple[str, str, str, str, tuple[tuple[str, int], ...]]  # image_id, path, wnid, root, todo
+_Result = tuple[str, int, int, list[Failure]]  # image_id, written, failed, failures
+
+
+def _render_unit(unit: _Unit) -> _Result:
+    """Decode one image once and write all of its missing outputs (runs in a worker)."""
+    image_id, path, wnid, root, todo = unit
+    try:
+        pixels = np.asarray(preprocess_clean(load_rgb(path)), dtype=np.uint8)
+    except ImageDecodeError as exc:
+        return image_id, 0, len(todo), [Failure(image_id, "", 0, path, exc.reason)]
+    except Exception as exc:  # noqa: BLE001 - a bad file must never kill a long run
+        reason = f"{type(exc).__name__}: {exc}"
+        return image_id, 0, len(todo), [Failure(image_id, "", 0, path, reason)]
+    written, failures = 0, []
+    for corruption, severity in todo:
+        try:
+            data = _render_preprocessed(pixels, image_id, corruption, severity)
+            write_atomic(output_path(root, corruption, severity, wnid, image_id), data)
+            written += 1
+        except Exception as exc:  # noqa: BLE001
+            reason = f"{type(exc).__name__}: {exc}"
+            failures.append(Failure(image_id, corruption, severity, path, reason))
+    return image_id, written, len(todo) - written, failures
+
+
+def _enable_numba_cache() -> None:
+    """Cache glass_blur's numba kernel on disk: it costs ~3 s to compile in every process.
+
+    ``imagecorruptions`` jits it without ``cache=True``; we re-jit the same Python
+    function with caching and put it back in the module, where ``glass_blur`` looks
+    it up at call time. Any problem leaves the original in place.
+    """
+    try:
+        import imagecorruptions.corruptions as ic
+
+        original = getattr(ic, "_shuffle_pixels_njit_glass_blur", None)
+        py_func = getattr(original, "py_func", None)
+        if py_func is None or getattr(original, "_iqa_cached", False):
+            return
+        from numba import njit
+
+        cached = njit(cache=True)(py_func)
+        cached._iqa_cached = True
+        ic._shuffle_pixels_njit_glass_blur = cached
+    except Exception:  # noqa: BLE001 - caching is an optimisation only
+        return
+
+
+def _limit_threads() -> None:
+    """One thread per worker process: the parallelism is across processes."""
+    with contextlib.suppress(Exception):
+        import cv2
+
+        cv2.setNumThreads(1)
+    with contextlib.suppress(Exception):
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+
+
+def _init_worker() -> None:
+    _limit_threads()
+    _enable_numba_cache()
+
+
+@contextlib.contextmanager
+def _single_threaded_here() -> Iterator[None]:
+    """Like ``_limit_threads`` for the calling process, restored afterwards."""
+    with contextlib.ExitStack() as stack:
+        try:
+            import cv2
+
+            previous = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+            stack.callback(cv2.setNumThreads, previous)
+        except Exception:  # noqa: BLE001
+            pass
+        try:
+            from threadpoolctl import threadpool_limits
+
+            stack.enter_context(threadpool_limits(1))
+        except Exception:  # noqa: BLE001
+            pass
+        yield
+
+
+def default_workers() -> int:
+    """The cores this process may use."""
+    if hasattr(os, "process_cpu_count"):
+        n = os.process_cpu_count()
+    elif hasattr(os, "sched_getaffinity"):
+        n = len(os.sched_getaffinity(0))
+    else:
+        n = os.cpu_count()
+    return max(1, n or 1)
+
+
+def _check_clean(clean: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in ("image_id", "label", "path") if c not in clean.columns]
+    if missing:
+        raise ValueError(
+            f"clean-image table lacks column(s) {missing}; it needs image_id, label, path "
+            "(e.g. from iqa_lib.data.manifest.clean_images)"
+        )
+    if "corruption" in clean.columns:  # a whole manifest: keep its clean rows
+        clean = clean[clean["corruption"].astype(str) == "clean"]
+    clean = clean[["image_id", "label", "path"]].copy()
+    clean["image_id"] = clean["image_id"].astype(str)
+    clean["path"] = clean["path"].astype(str)
+    bad_ids = clean["image_id"][
+        (clean["image_id"] == "")
+        | clean["image_id"].str.contains(r"[/\\]")
+        | clean["image_id"].isin([".", ".."])
+    ]
+    if len(bad_ids):
+        raise ValueError(
+            f"image_id must be a file stem, got {bad_ids.iloc[0]!r}: no slashes, not empty"
+        )
+    dup = clean["image_id"][clean["image_id"].duplicated()]
+    if len(dup):
+        raise ValueError(
+            f"{dup.nunique()} image_id(s) occur more than once (e.g. {dup.iloc[0]!r}); "
+            "image_id joins clean and corrupted copies, so it must be unique"
+        )
+    labels = pd.to_numeric(clean["label"], errors="coerce")
+    bad = clean[labels.isna() | (labels < 0) | (labels > 999) | (labels != labels.round())]
+    if len(bad):
+        row = bad.iloc[0]
+        raise ValueError(
+            f"label {row['label']} of image {row['image_id']!r} is not an ImageNet label "
+            "(an integer 0-999): ImageNet-C folders are named by wnid"
+        )
+    clean["label"] = labels.astype(np.int64)
+    return clean.sort_values("image_id", kind="stable").reset_index(drop=True)
+
+
+def _existing_names(directory: Path) -> frozenset[str]:
+    try:
+        with os.scandir(directory) as it:
+            return frozenset(e.name for e in it if not e.name.endswith(_TMP_SUFFIX))
+    except (FileNotFoundError, NotADirectoryError):
+        return frozenset()
+
+
+def _plan(
+    clean: pd.DataFrame, root: Path, pairs: Sequence[tuple[str, int]]
+) -> tuple[list[_Unit], int]:
+    """Work units for the outputs that do not exist yet, and the count that do.
+
+    One class at a time: a directory listing per output folder (not a stat per file),
+    and only one class's listings in memory (ImageNet-C has 3.75 M files).
+    """
+    from iqa_lib.imagenet import wnid_of
+
+    units: list[_Unit] = []
+    skipped = 0
+    for label, group in clean.groupby("label", sort=True):
+        wnid = wnid_of(int(label))
+        existing = {(c, s): _existing_names(root / c / str(s) / wnid) for c, s in pairs}
+        for image_id, path in zip(group["image_id"], group["path"], strict=True):
+            name = f"{image_id}{OUTPUT_SUFFIX}"
+            todo = tuple(pair for pair in pairs if name not in existing[pair])
+            skipped += len(pairs) - len(todo)
+            if todo:
+                units.append((image_id, path, wnid, str(root), todo))
+    return units, skipped
+
+
+def _write_failures(root: Path, failures: list[Failure]) -> Path | None:
+    """This run's failures as CSV; a stale file from an earlier run is removed when none."""
+    target = root / FAILURES_FILE
+    if not failures:
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()
+        return None
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(FAILURE_COLUMNS)
+    for f in sorted(failures, key=lambda f: (f.image_id, f.corruption, f.severity)):
+        writer.writerow([f.image_id, f.corruption, f.severity, f.path, f.reason])
+    write_atomic(target, buf.getvalue().encode())
+    return target
+
+
+def generate_imagenet_c(
+    clean: pd.DataFrame,
+    out_root: str | os.PathLike,
+    corruptions: Sequence[str] = COMMON_CORRUPTIONS,
+    severities: Sequence[int] = SEVERITIES,
+    workers: int | None = None,
+    progress: bool = True,
+) -> GenerationReport:
+    """Render every missing ``(image, corruption, severity)`` output under ``out_root``.
+
+    ``clean`` has columns image_id, label (0-999), path. One work unit is one source
+    image, decoded once; units run on ``workers`` processes (``None``: all cores;
+    ``1``: in this process). Undecodable sources and failed renders are listed in
+    ``<out_root>/corrupt_failures.csv`` and the run goes on.
+    """
+    start = time.perf_counter()
+    corruptions = resolve_corruptions(corruptions)
+    severities = resolve_severities(severities)
+    if workers is not None and int(workers) < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    clean = _check_clean(clean)
+    root = Path(out_root)
+    root.mkdir(parents=True, exist_ok=True)
+
+    pairs = [(c, s) for c in corruptions for s in severities]
+    units, skipped = _plan(clean, root, pairs)
+    report = GenerationReport(skipped=skipped, images=len(clean))
+    n_todo = sum(len(u[4]) for u in units)
+    n_workers = min(int(workers) if workers else default_workers(), max(1, len(units)))
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=n_todo,
+        unit="render",
+        desc="corrupt",
+        disable=not progress or n_todo == 0,
+        smoothing=0.05,
+    )
+    try:
+        for _, written, failed, failures in _run_units(units, n_workers):
+            report.written += written
+            report.failed += failed
+            report.failures.extend(failures)
+            bar.update(written + failed)
+    finally:
+        bar.close()
+    report.failures_file = _write_failures(root, report.failures)
+    report.elapsed_s = time.perf_counter() - start
+    return report
+
+
+def _render_chunk(units: list[_Unit]) -> list[_Result]:
+    return [_render_unit(u) for u in units]
+
+
+def _chunks(units: list[_Unit], n_workers: int) -> list[list[_Unit]]:
+    """About 32 renders per task, and at least 8 tasks per worker when there is enough work."""
+    per_unit = max(1, max(len(u[4]) for u in units))
+    size = max(1, min(32 // per_unit, len(units) // (n_workers * 8)))
+    return [units[i : i + size] for i in range(0, len(units), size)]
+
+
+def _run_units(units: list[_Unit], n_workers: int) -> Iterator[_Result]:
+    if not units:
+        return
+    if n_workers == 1:
+        _enable_numba_cache()
+        with _single_threaded_here():
+            for unit in units:
+                yield _render_unit(unit)
+        return
+    # spawn: safe whatever the parent imported (torch, CUDA, thread pools). A process
+    # pool executor, unlike multiprocessing.Pool, fails instead of hanging when a worker dies.
+    executor = ProcessPoolExecutor(
+        n_workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+    )
+    try:
+        futures = [executor.submit(_render_chunk, chunk) for chunk in _chunks(units, n_workers)]
+        for future in as_completed(futures):
+            yield from future.result()
+    except BrokenProcessPool as exc:
+        raise RuntimeError(
+            "a corruption worker process died (killed, or out of memory; a script that calls "
+            "generate_imagenet_c needs an `if __name__ == '__main__':` guard). Every file "
+            "already written is complete: run again to resume"
+        ) from exc
+    finally:
+        # On an error or Ctrl-C, drop the queued work rather than finishing it.
+        executor.shutdown(wait=True, cancel_futures=True)
