@@ -227,3 +227,9 @@ def test_shared_sample_labels_match_wnids(imagenet_sample):
     wnids = df["image_id"].str.split("_").str[0]
     assert (df["label"] == wnids.map(imagenet.label_of)).all()
     assert (df["label"] % 2 == 0).all()
+
+
+def test_clean_images_refuses_own_classes(tmp_path):
+    write_image(tmp_path / "dogs" / "d1.jpg")
+    with pytest.raises(ManifestError, match="its own classes"):
+        clean_images(tmp_path)

