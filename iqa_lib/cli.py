@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from iqa_lib import __version__
 
-COMMANDS = ("validate", "quickstart", "prepare", "corrupt", "manifest")
+COMMANDS = ("validate", "quickstart", "prepare", "corrupt", "manifest", "score", "analyze", "notebook")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -357,7 +357,9 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
     if missing:
         raise ManifestError(f"manifest {str(path)!r} lacks column(s) {missing}; expected {list(MANIFEST_COLUMNS)}")
-    df = df[list(MANIFEST_COLUMNS)].astype(
+    if df.empty:
+        raise ManifestError(f"manifest {str(path)!r} has no rows")
+    df = df[list(MANIFEST_COLUMNS)].reset_index(drop=True).astype(
         {"image_id": str, "label": "int64", "corruption": str, "severity": "int64", "path": str}
     )
     return df

@@ -1,0 +1,143 @@
+"""The scorer interface the engine drives, and the tensor helpers all families share.
+
+A scorer receives uint8 image batches already on its device (N, 3, H, W) with
+the dataset-level geometry applied (clean images Resize(256)+CenterCrop(224),
+ImageNet-C images as they are; see :mod:`iqa_lib.scoring.dataset`). It applies
+its own model's transform on the device (resize to the model's input size when
+it differs, normalise) and returns one numpy array per output column.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from contextlib import nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from iqa_lib.scorers.spec import Kind, ScorerSpec
+
+NR_IQA_COLUMNS: tuple[str, ...] = ("q",)
+CONFIDENCE_COLUMNS: tuple[str, ...] = ("pred", "correct", "q_p", "q_h", "q_l")
+COLUMNS: dict[Kind, tuple[str, ...]] = {
+    "nr_iqa": NR_IQA_COLUMNS,
+    "classifier": CONFIDENCE_COLUMNS,
+    "zero_shot": CONFIDENCE_COLUMNS,
+}
+# Parquet dtypes of the output columns (analysis reads them as such).
+COLUMN_DTYPES: dict[str, str] = {
+    "q": "float64",
+    "pred": "int64",
+    "correct": "bool",
+    "q_p": "float64",
+    "q_h": "float64",
+    "q_l": "float64",
+}
+
+
+class Scorer(ABC):
+    """One quality scorer (and, for classifiers and ZSCLIP, a correctness M)."""
+
+    kind: Kind
+
+    def __init__(self, spec: ScorerSpec, device: torch.device):
+        self.spec = spec
+        self.device = torch.device(device)
+
+    @property
+    def name(self) -> str:
+        return self.spec.text
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return COLUMNS[self.kind]
+
+    @property
+    def needs_labels(self) -> bool:
+        return self.kind != "nr_iqa"
+
+    def autocast(self) -> Any:
+        """bf16 autocast on CUDA; nothing elsewhere (CPU bf16 is slower and less exact)."""
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    @abstractmethod
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, 3, H, W) on the device -> the model's input."""
+
+    @abstractmethod
+    def score(self, images: torch.Tensor, labels: torch.Tensor | None) -> dict[str, np.ndarray]:
+        """Score one uniform-size uint8 batch; one array of length N per column."""
+
+
+def to_unit_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> float32 in [0, 1]."""
+    return images.float().div_(255.0)
+
+
+def resize_center_crop(
+    x: torch.Tensor, size: int | tuple[int, int], interpolation: str = "bilinear"
+) -> torch.Tensor:
+    """Resize the shorter side to ``size`` and center-crop to a square (or given) size.
+
+    Batched and on the device; a no-op when the batch already has the size, so
+    224 px ImageNet-C images reach a 224 px model untouched.
+    """
+    th, tw = (size, size) if isinstance(size, int) else size
+    h, w = x.shape[-2:]
+    if (h, w) == (th, tw):
+        return x
+    short = min(th, tw)
+    scale = short / min(h, w)
+    nh, nw = max(th, round(h * scale)), max(tw, round(w * scale))
+    if (nh, nw) != (h, w):
+        mode = interpolation if interpolation in ("bilinear", "bicubic", "nearest") else "bilinear"
+        kwargs = {"antialias": True, "align_corners": False} if mode != "nearest" else {}
+        x = F.interpolate(x, size=(nh, nw), mode=mode, **kwargs)
+    top, left = (nh - th) // 2, (nw - tw) // 2
+    return x[..., top : top + th, left : left + tw]
+
+
+def normalise(x: torch.Tensor, mean: Any, std: Any) -> torch.Tensor:
+    """(x - mean) / std with per-channel statistics given in [0, 1] units."""
+    m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+def confidence_columns(
+    softmax_input: torch.Tensor, max_of: torch.Tensor, labels: torch.Tensor | None
+) -> dict[str, np.ndarray]:
+    """pred, correct, q_p = max softmax, q_h = entropy (nats), q_l = max of ``max_of``.
+
+    Computed in float64 so that saturated softmax maxima stay distinct (ranks
+    matter downstream). For classifiers both inputs are the logits z; for
+    ZSCLIP the softmax sees s / T and q_l is the max raw cosine s.
+    """
+    z = softmax_input.double()
+    logp = torch.log_softmax(z, dim=1)
+    p = logp.exp()
+    q_p = p.max(dim=1).values
+    q_h = -(p * logp).sum(dim=1)
+    q_l = max_of.double().max(dim=1).values
+    pred = max_of.argmax(dim=1)
+    out = {
+        "pred": pred.cpu().numpy().astype(np.int64),
+        "q_p": q_p.cpu().numpy(),
+        "q_h": q_h.cpu().numpy(),
+        "q_l": q_l.cpu().numpy(),
+    }
+    if labels is None:
+        out["correct"] = np.zeros(len(pred), dtype=bool)
+    else:
+        out["correct"] = (pred.cpu() == labels.cpu().long()).numpy()
+    return out
+
+
+def entropy_upper_bound(num_classes: int) -> float:
+    """log K: the entropy of the uniform distribution (for sanity checks)."""
+    return math.log(num_classes)

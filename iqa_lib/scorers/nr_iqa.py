@@ -1,0 +1,323 @@
+"""No-reference IQA scorers (paper section 4): one quality number ``q`` per image.
+
+* ``tv``: anisotropic total variation of the RGB image in [0, 1], the mean
+  absolute difference between vertical and horizontal neighbours (averaged
+  over pixels and channels, so images of different sizes are comparable).
+  Higher = more high-frequency content (noise raises it, blur lowers it).
+* ``brisque``: BRISQUE with the LIVE-trained SVR that ships in the ``brisque``
+  PyPI package (no download); lower = better. Its feature scaling breaks on
+  numpy 2 and is fixed here in a subclass, not by editing site-packages.
+* ``pyiqa:<metric>``: any pyiqa no-reference metric, called on whole batches.
+  pyiqa's CLIP-IQA re-encodes its ten prompts on every call; the wrapper
+  encodes them once. pyiqa is PolyForm Noncommercial licensed.
+
+Each sees the image at its scoring resolution: clean images after
+Resize(256)+CenterCrop(224), ImageNet-C images as stored.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from iqa_lib.scorers.base import Scorer, to_unit_float
+from iqa_lib.scorers.spec import ScorerSpec, SpecError
+from iqa_lib.scorers.weights import (
+    WeightsError,
+    download_errors,
+    hf_offline_if_unreachable,
+)
+
+
+class TotalVariationScorer(Scorer):
+    kind = "nr_iqa"
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        return to_unit_float(images)
+
+    def score(self, images: torch.Tensor, labels: torch.Tensor | None) -> dict[str, np.ndarray]:
+        with torch.inference_mode():
+            return {"q": total_variation(self.preprocess(images)).double().cpu().numpy()}
+
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Per-image mean |vertical diff| + mean |horizontal diff| of (N, C, H, W) floats."""
+    n = x.shape[0]
+    tv = x.new_zeros(n)
+    if x.shape[-2] > 1:
+        tv = tv + (x[..., 1:, :] - x[..., :-1, :]).abs().reshape(n, -1).mean(dim=1)
+    if x.shape[-1] > 1:
+        tv = tv + (x[..., :, 1:] - x[..., :, :-1]).abs().reshape(n, -1).mean(dim=1)
+    return tv
+
+
+# --------------------------------------------------------------------- BRISQUE
+
+
+def _offline_brisque_class() -> type:
+    from brisque import BRISQUE
+
+    class OfflineBRISQUE(BRISQUE):
+        """The PyPI BRISQUE with numpy-2-safe feature scaling.
+
+        Upstream converts each feature with ``float(f)``; some features are
+        1-element arrays, which numpy 2 no longer converts to scalars.
+        """
+
+        def scale_features(self, features: Any) -> np.ndarray:
+            f = np.array([np.asarray(v, dtype=np.float64).reshape(-1)[0] for v in features])
+            lo = np.asarray(self.scale_params["min_"], dtype=np.float64).reshape(-1)
+            hi = np.asarray(self.scale_params["max_"], dtype=np.float64).reshape(-1)
+            return -1.0 + 2.0 / (hi - lo) * (f - lo)
+
+    return OfflineBRISQUE
+
+
+_BRISQUE_MODEL: Any = None
+
+
+def brisque_score(image: np.ndarray) -> float:
+    """BRISQUE of one HxWx3 uint8 image (module-level so pool processes can call it)."""
+    global _BRISQUE_MODEL
+    if _BRISQUE_MODEL is None:
+        _BRISQUE_MODEL = _offline_brisque_class()()
+    return float(_BRISQUE_MODEL.score(np.ascontiguousarray(image)))
+
+
+def default_brisque_processes() -> int:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(8, cpus // 2))
+
+
+class BrisqueScorer(Scorer):
+    """BRISQUE on the CPU; the per-image fits run in a process pool (option ``processes``)."""
+
+    kind = "nr_iqa"
+
+    def __init__(self, spec: ScorerSpec, device: torch.device):
+        # NumPy/libsvm code: keep the batches on the host whatever the device.
+        super().__init__(spec, torch.device("cpu"))
+        self.processes = int(spec.options.get("processes") or default_brisque_processes())
+        self._pool: Any = None
+        warm = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+        brisque_score(warm)  # load the model now: a broken install fails before any scoring
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        return images
+
+    def score(self, images: torch.Tensor, labels: torch.Tensor | None) -> dict[str, np.ndarray]:
+        arr = list(images.permute(0, 2, 3, 1).cpu().numpy())
+        if self.processes <= 1 or len(arr) == 1:
+            return {"q": np.array([brisque_score(a) for a in arr])}
+        if self._pool is None:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(self.processes, mp_context=mp.get_context("spawn"))
+        return {"q": np.array(list(self._pool.map(brisque_score, arr, chunksize=4)))}
+
+    def __del__(self) -> None:
+        if getattr(self, "_pool", None) is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+# ----------------------------------------------------------------------- pyiqa
+
+
+def pyiqa_nr_metrics() -> list[str]:
+    import pyiqa
+
+    return list(pyiqa.list_models(metric_mode="NR"))
+
+
+class PyiqaScorer(Scorer):
+    """A pyiqa no-reference metric, run in fp32 on whole batches."""
+
+    kind = "nr_iqa"
+
+    def __init__(self, spec: ScorerSpec, device: torch.device, metric: torch.nn.Module):
+        super().__init__(spec, device)
+        self.metric = metric
+        self.lower_better = bool(getattr(metric, "lower_better", False))
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        return to_unit_float(images)
+
+    def score(self, images: torch.Tensor, labels: torch.Tensor | None) -> dict[str, np.ndarray]:
+        with torch.inference_mode():
+            q = self.metric(self.preprocess(images))
+        q = torch.as_tensor(q).reshape(images.shape[0], -1)[:, 0]
+        return {"q": q.double().cpu().numpy()}
+
+
+def _cache_clipiqa_text(net: torch.nn.Module) -> None:
+    """Make pyiqa's CLIP-IQA encode its prompt pairs once instead of on every call."""
+    try:
+        with _pkg_resources_shim():
+            from pyiqa.archs.clipiqa_arch import CLIPIQA
+    except ImportError:
+        return
+    if not isinstance(net, CLIPIQA) or net.model_type != "clipiqa":
+        return
+    cached: dict[str, torch.Tensor] = {}
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        x = (x - net.default_mean.to(x)) / net.default_std.to(x)
+        clip_model = net.clip_model[0].to(x)
+        if "text" not in cached:
+            cached["text"] = clip_model.encode_text(net.prompt_pairs.to(x.device))
+        logits, _ = clip_model(
+            x, None, pos_embedding=net.pos_embedding, text_features=cached["text"]
+        )
+        probs = logits.reshape(logits.shape[0], -1, 2).softmax(dim=-1)
+        return probs[..., 0].mean(dim=1, keepdim=True)
+
+    net.forward = forward
+
+
+@contextmanager
+def _pkg_resources_shim() -> Iterator[None]:
+    """Let openai-clip (used by pyiqa's CLIP metrics) import on setuptools >= 81.
+
+    ``clip/clip.py`` does ``from pkg_resources import packaging``; setuptools
+    81 removed ``pkg_resources``. A stand-in module offering just
+    ``packaging`` is visible while pyiqa builds the metric, then removed.
+    """
+    try:
+        import pkg_resources  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        yield
+        return
+    import types
+
+    import packaging.version
+
+    shim = types.ModuleType("pkg_resources")
+    shim.packaging = packaging  # type: ignore[attr-defined]
+    sys.modules["pkg_resources"] = shim
+    try:
+        yield
+    finally:
+        if sys.modules.get("pkg_resources") is shim:
+            del sys.modules["pkg_resources"]
+
+
+@contextmanager
+def _record_downloads(attempted: list[tuple[str, str]]) -> Iterator[None]:
+    """Note each (url, destination) pyiqa or torch.hub tries to download, to name it on failure."""
+    import pyiqa.utils.download_util as dl
+    import torch.hub as hub
+
+    original = hub.download_url_to_file
+
+    def recording(url: str, dst: str, *args: Any, **kwargs: Any) -> Any:
+        attempted.append((url, dst))
+        return original(url, dst, *args, **kwargs)
+
+    targets = [m for m in (hub, dl) if getattr(m, "download_url_to_file", None) is original]
+    for m in targets:
+        m.download_url_to_file = recording
+    clip_model = None
+    try:
+        with _pkg_resources_shim():
+            import pyiqa.archs.clip_model as clip_model
+    except ImportError:
+        pass
+    clip_download = getattr(clip_model, "_download", None)
+    if clip_download is not None:
+
+        def clip_recording(url: str, root: str) -> Any:
+            attempted.append((url, os.path.join(root, os.path.basename(url))))
+            return clip_download(url, root)
+
+        clip_model._download = clip_recording
+    try:
+        yield
+    finally:
+        for m in targets:
+            m.download_url_to_file = original
+        if clip_download is not None:
+            clip_model._download = clip_download
+
+
+def build_pyiqa(spec: ScorerSpec, device: torch.device) -> PyiqaScorer:
+    name = spec.name
+    metrics = pyiqa_nr_metrics()
+    if name not in metrics:
+        import difflib
+
+        close = difflib.get_close_matches(name, metrics, n=5)
+        raise SpecError(
+            f"unknown pyiqa no-reference metric {name!r} in {spec.text!r}"
+            + (f"; did you mean {', '.join(close)}?" if close else "")
+            + f"; valid: {', '.join(metrics)}"
+        )
+    import pyiqa
+    import pyiqa.utils.download_util as dl
+
+    kwargs: dict[str, Any] = {}
+    restore: list[Callable[[], None]] = []
+    weights = spec.options.get("weights")
+    looked_in = f"{dl.DEFAULT_CACHE_DIR} and {Path(torch.hub.get_dir()) / 'checkpoints'}"
+    if weights:
+        path = Path(weights).expanduser()
+        if path.is_dir():
+            # A torch-hub style folder: checkpoints/ (torch.hub), pyiqa/ (pyiqa), clip/ (CLIP models).
+            old_hub, old_cache = torch.hub.get_dir(), dl.DEFAULT_CACHE_DIR
+            torch.hub.set_dir(str(path))
+            dl.DEFAULT_CACHE_DIR = str(path / "pyiqa")
+            restore.append(lambda: torch.hub.set_dir(old_hub))
+            restore.append(lambda: setattr(dl, "DEFAULT_CACHE_DIR", old_cache))
+            looked_in = f"{path / 'pyiqa'} and {path / 'checkpoints'}"
+        elif path.is_file():
+            arch_type = pyiqa.DEFAULT_CONFIGS[name]["metric_opts"]["type"]
+            from pyiqa.archs import ARCH_REGISTRY
+
+            params = inspect.signature(ARCH_REGISTRY.get(arch_type).__init__).parameters
+            if "pretrained_model_path" not in params:
+                raise WeightsError(
+                    f"pyiqa metric {name!r} loads several files and takes no single weight file; "
+                    "give option `weights` a folder laid out like ~/.cache/torch/hub "
+                    "(checkpoints/, pyiqa/, clip/ subfolders) holding its downloads"
+                )
+            kwargs["pretrained_model_path"] = str(path)
+        else:
+            raise WeightsError(
+                f"weights {str(path)!r} given for scorer {spec.text!r} do not exist; give a file "
+                "or a torch-hub style folder (checkpoints/, pyiqa/, clip/)"
+            )
+    hf_offline_if_unreachable()
+    attempted: list[tuple[str, str]] = []
+    try:
+        with _record_downloads(attempted), _pkg_resources_shim():
+            metric = pyiqa.create_metric(name, as_loss=False, device=torch.device(device), **kwargs)
+    except (WeightsError, ImportError):
+        raise
+    except Exception as exc:
+        if not attempted:
+            with download_errors(spec.text, f"the weight files of pyiqa metric {name!r}", looked_in):
+                raise
+        url, dst = attempted[-1]
+        raise WeightsError(
+            f"weights for scorer {spec.text!r} are missing: {Path(dst).name} (from {url}) was not "
+            f"found in {Path(dst).parent} and could not be downloaded ({type(exc).__name__}: "
+            f"{exc}). Download it there on a machine with internet access, or give option "
+            "`weights` a folder laid out like ~/.cache/torch/hub (checkpoints/, pyiqa/, clip/) "
+            "holding the metric's files"
+        ) from exc
+    finally:
+        for undo in restore:
+            undo()
+    metric.eval()
+    _cache_clipiqa_text(metric.net)
+    return PyiqaScorer(spec, device, metric)

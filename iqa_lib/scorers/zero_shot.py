@@ -1,0 +1,212 @@
+"""Weak task-guided scorer ZSCLIP-IQA: zero-shot CLIP confidence over the class names.
+
+The image embedding (unit norm) against the unit text embeddings of the K
+class prompts gives cosines s. Then ``q_p = max softmax(s / T)``,
+``q_h = entropy(softmax(s / T))`` (nats), ``q_l = max s``, ``pred = argmax s``.
+
+Defaults (both options of the spec, both ambiguities the paper leaves open):
+
+* ``templates: paper`` = the paper's example prompt ``"A picture of a {}."``;
+  ``openai80`` is the usual 80-prompt ensemble (embeddings averaged per class,
+  then renormalised), ``simple`` open_clip's short ensemble; or give a list.
+* ``temperature: 0.01``, i.e. CLIP's own x100 logit scale. The paper writes
+  softmax over raw cosines (T = 1): over 1000 classes with cosines in a narrow
+  band that is almost uniform (q_p near 1/1000), so T = 1 is available but
+  not the default. q_l and pred do not depend on T.
+
+Text embeddings are computed once per run (kept in memory, keyed by model,
+weights, templates and class names) and, with option ``text_cache: DIR``,
+also on disk under the same key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from iqa_lib.scorers.base import (
+    Scorer,
+    confidence_columns,
+    normalise,
+    resize_center_crop,
+    to_unit_float,
+)
+from iqa_lib.scorers.spec import ScorerSpec, SpecError
+from iqa_lib.scorers.weights import (
+    download_errors,
+    hf_cache_dir,
+    hf_offline_if_unreachable,
+    local_weights,
+)
+
+DEFAULT_TEMPERATURE = 0.01
+DEFAULT_TEMPLATES = "paper"
+PAPER_TEMPLATES = ("A picture of a {}.",)
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+# Text embeddings of this process, keyed like the disk cache: computed once per run.
+_TEXT_CACHE: dict[str, torch.Tensor] = {}
+
+
+def resolve_templates(templates: Any = None) -> tuple[str, ...]:
+    """Template strings with ``{}`` for a set name, a single template, or a list."""
+    from open_clip import zero_shot_metadata as meta
+
+    templates = DEFAULT_TEMPLATES if templates is None else templates
+    if isinstance(templates, str):
+        if templates == "paper":
+            return PAPER_TEMPLATES
+        if templates in ("openai80", "simple"):
+            src = meta.OPENAI_IMAGENET_TEMPLATES if templates == "openai80" else meta.SIMPLE_IMAGENET_TEMPLATES
+            return tuple(t("{}") if callable(t) else str(t) for t in src)
+        return (templates,)
+    return tuple(templates)
+
+
+def imagenet_classnames() -> tuple[str, ...]:
+    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+    return tuple(IMAGENET_CLASSNAMES)
+
+
+class ZeroShotClipScorer(Scorer):
+    """ZSCLIP-IQA on an open_clip model."""
+
+    kind = "zero_shot"
+
+    def __init__(
+        self,
+        spec: ScorerSpec,
+        device: torch.device,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        preprocess_cfg: dict[str, Any],
+        weights_id: str,
+    ):
+        super().__init__(spec, device)
+        self.model = model.eval().to(self.device)
+        self.tokenizer = tokenizer
+        size = preprocess_cfg.get("size", 224)
+        self.input_size = tuple(size) if isinstance(size, list | tuple) else int(size)
+        self.mean = tuple(preprocess_cfg.get("mean") or OPENAI_MEAN)
+        self.std = tuple(preprocess_cfg.get("std") or OPENAI_STD)
+        self.interpolation = preprocess_cfg.get("interpolation") or "bicubic"
+        self.templates = resolve_templates(spec.options.get("templates"))
+        self.classnames = tuple(spec.options.get("classnames") or imagenet_classnames())
+        self.temperature = float(spec.options.get("temperature", DEFAULT_TEMPERATURE))
+        cache_dir = spec.options.get("text_cache")
+        self.text_cache_dir = Path(cache_dir).expanduser() if cache_dir else None
+        self.cache_key = hashlib.sha256(
+            json.dumps(
+                {
+                    "arch": spec.name,
+                    "weights": weights_id,
+                    "templates": self.templates,
+                    "classnames": self.classnames,
+                },
+                sort_keys=True,
+            ).encode()
+        ).hexdigest()[:32]
+        self._text: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ text
+    def text_embeddings(self) -> torch.Tensor:
+        """(K, D) unit text embeddings of the class names, computed once per key."""
+        if self._text is not None:
+            return self._text
+        text = _TEXT_CACHE.get(self.cache_key)
+        disk = self.text_cache_dir / f"{self.cache_key}.pt" if self.text_cache_dir else None
+        if text is None and disk is not None and disk.is_file():
+            text = torch.load(disk, map_location="cpu", weights_only=True)
+        if text is None:
+            text = self._encode_classnames()
+            if disk is not None:
+                disk.parent.mkdir(parents=True, exist_ok=True)
+                tmp = disk.with_name(f".{disk.name}.tmp-{os.getpid()}")
+                torch.save(text, tmp)
+                os.replace(tmp, disk)
+        _TEXT_CACHE[self.cache_key] = text
+        self._text = text.to(self.device, torch.float32)
+        return self._text
+
+    def _encode_classnames(self) -> torch.Tensor:
+        total = None
+        with torch.inference_mode(), self.autocast():
+            for template in self.templates:
+                prompts = [template.replace("{}", c) for c in self.classnames]
+                tokens = self.tokenizer(prompts).to(self.device)
+                emb = F.normalize(self.model.encode_text(tokens).float(), dim=-1)
+                total = emb if total is None else total + emb
+        return F.normalize(total / len(self.templates), dim=-1).cpu()
+
+    # ----------------------------------------------------------------- image
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        x = resize_center_crop(to_unit_float(images), self.input_size, self.interpolation)
+        return normalise(x, self.mean, self.std)
+
+    def cosines(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, K) cosine similarities s between images and class prompts."""
+        text = self.text_embeddings()
+        with torch.inference_mode(), self.autocast():
+            feats = self.model.encode_image(self.preprocess(images))
+        return F.normalize(feats.float(), dim=-1) @ text.T
+
+    def score(self, images: torch.Tensor, labels: torch.Tensor | None) -> dict[str, np.ndarray]:
+        s = self.cosines(images)
+        return confidence_columns(s / self.temperature, s, labels)
+
+
+def build_open_clip(spec: ScorerSpec, device: torch.device) -> ZeroShotClipScorer:
+    import open_clip
+
+    arch, tag = spec.name, spec.variant
+    if arch not in open_clip.list_models():
+        import difflib
+
+        close = difflib.get_close_matches(arch, open_clip.list_models(), n=5)
+        raise SpecError(
+            f"unknown open_clip architecture {arch!r} in {spec.text!r}"
+            + (f"; did you mean {', '.join(close)}?" if close else "")
+            + " (open_clip.list_models() lists them; add your own with open_clip.add_model_config)"
+        )
+    known_tags = open_clip.list_pretrained_tags_by_model(arch)
+    pcfg = open_clip.get_pretrained_cfg(arch, tag) if tag in known_tags else {}
+    kwargs: dict[str, Any] = {"force_quick_gelu": bool(pcfg.get("quick_gelu", False))}
+    if spec.options.get("weights"):
+        path = local_weights(spec.options["weights"], spec.text)
+        st = path.stat()
+        weights_id = f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+        model = open_clip.create_model(arch, pretrained=str(path), **kwargs)
+    else:
+        if tag not in known_tags:
+            raise SpecError(
+                f"unknown pretrained tag {tag!r} for open_clip model {arch!r}; valid tags: "
+                + (", ".join(known_tags) or "none (give a checkpoint with option `weights`)")
+            )
+        if pcfg.get("hf_hub"):
+            hf_offline_if_unreachable()
+        if pcfg.get("hf_hub"):
+            source, looked_in = f"hf-hub:{pcfg['hf_hub']}", hf_cache_dir()
+            filename = "open_clip_pytorch_model.bin"
+        else:
+            source, looked_in = pcfg.get("url", tag), str(Path("~/.cache/clip").expanduser())
+            filename = Path(urlparse(source).path).name
+        with download_errors(spec.text, filename, looked_in, source):
+            model = open_clip.create_model(arch, pretrained=tag, **kwargs)
+        weights_id = f"tag:{tag}"
+    preprocess_cfg = dict(getattr(model.visual, "preprocess_cfg", None) or {})
+    for key in ("mean", "std", "interpolation"):
+        if pcfg.get(key):
+            preprocess_cfg[key] = pcfg[key]
+    preprocess_cfg.setdefault("size", getattr(model.visual, "image_size", 224))
+    tokenizer = open_clip.get_tokenizer(arch)
+    return ZeroShotClipScorer(spec, device, model, tokenizer, preprocess_cfg, weights_id)

@@ -1,0 +1,1 @@
+"""The batched scoring engine: loader, device, resumable parts, distributed runs."""

@@ -1,0 +1,136 @@
+"""Decode manifest images once, in loader workers, into uint8 tensors grouped by size.
+
+Workers apply only the dataset-level geometry (DESIGN section 1): clean images
+get Resize(256) + CenterCrop(224) (as ImageNet-C was made), corrupted images are
+kept as stored. That makes almost every batch one 224x224 block, keeps the
+host-to-device copy small (uint8), and leaves each model's own transform
+(resize to its input size, normalise) to the device. Images of other sizes
+are not resized to fit: a batch is split into groups of equal size, so NR-IQA
+metrics see every image at its scoring resolution.
+
+An image that cannot be decoded (``load_rgb`` converts what it can) becomes a
+failure row with its reason, never an exception that ends the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, Sampler
+
+CLEAN_RESIZE = 256
+CLEAN_CROP = 224
+
+
+class ManifestImages(Dataset):
+    """Item ``i`` = (manifest row, uint8 (3, H, W) tensor or None, failure reason or None)."""
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        clean: Sequence[bool],
+        resize: int | None = CLEAN_RESIZE,
+        crop: int | None = CLEAN_CROP,
+    ):
+        self.paths = list(paths)
+        self.clean = np.asarray(clean, dtype=bool)
+        self.resize, self.crop = resize, crop
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, row: int) -> tuple[int, torch.Tensor | None, str | None]:
+        from iqa_lib.data.images import ImageDecodeError, load_rgb
+
+        try:
+            img = load_rgb(self.paths[row])
+            if self.clean[row]:
+                img = clean_geometry(img, self.resize, self.crop)
+            arr = np.asarray(img, dtype=np.uint8)
+            return row, torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))), None
+        except ImageDecodeError as exc:
+            return row, None, exc.reason
+        except Exception as exc:  # a worker must never die on one file
+            return row, None, f"{type(exc).__name__}: {exc}"
+
+
+def clean_geometry(img: Image.Image, resize: int | None, crop: int | None) -> Image.Image:
+    """torchvision's Resize(resize) (bilinear, shorter side) + CenterCrop(crop), in plain PIL.
+
+    Same arithmetic and pixels as the torchvision transforms on PIL images,
+    without importing torchvision in every loader worker.
+    """
+    if resize:
+        w, h = img.size
+        short, long = (w, h) if w <= h else (h, w)
+        new_short, new_long = resize, int(resize * long / short)
+        new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+        if (new_w, new_h) != (w, h):
+            img = img.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    if crop:
+        w, h = img.size
+        if w < crop or h < crop:  # only without resize: pad like torchvision, with black
+            padded = Image.new("RGB", (max(w, crop), max(h, crop)))
+            padded.paste(img, ((max(w, crop) - w) // 2, (max(h, crop) - h) // 2))
+            img, (w, h) = padded, padded.size
+        top, left = int(round((h - crop) / 2.0)), int(round((w - crop) / 2.0))
+        img = img.crop((left, top, left + crop, top + crop))
+    return img
+
+
+@dataclass
+class ImageBatch:
+    """A loader batch: uniform-size groups of images, plus the rows that failed to decode."""
+
+    rows: torch.Tensor  # every manifest row in the batch (scored or failed)
+    groups: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # (rows, uint8)
+    failures: list[tuple[int, str]] = field(default_factory=list)
+
+    def pin_memory(self) -> ImageBatch:
+        self.groups = [(r, x.pin_memory()) for r, x in self.groups]
+        return self
+
+
+def collate_images(items: Sequence[tuple[int, torch.Tensor | None, str | None]]) -> ImageBatch:
+    """Stack images of equal size together; keep order within each size group."""
+    rows = torch.tensor([it[0] for it in items], dtype=torch.long)
+    by_size: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
+    failures = []
+    for row, img, reason in items:
+        if img is None:
+            failures.append((row, reason or "unknown error"))
+        else:
+            by_size.setdefault(tuple(img.shape), []).append((row, img))
+    groups = [
+        (torch.tensor([r for r, _ in g], dtype=torch.long), torch.stack([x for _, x in g]))
+        for g in by_size.values()
+    ]
+    return ImageBatch(rows, groups, failures)
+
+
+class ChunkBatchSampler(Sampler[list[int]]):
+    """Batches of manifest rows that never cross a part (chunk) boundary."""
+
+    def __init__(self, chunks: Sequence[int], part_size: int, n_rows: int, batch_size: int):
+        self.chunks, self.part_size, self.n_rows, self.batch_size = (
+            list(chunks),
+            part_size,
+            n_rows,
+            batch_size,
+        )
+
+    def chunk_rows(self, chunk: int) -> range:
+        return range(chunk * self.part_size, min((chunk + 1) * self.part_size, self.n_rows))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for c in self.chunks:
+            rows = self.chunk_rows(c)
+            for start in range(rows.start, rows.stop, self.batch_size):
+                yield list(range(start, min(start + self.batch_size, rows.stop)))
+
+    def __len__(self) -> int:
+        return sum(-(-len(self.chunk_rows(c)) // self.batch_size) for c in self.chunks)

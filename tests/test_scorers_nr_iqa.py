@@ -1,0 +1,129 @@
+"""No-reference IQA scorers: TV, the offline BRISQUE, the pyiqa wrapper."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from iqa_lib.scorers.nr_iqa import TotalVariationScorer, _cache_clipiqa_text, total_variation
+from iqa_lib.scorers.registry import build_scorer
+from iqa_lib.scorers.spec import SpecError, parse_spec
+from iqa_lib.scorers.weights import WeightsError
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _natural(seed: int = 0, size: int = 96) -> np.ndarray:
+    """A smooth image with edges (BRISQUE's statistics need some structure)."""
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    rng = np.random.default_rng(seed)
+    base = 0.5 + 0.3 * np.sin(6 * xx + 3 * yy) + 0.2 * (xx > 0.5)
+    rgb = np.stack([base, base * 0.9, base * 0.8], axis=-1) + rng.normal(0, 0.01, (size, size, 3))
+    return (np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+
+def test_total_variation_matches_numpy():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (2, 3, 17, 23), dtype=np.uint8)
+    x = img.astype(np.float64) / 255
+    ref = np.abs(np.diff(x, axis=2)).mean(axis=(1, 2, 3)) + np.abs(np.diff(x, axis=3)).mean(axis=(1, 2, 3))
+    scorer = TotalVariationScorer(parse_spec("tv"), torch.device("cpu"))
+    out = scorer.score(torch.from_numpy(img), None)
+    np.testing.assert_allclose(out["q"], ref, rtol=1e-5)
+    assert total_variation(torch.zeros(1, 3, 1, 1)).item() == 0.0
+
+
+def test_total_variation_orders_noise_above_clean():
+    clean = torch.from_numpy(_natural()).permute(2, 0, 1)[None]
+    noisy = (clean.float() + torch.randn_like(clean.float()) * 25).clamp(0, 255).to(torch.uint8)
+    scorer = build_scorer("tv", "cpu")
+    assert scorer.score(noisy, None)["q"][0] > 2 * scorer.score(clean, None)["q"][0]
+
+
+def test_offline_brisque_works_on_numpy2_and_ranks_noise_worse():
+    from brisque import BRISQUE
+
+    img = _natural()
+    if np.lib.NumpyVersion(np.__version__) >= "2.0.0":
+        with pytest.raises(TypeError):  # the upstream bug the subclass fixes
+            BRISQUE().score(img)
+    scorer = build_scorer("brisque", "cpu")
+    rng = np.random.default_rng(1)
+    noisy = np.clip(img + rng.normal(0, 30, img.shape), 0, 255).astype(np.uint8)
+    batch = torch.from_numpy(np.stack([img, noisy])).permute(0, 3, 1, 2).contiguous()
+    q = scorer.score(batch, None)["q"]
+    assert np.isfinite(q).all() and q[1] > q[0]  # BRISQUE: lower is better
+
+
+def test_pyiqa_metric_runs_batched():
+    scorer = build_scorer("pyiqa:piqe", "cpu")
+    x = torch.from_numpy(np.stack([_natural(0), _natural(1)])).permute(0, 3, 1, 2).contiguous()
+    q = scorer.score(x, None)["q"]
+    assert q.shape == (2,) and np.isfinite(q).all()
+    assert scorer.kind == "nr_iqa" and scorer.columns == ("q",)
+
+
+def test_pyiqa_errors_name_metric_file_and_folder(tmp_path):
+    with pytest.raises(SpecError, match="unknown pyiqa no-reference metric 'clipiqaa'.*clipiqa"):
+        build_scorer("pyiqa:clipiqaa", "cpu")
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    with pytest.raises(WeightsError) as err:
+        build_scorer({"spec": "pyiqa:arniqa", "weights": str(hub)}, "cpu")
+    msg = str(err.value)
+    assert "resnet50-" in msg and str(hub / "checkpoints") in msg and "`weights`" in msg
+    assert torch.hub.get_dir() != str(hub)  # the override does not leak
+
+
+def test_clipiqa_prompts_encoded_once():
+    from iqa_lib.scorers.nr_iqa import _pkg_resources_shim
+
+    with _pkg_resources_shim():
+        from pyiqa.archs.clipiqa_arch import CLIPIQA
+
+    class FakeClip(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+            self.logit_scale = torch.nn.Parameter(torch.tensor(2.0))
+
+        def encode_text(self, tokens):
+            self.calls += 1
+            return torch.cos(tokens[:, :8].float())
+
+        def forward(self, x, text, pos_embedding=False, text_features=None):
+            if text_features is None:
+                text_features = self.encode_text(text)
+            img = torch.stack([x.mean(dim=(1, 2, 3)) + i for i in range(8)], dim=1)
+            img = img / img.norm(dim=-1, keepdim=True)
+            txt = text_features / text_features.norm(dim=-1, keepdim=True)
+            logits = self.logit_scale.exp() * img @ txt.t()
+            return logits, logits.t()
+
+    net = CLIPIQA.__new__(CLIPIQA)
+    torch.nn.Module.__init__(net)
+    fake = FakeClip()
+    net.clip_model = [fake]
+    net.prompt_pairs = torch.arange(10 * 77).reshape(10, 77) % 97
+    net.model_type, net.pos_embedding = "clipiqa", False
+    net.default_mean = torch.zeros(1, 3, 1, 1)
+    net.default_std = torch.ones(1, 3, 1, 1)
+    x = torch.rand(3, 3, 16, 16)
+    expected = [CLIPIQA.forward(net, x[i : i + 1]) for i in range(3)]
+    assert fake.calls == 3  # upstream: once per call
+    _cache_clipiqa_text(net)
+    got = [net(x[i : i + 1]) for i in range(3)]
+    assert fake.calls == 4  # ours: once in all
+    torch.testing.assert_close(torch.cat(got), torch.cat(expected))
+
+
+def test_brisque_process_pool_matches_inline():
+    imgs = np.stack([_natural(i, 64) for i in range(3)])
+    batch = torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous()
+    inline = build_scorer({"spec": "brisque", "processes": 1}, "cpu").score(batch, None)["q"]
+    pooled = build_scorer({"spec": "brisque", "processes": 2}, "cpu")
+    np.testing.assert_allclose(pooled.score(batch, None)["q"], inline, rtol=1e-9)
+    pooled._pool.shutdown()

@@ -1,0 +1,54 @@
+"""The scorer registry: every family dispatches, specs are checked before models load."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from iqa_lib.scorers.registry import build_scorer, list_scorers
+from iqa_lib.scorers.spec import FAMILIES, SpecError, parse_spec
+from iqa_lib.scorers.weights import WeightsError, local_weights
+
+
+def test_list_scorers_covers_every_family():
+    listed = list_scorers()
+    assert set(listed) == set(FAMILIES)
+    for family, text in listed.items():
+        assert text.startswith(FAMILIES[family])
+
+
+@pytest.mark.parametrize(
+    ("spec", "kind", "columns"),
+    [("tv", "nr_iqa", ("q",)), ("brisque", "nr_iqa", ("q",)),
+     ("efficientnet_lite:lite0", "classifier", ("pred", "correct", "q_p", "q_h", "q_l"))],
+)
+def test_build_scorer_dispatch(spec, kind, columns):
+    scorer = build_scorer(spec, "cpu")
+    assert scorer.kind == kind and scorer.columns == columns and scorer.name == spec
+    assert scorer.device == torch.device("cpu")
+
+
+def test_spec_options_checked_without_loading_models():
+    with pytest.raises(SpecError, match="batch_size"):
+        parse_spec({"spec": "tv", "batch_size": 0})
+    with pytest.raises(SpecError, match="unknown option"):
+        parse_spec({"spec": "tv", "temperature": 1})
+    spec = parse_spec({"spec": "open_clip:ViT-B-32/openai", "templates": "openai80",
+                       "temperature": 1, "text_cache": "/tmp/x", "classnames": ["cat", "dog"]})
+    assert spec.kind == "zero_shot" and spec.options["temperature"] == 1
+
+
+def test_spec_module_stays_import_light():
+    code = "import sys, iqa_lib.scorers.spec; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_missing_local_weights_names_file(tmp_path):
+    with pytest.raises(WeightsError, match=r"nothing\.pt.*fix the spec option `weights`"):
+        local_weights(tmp_path / "nothing.pt", "timm:resnet18")
+    with pytest.raises(WeightsError, match="nothing.pt"):
+        build_scorer({"spec": "timm:resnet18", "weights": str(tmp_path / "nothing.pt")}, "cpu")

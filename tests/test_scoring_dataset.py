@@ -1,0 +1,42 @@
+"""Loader pieces: clean-image geometry, size groups, chunked batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from iqa_lib.scoring.dataset import ChunkBatchSampler, clean_geometry, collate_images
+
+
+@pytest.mark.parametrize("size", [(8, 8), (300, 100), (100, 300), (500, 375), (256, 256), (223, 500)])
+def test_clean_geometry_equals_torchvision(size):
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    rng = np.random.default_rng(sum(size))
+    img = Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+    ours = np.asarray(clean_geometry(img, 256, 224))
+    ref = TF.center_crop(TF.resize(img, 256, InterpolationMode.BILINEAR, antialias=True), [224, 224])
+    assert ours.shape == (224, 224, 3)
+    np.testing.assert_array_equal(ours, np.asarray(ref))
+    # crop only (no resize) pads small images like torchvision
+    np.testing.assert_array_equal(np.asarray(clean_geometry(img, None, 224)),
+                                  np.asarray(TF.center_crop(img, [224, 224])))
+
+
+def test_collate_groups_by_size_and_keeps_failures():
+    a = torch.zeros(3, 4, 4, dtype=torch.uint8)
+    b = torch.ones(3, 5, 4, dtype=torch.uint8)
+    batch = collate_images([(7, a, None), (8, b, None), (9, None, "zero-byte file"), (10, a + 2, None)])
+    assert batch.rows.tolist() == [7, 8, 9, 10]
+    assert [(r.tolist(), tuple(x.shape)) for r, x in batch.groups] == [
+        ([7, 10], (2, 3, 4, 4)), ([8], (1, 3, 5, 4))]
+    assert batch.failures == [(9, "zero-byte file")]
+
+
+def test_chunk_batches_never_cross_parts():
+    sampler = ChunkBatchSampler([0, 2], part_size=5, n_rows=12, batch_size=2)
+    assert list(sampler) == [[0, 1], [2, 3], [4], [10, 11]]
+    assert len(sampler) == 4
