@@ -1,0 +1,36 @@
+"""``iqa-kit notebook``: execute a parameterised notebook (papermill) and export HTML."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _parameter(text: str) -> tuple[str, object]:
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, yaml.safe_load(value)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "notebook",
+        help="execute a section notebook with papermill and export it as HTML",
+        description="Execute NOTEBOOK into OUT_DIR (same file name) with papermill, injecting "
+        "-p KEY=VALUE parameters (values parsed as YAML), and write an HTML copy beside it.",
+    )
+    parser.add_argument("notebook", help="the notebook to run, e.g. notebooks/section4_nr_iqa.ipynb")
+    parser.add_argument("--out", default="results/notebooks", help="folder for the executed copy (default: %(default)s)")
+    parser.add_argument("-p", "--parameter", action="append", type=_parameter, default=[], metavar="KEY=VALUE")
+    parser.add_argument("--no-html", action="store_true", help="skip the HTML export")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from iqa_lib.notebooks import run_notebook
+
+    executed = run_notebook(args.notebook, args.out, dict(args.parameter), html=not args.no_html)
+    print(f"executed {args.notebook} -> {executed}")
+    return 0

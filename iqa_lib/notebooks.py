@@ -1,0 +1,45 @@
+"""Run a section notebook with papermill and keep an HTML copy beside it.
+
+Executed notebooks are leaf outputs of the pipeline (they change on every run:
+timestamps), so nothing downstream may depend on them; the tables and figures
+they write are the stable outputs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+def run_notebook(
+    notebook: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    parameters: Mapping[str, Any] | None = None,
+    html: bool = True,
+    cwd: str | os.PathLike | None = None,
+) -> Path:
+    """Execute ``notebook`` into ``out_dir`` (same name), and export HTML unless told not to."""
+    import nbformat
+    import papermill as pm
+
+    notebook, out_dir = Path(notebook), Path(out_dir)
+    if not notebook.is_file():
+        raise FileNotFoundError(f"notebook {str(notebook)!r} does not exist")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    executed = out_dir / notebook.name
+    pm.execute_notebook(
+        str(notebook),
+        str(executed),
+        parameters=dict(parameters or {}),
+        cwd=str(cwd) if cwd else None,
+        progress_bar=False,
+        kernel_name="python3",
+    )
+    if html:
+        from nbconvert import HTMLExporter
+
+        body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+        executed.with_suffix(".html").write_text(body, encoding="utf-8")
+    return executed

@@ -1,0 +1,135 @@
+"""The paper's Tables 1-4 from our analysis tables, with the paper's value beside ours.
+
+A row gets the paper's numbers only where its setting is the paper's: the same
+scorer (by spec, e.g. ``pyiqa:clipiqa`` is CLIP-IQA) and the same task model
+(torchvision ResNet-34, ConvNeXt-B, Swin-B). Elsewhere the paper columns are
+empty, never borrowed from a different model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from iqa_lib.paper import paper_tables
+from iqa_lib.scorers.spec import ScorerSpec, parse_spec
+
+PAPER_NR_IQA = {"pyiqa:clipiqa": "CLIP-IQA", "pyiqa:arniqa": "ARNIQA", "pyiqa:brisque": "BRISQUE", "tv": "TV"}
+PAPER_TASK_MODELS = ("resnet34", "convnext_base", "swin_b")
+STATS = ("auc", "ce", "krcc", "srcc", "plcc")
+TABLE_TITLES = {
+    1: "Table 1: no-reference IQA as predictors of correctness",
+    2: "Table 2: strong task-guided Q, same model for Q and M",
+    3: "Table 3: ZSCLIP-IQA as predictor of correctness",
+    4: "Table 4: strong task-guided Q from model A, M from model B",
+}
+
+
+def paper_name(spec: str | Mapping | ScorerSpec) -> str | None:
+    """The paper's name for a scorer spec when it is the paper's setting, else ``None``."""
+    spec = spec if isinstance(spec, ScorerSpec) else parse_spec(spec)
+    if spec.kind == "nr_iqa":
+        return PAPER_NR_IQA.get(spec.text)
+    if spec.kind == "zero_shot":
+        return "zsclip"
+    if spec.family == "torchvision" and spec.name in PAPER_TASK_MODELS:
+        return spec.name
+    return None
+
+
+def paper_names(specs: Mapping[str, str | Mapping]) -> dict[str, str]:
+    """Our scorer name -> the paper's name, for the scorers that have one."""
+    out = {}
+    for name, spec in specs.items():
+        paper = paper_name(spec)
+        if paper is not None:
+            out[name] = paper
+    return out
+
+
+def _with_paper(ours: pd.DataFrame, table: int, q_col: str, m_col: str, names: Mapping[str, str]) -> pd.DataFrame:
+    ref = paper_tables()
+    ref = ref[ref["table"] == table].rename(
+        columns={"task_model": "_m", "quality_scorer": "_q", **{s: f"paper_{s}" for s in STATS}}
+    )[["_m", "_q", "q", *(f"paper_{s}" for s in STATS)]]
+    keyed = ours.assign(_q=ours[q_col].map(names), _m=ours[m_col].map(names))
+    return keyed.merge(ref, how="left", on=["_m", "_q", "q"]).drop(columns=["_q", "_m"])
+
+
+def _ours(summary: pd.DataFrame) -> pd.DataFrame:
+    keep = ["auc", "auc_ci_low", "auc_ci_high", "auc_raw", "ce", "krcc", "srcc", "plcc",
+            "krcc_ci_low", "krcc_ci_high", "srcc_ci_low", "srcc_ci_high", "plcc_ci_low", "plcc_ci_high"]
+    return summary[[c for c in summary.columns if c in keep]]
+
+
+def table1(summary: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFrame:
+    """No-reference IQA scorers against every task model."""
+    rows = summary[summary["kind"] == "nr_iqa"]
+    out = pd.concat([rows[["task_model", "scorer", "q"]], _ours(rows)], axis=1)
+    return _with_paper(out, 1, "scorer", "task_model", names).reset_index(drop=True)
+
+
+def table3(summary: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFrame:
+    """Zero-shot (ZSCLIP-IQA) Q_p, Q_h, Q_l against every task model."""
+    rows = summary[(summary["kind"] == "zero_shot") & (summary["task_model"] != summary["scorer"])]
+    out = pd.concat([rows[["task_model", "scorer", "q"]], _ours(rows)], axis=1)
+    return _with_paper(out, 3, "scorer", "task_model", names).reset_index(drop=True)
+
+
+def table4(pairs: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFrame:
+    """Q from classifier A (``q_model``), M from classifier B (``m_model``), every pair."""
+    out = pd.concat([pairs[["m_model", "q_model", "same_model", "q"]], _ours(pairs)], axis=1)
+    return _with_paper(out, 4, "q_model", "m_model", names).reset_index(drop=True)
+
+
+def table2(pairs: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFrame:
+    """The diagonal of Table 4 (Q and M from the same model), as the paper's Table 2 shows."""
+    diagonal = pairs[pairs["same_model"]]
+    out = pd.concat([diagonal[["m_model", "q_model", "q"]], _ours(diagonal)], axis=1)
+    return _with_paper(out, 2, "q_model", "m_model", names).reset_index(drop=True)
+
+
+def _fmt(value: float, low: float | None = None, high: float | None = None) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    text = f"{value:.3f}"
+    if low is not None and high is not None and np.isfinite(low) and np.isfinite(high):
+        text += f" [{low:.3f}, {high:.3f}]"
+    return text
+
+
+def to_markdown(table: pd.DataFrame, title: str | None = None) -> str:
+    """A readable Markdown rendering: our value [95% CI] and the paper's beside it."""
+    id_cols = [c for c in ("task_model", "m_model", "q_model", "scorer", "q") if c in table.columns]
+    rows = []
+    for _, r in table.iterrows():
+        row = {c: r[c] for c in id_cols}
+        row["AUC"] = _fmt(r.get("auc"), r.get("auc_ci_low"), r.get("auc_ci_high"))
+        if "auc_raw" in table.columns:
+            row["AUC (raw Q)"] = _fmt(r.get("auc_raw"))
+        row["CE"] = _fmt(r.get("ce"))
+        for stat in ("krcc", "srcc", "plcc"):
+            if stat in table.columns:
+                row[f"\\|{stat.upper()}\\|"] = _fmt(r.get(stat), r.get(f"{stat}_ci_low"), r.get(f"{stat}_ci_high"))
+        for stat in STATS:
+            col = f"paper_{stat}"
+            if col in table.columns and table[col].notna().any():
+                label = stat.upper() if stat in ("auc", "ce") else f"\\|{stat.upper()}\\|"
+                row[f"paper {label}"] = _fmt(r.get(col))
+        rows.append(row)
+    body = pd.DataFrame(rows).to_markdown(index=False) if rows else "_(no rows: the scorers this table needs are not configured)_"
+    return (f"### {title}\n\n" if title else "") + body + "\n"
+
+
+def write_table(table: pd.DataFrame, stem: str | os.PathLike, title: str | None = None) -> list[Path]:
+    """``<stem>.csv`` (every column, full precision) and ``<stem>.md`` (rounded, with CIs)."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = stem.with_suffix(".csv"), stem.with_suffix(".md")
+    table.to_csv(csv_path, index=False)
+    md_path.write_text(to_markdown(table, title))
+    return [csv_path, md_path]
