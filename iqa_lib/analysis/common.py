@@ -1,0 +1,44 @@
+"""Helpers shared by the analyses: which (task model, Q) combinations to run, progress."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from tqdm.auto import tqdm
+
+from iqa_lib.analysis.io import ScoreSet
+
+
+def resolve(
+    scores: ScoreSet,
+    q_names: Iterable[tuple[str, str]] | None = None,
+    task_models: Iterable[str] | None = None,
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """Q variables and task models to analyse (default: all), checked against ``scores``."""
+    qs = list(scores.q) if q_names is None else [tuple(q) for q in q_names]
+    models = scores.task_models if task_models is None else list(task_models)
+    bad_q = [q for q in qs if q not in scores.q]
+    if bad_q:
+        raise KeyError(f"unknown Q variable(s) {bad_q}; available: {list(scores.q)}")
+    bad_m = [m for m in models if m not in scores.m]
+    if bad_m:
+        raise KeyError(
+            f"unknown task model(s) {bad_m}; task models are the classifier/zero-shot score "
+            f"files: {list(scores.m)}"
+        )
+    if not models:
+        raise ValueError("no task model: the scores folder has no classifier/zero-shot file")
+    return qs, models
+
+
+def combos(
+    qs: list[tuple[str, str]], models: list[str], progress: bool, desc: str
+) -> Iterator[tuple[tuple[str, str], str]]:
+    """(Q variable, task model) pairs, Q-major (work per Q is shared), with a progress bar."""
+    items = [(q, m) for q in qs for m in models]
+    return iter(tqdm(items, desc=desc, disable=not progress, leave=False))
+
+
+def label_cols(scores: ScoreSet, q: tuple[str, str], model: str) -> dict[str, str]:
+    """The identifying columns of one result row."""
+    return {"task_model": model, "scorer": q[0], "q": q[1], "kind": scores.kinds[q[0]]}

@@ -1,0 +1,261 @@
+"""Load a folder of score files (``<scorer>.parquet``) into one aligned, compact table.
+
+Each file holds the keys ``image_id, corruption, severity`` and ``label``, and either an
+NR-IQA column ``q`` or task columns ``pred, correct, q_p, q_h, q_l`` (DESIGN.md section 3).
+Only the needed columns are read; string keys become integer codes; scores keep the file's
+float dtype (float32 stays float32). Rows are aligned on the keys across files and sorted
+by (image ID, corruption, severity), so the rows of one image are contiguous.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+KEYS = ("image_id", "corruption", "severity")
+TASK_QS = ("q_p", "q_h", "q_l")
+CLEAN = "clean"
+ZERO_SHOT_HINTS = ("open_clip", "zsclip", "zero_shot", "zeroshot", "clip_zs")
+
+
+@dataclass
+class ScoreSet:
+    """Aligned scores: one row per (image ID, corruption, severity) present in every file.
+
+    ``q`` maps (scorer, variant) -> score array (variant ``q`` for NR-IQA, ``q_p/q_h/q_l``
+    for task scorers); ``m`` maps task scorer -> 0/1 int8 correctness; ``kinds`` maps each
+    scorer to ``nr_iqa``, ``classifier`` or ``zero_shot``.
+    """
+
+    image: np.ndarray  # int32 codes into image_ids
+    image_ids: pd.Index
+    corruption: np.ndarray  # int16 codes into corruptions
+    corruptions: pd.Index
+    severity: np.ndarray  # int16
+    label: np.ndarray  # int64
+    q: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    m: dict[str, np.ndarray] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.image.size)
+
+    @property
+    def n_images(self) -> int:
+        return len(self.image_ids)
+
+    @property
+    def task_models(self) -> list[str]:
+        return [s for s, k in self.kinds.items() if k in ("classifier", "zero_shot")]
+
+    @property
+    def classifiers(self) -> list[str]:
+        return [s for s, k in self.kinds.items() if k == "classifier"]
+
+    def clean_mask(self) -> np.ndarray:
+        if CLEAN not in self.corruptions:
+            return np.zeros(self.n_rows, dtype=bool)
+        return self.corruption == self.corruptions.get_loc(CLEAN)
+
+    def take(self, rows: np.ndarray) -> ScoreSet:
+        """A new ScoreSet with the given rows (indices or mask), codes unchanged."""
+        return ScoreSet(
+            self.image[rows],
+            self.image_ids,
+            self.corruption[rows],
+            self.corruptions,
+            self.severity[rows],
+            self.label[rows],
+            {k: v[rows] for k, v in self.q.items()},
+            {k: v[rows] for k, v in self.m.items()},
+            dict(self.kinds),
+        )
+
+    def keys_frame(self) -> pd.DataFrame:
+        """The key columns as a DataFrame (categoricals), for joining results back."""
+        return pd.DataFrame(
+            {
+                "image_id": pd.Categorical.from_codes(self.image, categories=self.image_ids),
+                "corruption": pd.Categorical.from_codes(
+                    self.corruption, categories=self.corruptions
+                ),
+                "severity": self.severity,
+                "label": self.label,
+            }
+        )
+
+
+def scorer_kind(path: Path, columns: list[str]) -> str:
+    """``nr_iqa`` for a ``q`` column, else ``zero_shot``/``classifier`` for task columns.
+
+    Zero-shot files are recognised by a ``kind`` entry in the Parquet key-value metadata
+    (``b"kind"`` or ``b"iqa_kit.kind"``) or, failing that, by their name (open_clip/zsclip).
+    """
+    if "q" in columns:
+        return "nr_iqa"
+    missing = [c for c in ("correct", *TASK_QS) if c not in columns]
+    if missing:
+        raise ValueError(
+            f"{path}: neither an NR-IQA score file (column 'q') nor a task score file "
+            f"(columns correct, q_p, q_h, q_l); missing {missing}. See DESIGN.md section 3."
+        )
+    meta = pq.read_schema(path).metadata or {}
+    for key in (b"kind", b"iqa_kit.kind"):
+        if key in meta and meta[key].decode() in ("classifier", "zero_shot"):
+            return meta[key].decode()
+    name = path.stem.lower()
+    return "zero_shot" if any(h in name for h in ZERO_SHOT_HINTS) else "classifier"
+
+
+def _read(path: Path, columns: list[str]) -> pd.DataFrame:
+    try:
+        table = pq.read_table(path, columns=columns, read_dictionary=["image_id", "corruption"])
+    except Exception as exc:  # pyarrow raises several types for bad files
+        raise ValueError(f"{path}: cannot read the score file ({exc})") from exc
+    return table.to_pandas()
+
+
+def _categories(values: pd.Series) -> pd.Index:
+    """Sorted distinct values as strings, from the dictionary (not from every row)."""
+    cat = values.astype("category").cat.remove_unused_categories()
+    return pd.Index(cat.cat.categories.astype(str)).unique().sort_values()
+
+
+def _codes(values: pd.Series, ref: pd.Index) -> np.ndarray:
+    cat = values.astype("category")
+    mapping = ref.get_indexer(cat.cat.categories.astype(str))
+    codes = cat.cat.codes.to_numpy()
+    return np.where(codes >= 0, mapping[codes], -1)
+
+
+def _check_finite(path: Path, df: pd.DataFrame, cols: list[str]) -> None:
+    for c in cols:
+        bad = ~np.isfinite(df[c].to_numpy(dtype=np.float64, na_value=np.nan))
+        if bad.any():
+            first = df.loc[bad, list(KEYS)].iloc[0].tolist()
+            raise ValueError(
+                f"{path}: column {c!r} has {int(bad.sum())} NaN/inf value(s), first at "
+                f"{dict(zip(KEYS, first, strict=True))}; rescore or drop those rows"
+            )
+
+
+def list_score_files(scores_dir: str | Path, scorers: list[str] | None = None) -> list[Path]:
+    """The ``<scorer>.parquet`` files of a folder (all, or the named ones, in that order)."""
+    d = Path(scores_dir)
+    if not d.is_dir():
+        raise FileNotFoundError(f"scores folder {d} does not exist")
+    found = {p.stem: p for p in sorted(d.glob("*.parquet"))}
+    if not found:
+        raise FileNotFoundError(f"no <scorer>.parquet score files in {d}")
+    if scorers is None:
+        return list(found.values())
+    missing = [s for s in scorers if s not in found]
+    if missing:
+        raise FileNotFoundError(f"no score file for {missing} in {d}; found {sorted(found)}")
+    return [found[s] for s in scorers]
+
+
+def load_scores(scores_dir: str | Path, scorers: list[str] | None = None) -> ScoreSet:
+    """Read and align the score files of ``scores_dir`` (see the module docstring).
+
+    Rows missing from some file are dropped with a warning that names the file; duplicate
+    keys, NaN scores, non-0/1 ``correct`` and labels that disagree between files raise.
+    """
+    paths = list_score_files(scores_dir, scorers)
+    ref_keys = None
+    out: ScoreSet | None = None
+    present = None
+    for path in paths:
+        cols = pq.read_schema(path).names
+        missing = [c for c in (*KEYS, "label") if c not in cols]
+        if missing:
+            raise ValueError(f"{path}: missing key column(s) {missing} (DESIGN.md section 3)")
+        kind = scorer_kind(path, cols)
+        value_cols = ["q"] if kind == "nr_iqa" else ["correct", *TASK_QS]
+        df = _read(path, [*KEYS, "label", *value_cols])
+        _check_finite(path, df, value_cols)
+        if out is None:
+            image_ids = _categories(df["image_id"])
+            corruptions = _categories(df["corruption"])
+            img = _codes(df["image_id"], image_ids).astype(np.int64)
+            cor = _codes(df["corruption"], corruptions).astype(np.int64)
+            sev = df["severity"].to_numpy(np.int64)
+            key = (img * len(corruptions) + cor) * 1000 + sev
+            order = np.argsort(key, kind="stable")
+            ref_keys = key[order]
+            dup = np.flatnonzero(ref_keys[1:] == ref_keys[:-1])
+            if dup.size:
+                row = df.iloc[order[dup[0]]]
+                raise ValueError(f"{path}: duplicate key {[row[k] for k in KEYS]}")
+            if sev.min() < 0 or sev.max() >= 1000:
+                raise ValueError(f"{path}: severity must be in 0..999")
+            out = ScoreSet(
+                img[order].astype(np.int32),
+                image_ids,
+                cor[order].astype(np.int16),
+                corruptions,
+                sev[order].astype(np.int16),
+                df["label"].to_numpy(np.int64)[order],
+            )
+            pos = np.arange(len(order))
+            present = np.ones(len(order), dtype=bool)
+            df = df.iloc[order]
+        else:
+            img = _codes(df["image_id"], out.image_ids).astype(np.int64)
+            cor = _codes(df["corruption"], out.corruptions).astype(np.int64)
+            sev = df["severity"].to_numpy(np.int64)
+            key = np.where(
+                (img >= 0) & (cor >= 0), (img * len(out.corruptions) + cor) * 1000 + sev, -1
+            )
+            pos = np.searchsorted(ref_keys, key)
+            pos_c = np.minimum(pos, len(ref_keys) - 1)
+            hit = (key >= 0) & (ref_keys[pos_c] == key)
+            if (~hit).any():
+                warnings.warn(
+                    f"{path}: {int((~hit).sum())} row(s) not in {paths[0].name}; ignored",
+                    stacklevel=2,
+                )
+            pos = pos_c[hit]
+            df = df.loc[hit]
+            seen = np.zeros(len(ref_keys), dtype=bool)
+            seen[pos] = True
+            if int(seen.sum()) != pos.size:
+                raise ValueError(f"{path}: duplicate (image_id, corruption, severity) keys")
+            if (~seen).any():
+                warnings.warn(
+                    f"{path}: lacks {int((~seen).sum())} row(s) of {paths[0].name}; "
+                    "those rows are left out of every analysis",
+                    stacklevel=2,
+                )
+            present &= seen
+            labels = df["label"].to_numpy(np.int64)
+            if (out.label[pos] != labels).any():
+                raise ValueError(f"{path}: labels disagree with {paths[0].name} for the same keys")
+        scorer = path.stem
+        if scorer in out.kinds:
+            raise ValueError(f"two score files named {scorer!r}")
+        out.kinds[scorer] = kind
+        n = len(ref_keys)
+        for c in value_cols:
+            vals = df[c].to_numpy()
+            if c == "correct":
+                if vals.dtype != bool and not np.isin(vals, (0, 1)).all():
+                    raise ValueError(f"{path}: column 'correct' must be bool or 0/1")
+                arr = np.zeros(n, dtype=np.int8)
+                arr[pos] = vals.astype(np.int8)
+                out.m[scorer] = arr
+            else:
+                dtype = vals.dtype if vals.dtype in (np.float32, np.float64) else np.float64
+                arr = np.zeros(n, dtype=dtype)
+                arr[pos] = vals
+                out.q[(scorer, c)] = arr
+    assert out is not None and present is not None
+    if not present.all():
+        out = out.take(np.flatnonzero(present))
+    return out

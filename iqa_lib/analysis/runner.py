@@ -1,0 +1,175 @@
+"""Run every analysis over a folder of score files and write tidy CSV tables.
+
+What ``iqa-kit analyze`` and the analysis notebooks call, so anyone with the score files
+(no DVC, no models) gets every number. Tables written to ``out_dir``:
+
+=============================  =======================================================
+groupwise_means.csv            accuracy and mean Q per (corruption, severity)
+groupwise_correlations.csv     KRCC/SRCC/PLCC with p-values and bootstrap CIs
+pointwise.csv                  80/20 split by image ID: AUC, AUC_raw, CE with CIs
+summary.csv                    point-wise and group-wise side by side (Tables 1-3)
+pairs.csv                      Q from classifier A, M from classifier B (Tables 2, 4)
+per_label.csv                  per-label CV: mean/sd AUC and CE, skipped-fold counts
+per_image.csv                  per-image-ID CV, same columns
+mixtures_auc.csv               point-wise AUC per mixture fraction p_c
+mixtures_summary.csv           mean AUC over mixtures
+mixtures_quantiles.csv         Q quantiles per mixture
+mixtures_histogram.csv         Q histogram per mixture
+analysis_params.json           the options used
+=============================  =======================================================
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from iqa_lib.analysis.content import per_image, per_label
+from iqa_lib.analysis.groupwise import group_means, groupwise
+from iqa_lib.analysis.io import load_scores
+from iqa_lib.analysis.mixtures import DEFAULT_FRACTIONS, DEFAULT_SEVERITIES, mixtures
+from iqa_lib.analysis.pairs import pairs, summary_table
+from iqa_lib.analysis.pointwise import pointwise
+
+ANALYSES = ("groupwise", "pointwise", "per_label", "per_image", "mixtures")
+
+
+def run_all(
+    scores_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    n_bootstrap: int = 1000,
+    level: float = 0.95,
+    test_fraction: float = 0.2,
+    n_folds: int = 5,
+    task_models: list[str] | None = None,
+    scorers: list[str] | None = None,
+    zero_shot: list[str] | None = None,
+    mixture_fractions=DEFAULT_FRACTIONS,
+    mixture_corruptions: list[str] | None = None,
+    mixture_severities=DEFAULT_SEVERITIES,
+    include_clean_group: bool = False,
+    analyses=ANALYSES,
+    progress: bool = True,
+    log=print,
+) -> dict[str, pd.DataFrame]:
+    """Load ``scores_dir``, run the chosen ``analyses``, write CSVs to ``out_dir``.
+
+    ``task_models``: score files whose ``correct`` column is M (default: every classifier and
+    zero-shot file). ``scorers``: score files to load (default: all). ``zero_shot``: task
+    files to treat as zero-shot (weak task-guided), overriding the file's metadata or name
+    (see :func:`iqa_lib.analysis.io.scorer_kind`); it only decides which files the
+    classifier-pairs table leaves out. Returns the tables.
+    """
+    unknown = sorted(set(analyses) - set(ANALYSES))
+    if unknown:
+        raise ValueError(f"unknown analysis {unknown}; choose from {ANALYSES}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    scores = load_scores(scores_dir, scorers)
+    for name in zero_shot or []:
+        if scores.kinds.get(name) not in ("classifier", "zero_shot"):
+            raise ValueError(
+                f"--zero-shot {name!r}: not a task score file; task files: {scores.task_models}"
+            )
+        scores.kinds[name] = "zero_shot"
+    log(
+        f"loaded {scores.n_rows} rows, {len(scores.q)} Q variables, task models "
+        f"{task_models or scores.task_models} ({time.perf_counter() - t0:.1f}s)"
+    )
+    models = task_models
+    tables: dict[str, pd.DataFrame] = {}
+
+    def timed(name, func):
+        t = time.perf_counter()
+        result = func()
+        log(f"{name}: {time.perf_counter() - t:.1f}s")
+        return result
+
+    if "groupwise" in analyses:
+        means = group_means(scores, None, models, include_clean_group)
+        tables["groupwise_means"] = means
+        tables["groupwise_correlations"] = timed(
+            "group-wise",
+            lambda: groupwise(
+                scores,
+                None,
+                models,
+                n_bootstrap=n_bootstrap,
+                seed=seed,
+                level=level,
+                include_clean=include_clean_group,
+                progress=progress,
+                means=means,
+            ),
+        )
+    if "pointwise" in analyses:
+        tables["pointwise"] = timed(
+            "point-wise",
+            lambda: pointwise(
+                scores,
+                None,
+                models,
+                test_fraction=test_fraction,
+                n_bootstrap=n_bootstrap,
+                seed=seed,
+                level=level,
+                progress=progress,
+            ),
+        )
+    if "groupwise" in analyses and "pointwise" in analyses:
+        tables["summary"] = summary_table(tables["pointwise"], tables["groupwise_correlations"])
+        tables["pairs"] = pairs(tables["summary"], scores.classifiers)
+    if "per_label" in analyses:
+        tables["per_label"] = timed(
+            "per-label",
+            lambda: per_label(scores, None, models, n_folds=n_folds, seed=seed, progress=progress),
+        )
+    if "per_image" in analyses:
+        tables["per_image"] = timed(
+            "per-image",
+            lambda: per_image(scores, None, models, n_folds=n_folds, seed=seed, progress=progress),
+        )
+    if "mixtures" in analyses:
+        mix = timed(
+            "mixtures",
+            lambda: mixtures(
+                scores,
+                None,
+                models,
+                fractions=mixture_fractions,
+                corruptions=mixture_corruptions,
+                severities=mixture_severities,
+                test_fraction=test_fraction,
+                seed=seed,
+                progress=progress,
+            ),
+        )
+        tables.update({f"mixtures_{k}": v for k, v in mix.items()})
+    for name, table in tables.items():
+        table.to_csv(out / f"{name}.csv", index=False)
+    params = {
+        "scores_dir": str(scores_dir),
+        "seed": seed,
+        "n_bootstrap": n_bootstrap,
+        "level": level,
+        "test_fraction": test_fraction,
+        "n_folds": n_folds,
+        "task_models": models or scores.task_models,
+        "scorers": list(scores.kinds),
+        "kinds": scores.kinds,
+        "mixture_fractions": [float(f) for f in mixture_fractions],
+        "mixture_corruptions": mixture_corruptions,
+        "mixture_severities": list(mixture_severities),
+        "include_clean_group": include_clean_group,
+        "analyses": list(analyses),
+        "n_rows": scores.n_rows,
+    }
+    (out / "analysis_params.json").write_text(json.dumps(params, indent=2))
+    log(f"wrote {len(tables)} tables to {out} ({time.perf_counter() - t0:.1f}s in all)")
+    return tables

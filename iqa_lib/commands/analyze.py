@@ -1,0 +1,147 @@
+"""``iqa-kit analyze``: every analysis of the paper over a folder of score files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _fractions(text: str) -> list[float]:
+    """'0.01,0.05' or '1%,5%' -> [0.01, 0.05]."""
+    out = []
+    for v in (v.strip() for v in text.split(",")):
+        if not v:
+            continue
+        try:
+            f = float(v[:-1]) / 100 if v.endswith("%") else float(v)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"not a fraction or percentage: {v!r}") from exc
+        if not 0 <= f <= 1:
+            raise argparse.ArgumentTypeError(f"{v!r} is not in [0, 1] (write 5% or 0.05)")
+        out.append(f)
+    return out
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from exc
+
+
+def _names(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "analyze",
+        help="compute every table of the paper from score files",
+        description="Group-wise correlations, point-wise AUC/CE, per-label and per-image-ID "
+        "cross-validation, task-model pairs and mild-corruption mixtures over a folder of "
+        "<scorer>.parquet score files; writes tidy CSV tables.",
+    )
+    parser.add_argument("--scores", required=True, help="folder of <scorer>.parquet files")
+    parser.add_argument("--out", required=True, help="folder for the CSV tables")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument(
+        "--n-bootstrap",
+        type=int,
+        default=1000,
+        help="bootstrap resamples for the CIs (default: %(default)s)",
+    )
+    parser.add_argument("--level", type=float, default=0.95, help="CI level (default: %(default)s)")
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.2,
+        help="held-out fraction of image IDs (default: %(default)s)",
+    )
+    parser.add_argument("--folds", type=int, default=5, help="CV folds (default: %(default)s)")
+    parser.add_argument(
+        "--task-models",
+        type=_names,
+        default=None,
+        help="comma-separated score files whose 'correct' is M "
+        "(default: every classifier/zero-shot file)",
+    )
+    parser.add_argument(
+        "--scorers",
+        type=_names,
+        default=None,
+        help="comma-separated score files to load (default: all)",
+    )
+    parser.add_argument(
+        "--zero-shot",
+        type=_names,
+        default=None,
+        help="comma-separated task files that are zero-shot (ZSCLIP-IQA), left out of the "
+        "classifier-pairs table (default: from the file's 'kind' metadata or an "
+        "open_clip/zsclip name)",
+    )
+    parser.add_argument(
+        "--mixture-fractions",
+        type=_fractions,
+        default=None,
+        help="comma-separated p_c as fractions or percentages, e.g. "
+        "0.01,0.05 or 1%%,5%% (default: 1%%..20%% in steps of 1%%)",
+    )
+    parser.add_argument(
+        "--mixture-corruptions",
+        type=_names,
+        default=None,
+        help="comma-separated corruptions to mix in (default: the 15 ImageNet-C ones present)",
+    )
+    parser.add_argument(
+        "--mixture-severities",
+        type=_ints,
+        default=None,
+        help="comma-separated severities to mix in (default: 1,2,3)",
+    )
+    parser.add_argument(
+        "--include-clean-group",
+        action="store_true",
+        help="count the clean images as one more group in the group-wise "
+        "analysis (the paper uses the 75 corrupted groups only)",
+    )
+    parser.add_argument(
+        "--analyses",
+        type=_names,
+        default=None,
+        help="comma-separated subset of groupwise,pointwise,per_label,"
+        "per_image,mixtures (default: all)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from iqa_lib.analysis.mixtures import DEFAULT_FRACTIONS, DEFAULT_SEVERITIES
+    from iqa_lib.analysis.runner import ANALYSES, run_all
+
+    try:
+        run_all(
+            args.scores,
+            args.out,
+            seed=args.seed,
+            n_bootstrap=args.n_bootstrap,
+            level=args.level,
+            test_fraction=args.test_fraction,
+            n_folds=args.folds,
+            task_models=args.task_models,
+            scorers=args.scorers,
+            zero_shot=args.zero_shot,
+            mixture_fractions=args.mixture_fractions or DEFAULT_FRACTIONS,
+            mixture_corruptions=args.mixture_corruptions,
+            mixture_severities=args.mixture_severities or DEFAULT_SEVERITIES,
+            include_clean_group=args.include_clean_group,
+            analyses=tuple(args.analyses) if args.analyses else ANALYSES,
+            progress=not args.no_progress,
+            log=lambda msg: print(msg, file=sys.stderr),
+        )
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        print(f"iqa-kit analyze: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
