@@ -31,6 +31,8 @@ from iqa_lib.scorers.spec import ScorerSpec, SpecError, parse_spec
 CorruptionName = Literal[ALL_CORRUPTIONS]  # type: ignore[valid-type]
 Severity = Literal[SEVERITIES]  # type: ignore[valid-type]
 MANIFEST_PATH = "data/manifest.parquet"  # fixed: dvc.yaml names it
+SCORES_DIR = "results/scores"  # one <scorer>.parquet per scorer: the contract of DESIGN.md section 3
+ANALYSIS_DIR = "results/analysis"
 PREPARED_STAMP = "data/prepared.json"  # what `iqa-kit prepare` made; DVC tracks this, not the images
 SCORER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 DEFAULT_MIXTURE_FRACTIONS = [round(0.01 * i, 2) for i in range(1, 21)]
@@ -104,8 +106,8 @@ class DataParams(_Strict):
 
 class ScoringParams(_Strict):
     device: str = "auto"
-    batch_size: int = Field(64, ge=1, le=4096)
-    num_workers: int = Field(2, ge=0, le=256)
+    batch_size: int | None = Field(None, ge=1, le=4096)  # null: each scorer's own default
+    num_workers: int | None = Field(None, ge=0, le=256)  # null: from the CPU count
 
     @field_validator("device")
     @classmethod

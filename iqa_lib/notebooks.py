@@ -43,3 +43,33 @@ def run_notebook(
         body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
         executed.with_suffix(".html").write_text(body, encoding="utf-8")
     return executed
+
+
+def enter_project_root(start: str | os.PathLike | None = None) -> Path:
+    """``chdir`` to the nearest folder at or above ``start`` that holds ``dvc.yaml``.
+
+    Papermill runs notebooks from the project root, JupyterLab from ``notebooks/``:
+    this makes the relative paths of ``params.yaml`` mean the same in both.
+    """
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "dvc.yaml").is_file():
+            os.chdir(folder)
+            return folder
+    raise FileNotFoundError(f"no dvc.yaml at or above {here}: open the notebook inside the iqa-kit project")
+
+
+def show_section(section) -> None:
+    """Display a :class:`iqa_lib.sections.Section` in a notebook: note, tables, figures."""
+    from IPython.display import Image, Markdown, display
+
+    display(Markdown(f"## {section.title}"))
+    if section.note:
+        display(Markdown(f"> {section.note}"))
+        return
+    for text in section.markdown.values():
+        display(Markdown(text))
+    for paths in section.figures.values():
+        png = next(p for p in paths if p.suffix == ".png")
+        display(Markdown(f"`{png}`"))
+        display(Image(filename=str(png)))

@@ -43,23 +43,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "cross-validation, task-model pairs and mild-corruption mixtures over a folder of "
         "<scorer>.parquet score files; writes tidy CSV tables.",
     )
-    parser.add_argument("--scores", required=True, help="folder of <scorer>.parquet files")
-    parser.add_argument("--out", required=True, help="folder for the CSV tables")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument(
+        "--params",
+        help="take every default from this params.yaml: results/scores, results/analysis, the "
+        "configured scorers and task models, and the analysis section (explicit options win); "
+        "this is what dvc.yaml runs",
+    )
+    parser.add_argument("--scores", help="folder of <scorer>.parquet files")
+    parser.add_argument("--out", help="folder for the CSV tables")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
     parser.add_argument(
         "--n-bootstrap",
         type=int,
-        default=1000,
-        help="bootstrap resamples for the CIs (default: %(default)s)",
+        default=None,
+        help="bootstrap resamples for the CIs (default: 1000)",
     )
     parser.add_argument("--level", type=float, default=0.95, help="CI level (default: %(default)s)")
     parser.add_argument(
         "--test-fraction",
         type=float,
-        default=0.2,
-        help="held-out fraction of image IDs (default: %(default)s)",
+        default=None,
+        help="held-out fraction of image IDs (default: 0.2)",
     )
-    parser.add_argument("--folds", type=int, default=5, help="CV folds (default: %(default)s)")
+    parser.add_argument("--folds", type=int, default=None, help="CV folds (default: 5)")
     parser.add_argument(
         "--task-models",
         type=_names,
@@ -117,10 +123,46 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _fill_from_params(args: argparse.Namespace) -> None:
+    """Fill every option left unset from params.yaml (explicit options win)."""
+    from iqa_lib.config import ANALYSIS_DIR, SCORES_DIR, load_params
+
+    params = load_params(args.params)
+    a = params.analysis
+    kinds = {name: params.scorer_spec(name).kind for name in params.scorers}
+    if not kinds:
+        raise ValueError(f"{args.params} configures no scorers: add some under 'scorers'")
+    defaults = {
+        "scores": SCORES_DIR,
+        "out": ANALYSIS_DIR,
+        "seed": a.seed,
+        "n_bootstrap": a.n_bootstrap,
+        "test_fraction": a.test_fraction,
+        "folds": a.n_folds,
+        "task_models": list(a.task_models) or None,
+        "scorers": list(kinds),
+        "zero_shot": [n for n, k in kinds.items() if k == "zero_shot"],
+        "mixture_fractions": list(a.mixture_fractions),
+        "mixture_corruptions": list(a.mixture_corruptions or params.data.corruptions),
+        "mixture_severities": list(a.mixture_severities),
+    }
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
+
 def run(args: argparse.Namespace) -> int:
     from iqa_lib.analysis.mixtures import DEFAULT_FRACTIONS, DEFAULT_SEVERITIES
     from iqa_lib.analysis.runner import ANALYSES, run_all
 
+    if args.params:
+        _fill_from_params(args)
+    if args.scores is None or args.out is None:
+        raise ValueError("give --scores and --out, or --params params.yaml")
+    builtin = {"seed": 0, "n_bootstrap": 1000, "test_fraction": 0.2, "folds": 5}
+    for key, value in builtin.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     try:
         run_all(
             args.scores,

@@ -31,17 +31,24 @@ def _spec_arg(text: str) -> Any:
 def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scorer",
-        required=True,
         type=_spec_arg,
         help="scorer spec, e.g. tv, brisque, pyiqa:clipiqa, efficientnet_lite:lite0, "
         "torchvision:resnet34/IMAGENET1K_V1, timm:convnext_base.fb_in1k, "
         "open_clip:ViT-B-32/openai, or a mapping '{spec: ..., weights: ..., temperature: ...}'",
     )
-    parser.add_argument("--manifest", required=True, help="manifest.parquet to score")
-    parser.add_argument("--out", required=True, help="output Parquet file (e.g. results/scores/x.parquet)")
+    parser.add_argument("--manifest", help="manifest.parquet to score")
+    parser.add_argument("--out", help="output Parquet file (e.g. results/scores/x.parquet)")
+    parser.add_argument(
+        "--from-params",
+        metavar="NAME",
+        help="take scorer NAME of --params: its spec, data/manifest.parquet, "
+        "results/scores/NAME.parquet and the scoring section's device, batch size and workers "
+        "(explicit options still win); this is what dvc.yaml runs",
+    )
+    parser.add_argument("--params", default="params.yaml", help="parameters file for --from-params (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=None, help="images per batch (default: the spec option batch_size, else 256 on CUDA and 32 on CPU; TV 512/64, BRISQUE 64/32)")
     parser.add_argument("--num-workers", type=int, default=None, help="image-decoding worker processes (default: from CPU count)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1, mps")
+    parser.add_argument("--device", default=None, help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1, mps")
     parser.add_argument(
         "--part-size", type=int, default=None, help="rows per resumable part (default: 4096)"
     )
@@ -73,13 +80,18 @@ def run(args: argparse.Namespace) -> int:
     from iqa_lib.scoring.engine import DEFAULT_PART_SIZE, score_manifest
     from iqa_lib.scoring.parts import failures_path
 
+    if args.from_params:
+        _fill_from_params(args)
+    missing = [f"--{k}" for k in ("scorer", "manifest", "out") if getattr(args, k) is None]
+    if missing:
+        raise ValueError(f"give {', '.join(missing)} (or --from-params NAME to read them from params.yaml)")
     out = score_manifest(
         args.scorer,
         args.manifest,
         args.out,
         batch_size=args.batch_size,
         num_workers=args.num_workers,
-        device=args.device,
+        device=args.device or "auto",
         resume=not args.no_resume,
         part_size=args.part_size or DEFAULT_PART_SIZE,
         progress=not args.no_progress,
@@ -89,6 +101,26 @@ def run(args: argparse.Namespace) -> int:
         n_fail = len(pd.read_csv(failures_path(Path(out))))
         print(f"{out}: {n_rows} rows scored; {n_fail} failed (see {failures_path(Path(out))})")
     return 0
+
+
+def _fill_from_params(args: argparse.Namespace) -> None:
+    from iqa_lib.config import MANIFEST_PATH, SCORES_DIR, load_params
+
+    params = load_params(args.params)
+    if args.from_params not in params.scorers:
+        raise ValueError(
+            f"--from-params {args.from_params!r} is not a scorer of {args.params}; valid choices: "
+            f"{', '.join(params.scorers) or '(none configured)'}"
+        )
+    args.scorer = args.scorer or params.scorers[args.from_params]
+    args.manifest = args.manifest or MANIFEST_PATH
+    args.out = args.out or f"{SCORES_DIR}/{args.from_params}.parquet"
+    args.device = args.device or params.scoring.device
+    spec = params.scorer_spec(args.from_params)
+    if args.batch_size is None and "batch_size" not in spec.options:
+        args.batch_size = params.scoring.batch_size
+    if args.num_workers is None:
+        args.num_workers = params.scoring.num_workers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
