@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -42,16 +43,26 @@ def repo_copy(tmp_path) -> Path:
     return dst
 
 
-def set_params(repo: Path, **data) -> None:
+def set_params(repo: Path, section: str = "data", **values) -> None:
     path = repo / "params.yaml"
     params = yaml.safe_load(path.read_text())
-    params["data"].update(data)
+    if isinstance(params.get(section), dict) and section != "scorers":
+        params[section].update(values)
+    else:
+        params[section] = values
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
+def tiny(repo: Path) -> None:
+    """Two corruptions x two severities of the quickstart set; TV and EfficientNet-Lite0."""
+    set_params(repo, corruptions=["fog", "contrast"], severities=[1, 2])
+    set_params(repo, "scorers", tv="tv", lite0="efficientnet_lite:lite0")
+    set_params(repo, "analysis", task_models=["lite0"], n_bootstrap=50, mixture_fractions=[0.2, 0.5])
+
+
 @pytest.mark.slow
-def test_dvc_repro_builds_the_manifest_and_is_idempotent(repo_copy):
-    set_params(repo_copy, corruptions=["fog", "contrast"], severities=[1, 2])
+def test_dvc_repro_builds_every_table_and_is_idempotent(repo_copy):
+    tiny(repo_copy)
     run(["dvc", "repro"], repo_copy)
     manifest = pd.read_parquet(repo_copy / "data" / "manifest.parquet")
     n = len(QUICKSTART_IMAGES)
@@ -59,12 +70,59 @@ def test_dvc_repro_builds_the_manifest_and_is_idempotent(repo_copy):
     assert counts == {("clean", 0): n, ("contrast", 1): n, ("contrast", 2): n, ("fog", 1): n, ("fog", 2): n}
     assert (manifest.groupby("image_id")["label"].nunique() == 1).all()
 
+    for section in ("section4_nr_iqa", "section5_strong_tg", "appendix_g_content", "section6_3_mixtures"):
+        assert any((repo_copy / "results" / "tables" / section).glob("*.md")), section
+        assert any((repo_copy / "results" / "figures" / section).glob("*.png")), section
+        assert (repo_copy / "results" / "notebooks" / f"{section}.html").is_file()
+    # no zero-shot scorer configured: the section explains itself instead of failing
+    assert (repo_copy / "results" / "tables" / "section6_zsclip" / "NOT_CONFIGURED.md").is_file()
+    check_table1_against_score_files(repo_copy)
+
     second = run(["dvc", "repro"], repo_copy)
     assert "didn't change" in second and "Running stage" not in second
 
-    # narrowing the severities reruns the data stages and the manifest follows
-    set_params(repo_copy, severities=[1])
+    # a new scorer reruns its own stage and what reads it, nothing upstream or beside it
+    params = yaml.safe_load((repo_copy / "params.yaml").read_text())
+    params["scorers"]["lite1"] = "efficientnet_lite:lite1"
+    (repo_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    added = run(["dvc", "repro"], repo_copy)
+    ran = {line.split("'")[1] for line in added.splitlines() if line.startswith("Running stage")}
+    assert "score@lite1" in ran and "analyze" in ran
+    assert not ran & {"prepare", "manifest", "score@tv", "score@lite0"}
+
+    # changing the corruptions reruns the data stages and the manifest follows
+    set_params(repo_copy, corruptions=["fog", "contrast", "brightness"], severities=[1])
     third = run(["dvc", "repro"], repo_copy)
-    assert "Running stage 'manifest'" in third
+    assert "Running stage 'prepare'" in third and "Running stage 'manifest'" in third
     manifest = pd.read_parquet(repo_copy / "data" / "manifest.parquet")
     assert sorted(manifest["severity"].unique()) == [0, 1]
+    assert sorted(manifest["corruption"].unique()) == ["brightness", "clean", "contrast", "fog"]
+
+def check_table1_against_score_files(repo: Path) -> None:
+    """Table 1's numbers recomputed from the score files with scipy and scikit-learn."""
+    from scipy import stats
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    from iqa_lib.stats.splits import group_test_mask
+
+    scores = repo / "results" / "scores"
+    keys = ["image_id", "corruption", "severity"]
+    df = pd.read_parquet(scores / "tv.parquet").merge(
+        pd.read_parquet(scores / "lite0.parquet")[[*keys, "correct"]], on=keys
+    )
+    table = pd.read_csv(repo / "results" / "tables" / "section4_nr_iqa" / "table1_nr_iqa.csv")
+    row = table[(table["task_model"] == "lite0") & (table["scorer"] == "tv")].iloc[0]
+
+    groups = df[df["corruption"] != "clean"].groupby(["corruption", "severity"])
+    means = groups.agg(acc=("correct", "mean"), q=("q", "mean"))
+    assert row["srcc"] == pytest.approx(abs(stats.spearmanr(means["q"], means["acc"]).statistic), abs=1e-9)
+    assert row["plcc"] == pytest.approx(abs(stats.pearsonr(means["q"], means["acc"]).statistic), abs=1e-9)
+    assert row["krcc"] == pytest.approx(abs(stats.kendalltau(means["q"], means["acc"]).statistic), abs=1e-9)
+
+    codes = pd.Index(sorted(df["image_id"].unique())).get_indexer(df["image_id"])
+    test = group_test_mask(codes, 0.2, 0)
+    x, y = df[["q"]].to_numpy(), df["correct"].astype(int).to_numpy()
+    fit = LogisticRegression(C=np.inf, tol=1e-10, max_iter=10_000).fit(x[~test], y[~test])
+    assert row["auc"] == pytest.approx(roc_auc_score(y[test], fit.decision_function(x[test])), abs=1e-9)
+    assert row["ce"] == pytest.approx(log_loss(y[test], fit.predict_proba(x[test])[:, 1]), abs=1e-4)
