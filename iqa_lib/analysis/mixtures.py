@@ -17,25 +17,10 @@ import pandas as pd
 from iqa_lib.analysis.common import label_cols, resolve
 from iqa_lib.analysis.io import ScoreSet
 from iqa_lib.analysis.pointwise import fit_and_score
+from iqa_lib.corruptions import COMMON_CORRUPTIONS
 from iqa_lib.stats.splits import group_test_mask
 
-IMAGENET_C = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-)
+IMAGENET_C = COMMON_CORRUPTIONS  # the 15 of ImageNet-C
 DEFAULT_FRACTIONS = tuple(round(0.01 * k, 2) for k in range(1, 21))
 DEFAULT_SEVERITIES = (1, 2, 3)
 QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)

@@ -45,7 +45,7 @@ from PIL import Image
 
 # The name lists live in a light module (no image stack) so params validation can use them.
 from iqa_lib.corruptions import ALL_CORRUPTIONS, COMMON_CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES
-from iqa_lib.data.images import ImageDecodeError, load_rgb
+from iqa_lib.data.images import ImageDecodeError, load_rgb, resize_center_crop
 
 __all__ = [
     "ALL_CORRUPTIONS",
@@ -144,15 +144,7 @@ def preprocess_clean(image: Image.Image) -> Image.Image:
     """
     if image.mode != "RGB":
         image = image.convert("RGB")
-    w, h = image.size
-    short, long = (w, h) if w <= h else (h, w)
-    new_short, new_long = RESIZE_SIZE, int(RESIZE_SIZE * long / short)
-    new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
-    if (new_w, new_h) != (w, h):
-        image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
-    top = int(round((new_h - CROP_SIZE) / 2.0))
-    left = int(round((new_w - CROP_SIZE) / 2.0))
-    return image.crop((left, top, left + CROP_SIZE, top + CROP_SIZE))
+    return resize_center_crop(image, RESIZE_SIZE, CROP_SIZE)
 
 
 @contextlib.contextmanager

@@ -133,3 +133,30 @@ def check_image(path: str | os.PathLike, full: bool = True) -> str | None:
     except (OSError, ValueError, SyntaxError) as exc:
         return str(exc) or type(exc).__name__
     return None
+
+
+def resize_center_crop(img: Image.Image, resize: int | None, crop: int | None) -> Image.Image:
+    """torchvision's Resize(resize) (bilinear, shorter side) + CenterCrop(crop), in plain PIL.
+
+    The same arithmetic and pixels as the torchvision transforms on PIL images,
+    without importing torchvision. ImageNet-C was made with Resize(256) +
+    CenterCrop(224); the scoring loader gives clean images the same geometry,
+    so both call this one function. A crop larger than the image (only possible
+    without a resize) pads with black, as torchvision does.
+    """
+    if resize:
+        w, h = img.size
+        short, long = (w, h) if w <= h else (h, w)
+        new_short, new_long = resize, int(resize * long / short)
+        new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
+        if (new_w, new_h) != (w, h):
+            img = img.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    if crop:
+        w, h = img.size
+        if w < crop or h < crop:
+            padded = Image.new("RGB", (max(w, crop), max(h, crop)))
+            padded.paste(img, ((max(w, crop) - w) // 2, (max(h, crop) - h) // 2))
+            img, (w, h) = padded, padded.size
+        top, left = int(round((h - crop) / 2.0)), int(round((w - crop) / 2.0))
+        img = img.crop((left, top, left + crop, top + crop))
+    return img

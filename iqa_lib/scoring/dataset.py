@@ -22,6 +22,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
+from iqa_lib.data.images import resize_center_crop
+
 CLEAN_RESIZE = 256
 CLEAN_CROP = 224
 
@@ -59,27 +61,8 @@ class ManifestImages(Dataset):
 
 
 def clean_geometry(img: Image.Image, resize: int | None, crop: int | None) -> Image.Image:
-    """torchvision's Resize(resize) (bilinear, shorter side) + CenterCrop(crop), in plain PIL.
-
-    Same arithmetic and pixels as the torchvision transforms on PIL images,
-    without importing torchvision in every loader worker.
-    """
-    if resize:
-        w, h = img.size
-        short, long = (w, h) if w <= h else (h, w)
-        new_short, new_long = resize, int(resize * long / short)
-        new_w, new_h = (new_short, new_long) if w <= h else (new_long, new_short)
-        if (new_w, new_h) != (w, h):
-            img = img.resize((new_w, new_h), Image.Resampling.BILINEAR)
-    if crop:
-        w, h = img.size
-        if w < crop or h < crop:  # only without resize: pad like torchvision, with black
-            padded = Image.new("RGB", (max(w, crop), max(h, crop)))
-            padded.paste(img, ((max(w, crop) - w) // 2, (max(h, crop) - h) // 2))
-            img, (w, h) = padded, padded.size
-        top, left = int(round((h - crop) / 2.0)), int(round((w - crop) / 2.0))
-        img = img.crop((left, top, left + crop, top + crop))
-    return img
+    """Resize + centre crop of clean images: the ImageNet-C protocol's geometry."""
+    return resize_center_crop(img, resize, crop)
 
 
 @dataclass
