@@ -46,3 +46,27 @@ def test_quickstart_command(tmp_path, capsys):
 def test_unknown_command_is_an_argparse_error():
     with pytest.raises(SystemExit):
         main(["frobnicate"])
+
+
+def test_score_from_params_names_the_valid_scorers(capsys):
+    params = str(REPO_ROOT / "params.yaml")
+    assert main(["score", "--from-params", "lite9", "--params", params]) == 2
+    err = capsys.readouterr().err
+    assert "'lite9' is not a scorer" in err and "lite0" in err
+
+
+def test_score_needs_a_scorer_or_params(capsys):
+    assert main(["score", "--manifest", "m.parquet"]) == 2
+    assert "--from-params" in capsys.readouterr().err
+
+
+def test_analyze_from_params_without_scores_names_the_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
+    assert main(["analyze", "--params", "params.yaml", "--no-progress"]) == 2
+    assert "results/scores" in capsys.readouterr().err
+
+
+def test_notebook_command_reports_a_missing_notebook(tmp_path, capsys):
+    assert main(["notebook", str(tmp_path / "none.ipynb"), "--out", str(tmp_path)]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -1,0 +1,70 @@
+"""Section builders on synthetic paper-shaped scores: every table, figure and metric is written."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from iqa_lib.analysis.runner import run_all
+from iqa_lib.analysis.synthetic import write_synthetic_scores
+from iqa_lib.config import load_params, validate_params
+from iqa_lib.report import paper_name
+from iqa_lib.sections import SECTIONS, make_context
+from tests.conftest import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def paper_like(tmp_path_factory):
+    """Synthetic scores named like the paper profile's scorers, analysed once."""
+    root = tmp_path_factory.mktemp("paper_like")
+    write_synthetic_scores(root / "scores", 60)
+    run_all(root / "scores", root / "analysis", n_bootstrap=30, mixture_fractions=[0.1, 0.2],
+            progress=False, log=lambda _: None)
+    params = load_params(REPO_ROOT / "profiles" / "paper.yaml")
+    return make_context(params, root / "analysis", root / "results")
+
+
+def test_paper_names_only_for_the_papers_setting():
+    assert paper_name("pyiqa:clipiqa") == "CLIP-IQA"
+    assert paper_name("torchvision:resnet34/IMAGENET1K_V1") == "resnet34"
+    assert paper_name("brisque") is None  # the offline BRISQUE is not pyiqa's
+    assert paper_name("efficientnet_lite:lite0") is None
+
+
+def test_every_section_writes_tables_figures_and_metrics(paper_like):
+    ctx = paper_like
+    for name, build in SECTIONS.items():
+        section = build(ctx)
+        assert not section.empty and section.note is None, name
+        assert any((ctx.tables_dir / name).glob("*.md")), name
+        pngs = list((ctx.figures_dir / name).glob("*.png"))
+        assert pngs and all(p.with_suffix(".pdf").is_file() for p in pngs), name
+        assert json.loads((ctx.metrics_dir / f"{name}.json").read_text()), name
+    figures = {p.stem.split("_")[0] for p in ctx.figures_dir.rglob("*.png")}
+    assert {"fig03", "fig05", "fig07", "fig11", "fig12", "fig13", "fig14", "fig15", "fig16",
+            "fig17", "fig18", "fig19", "fig20", "fig21", "fig22"} <= figures
+    assert (ctx.plots_dir / "accuracy_vs_nr_iqa.csv").is_file()
+
+
+def test_paper_values_sit_beside_ours(paper_like):
+    ctx = paper_like
+    t3 = pd.read_csv(ctx.tables_dir / "section6_zsclip" / "table3_zsclip.csv")
+    row = t3[(t3["task_model"] == "resnet34") & (t3["q"] == "q_p")].iloc[0]
+    assert row["paper_auc"] == 0.368 and row["paper_srcc"] == 0.959
+    t4 = pd.read_csv(ctx.tables_dir / "section5_strong_tg" / "table4_strong_tg_pairs.csv")
+    assert len(t4) == 27 and t4["paper_auc"].notna().all()
+    t2 = pd.read_csv(ctx.tables_dir / "section5_strong_tg" / "table2_strong_tg_same_model.csv")
+    assert (t2["m_model"] == t2["q_model"]).all() and len(t2) == 9
+    md = (ctx.tables_dir / "section4_nr_iqa" / "table1_nr_iqa.md").read_text()
+    assert "| paper AUC" in md and "[" in md  # the paper's column, and our CIs in brackets
+
+
+def test_unconfigured_section_explains_itself(tmp_path, paper_like):
+    params = validate_params({"scorers": {"tv": "tv", "lite0": "efficientnet_lite:lite0"},
+                              "analysis": {"task_models": ["lite0"]}})
+    ctx = make_context(params, paper_like.analysis_dir, tmp_path)
+    section = SECTIONS["section6_zsclip"](ctx)
+    assert section.empty and "zero-shot" in section.note
+    assert (tmp_path / "tables" / "section6_zsclip" / "NOT_CONFIGURED.md").is_file()
