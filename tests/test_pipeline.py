@@ -126,3 +126,12 @@ def check_table1_against_score_files(repo: Path) -> None:
     fit = LogisticRegression(C=np.inf, tol=1e-10, max_iter=10_000).fit(x[~test], y[~test])
     assert row["auc"] == pytest.approx(roc_auc_score(y[test], fit.decision_function(x[test])), abs=1e-9)
     assert row["ce"] == pytest.approx(log_loss(y[test], fit.predict_proba(x[test])[:, 1]), abs=1e-4)
+
+
+def test_paper_profile_dag_shows_every_stage(repo_copy):
+    shutil.copy(repo_copy / "profiles" / "paper.yaml", repo_copy / "params.yaml")
+    dag = run(["dvc", "dag", "--dot"], repo_copy)
+    scorers = ["clipiqa", "arniqa", "brisque", "tv", "resnet34", "convnext_base", "swin_b", "zsclip"]
+    sections = ["section4_nr_iqa", "section5_strong_tg", "section6_zsclip", "appendix_g_content", "section6_3_mixtures"]
+    for stage in ["prepare", "manifest", "analyze", *(f"score@{s}" for s in scorers), *(f"section@{s}" for s in sections)]:
+        assert stage in dag, stage
