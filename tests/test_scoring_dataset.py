@@ -40,3 +40,18 @@ def test_chunk_batches_never_cross_parts():
     sampler = ChunkBatchSampler([0, 2], part_size=5, n_rows=12, batch_size=2)
     assert list(sampler) == [[0, 1], [2, 3], [4], [10, 11]]
     assert len(sampler) == 4
+
+
+def test_bad_files_are_reported_but_bugs_are_raised(tmp_path, monkeypatch):
+    from iqa_lib.scoring import dataset
+
+    (tmp_path / "zero.jpg").write_bytes(b"")
+    good = tmp_path / "good.png"
+    Image.new("RGB", (300, 260), (10, 20, 30)).save(good)
+    images = dataset.ManifestImages([str(tmp_path / "zero.jpg"), str(good)], [True, True], 256, 224)
+    assert images[0][1] is None and images[0][2] == "zero-byte file"
+    assert tuple(images[1][1].shape) == (3, 224, 224)
+    # a programming error must stop the run, not turn every image into a "failure"
+    monkeypatch.setattr(dataset, "clean_geometry", lambda *a: undefined_name)  # noqa: F821
+    with pytest.raises(NameError):
+        images[1]

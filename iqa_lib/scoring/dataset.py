@@ -56,7 +56,8 @@ class ManifestImages(Dataset):
             return row, torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))), None
         except ImageDecodeError as exc:
             return row, None, exc.reason
-        except Exception as exc:  # a worker must never die on one file
+        except (OSError, ValueError, EOFError, SyntaxError, MemoryError, Image.DecompressionBombError) as exc:
+            # what odd pixel data can raise; a NameError or TypeError is a bug and must stop the run
             return row, None, f"{type(exc).__name__}: {exc}"
 
 
