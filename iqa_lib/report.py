@@ -102,16 +102,31 @@ def _fmt(value: float, low: float | None = None, high: float | None = None) -> s
     return text
 
 
+def _pm(mean: float | None, sd: float | None) -> str:
+    if mean is None or not np.isfinite(mean):
+        return ""
+    return f"{mean:.3f}" + (f" ± {sd:.3f}" if sd is not None and np.isfinite(sd) else "")
+
+
 def to_markdown(table: pd.DataFrame, title: str | None = None) -> str:
     """A readable Markdown rendering: our value [95% CI] and the paper's beside it."""
     id_cols = [c for c in ("task_model", "m_model", "q_model", "scorer", "q") if c in table.columns]
     rows = []
     for _, r in table.iterrows():
         row = {c: r[c] for c in id_cols}
-        row["AUC"] = _fmt(r.get("auc"), r.get("auc_ci_low"), r.get("auc_ci_high"))
-        if "auc_raw" in table.columns:
-            row["AUC (raw Q)"] = _fmt(r.get("auc_raw"))
-        row["CE"] = _fmt(r.get("ce"))
+        if "auc" in table.columns:
+            row["AUC"] = _fmt(r.get("auc"), r.get("auc_ci_low"), r.get("auc_ci_high"))
+            if "auc_raw" in table.columns:
+                row["AUC (raw Q)"] = _fmt(r.get("auc_raw"))
+            row["CE"] = _fmt(r.get("ce"))
+        else:  # cross-validated or per-mixture summaries: mean and sd
+            for stat in ("auc", "auc_raw", "ce"):
+                if f"mean_{stat}" in table.columns:
+                    label = {"auc": "mean AUC", "auc_raw": "mean AUC (raw Q)", "ce": "mean CE"}[stat]
+                    row[label] = _pm(r.get(f"mean_{stat}"), r.get(f"sd_{stat}"))
+            for count in ("n_groups_scored", "n_groups", "n_mixtures"):
+                if count in table.columns:
+                    row[count.replace("_", " ")] = r.get(count)
         for stat in ("krcc", "srcc", "plcc"):
             if stat in table.columns:
                 row[f"\\|{stat.upper()}\\|"] = _fmt(r.get(stat), r.get(f"{stat}_ci_low"), r.get(f"{stat}_ci_high"))

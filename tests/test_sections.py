@@ -46,6 +46,10 @@ def test_every_section_writes_tables_figures_and_metrics(paper_like):
     assert {"fig03", "fig05", "fig07", "fig11", "fig12", "fig13", "fig14", "fig15", "fig16",
             "fig17", "fig18", "fig19", "fig20", "fig21", "fig22"} <= figures
     assert (ctx.plots_dir / "accuracy_vs_nr_iqa.csv").is_file()
+    # cross-validated and per-mixture tables show mean ± sd, not empty cells
+    for name, table in (("section6_3_mixtures", "mixtures_mean_auc"), ("appendix_g_content", "content_per_image")):
+        md = (ctx.tables_dir / name / f"{table}.md").read_text()
+        assert "mean AUC" in md and " ± " in md, table
 
 
 def test_paper_values_sit_beside_ours(paper_like):
