@@ -170,8 +170,6 @@ def auc_vs_fraction(auc: pd.DataFrame, task_models: Sequence[str], metrics: Sequ
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n + 2, 3.6), squeeze=False, sharey=True)
     for ax, model in zip(axes.flat, task_models, strict=True):
         for i, (scorer, q) in enumerate(metrics):
-            if scorer == model:
-                continue
             g = auc[(auc["task_model"] == model) & (auc["scorer"] == scorer) & (auc["q"] == q)]
             ax.plot(g["p_c"], g["auc"], marker="o", ms=2.5, lw=1, color=_PALETTE[i % len(_PALETTE)],
                     label=_metric_label(scorer, q))
