@@ -32,9 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError, RuntimeError, KeyError) as exc:
         # Our errors are written for people: print them without a traceback.
-        print(f"iqa-kit {args.command}: error: {exc}", file=sys.stderr)
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"iqa-kit {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -104,9 +104,11 @@ def test_analyze_command_rejects_bad_fractions(capsys):
 
 
 def test_analyze_command_reports_bad_input(tmp_path, capsys):
-    args = _parse(["analyze", "--scores", str(tmp_path / "missing"), "--out", str(tmp_path)])
-    assert args.func(args) == 2
-    assert "does not exist" in capsys.readouterr().err
+    from iqa_lib.cli import main
+
+    assert main(["analyze", "--scores", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "Traceback" not in err
 
 
 def test_zero_shot_override_leaves_a_file_out_of_the_pairs(scores_dir, tmp_path):

@@ -163,27 +163,23 @@ def run(args: argparse.Namespace) -> int:
     for key, value in builtin.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    try:
-        run_all(
-            args.scores,
-            args.out,
-            seed=args.seed,
-            n_bootstrap=args.n_bootstrap,
-            level=args.level,
-            test_fraction=args.test_fraction,
-            n_folds=args.folds,
-            task_models=args.task_models,
-            scorers=args.scorers,
-            zero_shot=args.zero_shot,
-            mixture_fractions=args.mixture_fractions or DEFAULT_FRACTIONS,
-            mixture_corruptions=args.mixture_corruptions,
-            mixture_severities=args.mixture_severities or DEFAULT_SEVERITIES,
-            include_clean_group=args.include_clean_group,
-            analyses=tuple(args.analyses) if args.analyses else ANALYSES,
-            progress=not args.no_progress,
-            log=lambda msg: print(msg, file=sys.stderr),
-        )
-    except (FileNotFoundError, ValueError, KeyError) as exc:
-        print(f"iqa-kit analyze: error: {exc}", file=sys.stderr)
-        return 2
+    run_all(
+        args.scores,
+        args.out,
+        seed=args.seed,
+        n_bootstrap=args.n_bootstrap,
+        level=args.level,
+        test_fraction=args.test_fraction,
+        n_folds=args.folds,
+        task_models=args.task_models,
+        scorers=args.scorers,
+        zero_shot=args.zero_shot,
+        mixture_fractions=args.mixture_fractions or DEFAULT_FRACTIONS,
+        mixture_corruptions=args.mixture_corruptions,
+        mixture_severities=args.mixture_severities or DEFAULT_SEVERITIES,
+        include_clean_group=args.include_clean_group,
+        analyses=tuple(args.analyses) if args.analyses else ANALYSES,
+        progress=not args.no_progress,
+        log=lambda msg: print(msg, file=sys.stderr),
+    )
     return 0
