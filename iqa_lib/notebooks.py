@@ -66,7 +66,6 @@ def show_section(section) -> None:
     display(Markdown(f"## {section.title}"))
     if section.note:
         display(Markdown(f"> {section.note}"))
-        return
     for text in section.markdown.values():
         display(Markdown(text))
     for paths in section.figures.values():

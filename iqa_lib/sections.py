@@ -32,7 +32,7 @@ class Section:
     markdown: dict[str, str] = field(default_factory=dict)
     figures: dict[str, list[Path]] = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
-    note: str | None = None  # why the section is empty, when it is
+    note: str | None = None  # why the section is empty or partial, when it is
 
     @property
     def empty(self) -> bool:
@@ -49,6 +49,19 @@ class Context:
     figures_dir: Path
     metrics_dir: Path
     plots_dir: Path
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        """Analyses ``iqa-kit analyze`` skipped because the data cannot support them."""
+        path = self.analysis_dir / "analysis_params.json"
+        return json.loads(path.read_text()).get("skipped", {}) if path.is_file() else {}
+
+    def groupwise_note(self, section: Section) -> bool:
+        """Whether the group-wise figures can be drawn; if not, say why in the section."""
+        why = self.skipped.get("groupwise")
+        if why:
+            section.note = f"Group-wise columns and scatter plots are empty: {why}."
+        return why is None
 
     def read(self, name: str) -> pd.DataFrame:
         path = self.analysis_dir / f"{name}.csv"
@@ -92,10 +105,24 @@ class Context:
         self.plots_dir.mkdir(parents=True, exist_ok=True)
         data.to_csv(self.plots_dir / f"{name}.csv", index=False)
 
-    def write_metrics(self, section: Section) -> None:
+    def finish(self, section: Section) -> Section:
+        """Write the metrics JSON, and the section's note (if any) where its tables and figures go.
+
+        The folders always exist afterwards: they are DVC outputs, even when a section has no
+        figure to draw.
+        """
+        for folder in (self.tables_dir, self.figures_dir):
+            (folder / section.name).mkdir(parents=True, exist_ok=True)
+            note = folder / section.name / "NOTE.md"
+            if section.note:
+                note.write_text(f"# {section.title}\n\n{section.note}\n")
+            else:
+                note.unlink(missing_ok=True)  # from an earlier run with less data
         self.metrics_dir.mkdir(parents=True, exist_ok=True)
         path = self.metrics_dir / f"{section.name}.json"
-        path.write_text(json.dumps(section.metrics, indent=2, sort_keys=True) + "\n")
+        metrics = section.metrics if section.metrics or not section.note else {"note": section.note}
+        path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        return section
 
 
 def make_context(
@@ -124,12 +151,7 @@ def _headline(table: pd.DataFrame, row_keys: list[str]) -> dict:
 
 def _empty(section: Section, ctx: Context, why: str) -> Section:
     section.note = why
-    for folder in (ctx.tables_dir, ctx.figures_dir):
-        (folder / section.name).mkdir(parents=True, exist_ok=True)
-        (folder / section.name / "NOT_CONFIGURED.md").write_text(f"# {section.title}\n\n{why}\n")
-    section.metrics = {"note": why}
-    ctx.write_metrics(section)
-    return section
+    return ctx.finish(section)
 
 
 def _first_three(models: list[str]) -> list[tuple[int, str]]:
@@ -153,15 +175,15 @@ def section4_nr_iqa(ctx: Context) -> Section:
     ctx.write_table(sec, "table1_nr_iqa", t1, report.TABLE_TITLES[1])
     means = ctx.read("groupwise_means")
     main_nr = next((n for n in nr if ctx.paper_names.get(n) == "CLIP-IQA"), nr[0])
-    fig = plots.scatter_accuracy_vs_q(means, ctx.main_model, main_nr, "q").figure
-    ctx.save(sec, f"fig03_{ctx.main_model}_vs_{main_nr}", fig)
-    ctx.plot_data("accuracy_vs_nr_iqa", plots.group_points(means, ctx.main_model, main_nr, "q"))
-    for i, model in _first_three(ctx.task_models):
-        fig = plots.scatter_grid(means, model, [(s, "q") for s in nr], title=f"Accuracy of {model} vs no-reference IQA")
-        ctx.save(sec, _model_file(11, i, model), fig)
+    if ctx.groupwise_note(sec):
+        ctx.plot_data("accuracy_vs_nr_iqa", plots.group_points(means, ctx.main_model, main_nr, "q"))
+        fig = plots.scatter_accuracy_vs_q(means, ctx.main_model, main_nr, "q").figure
+        ctx.save(sec, f"fig03_{ctx.main_model}_vs_{main_nr}", fig)
+        for i, model in _first_three(ctx.task_models):
+            fig = plots.scatter_grid(means, model, [(s, "q") for s in nr], title=f"Accuracy of {model} vs no-reference IQA")
+            ctx.save(sec, _model_file(11, i, model), fig)
     sec.metrics = _headline(t1, ["task_model", "scorer"])
-    ctx.write_metrics(sec)
-    return sec
+    return ctx.finish(sec)
 
 
 def section5_strong_task_guided(ctx: Context) -> Section:
@@ -177,19 +199,19 @@ def section5_strong_task_guided(ctx: Context) -> Section:
     ctx.write_table(sec, "table4_strong_tg_pairs", t4, report.TABLE_TITLES[4])
     means = ctx.read("groupwise_means")
     others = [c for c in classifiers if c != ctx.main_model]
-    if others:
+    draw = ctx.groupwise_note(sec)
+    if others and draw:
         q_model = next((c for c in others if ctx.paper_names.get(c) == "swin_b"), others[0])
         fig = plots.scatter_accuracy_vs_q(means, ctx.main_model, q_model, "q_l").figure
         ctx.save(sec, f"fig05_{ctx.main_model}_vs_{q_model}_q_l", fig)
-    for i, model in _first_three(ctx.task_models):
+    for i, model in _first_three(ctx.task_models) if draw else []:
         sources = [c for c in classifiers if c != model] or [model]
         panels = [(c, q) for q in TASK_QS for c in sources]
         fig = plots.scatter_grid(means, model, panels, ncols=len(sources),
                                  title=f"Accuracy of {model} vs confidence of other classifiers")
         ctx.save(sec, _model_file(14, i, model), fig)
     sec.metrics = _headline(t4[t4["same_model"]], ["m_model", "q"])  # Table 2; all pairs in the tables
-    ctx.write_metrics(sec)
-    return sec
+    return ctx.finish(sec)
 
 
 def section6_zsclip(ctx: Context) -> Section:
@@ -208,13 +230,14 @@ def section6_zsclip(ctx: Context) -> Section:
     ctx.write_table(sec, "table3_zsclip", t3, report.TABLE_TITLES[3])
     means = ctx.read("groupwise_means")
     z = zs[0]
-    ctx.save(sec, f"fig07_{ctx.main_model}_vs_{z}_q_l", plots.scatter_accuracy_vs_q(means, ctx.main_model, z, "q_l").figure)
-    for i, model in _first_three(ctx.task_models):
+    draw = ctx.groupwise_note(sec)
+    if draw:
+        ctx.save(sec, f"fig07_{ctx.main_model}_vs_{z}_q_l", plots.scatter_accuracy_vs_q(means, ctx.main_model, z, "q_l").figure)
+    for i, model in _first_three(ctx.task_models) if draw else []:
         fig = plots.scatter_grid(means, model, [(z, q) for q in TASK_QS], title=f"Accuracy of {model} vs {z}")
         ctx.save(sec, _model_file(17, i, model), fig)
     sec.metrics = _headline(t3, ["task_model", "scorer", "q"])
-    ctx.write_metrics(sec)
-    return sec
+    return ctx.finish(sec)
 
 
 def _content_summary(table: pd.DataFrame, level: str) -> pd.DataFrame:
@@ -249,13 +272,14 @@ def appendix_g_content(ctx: Context) -> Section:
         rows = table[table["task_model"].isin(ctx.task_models) & table["mean_auc"].notna()]
         for kind, g in rows.groupby("kind"):
             sec.metrics[f"{level}_{kind}_mauc"] = round(float(g["mean_auc"].mean()), 4)
-    ctx.write_metrics(sec)
-    return sec
+    return ctx.finish(sec)
 
 
 def section6_3_mixtures(ctx: Context) -> Section:
     """Section 6.3 / Appendix H: mild-corruption mixtures (Figures 21-22)."""
     sec = Section("section6_3_mixtures", "Section 6.3: mild-corruption mixtures")
+    if "mixtures" in ctx.skipped:
+        return _empty(sec, ctx, f"Not computed: {ctx.skipped['mixtures']}.")
     auc, summary, hist = ctx.read("mixtures_auc"), ctx.read("mixtures_summary"), ctx.read("mixtures_histogram")
     summary = summary[summary["task_model"].isin(ctx.task_models)]
     ref = paper_text_values()["mixtures_mauc"]
@@ -271,8 +295,7 @@ def section6_3_mixtures(ctx: Context) -> Section:
         m: {f"{s}.{q}": round(float(v), 4) for s, q, v in g[["scorer", "q", "mean_auc"]].head(3).itertuples(index=False)}
         for m, g in best.groupby("task_model")
     }  # the three best metrics per task model; all of them in the table
-    ctx.write_metrics(sec)
-    return sec
+    return ctx.finish(sec)
 
 
 SECTIONS = {

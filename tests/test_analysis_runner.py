@@ -125,3 +125,30 @@ def test_zero_shot_override_leaves_a_file_out_of_the_pairs(scores_dir, tmp_path)
     assert len(tables["pairs"]) == 2 * 2 * 3
     with pytest.raises(ValueError, match="not a task score file"):
         run_all(scores_dir, tmp_path / "z", zero_shot=["tv"], log=lambda m: None)
+
+
+def test_clean_only_scores_skip_what_they_cannot_support(tmp_path):
+    """Your own images, no ImageNet-C: no group-wise correlations, no mixtures, the rest runs."""
+    scores = write_synthetic_scores(
+        tmp_path / "scores", 80, corruptions=(), n_labels=4, nr_scorers=("tv",),
+        classifiers=("resnet34",), zero_shot=(),
+    )
+    tables = run_all(scores, tmp_path / "out", n_bootstrap=20, progress=False, log=lambda m: None)
+    assert "groupwise_correlations" not in tables
+    assert not any(name.startswith("mixtures") for name in tables)
+    summary = tables["summary"]
+    assert summary["auc"].notna().all() and summary["srcc"].isna().all()
+    assert {"per_label", "per_image", "pairs", "groupwise_means"} <= set(tables)
+    skipped = json.loads((tmp_path / "out" / "analysis_params.json").read_text())["skipped"]
+    assert set(skipped) == {"groupwise", "mixtures"}
+    assert "at least 3" in skipped["groupwise"] and "have 0" in skipped["groupwise"]
+
+
+def test_two_groups_skip_only_groupwise(tmp_path):
+    scores = write_synthetic_scores(
+        tmp_path / "scores", 40, corruptions=("fog",), severities=(1, 2), n_labels=4,
+        nr_scorers=("tv",), classifiers=("resnet34",), zero_shot=(),
+    )
+    tables = run_all(scores, tmp_path / "out", n_bootstrap=20, mixture_fractions=[0.1],
+                     progress=False, log=lambda m: None)
+    assert "groupwise_correlations" not in tables and "mixtures_auc" in tables

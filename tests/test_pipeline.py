@@ -75,7 +75,7 @@ def test_dvc_repro_builds_every_table_and_is_idempotent(repo_copy):
         assert any((repo_copy / "results" / "figures" / section).glob("*.png")), section
         assert (repo_copy / "results" / "notebooks" / f"{section}.html").is_file()
     # no zero-shot scorer configured: the section explains itself instead of failing
-    assert (repo_copy / "results" / "tables" / "section6_zsclip" / "NOT_CONFIGURED.md").is_file()
+    assert (repo_copy / "results" / "tables" / "section6_zsclip" / "NOTE.md").is_file()
     check_table1_against_score_files(repo_copy)
 
     second = run(["dvc", "repro"], repo_copy)

@@ -72,4 +72,23 @@ def test_unconfigured_section_explains_itself(tmp_path, paper_like):
     ctx = make_context(params, paper_like[0].analysis_dir, tmp_path)
     section = SECTIONS["section6_zsclip"](ctx)
     assert section.empty and "zero-shot" in section.note
-    assert (tmp_path / "tables" / "section6_zsclip" / "NOT_CONFIGURED.md").is_file()
+    assert (tmp_path / "tables" / "section6_zsclip" / "NOTE.md").is_file()
+
+
+def test_sections_on_clean_only_data_explain_what_is_missing(tmp_path):
+    root = tmp_path
+    write_synthetic_scores(root / "scores", 60, corruptions=(), n_labels=4, nr_scorers=("tv",),
+                           classifiers=("lite0",), zero_shot=())
+    run_all(root / "scores", root / "analysis", n_bootstrap=20, progress=False, log=lambda _: None)
+    params = validate_params({"scorers": {"tv": "tv", "lite0": "efficientnet_lite:lite0"},
+                              "analysis": {"task_models": ["lite0"]}})
+    ctx = make_context(params, root / "analysis", root / "results")
+    s4 = SECTIONS["section4_nr_iqa"](ctx)
+    assert "table1_nr_iqa" in s4.tables and not s4.figures and "at least 3" in s4.note
+    # the figure folder is a DVC output: it exists, and says why it has no figure
+    assert "at least 3" in (root / "results" / "figures" / "section4_nr_iqa" / "NOTE.md").read_text()
+    mixtures = SECTIONS["section6_3_mixtures"](ctx)
+    assert mixtures.empty and "clean images and corrupted copies" in mixtures.note
+    assert (root / "results" / "tables" / "section6_3_mixtures" / "NOTE.md").is_file()
+    content = SECTIONS["appendix_g_content"](ctx)
+    assert "content_per_label" in content.tables

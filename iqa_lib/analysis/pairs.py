@@ -11,14 +11,38 @@ from __future__ import annotations
 import pandas as pd
 
 KEY = ["task_model", "scorer", "q", "kind"]
+POINT_COLS = (
+    "auc",
+    "auc_ci_low",
+    "auc_ci_high",
+    "auc_raw",
+    "auc_raw_ci_low",
+    "auc_raw_ci_high",
+    "ce",
+    "ce_ci_low",
+    "ce_ci_high",
+    "slope",
+    "status",
+)
 
 
-def summary_table(point: pd.DataFrame, group: pd.DataFrame) -> pd.DataFrame:
+GROUP_COLS = [
+    f"{stat}{suffix}"
+    for stat in ("krcc", "srcc", "plcc")
+    for suffix in ("", "_ci_low", "_ci_high", "_p_value")
+]
+
+
+def summary_table(point: pd.DataFrame, group: pd.DataFrame | None) -> pd.DataFrame:
     """Join point-wise metrics with the group-wise |r| and intervals, one row per pair.
 
     ``krcc``, ``srcc``, ``plcc`` are absolute correlations, ``*_ci_low``/``*_ci_high`` the
-    bootstrap interval of the absolute value, ``*_p_value`` scipy's p-value.
+    bootstrap interval of the absolute value, ``*_p_value`` scipy's p-value. ``group``
+    None (group-wise analysis skipped): those columns are present and empty.
     """
+    cols = [c for c in point.columns if c in (*KEY, *POINT_COLS)]
+    if group is None or group.empty:
+        return point[cols].assign(**{c: float("nan") for c in GROUP_COLS})
     wide = group.pivot_table(
         index=KEY,
         columns="stat",
@@ -28,31 +52,7 @@ def summary_table(point: pd.DataFrame, group: pd.DataFrame) -> pd.DataFrame:
     wide.columns = [
         f"{stat}{'' if v == 'abs_r' else '_' + v.replace('abs_', '')}" for v, stat in wide.columns
     ]
-    cols = [
-        c
-        for c in point.columns
-        if c
-        in (
-            *KEY,
-            "auc",
-            "auc_ci_low",
-            "auc_ci_high",
-            "auc_raw",
-            "auc_raw_ci_low",
-            "auc_raw_ci_high",
-            "ce",
-            "ce_ci_low",
-            "ce_ci_high",
-            "slope",
-            "status",
-        )
-    ]
-    ordered = [
-        f"{stat}{suffix}"
-        for stat in ("krcc", "srcc", "plcc")
-        for suffix in ("", "_ci_low", "_ci_high", "_p_value")
-    ]
-    wide = wide[[c for c in ordered if c in wide.columns]]
+    wide = wide[[c for c in GROUP_COLS if c in wide.columns]]
     return point[cols].merge(wide.reset_index(), on=KEY, how="outer")
 
 

@@ -15,8 +15,14 @@ mixtures_auc.csv               point-wise AUC per mixture fraction p_c
 mixtures_summary.csv           mean AUC over mixtures
 mixtures_quantiles.csv         Q quantiles per mixture
 mixtures_histogram.csv         Q histogram per mixture
-analysis_params.json           the options used
+analysis_params.json           the options used, and ``skipped``: analyses the data
+                               cannot support, with the reason
 =============================  =======================================================
+
+Data without ImageNet-C (your own clean images) still gets every analysis it supports:
+with fewer than 3 (corruption, severity) groups the group-wise correlations are skipped
+(the summary's group-wise columns are then empty), without clean and corrupted rows the
+mixtures are. Nothing else is skipped silently: bad input still raises.
 """
 
 from __future__ import annotations
@@ -25,16 +31,42 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from iqa_lib.analysis.content import per_image, per_label
-from iqa_lib.analysis.groupwise import group_means, groupwise
+from iqa_lib.analysis.groupwise import group_codes, group_means, groupwise
 from iqa_lib.analysis.io import load_scores
 from iqa_lib.analysis.mixtures import DEFAULT_FRACTIONS, DEFAULT_SEVERITIES, mixtures
 from iqa_lib.analysis.pairs import pairs, summary_table
 from iqa_lib.analysis.pointwise import pointwise
 
 ANALYSES = ("groupwise", "pointwise", "per_label", "per_image", "mixtures")
+MIN_GROUPS = 3  # group-wise correlations over fewer points are meaningless
+
+
+def unsupported(
+    scores, analyses, include_clean_group: bool = False, mixture_severities=DEFAULT_SEVERITIES
+) -> dict[str, str]:
+    """Analyses of ``analyses`` these scores cannot support, each with the reason."""
+    why: dict[str, str] = {}
+    if "groupwise" in analyses:
+        n_groups = group_codes(scores, include_clean_group)[1].shape[0]
+        if n_groups < MIN_GROUPS:
+            why["groupwise"] = (
+                f"group-wise correlations need at least {MIN_GROUPS} (corruption, severity) groups; "
+                f"these scores have {n_groups}{'' if include_clean_group else ' besides the clean images'}"
+            )
+    if "mixtures" in analyses:
+        clean = scores.clean_mask()
+        mild = ~clean & np.isin(scores.severity, list(mixture_severities))
+        if not clean.any() or not mild.any():
+            why["mixtures"] = (
+                "mixtures need clean images and corrupted copies at severities "
+                f"{list(mixture_severities)}; these scores have "
+                f"{int(clean.sum())} clean and {int(mild.sum())} such corrupted rows"
+            )
+    return why
 
 
 def run_all(
@@ -84,6 +116,9 @@ def run_all(
     )
     models = task_models
     tables: dict[str, pd.DataFrame] = {}
+    skipped = unsupported(scores, analyses, include_clean_group, mixture_severities)
+    for name, why in skipped.items():
+        log(f"skipping {name}: {why}")
 
     def timed(name, func):
         t = time.perf_counter()
@@ -94,6 +129,7 @@ def run_all(
     if "groupwise" in analyses:
         means = group_means(scores, None, models, include_clean_group)
         tables["groupwise_means"] = means
+    if "groupwise" in analyses and "groupwise" not in skipped:
         tables["groupwise_correlations"] = timed(
             "group-wise",
             lambda: groupwise(
@@ -123,7 +159,7 @@ def run_all(
             ),
         )
     if "groupwise" in analyses and "pointwise" in analyses:
-        tables["summary"] = summary_table(tables["pointwise"], tables["groupwise_correlations"])
+        tables["summary"] = summary_table(tables["pointwise"], tables.get("groupwise_correlations"))
         tables["pairs"] = pairs(tables["summary"], scores.classifiers)
     if "per_label" in analyses:
         tables["per_label"] = timed(
@@ -135,7 +171,7 @@ def run_all(
             "per-image",
             lambda: per_image(scores, None, models, n_folds=n_folds, seed=seed, progress=progress),
         )
-    if "mixtures" in analyses:
+    if "mixtures" in analyses and "mixtures" not in skipped:
         mix = timed(
             "mixtures",
             lambda: mixtures(
@@ -168,6 +204,7 @@ def run_all(
         "mixture_severities": list(mixture_severities),
         "include_clean_group": include_clean_group,
         "analyses": list(analyses),
+        "skipped": skipped,
         "n_rows": scores.n_rows,
     }
     (out / "analysis_params.json").write_text(json.dumps(params, indent=2))
