@@ -9,7 +9,9 @@ from collections.abc import Sequence
 
 from iqa_lib import __version__
 
-COMMANDS = ("validate", "quickstart", "prepare", "corrupt", "manifest", "score", "analyze", "notebook")
+COMMANDS = (
+    "validate", "quickstart", "prepare", "corrupt", "manifest", "score", "analyze", "describe", "notebook",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

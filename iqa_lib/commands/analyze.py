@@ -31,7 +31,8 @@ def _ints(text: str) -> list[int]:
         ) from exc
 
 
-def _names(text: str) -> list[str]:
+def names_list(text: str) -> list[str]:
+    """'a, b,' -> ['a', 'b']: comma-separated names on the command line."""
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
@@ -68,20 +69,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--folds", type=int, default=None, help="CV folds (default: 5)")
     parser.add_argument(
         "--task-models",
-        type=_names,
+        type=names_list,
         default=None,
         help="comma-separated score files whose 'correct' is M "
         "(default: every classifier/zero-shot file)",
     )
     parser.add_argument(
         "--scorers",
-        type=_names,
+        type=names_list,
         default=None,
         help="comma-separated score files to load (default: all)",
     )
     parser.add_argument(
         "--zero-shot",
-        type=_names,
+        type=names_list,
         default=None,
         help="comma-separated task files that are zero-shot (ZSCLIP-IQA), left out of the "
         "classifier-pairs table (default: from the file's 'kind' metadata or an "
@@ -96,7 +97,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--mixture-corruptions",
-        type=_names,
+        type=names_list,
         default=None,
         help="comma-separated corruptions to mix in (default: the 15 ImageNet-C ones present)",
     )
@@ -114,7 +115,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--analyses",
-        type=_names,
+        type=names_list,
         default=None,
         help="comma-separated subset of groupwise,pointwise,per_label,"
         "per_image,mixtures (default: all)",
