@@ -98,6 +98,22 @@ def test_dvc_repro_builds_every_table_and_is_idempotent(repo_copy):
     assert sorted(manifest["severity"].unique()) == [0, 1]
     assert sorted(manifest["corruption"].unique()) == ["brightness", "clean", "contrast", "fog"]
 
+
+@pytest.mark.slow
+def test_dvc_repro_on_clean_images_only(repo_copy):
+    """Own images without ImageNet-C: the pipeline runs to the end and says what it skipped."""
+    set_params(repo_copy, generate_corruptions=False)
+    set_params(repo_copy, "scorers", tv="tv", lite0="efficientnet_lite:lite0")
+    set_params(repo_copy, "analysis", task_models=["lite0"], n_bootstrap=50)
+    run(["dvc", "repro"], repo_copy)
+    results = repo_copy / "results"
+    table1 = pd.read_csv(results / "tables" / "section4_nr_iqa" / "table1_nr_iqa.csv")
+    assert table1["auc"].notna().all() and table1["srcc"].isna().all()
+    assert "at least 3" in (results / "figures" / "section4_nr_iqa" / "NOTE.md").read_text()
+    assert "mixtures need" in (results / "tables" / "section6_3_mixtures" / "NOTE.md").read_text()
+    assert (results / "notebooks" / "section6_3_mixtures.html").is_file()
+
+
 def check_table1_against_score_files(repo: Path) -> None:
     """Table 1's numbers recomputed from the score files with scipy and scikit-learn."""
     from scipy import stats
