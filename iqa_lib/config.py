@@ -33,6 +33,7 @@ Severity = Literal[SEVERITIES]  # type: ignore[valid-type]
 MANIFEST_PATH = "data/manifest.parquet"  # fixed: dvc.yaml names it
 SCORES_DIR = "results/scores"  # one <scorer>.parquet per scorer: the contract of DESIGN.md section 3
 ANALYSIS_DIR = "results/analysis"
+DISTRIBUTION_DIR = "results/distribution"  # iqa-kit describe: quality distribution table + figure
 PREPARED_STAMP = "data/prepared.json"  # what `iqa-kit prepare` made; DVC tracks this, not the images
 SCORER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 DEFAULT_MIXTURE_FRACTIONS = [round(0.01 * i, 2) for i in range(1, 21)]

@@ -201,3 +201,19 @@ def test_cli_errors_name_the_path_and_the_scorer(corrupted_dir, tmp_path, capsys
     assert cli.main(["describe", "--scores", str(corrupted_dir), "--scorers", "brisque,nope"]) == 2
     err = capsys.readouterr().err
     assert "nope" in err and "available" in err and "tv" in err
+
+
+def test_params_give_the_pipeline_defaults(clean_dir, tmp_path, monkeypatch, capsys):
+    """`iqa-kit describe --params params.yaml` (the dvc stage): configured scorers only."""
+    import shutil
+
+    import yaml
+
+    scores = tmp_path / "results" / "scores"
+    shutil.copytree(clean_dir, scores)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"scorers": {"tv": "tv"}}))
+    monkeypatch.chdir(tmp_path)
+    assert describe.run(_parse(["describe", "--params", "params.yaml"])) == 0
+    table = pd.read_csv(tmp_path / "results" / "distribution" / "q_distribution.csv")
+    assert set(table["scorer"]) == {"tv"}  # brisque.parquet is there but not configured
+    assert "wrote q_distribution.csv" in capsys.readouterr().out

@@ -77,6 +77,8 @@ def test_dvc_repro_builds_every_table_and_is_idempotent(repo_copy):
     # no zero-shot scorer configured: the section explains itself instead of failing
     assert (repo_copy / "results" / "tables" / "section6_zsclip" / "NOTE.md").is_file()
     check_table1_against_score_files(repo_copy)
+    describe = pd.read_csv(repo_copy / "results" / "distribution" / "q_distribution.csv")
+    assert set(describe["scorer"]) == {"tv", "lite0"} and len(describe) == 5 * 4  # 5 groups x 4 Q
 
     second = run(["dvc", "repro"], repo_copy)
     assert "didn't change" in second and "Running stage" not in second

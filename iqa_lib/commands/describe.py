@@ -28,8 +28,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "one group (your own clean images), median Q against severity per corruption for "
         "ImageNet-C. Writes q_distribution.csv, q_distribution.png and q_distribution.pdf.",
     )
+    parser.add_argument("--scores", help="folder of <scorer>.parquet files from `iqa-kit score`")
     parser.add_argument(
-        "--scores", required=True, help="folder of <scorer>.parquet files from `iqa-kit score`"
+        "--params",
+        help="take the defaults from this params.yaml: results/scores, its configured scorers, "
+        "and results/distribution (explicit options win); this is what dvc.yaml runs",
     )
     parser.add_argument(
         "--scorers",
@@ -101,6 +104,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.bins < 1:
         raise ValueError(f"--bins must be at least 1, got {args.bins}")
+    if args.params:
+        from iqa_lib.config import DISTRIBUTION_DIR, SCORES_DIR, load_params
+
+        params = load_params(args.params)
+        args.scores = args.scores or SCORES_DIR
+        args.scorers = args.scorers or list(params.scorers)
+        args.out = args.out or DISTRIBUTION_DIR
+    if not args.scores:
+        raise ValueError("give --scores DIR (a folder of <scorer>.parquet files) or --params")
     table, summary = describe_and_summarize(args.scores, args.scorers)
     if table.empty:
         raise ValueError(f"{args.scores}: the score files have no rows; rescore the images")
