@@ -43,10 +43,14 @@ def _axis_label(scorer: str, q: str) -> str:
     return name if q == "q" else f"{name}: {Q_LABELS.get(q, q)}"
 
 
-def _values(source: str | Path | ScoreSet, scorer: str, q: str) -> np.ndarray:
+def _values(source: str | Path | ScoreSet, loaded: dict, scorer: str, q: str) -> np.ndarray:
+    """Raw Q of one variable; a score file is read once per figure (``loaded`` caches it)."""
     if isinstance(source, ScoreSet):
-        return np.asarray(source.q[(scorer, q)], dtype=np.float64)
-    (scores,) = iter_scoresets(source, [scorer])
+        scores = source
+    else:
+        if scorer not in loaded:
+            (loaded[scorer],) = iter_scoresets(source, [scorer])
+        scores = loaded[scorer]
     return np.asarray(scores.q[(scorer, q)], dtype=np.float64)
 
 
@@ -137,11 +141,12 @@ def q_distribution_figure(
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.0 * ncols + 1.8, 3.2 * nrows),
                              squeeze=False)
     legend_ax = None
+    loaded: dict = {}
     for ax, (scorer, q) in zip(axes.flat, wanted, strict=False):
         rows = table[(table["scorer"] == scorer) & (table["q"] == q)]
         label = _axis_label(scorer, q)
         if len(rows) == 1:
-            _histogram(ax, _values(source, scorer, q), rows.iloc[0], bins, label)
+            _histogram(ax, _values(source, loaded, scorer, q), rows.iloc[0], bins, label)
         else:
             _severity_lines(ax, rows, label)
             legend_ax = legend_ax or ax

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -50,7 +51,7 @@ class Context:
     metrics_dir: Path
     plots_dir: Path
 
-    @property
+    @cached_property
     def skipped(self) -> dict[str, str]:
         """Analyses ``iqa-kit analyze`` skipped because the data cannot support them."""
         path = self.analysis_dir / "analysis_params.json"

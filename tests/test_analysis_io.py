@@ -121,3 +121,15 @@ def test_zero_shot_kind_from_metadata_or_name(tmp_path):
     _rewrite(d / "open_clip_b32.parquet", lambda x: x)  # drops the kind metadata
     _rewrite(d / "clf.parquet", lambda x: x, metadata={"kind": "zero_shot"})
     assert load_scores(d).kinds == {"clf": "zero_shot", "open_clip_b32": "zero_shot"}
+
+
+def test_a_manifest_beside_the_scores_is_skipped(scores_dir, tmp_path):
+    folder = tmp_path / "with_manifest"
+    folder.mkdir()
+    for p in scores_dir.glob("*.parquet"):
+        (folder / p.name).write_bytes(p.read_bytes())
+    keys = pd.read_parquet(folder / "tv.parquet")[["image_id", "corruption", "severity", "label"]]
+    keys.assign(path="x.png").to_parquet(folder / "manifest.parquet")
+    with pytest.warns(UserWarning, match=r"skipped \['manifest'\]"):
+        s = load_scores(folder)
+    assert "manifest" not in s.kinds and s.n_rows == load_scores(scores_dir).n_rows

@@ -10,13 +10,11 @@ Statistics are computed from per-group sorted values with bincount, so ImageNet-
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from iqa_lib.analysis.io import CLEAN, TASK_QS, ScoreSet, list_score_files, load_scores
 from iqa_lib.corruptions import ALL_CORRUPTIONS
@@ -144,45 +142,9 @@ def summarize_scoreset(scores: ScoreSet) -> pd.DataFrame:
     return _describe(scores, codes, groups)
 
 
-def _is_score_file(path: Path) -> bool:
-    names = pq.read_schema(path).names
-    return "q" in names or all(c in names for c in ("correct", *TASK_QS))
-
-
-def score_file_paths(scores_dir: str | Path, scorers: list[str] | None = None) -> list[Path]:
-    """The score files to describe; other Parquet files (e.g. a manifest) are skipped.
-
-    Named scorers must exist (KeyError listing what is there); with ``scorers=None`` every
-    ``<scorer>.parquet`` that has score columns is used, the others are skipped with a warning.
-    """
-    d = Path(scores_dir)
-    if not d.is_dir():
-        raise FileNotFoundError(
-            f"scores folder {d} does not exist; give the folder of <scorer>.parquet files "
-            "written by `iqa-kit score --out <folder>/<scorer>.parquet`"
-        )
-    available = {p.stem: p for p in sorted(d.glob("*.parquet"))}
-    if scorers is not None:
-        unknown = [s for s in scorers if s not in available]
-        if unknown:
-            raise KeyError(
-                f"no score file for scorer(s) {unknown} in {d}; available: "
-                f"{sorted(available) or 'none'} (names are the file stems)"
-            )
-        return list_score_files(d, list(scorers))
-    paths = [p for p in list_score_files(d) if _is_score_file(p)]
-    skipped = sorted(set(available) - {p.stem for p in paths})
-    if skipped:
-        warnings.warn(f"{d}: skipped {skipped}: no score columns (q or correct/q_p/q_h/q_l)",
-                      stacklevel=2)
-    if not paths:
-        raise FileNotFoundError(f"no score files in {d} (only {skipped}); run `iqa-kit score`")
-    return paths
-
-
 def iter_scoresets(scores_dir: str | Path, scorers: list[str] | None = None) -> Iterator[ScoreSet]:
     """One ScoreSet per score file, loaded alone (one file in memory at a time)."""
-    for path in score_file_paths(scores_dir, scorers):
+    for path in list_score_files(scores_dir, scorers):
         yield load_scores(path.parent, [path.stem])
 
 

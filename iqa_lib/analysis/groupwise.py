@@ -15,6 +15,8 @@ from iqa_lib.analysis.io import CLEAN, ScoreSet
 from iqa_lib.stats.bootstrap import bootstrap_indices
 from iqa_lib.stats.correlation import Resampled, bootstrap_correlations
 
+MIN_GROUPS = 3  # correlations over fewer group means are meaningless
+
 
 def group_codes(scores: ScoreSet, include_clean: bool = False) -> tuple[np.ndarray, pd.DataFrame]:
     """Per-row group code (-1 for rows left out) and the (corruption, severity) of each group."""
@@ -80,9 +82,9 @@ def groupwise(
     if means is None:
         means = group_means(scores, qs, models, include_clean)
     n_groups = int(means.groupby(["corruption", "severity"]).ngroups)
-    if n_groups < 3:
+    if n_groups < MIN_GROUPS:
         raise ValueError(
-            f"group-wise correlations need at least 3 (corruption, severity) groups, found "
+            f"group-wise correlations need at least {MIN_GROUPS} (corruption, severity) groups, found "
             f"{n_groups}{'' if include_clean else ' (clean images are not a group)'}"
         )
     idx = bootstrap_indices(n_groups, n_bootstrap, seed)
@@ -108,4 +110,4 @@ def groupwise(
     return out[first + [c for c in out.columns if c not in first]]
 
 
-__all__ = ["CLEAN", "group_codes", "group_means", "groupwise"]
+__all__ = ["CLEAN", "MIN_GROUPS", "group_codes", "group_means", "groupwise"]

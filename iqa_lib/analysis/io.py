@@ -145,19 +145,41 @@ def _check_finite(path: Path, df: pd.DataFrame, cols: list[str]) -> None:
             )
 
 
+def _is_manifest(path: Path) -> bool:
+    """A manifest (image paths, no scores) kept beside the scores: not a broken score file."""
+    names = pq.read_schema(path).names
+    return "path" in names and "q" not in names and "correct" not in names
+
+
 def list_score_files(scores_dir: str | Path, scorers: list[str] | None = None) -> list[Path]:
-    """The ``<scorer>.parquet`` files of a folder (all, or the named ones, in that order)."""
+    """The ``<scorer>.parquet`` files of a folder (all, or the named ones, in that order).
+
+    With ``scorers=None``, a manifest in the folder (a ``path`` column, no scores) is skipped
+    with a warning; any other Parquet file is read as scores, so a broken one is an error.
+    """
     d = Path(scores_dir)
     if not d.is_dir():
-        raise FileNotFoundError(f"scores folder {d} does not exist")
+        raise FileNotFoundError(
+            f"scores folder {d} does not exist; give the folder of <scorer>.parquet files "
+            "written by `iqa-kit score --out <folder>/<scorer>.parquet`"
+        )
     found = {p.stem: p for p in sorted(d.glob("*.parquet"))}
     if not found:
-        raise FileNotFoundError(f"no <scorer>.parquet score files in {d}")
+        raise FileNotFoundError(f"no <scorer>.parquet score files in {d}; run `iqa-kit score`")
     if scorers is None:
-        return list(found.values())
+        paths = [p for p in found.values() if not _is_manifest(p)]
+        skipped = sorted(set(found) - {p.stem for p in paths})
+        if skipped:
+            warnings.warn(f"{d}: skipped {skipped}: a manifest, not scores", stacklevel=2)
+        if not paths:
+            raise FileNotFoundError(f"no <scorer>.parquet score files in {d} (only {skipped})")
+        return paths
     missing = [s for s in scorers if s not in found]
     if missing:
-        raise FileNotFoundError(f"no score file for {missing} in {d}; found {sorted(found)}")
+        raise FileNotFoundError(
+            f"no score file for {missing} in {d}; available: {sorted(found)} "
+            "(names are the file stems)"
+        )
     return [found[s] for s in scorers]
 
 

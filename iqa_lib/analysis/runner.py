@@ -35,14 +35,13 @@ import numpy as np
 import pandas as pd
 
 from iqa_lib.analysis.content import per_image, per_label
-from iqa_lib.analysis.groupwise import group_codes, group_means, groupwise
+from iqa_lib.analysis.groupwise import MIN_GROUPS, group_codes, group_means, groupwise
 from iqa_lib.analysis.io import load_scores
 from iqa_lib.analysis.mixtures import DEFAULT_FRACTIONS, DEFAULT_SEVERITIES, mixtures
 from iqa_lib.analysis.pairs import pairs, summary_table
 from iqa_lib.analysis.pointwise import pointwise
 
 ANALYSES = ("groupwise", "pointwise", "per_label", "per_image", "mixtures")
-MIN_GROUPS = 3  # group-wise correlations over fewer points are meaningless
 
 
 def unsupported(
