@@ -64,7 +64,10 @@ class DataParams(_Strict):
     ``clean_root: null`` means the quickstart photographs (no download);
     ``imagenet_c_root: null`` with ``generate_corruptions: true`` renders
     ImageNet-C from the clean images. Generated images go under
-    ``generated_root``, never into a user's own folders.
+    ``generated_root``, never into a user's own folders. ``geometry`` is how
+    clean images are scored: ``resize_crop`` (Resize 256 + CenterCrop 224, as
+    ImageNet-C was made) or ``none`` (as stored); corrupted images are always
+    scored as stored.
     """
 
     clean_root: str | None = None
@@ -75,6 +78,7 @@ class DataParams(_Strict):
     corruptions: list[CorruptionName] = Field(default_factory=lambda: list(COMMON_CORRUPTIONS))
     severities: list[Severity] = Field(default_factory=lambda: list(SEVERITIES))
     check: Literal["full", "header", "none"] = "full"
+    geometry: Literal["resize_crop", "none"] = "resize_crop"
 
     @model_validator(mode="after")
     def _consistent(self) -> DataParams:

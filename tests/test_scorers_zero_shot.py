@@ -104,6 +104,29 @@ def test_temperature_and_disk_text_cache(tiny_clip, tmp_path):
     assert first.temperature == 0.01
 
 
+def test_temperature_model_reads_the_models_logit_scale_and_bias(tiny_clip):
+    base = {"spec": f"open_clip:{ARCH}/random", "weights": str(tiny_clip)}
+    scorer = build_scorer({**base, "temperature": "model"}, "cpu")
+    # open_clip initialises logit_scale to log(1 / 0.07): T = 0.07, not the fixed 0.01
+    assert scorer.temperature == pytest.approx(0.07, rel=1e-5) and scorer.logit_bias == 0.0
+    with torch.no_grad():
+        scorer.model.logit_scale.fill_(np.log(50.0))
+    scorer.model.logit_bias = torch.nn.Parameter(torch.tensor(-10.0))  # as SigLIP models carry
+    from iqa_lib.scorers.zero_shot import model_temperature
+
+    t, bias = model_temperature(scorer.model, "model")
+    assert t == pytest.approx(0.02, rel=1e-5) and bias == pytest.approx(-10.0)
+    scorer.temperature, scorer.logit_bias = t, bias
+    x = torch.randint(0, 255, (3, 3, 64, 64), dtype=torch.uint8)
+    s = scorer.cosines(x).double()
+    res = scorer.score(x, None)
+    logits = 50.0 * s - 10.0  # the model's own logits
+    np.testing.assert_allclose(res["q_p"], torch.softmax(logits, 1).max(1).values, rtol=1e-6)
+    np.testing.assert_allclose(res["q_l"], s.max(1).values, rtol=1e-6)  # raw cosine, as before
+    assert model_temperature(scorer.model, 0.01) == (0.01, 0.0)
+    parse_spec({**base, "temperature": "model"})  # valid in params.yaml
+
+
 def test_templates_and_option_validation():
     assert resolve_templates(None) == ("A picture of a {}.",)
     openai = resolve_templates("openai80")

@@ -241,3 +241,62 @@ def test_score_command_parser_and_run(tmp_path, capsys):
     assert args.func(args) == 0
     assert "3 rows scored" in capsys.readouterr().out
     assert len(pd.read_parquet(tmp_path / "s.parquet")) == 3
+
+
+def test_geometry_none_scores_clean_images_as_stored(tmp_path):
+    manifest = _manifest(tmp_path, n=4)
+    crop = score_manifest("tv", manifest, tmp_path / "crop.parquet", batch_size=4, num_workers=0,
+                          device="cpu", progress=False)
+    stored = score_manifest("tv", manifest, tmp_path / "stored.parquet", batch_size=4,
+                            num_workers=0, device="cpu", progress=False, geometry="none")
+    df = pd.read_parquet(manifest)
+    expected = []
+    for path in df["path"]:
+        x = torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy())
+        expected.append(float(total_variation(x.permute(2, 0, 1)[None].float() / 255)[0]))
+    np.testing.assert_allclose(pd.read_parquet(stored)["q"], expected, rtol=1e-6)
+    np.testing.assert_allclose(pd.read_parquet(crop)["q"], _expected_tv(manifest), rtol=1e-6)
+    clean = df["corruption"].eq("clean").to_numpy()
+    assert not np.allclose(pd.read_parquet(crop)["q"][clean], np.array(expected)[clean])
+    assert parts.read_score_metadata(stored)["geometry"] == "none"
+    with pytest.raises(ValueError, match="geometry 'crop' is not one of resize_crop, none"):
+        score_manifest("tv", manifest, tmp_path / "x.parquet", geometry="crop")
+
+
+def test_score_images_folder_unlabelled(tmp_path, capsys):
+    from iqa_lib.cli import main
+
+    folder = tmp_path / "mine"
+    _img(folder / "a.png", (50, 40), seed=1)
+    _img(folder / "sub" / "a.png", (64, 64), seed=2)  # same name, other folder: its own image_id
+    _img(folder / "b.jpg", (30, 90), seed=3)
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "broken.png").symlink_to(folder / "gone.png")  # listed as a failure, not lost
+    out = tmp_path / "scores" / "tv.parquet"
+    assert main(["score", "--scorer", "tv", "--images", str(folder), "--out", str(out),
+                 "--num-workers", "0", "--device", "cpu", "--no-progress"]) == 0
+    assert "3 rows scored; 1 failed" in capsys.readouterr().out
+    df = pd.read_parquet(out)
+    assert df["image_id"].tolist() == ["a.png", "b.jpg", "sub/a.png"]
+    assert (df["label"] == -1).all() and (df["corruption"] == "clean").all()
+    x = torch.from_numpy(np.asarray(Image.open(folder / "b.jpg").convert("RGB")).copy())
+    assert df["q"].iloc[1] == pytest.approx(float(total_variation(x.permute(2, 0, 1)[None] / 255.0)[0]))
+    assert pd.read_csv(tmp_path / "scores" / "tv.failures.csv")["image_id"].tolist() == ["broken.png"]
+    # a classifier on unlabelled images: its confidence is a Q, its correctness is unknown
+    clf = tmp_path / "scores" / "lite0.parquet"
+    assert main(["score", "--scorer", "efficientnet_lite:lite0", "--images", str(folder),
+                 "--out", str(clf), "--num-workers", "0", "--device", "cpu", "--no-progress"]) == 0
+    cols = pd.read_parquet(clf).columns.tolist()
+    assert cols == ["image_id", "corruption", "severity", "label", "pred", "q_p", "q_h", "q_l"]
+    assert main(["score", "--scorer", "tv", "--images", str(tmp_path / "nowhere"), "--out",
+                 str(out)]) != 0
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_mixed_labelled_and_unlabelled_manifest_is_refused(tmp_path):
+    manifest = _manifest(tmp_path, n=3)
+    df = pd.read_parquet(manifest)
+    df.loc[1, "label"] = -1
+    df.to_parquet(manifest)
+    with pytest.raises(ValueError, match="mixes labelled rows and unlabelled rows"):
+        score_manifest("tv", manifest, tmp_path / "s.parquet", num_workers=0, device="cpu")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -37,6 +38,20 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "open_clip:ViT-B-32/openai, or a mapping '{spec: ..., weights: ..., temperature: ...}'",
     )
     parser.add_argument("--manifest", help="manifest.parquet to score")
+    parser.add_argument(
+        "--images",
+        metavar="DIR",
+        help="score a folder of images directly (searched recursively; unlabelled: classifiers "
+        "write pred and q_p, q_h, q_l but no `correct`); its manifest is written beside --out",
+    )
+    parser.add_argument(
+        "--geometry",
+        choices=("resize_crop", "none"),
+        default=None,
+        help="resize_crop: clean images get Resize(256) + CenterCrop(224) as ImageNet-C was made "
+        "(default; corrupted images are always scored as stored); none: every image as stored "
+        "(default with --images: none; with --from-params: data.geometry)",
+    )
     parser.add_argument("--out", help="output Parquet file (e.g. results/scores/x.parquet)")
     parser.add_argument(
         "--from-params",
@@ -72,8 +87,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     import pandas as pd
 
     from iqa_lib.scoring.distributed import dist_info
@@ -82,9 +95,19 @@ def run(args: argparse.Namespace) -> int:
 
     if args.from_params:
         _fill_from_params(args)
+    if args.images is not None:
+        if args.manifest is not None:
+            raise ValueError("give --images DIR or --manifest FILE, not both")
+        if args.out is None:
+            raise ValueError("give --out (e.g. results/scores/my_images.parquet) with --images")
+        args.manifest = _folder_manifest(Path(args.images), Path(args.out))
+        args.geometry = args.geometry or "none"
     missing = [f"--{k}" for k in ("scorer", "manifest", "out") if getattr(args, k) is None]
     if missing:
-        raise ValueError(f"give {', '.join(missing)} (or --from-params NAME to read them from params.yaml)")
+        raise ValueError(
+            f"give {', '.join(missing)} (or --images DIR instead of --manifest, or --from-params "
+            "NAME to read them from params.yaml)"
+        )
     out = score_manifest(
         args.scorer,
         args.manifest,
@@ -95,12 +118,22 @@ def run(args: argparse.Namespace) -> int:
         resume=not args.no_resume,
         part_size=args.part_size or DEFAULT_PART_SIZE,
         progress=not args.no_progress,
+        geometry=args.geometry or "resize_crop",
     )
     if dist_info().is_main:
         n_rows = len(pd.read_parquet(out, columns=["image_id"]))
         n_fail = len(pd.read_csv(failures_path(Path(out))))
         print(f"{out}: {n_rows} rows scored; {n_fail} failed (see {failures_path(Path(out))})")
     return 0
+
+
+def _folder_manifest(folder: Path, out: Path) -> Path:
+    """An unlabelled manifest of every image under ``folder``, written beside ``out``."""
+    from iqa_lib.data.manifest import images_manifest, write_unlabelled_manifest
+
+    path = out.with_name(f"{out.stem}.manifest.parquet")
+    write_unlabelled_manifest(images_manifest(folder), path)
+    return path
 
 
 def _fill_from_params(args: argparse.Namespace) -> None:
@@ -116,6 +149,7 @@ def _fill_from_params(args: argparse.Namespace) -> None:
     args.manifest = args.manifest or MANIFEST_PATH
     args.out = args.out or f"{SCORES_DIR}/{args.from_params}.parquet"
     args.device = args.device or params.scoring.device
+    args.geometry = args.geometry or params.data.geometry
     spec = params.scorer_spec(args.from_params)
     if args.batch_size is None and "batch_size" not in spec.options:
         args.batch_size = params.scoring.batch_size

@@ -26,9 +26,10 @@ from tqdm.auto import tqdm
 
 from iqa_lib import imagenet
 from iqa_lib.corruptions import ALL_CORRUPTIONS, CORRUPTION_ORDER, SEVERITIES
-from iqa_lib.data.images import check_image, is_image_file
+from iqa_lib.data.images import IMAGE_EXTENSIONS, check_image, is_image_file
 
 CLEAN = "clean"
+UNLABELLED = -1  # label of an image of an unlabelled folder (``iqa-kit score --images``)
 MANIFEST_COLUMNS = ("image_id", "label", "corruption", "severity", "path")
 FAILURE_COLUMNS = ("image_id", "corruption", "severity", "path", "reason")
 CLASSES_METADATA_KEY = b"iqa_kit.classes"
@@ -320,6 +321,28 @@ def build_manifest(
     return ManifestResult(manifest, failures.reset_index(drop=True)[list(FAILURE_COLUMNS)], classes)
 
 
+def images_manifest(folder: str | os.PathLike) -> pd.DataFrame:
+    """Unlabelled clean rows of every image file under ``folder`` (recursively, sorted).
+
+    ``image_id`` is the path relative to ``folder`` (unique by construction);
+    ``label`` is -1. Hidden files and folders are skipped; a broken link to an
+    image is kept, so that scoring lists it as a failure instead of losing it.
+    """
+    root = _require_dir(folder, "image folder")
+    rows = []
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts) or not is_image_file(p):
+            continue
+        if p.is_file() or p.is_symlink():
+            rows.append((rel.as_posix(), UNLABELLED, CLEAN, 0, str(p)))
+    if not rows:
+        raise ManifestError(
+            f"no image files under {str(root)!r} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})"
+        )
+    return _frame(rows)
+
+
 # --------------------------------------------------------------------- files
 def failures_path(manifest_path: str | os.PathLike) -> Path:
     manifest_path = Path(manifest_path)
@@ -342,6 +365,16 @@ def write_manifest(result: ManifestResult, path: str | os.PathLike) -> Path:
     tmp = fpath.with_name(f".{fpath.name}.tmp")
     result.failures.to_csv(tmp, index=False)
     os.replace(tmp, fpath)
+    return path
+
+
+def write_unlabelled_manifest(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a manifest (no classes, no failures file) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    df[list(MANIFEST_COLUMNS)].to_parquet(tmp, index=False)
+    os.replace(tmp, path)
     return path
 
 

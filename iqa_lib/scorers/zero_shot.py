@@ -13,6 +13,14 @@ Defaults (both options of the spec, both ambiguities the paper leaves open):
   softmax over raw cosines (T = 1): over 1000 classes with cosines in a narrow
   band that is almost uniform (q_p near 1/1000), so T = 1 is available but
   not the default. q_l and pred do not depend on T.
+* ``temperature: model`` reads the model's own learned scale: the softmax sees
+  ``exp(logit_scale) * s + logit_bias``, the logits the model was trained on.
+  For OpenAI CLIP ``exp(logit_scale)`` is 100 (the fixed default's 0.01); for
+  models trained otherwise (SigLIP's sigmoid loss: scale about 110-120 and a
+  bias about -10 to -17; other CLIPs' learned scales) the fixed 0.01 is wrong.
+  The bias is added for fidelity to the model's logits, but a constant added
+  to every class leaves the softmax, hence q_p and q_h, unchanged: only the
+  scale matters to them. The temperature used is stored as ``self.temperature``.
 
 Text embeddings are computed once per run (kept in memory, keyed by model,
 weights, templates and class names) and, with option ``text_cache: DIR``,
@@ -78,6 +86,25 @@ def imagenet_classnames() -> tuple[str, ...]:
     return tuple(IMAGENET_CLASSNAMES)
 
 
+def model_temperature(model: torch.nn.Module, option: Any) -> tuple[float, float]:
+    """(T, bias) for the softmax ``s / T + bias``: a fixed T, or the model's own (``"model"``).
+
+    ``"model"`` reads ``logit_scale`` (stored as a log, as open_clip and CLIP
+    keep it: T = 1 / exp(logit_scale)) and ``logit_bias`` when the model has one.
+    """
+    if option != "model":
+        return float(option), 0.0
+    scale = getattr(model, "logit_scale", None)
+    if scale is None:
+        raise SpecError(
+            f"temperature 'model': {type(model).__name__} has no logit_scale; give a number "
+            "(0.01 = CLIP's x100)"
+        )
+    bias = getattr(model, "logit_bias", None)
+    t = 1.0 / float(torch.as_tensor(scale).detach().float().exp())
+    return t, 0.0 if bias is None else float(torch.as_tensor(bias).detach().float())
+
+
 class ZeroShotClipScorer(Scorer):
     """ZSCLIP-IQA on an open_clip model."""
 
@@ -102,7 +129,9 @@ class ZeroShotClipScorer(Scorer):
         self.interpolation = preprocess_cfg.get("interpolation") or "bicubic"
         self.templates = resolve_templates(spec.options.get("templates"))
         self.classnames = tuple(spec.options.get("classnames") or imagenet_classnames())
-        self.temperature = float(spec.options.get("temperature", DEFAULT_TEMPERATURE))
+        self.temperature, self.logit_bias = model_temperature(
+            model, spec.options.get("temperature", DEFAULT_TEMPERATURE)
+        )
         cache_dir = spec.options.get("text_cache")
         self.text_cache_dir = Path(cache_dir).expanduser() if cache_dir else None
         self.cache_key = hashlib.sha256(
@@ -162,7 +191,7 @@ class ZeroShotClipScorer(Scorer):
 
     def score(self, images: torch.Tensor, labels: torch.Tensor | None) -> dict[str, np.ndarray]:
         s = self.cosines(images)
-        return confidence_columns(s / self.temperature, s, labels)
+        return confidence_columns(s / self.temperature + self.logit_bias, s, labels)
 
 
 def build_open_clip(spec: ScorerSpec, device: torch.device) -> ZeroShotClipScorer:

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from iqa_lib.data.manifest import MANIFEST_COLUMNS, read_manifest
+from iqa_lib.data.manifest import MANIFEST_COLUMNS, UNLABELLED, read_manifest
 from iqa_lib.scorers.base import COLUMN_DTYPES, COLUMNS, Scorer
 from iqa_lib.scorers.registry import as_spec, build_scorer
 from iqa_lib.scorers.spec import ScorerSpec
@@ -37,6 +37,9 @@ from iqa_lib.scoring.distributed import barrier, dist_info, init_distributed, sh
 
 KEY_COLUMNS = ("image_id", "corruption", "severity", "label")
 DEFAULT_PART_SIZE = 4096
+# Dataset-level geometry: ``resize_crop`` = the ImageNet-C protocol (clean images
+# Resize(256) + CenterCrop(224), corrupted ones as stored); ``none`` = every image as stored.
+GEOMETRIES = ("resize_crop", "none")
 # Test hook: SIGKILL this process after it has written this many parts.
 KILL_AFTER_PARTS_ENV = "IQA_KIT_KILL_AFTER_PARTS"
 
@@ -78,12 +81,16 @@ def score_manifest(
     resume: bool = True,
     part_size: int = DEFAULT_PART_SIZE,
     progress: bool = True,
+    geometry: str = "resize_crop",
 ) -> Path:
     """Score ``manifest_path`` into ``out_path`` (Parquet contract); return ``out_path``.
 
     ``spec`` may be an already built :class:`Scorer`. Failures go to
     ``<out stem>.failures.csv``. Under torchrun every rank calls this with the
-    same arguments.
+    same arguments. ``geometry`` (:data:`GEOMETRIES`) says whether clean images
+    get the ImageNet-C Resize(256) + CenterCrop(224) or are scored as stored.
+    An unlabelled manifest (every label :data:`UNLABELLED`) gets no ``correct``
+    column: a classifier's confidence is still a Q, its correctness is unknown.
     """
     scorer = spec if isinstance(spec, Scorer) else None
     parsed = scorer.spec if scorer is not None else as_spec(spec)  # type: ignore[union-attr]
@@ -94,6 +101,16 @@ def score_manifest(
     num_workers = default_num_workers(dev) if num_workers is None else int(num_workers)
     if part_size < 1:
         raise ValueError(f"part_size must be positive, got {part_size}")
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"geometry {geometry!r} is not one of {', '.join(GEOMETRIES)}")
+    unlabelled = manifest["label"].to_numpy() == UNLABELLED
+    if unlabelled.any() and not unlabelled.all():
+        raise ValueError(
+            f"manifest {str(manifest_path)!r} mixes labelled rows and unlabelled rows (label "
+            f"{UNLABELLED}), e.g. {manifest.loc[unlabelled, 'path'].iloc[0]!r}; label every image "
+            "or none"
+        )
+    columns = [c for c in COLUMNS[parsed.kind] if not (unlabelled.all() and c == "correct")]
 
     created = init_distributed(dev)
     try:
@@ -111,6 +128,7 @@ def score_manifest(
             ),
             "columns": list(COLUMNS[parsed.kind]),
             "manifest": manifest_fingerprint(manifest),
+            "geometry": geometry,
             "rows": n,
             "part_size": part_size,
         }
@@ -125,7 +143,7 @@ def score_manifest(
                 scorer = build_scorer(parsed, dev)
             _score_chunks(
                 scorer, manifest, mine, part_size, pdir, batch_size, num_workers,
-                progress and info.is_main,
+                progress and info.is_main, geometry,
             )
         if info.world_size > 1:
             print(f"[rank {info.rank}/{info.world_size}] scored {len(mine)} part(s)", file=sys.stderr)
@@ -133,7 +151,8 @@ def score_manifest(
         if info.is_main:
             parts.merge_parts(
                 pdir, n_chunks, manifest, KEY_COLUMNS, out,
-                metadata={"spec": parsed.text, "kind": parsed.kind},
+                metadata={"spec": parsed.text, "kind": parsed.kind, "geometry": geometry},
+                columns=columns,
             )
         barrier()
     finally:
@@ -150,12 +169,14 @@ def _score_chunks(
     batch_size: int,
     num_workers: int,
     progress: bool,
+    geometry: str = "resize_crop",
 ) -> None:
     n = len(manifest)
     dev = scorer.device
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # batches are almost all one shape
-    clean = manifest["corruption"].eq("clean").to_numpy()
+    # rows that get the clean-image Resize + CenterCrop (none with geometry "none")
+    clean = manifest["corruption"].eq("clean").to_numpy() & (geometry == "resize_crop")
     dataset = ManifestImages(manifest["path"].tolist(), clean)
     sampler = ChunkBatchSampler(chunks, part_size, n, batch_size)
     loader = DataLoader(

@@ -131,9 +131,11 @@ def merge_parts(
     out: Path,
     remove_parts: bool = True,
     metadata: dict[str, str] | None = None,
+    columns: Sequence[str] | None = None,
 ) -> tuple[int, int]:
     """Merge every chunk's parts into ``out`` (manifest order) and the failures CSV.
 
+    ``columns`` (default: every scored column) selects the output columns.
     Returns (rows scored, rows failed). Raises if a chunk is missing or a row
     appears twice.
     """
@@ -153,7 +155,10 @@ def merge_parts(
     scores_df = scores_df.sort_values(ROW, kind="stable")
     idx = scores_df[ROW].to_numpy()
     keys = manifest.iloc[idx][list(key_columns)].reset_index(drop=True)
-    result = pd.concat([keys, scores_df.drop(columns=[ROW]).reset_index(drop=True)], axis=1)
+    values = scores_df.drop(columns=[ROW])
+    if columns is not None:
+        values = values[list(columns)]
+    result = pd.concat([keys, values.reset_index(drop=True)], axis=1)
     write_parquet_atomic(result, out, metadata)
 
     fails_df = fails_df.sort_values(ROW, kind="stable")
