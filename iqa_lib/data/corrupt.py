@@ -6,16 +6,22 @@ Resize(256) + CenterCrop(224), the corruption, ``np.uint8`` truncation, then
 JPEG quality 85 (``optimize=True``), written to
 ``<root>/<corruption>/<severity>/<wnid>/<image_id>.JPEG``.
 
+The corruptions come from ``imagecorruptions`` (the ``imagecorruptions-imaug``
+fork), except ``elastic_transform`` and ``frost``: the package's versions of
+those two are not the original's (a different warp without the affine; frost
+textures from six files, upscaled), so they come from the kit's own
+transcription of the original, :mod:`iqa_lib.data.imagenet_c_original`.
+
 Determinism: every random draw is seeded from a stable hash of
-``(image_id, corruption, severity)``. The corruptions of
-``imagecorruptions`` (the ``imagecorruptions-imaug`` fork) draw from numpy's
-global RNG, except ``impulse_noise`` (scikit-image ``random_noise(rng=seed)``)
-and ``glass_blur`` (numba's own RNG, seeded inside the jitted shuffle); both
-take a ``seed`` argument, which we pass. Nothing in the package uses Python's
-``random`` or OpenCV's RNG. So the bytes of a file depend only on the source
-pixels, the image ID, the corruption and the severity (for given versions of
-numpy, scipy, scikit-image, OpenCV and Pillow): not on the worker count, the
-order of work or what was rendered before.
+``(image_id, corruption, severity)``. The corruptions of ``imagecorruptions``
+and of :mod:`~iqa_lib.data.imagenet_c_original` draw from numpy's global RNG,
+except ``impulse_noise`` (scikit-image ``random_noise(rng=seed)``) and
+``glass_blur`` (numba's own RNG, seeded inside the jitted shuffle); both take a
+``seed`` argument, which we pass. Nothing uses Python's ``random`` or OpenCV's
+RNG. So the bytes of a file depend only on the source pixels, the image ID, the
+corruption and the severity (for given versions of numpy, scipy, scikit-image,
+OpenCV and Pillow): not on the worker count, the order of work or what was
+rendered before.
 
 Resumability: outputs are written to a temporary file in the same directory
 and moved into place with ``os.replace``, so a final name always holds a whole
@@ -171,15 +177,25 @@ def _takes_seed(corruption: str) -> bool:
 
 
 def corrupt_array(image: np.ndarray, image_id: str, corruption: str, severity: int) -> np.ndarray:
-    """Seeded corruption of a preprocessed HxWx3 uint8 array (no resize, no JPEG)."""
+    """Seeded corruption of a preprocessed HxWx3 uint8 array (no resize, no JPEG).
+
+    ``elastic_transform`` and ``frost`` (the original's, from
+    :mod:`iqa_lib.data.imagenet_c_original`) take 224x224x3 images only.
+    """
     from imagecorruptions import corrupt
+
+    from iqa_lib.data.imagenet_c_original import ORIGINAL_CORRUPTIONS
 
     (corruption,) = resolve_corruptions([corruption])
     (severity,) = resolve_severities([severity])
     seed = corruption_seed(image_id, corruption, severity)
-    kwargs = {"seed": seed} if _takes_seed(corruption) else {}
     with _numpy_global_seed(seed):
-        out = corrupt(image, corruption_name=corruption, severity=severity, **kwargs)
+        if corruption in ORIGINAL_CORRUPTIONS:
+            # np.uint8 truncation of the float result, as the original saves it
+            out = np.uint8(ORIGINAL_CORRUPTIONS[corruption](image, severity))
+        else:
+            kwargs = {"seed": seed} if _takes_seed(corruption) else {}
+            out = corrupt(image, corruption_name=corruption, severity=severity, **kwargs)
     return np.ascontiguousarray(out, dtype=np.uint8)
 
 
