@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import shutil
 from pathlib import Path
@@ -194,7 +195,8 @@ def test_layout_counts_and_rerun_rewrites_nothing(clean, tmp_path):
     }
     assert set(_tree(out)) == expected
     assert not (out / C.FAILURES_FILE).exists()
-    assert not [p for p in out.rglob("*") if p.is_file() and p.suffix != ".JPEG"]  # no temp files
+    others = [p.name for p in out.rglob("*") if p.is_file() and p.suffix != ".JPEG"]
+    assert others == [C.RENDER_VERSIONS_FILE]  # the renderer stamp; no temp files
 
     stats, tree = _stats(out), _tree(out)
     again = _generate(clean, out)
@@ -205,6 +207,22 @@ def test_layout_counts_and_rerun_rewrites_nothing(clean, tmp_path):
     shutil.rmtree(out)
     _generate(clean, out)
     assert _tree(out) == tree  # from scratch: the same bytes
+
+
+def test_a_tree_rendered_by_an_older_kit_is_refused_not_completed(clean, tmp_path):
+    out = tmp_path / "out"
+    old = out / "frost" / "1" / "n01440764" / "x.JPEG"  # frost from before RENDER_VERSIONS, no stamp
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"old")
+    with pytest.raises(ValueError, match=r"frost were rendered by an older iqa-kit.*delete that folder"):
+        C.generate_imagenet_c(clean, out, ["frost", "fog"], [1], workers=1, progress=False)
+    assert not list((out).glob("fog"))  # refused before any work
+    shutil.rmtree(out / "frost")
+    report = C.generate_imagenet_c(clean, out, ["frost"], [1], workers=1, progress=False)
+    assert report.written == len(clean)
+    stamp = json.loads((out / C.RENDER_VERSIONS_FILE).read_text())
+    assert stamp == C.RENDER_VERSIONS
+    C.generate_imagenet_c(clean, out, ["frost"], [1], workers=1, progress=False)  # stamped: fine
 
 
 def test_one_worker_and_two_workers_give_identical_bytes(clean, tmp_path):

@@ -489,7 +489,9 @@ def generate_imagenet_c(
         raise ValueError(f"workers must be at least 1, got {workers}")
     clean = _check_clean(clean)
     root = Path(out_root)
+    _check_render_versions(root)
     root.mkdir(parents=True, exist_ok=True)
+    _write_render_versions(root)
 
     pairs = [(c, s) for c in corruptions for s in severities]
     units, skipped = _plan(clean, root, pairs)
@@ -517,6 +519,43 @@ def generate_imagenet_c(
     report.failures_file = _write_failures(root, report.failures)
     report.elapsed_s = time.perf_counter() - start
     return report
+
+
+# Bumped when a corruption's rendering changes; a tree rendered by an older kit
+# must not be completed with newer renders (two algorithms in one group).
+RENDER_VERSIONS: dict[str, int] = {"elastic_transform": 2, "frost": 2}
+RENDER_VERSIONS_FILE = ".iqa_kit_render.json"  # hidden: tree scanners skip it
+
+
+def _check_render_versions(root: Path) -> None:
+    """Refuse to add to corruption folders rendered by an older algorithm; say what to delete."""
+    import json
+
+    stamp = root / RENDER_VERSIONS_FILE
+    try:
+        seen = json.loads(stamp.read_text()) if stamp.is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{stamp} is unreadable ({exc}); delete it only if {root} is empty") from None
+    stale = [
+        c for c, v in RENDER_VERSIONS.items()
+        if int(seen.get(c, 1)) < v and (root / c).is_dir() and any((root / c).rglob("*.JPEG"))
+    ]
+    if stale:
+        folders = ", ".join(str(root / c) for c in stale)
+        raise ValueError(
+            f"{folders} were rendered by an older iqa-kit whose {', '.join(stale)} was not "
+            f"ImageNet-C's; delete {'that folder' if len(stale) == 1 else 'those folders'} and "
+            "rerun to render them as the original does (then rescore: dvc repro does both)"
+        )
+
+
+def _write_render_versions(root: Path) -> None:
+    import json
+
+    stamp = root / RENDER_VERSIONS_FILE
+    seen = json.loads(stamp.read_text()) if stamp.is_file() else {}
+    if seen != {**seen, **RENDER_VERSIONS}:
+        write_atomic(stamp, (json.dumps({**seen, **RENDER_VERSIONS}, indent=1) + "\n").encode())
 
 
 def _render_chunk(units: list[_Unit]) -> list[_Result]:
