@@ -18,7 +18,13 @@ import pandas as pd
 from iqa_lib.paper import paper_tables
 from iqa_lib.scorers.spec import ScorerSpec, parse_spec
 
-PAPER_NR_IQA = {"pyiqa:clipiqa": "CLIP-IQA", "pyiqa:arniqa": "ARNIQA", "pyiqa:brisque": "BRISQUE", "tv": "TV"}
+PAPER_NR_IQA = {
+    "pyiqa:clipiqa": "CLIP-IQA",
+    "pyiqa:arniqa": "ARNIQA",
+    "brisque": "BRISQUE",  # the original BRISQUE, as pyiqa's port (both calibrated against MATLAB)
+    "pyiqa:brisque": "BRISQUE",
+    "tv": "TV",
+}
 PAPER_TASK_MODELS = ("resnet34", "convnext_base", "swin_b")
 STATS = ("auc", "ce", "krcc", "srcc", "plcc")
 TABLE_TITLES = {

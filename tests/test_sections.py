@@ -31,7 +31,8 @@ def paper_like(tmp_path_factory):
 def test_paper_names_only_for_the_papers_setting():
     assert paper_name("pyiqa:clipiqa") == "CLIP-IQA"
     assert paper_name("torchvision:resnet34/IMAGENET1K_V1") == "resnet34"
-    assert paper_name("brisque") is None  # the offline BRISQUE is not pyiqa's
+    assert paper_name("brisque") == "BRISQUE"  # the published BRISQUE, calibrated against MATLAB
+    assert paper_name("niqe") is None and paper_name("pyiqa:piqe") is None  # not in the paper
     assert paper_name("efficientnet_lite:lite0") is None
 
 

