@@ -25,14 +25,24 @@ def run(cmd: list[str], cwd: Path) -> str:
     return proc.stdout + proc.stderr
 
 
+def _in_a_virtualenv(name: str) -> bool:
+    """A path inside a virtual environment (a folder holding pyvenv.cfg), whatever its name."""
+    parts = Path(name).parts
+    return any((REPO_ROOT.joinpath(*parts[:i]) / "pyvenv.cfg").is_file() for i in range(1, len(parts)))
+
+
 @pytest.fixture
 def repo_copy(tmp_path) -> Path:
+    # tracked and untracked-but-not-ignored files (uncommitted work is tested too), never a
+    # virtual environment inside the checkout, even one .gitignore does not list
     files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=REPO_ROOT, capture_output=True, text=True, check=True,
-    ).stdout.split()
+    ).stdout.split("\0")
     dst = tmp_path / "repo"
-    for name in files:
+    for name in filter(None, files):
+        if _in_a_virtualenv(name):
+            continue
         src = REPO_ROOT / name
         if src.is_file():
             (dst / name).parent.mkdir(parents=True, exist_ok=True)
