@@ -133,3 +133,20 @@ def test_a_manifest_beside_the_scores_is_skipped(scores_dir, tmp_path):
     with pytest.warns(UserWarning, match=r"skipped \['manifest'\]"):
         s = load_scores(folder)
     assert "manifest" not in s.kinds and s.n_rows == load_scores(scores_dir).n_rows
+
+
+def test_a_classifier_file_without_correct_gives_q_but_no_m(tmp_path):
+    """Unlabelled images (``iqa-kit score --images``): confidence is a Q, there is no M."""
+    from iqa_lib.analysis.runner import run_all
+
+    keys = {"image_id": ["a", "b", "c"], "corruption": ["clean"] * 3, "severity": [0] * 3,
+            "label": [-1] * 3}
+    pd.DataFrame({**keys, "q": [1.0, 2.0, 3.0]}).to_parquet(tmp_path / "tv.parquet")
+    pd.DataFrame({**keys, "pred": [1, 2, 3], "q_p": [0.5, 0.6, 0.7], "q_h": [1.0, 0.9, 0.8],
+                  "q_l": [5.0, 6.0, 7.0]}).to_parquet(tmp_path / "lite0.parquet")
+    scores = load_scores(tmp_path)
+    assert scores.kinds == {"lite0": "classifier", "tv": "nr_iqa"}
+    assert ("lite0", "q_p") in scores.q and "lite0" not in scores.m
+    assert scores.task_models == []
+    with pytest.raises(ValueError, match="'lite0': its score file has no `correct` column"):
+        run_all(tmp_path, tmp_path / "out", task_models=["lite0"])

@@ -52,7 +52,8 @@ class ScoreSet:
 
     @property
     def task_models(self) -> list[str]:
-        return [s for s, k in self.kinds.items() if k in ("classifier", "zero_shot")]
+        """Task files with a correctness M (a file of unlabelled images has Q but no M)."""
+        return [s for s, k in self.kinds.items() if k in ("classifier", "zero_shot") and s in self.m]
 
     @property
     def classifiers(self) -> list[str]:
@@ -99,7 +100,8 @@ def scorer_kind(path: Path, columns: list[str]) -> str:
     """
     if "q" in columns:
         return "nr_iqa"
-    missing = [c for c in ("correct", *TASK_QS) if c not in columns]
+    # ``correct`` may be absent: a classifier scored on unlabelled images (its Q without M)
+    missing = [c for c in TASK_QS if c not in columns]
     if missing:
         raise ValueError(
             f"{path}: neither an NR-IQA score file (column 'q') nor a task score file "
@@ -199,7 +201,7 @@ def load_scores(scores_dir: str | Path, scorers: list[str] | None = None) -> Sco
         if missing:
             raise ValueError(f"{path}: missing key column(s) {missing} (DESIGN.md section 3)")
         kind = scorer_kind(path, cols)
-        value_cols = ["q"] if kind == "nr_iqa" else ["correct", *TASK_QS]
+        value_cols = ["q"] if kind == "nr_iqa" else [c for c in ("correct", *TASK_QS) if c in cols]
         df = _read(path, [*KEYS, "label", *value_cols])
         _check_finite(path, df, value_cols)
         if out is None:

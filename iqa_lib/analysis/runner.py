@@ -114,6 +114,12 @@ def run_all(
         f"{task_models or scores.task_models} ({time.perf_counter() - t0:.1f}s)"
     )
     models = task_models
+    for name in models or []:
+        if name in scores.kinds and name not in scores.m:
+            raise ValueError(
+                f"task model {name!r}: its score file has no `correct` column (images scored "
+                "without labels, e.g. with `iqa-kit score --images`); correctness M needs labels"
+            )
     tables: dict[str, pd.DataFrame] = {}
     skipped = unsupported(scores, analyses, include_clean_group, mixture_severities)
     for name, why in skipped.items():
