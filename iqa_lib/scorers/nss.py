@@ -391,6 +391,22 @@ def brisque_scale_features(gray: torch.Tensor) -> torch.Tensor:
     return torch.cat([alpha[:, None], (sigma**2)[:, None], pairs.reshape(n, -1)], dim=1)
 
 
+def finite_scores(q: torch.Tensor, metric: str, why: str) -> np.ndarray:
+    """Scores as float64 numpy; an undefined (non-finite) one raises, naming the images.
+
+    The engine then rescores the batch image by image and lists each such image
+    as a failure with this reason, rather than writing NaN.
+    """
+    out = q.cpu().numpy().astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(out))
+    if bad.size:
+        raise ValueError(
+            f"{metric} is undefined for image(s) {bad.tolist()} of this batch of {len(out)} "
+            f"({why}); no score is written for them"
+        )
+    return out
+
+
 def by_chunks(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) -> torch.Tensor:
     """``fn`` over a batch (N, C, H, W), in chunks of about :data:`CPU_CHUNK_PIXELS` pixels
     on the CPU, concatenated along dim 0.

@@ -57,18 +57,13 @@ import torch
 import torch.nn.functional as F
 
 from iqa_lib.scorers.base import Scorer
+from iqa_lib.scorers.nss import by_chunks, matlab_rgb2gray, mscn
 from iqa_lib.scorers.spec import ScorerSpec
 
 BLOCK = 16
 ACTIVITY_THRESHOLD = 0.1
 IMPAIRED_THRESHOLD = 0.1
 SEGMENT = 6
-GAUSS_SIZE = 7
-GAUSS_SIGMA = 7.0 / 6.0
-# Images per CPU chunk (see PiqeScorer.__init__).
-CPU_CHUNK = 4
-# MATLAB rgb2gray weights (first row of the inverse NTSC matrix), as documented.
-RGB2GRAY = (0.298936021293775, 0.587043074451121, 0.114020904255103)
 # Centre columns of a block and MATLAB's surround columns (0-based): see step 6.
 CENTRE_COLS = (7, 8)
 SURROUND_COLS = (0, 1, 2, 3, 4, 5, 6, 8, 10, 11, 12, 13, 14, 15)
@@ -83,9 +78,6 @@ class PiqeScorer(Scorer):
     def __init__(self, spec: ScorerSpec, device: torch.device):
         device = torch.device(device)
         super().__init__(spec, torch.device("cpu") if device.type == "mps" else device)
-        # On the CPU a few images at a time keep the float64 maps in cache (about twice
-        # as fast as whole batches of 32); a GPU wants the whole batch.
-        self.chunk = CPU_CHUNK if self.device.type == "cpu" else None
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, C, H, W) -> MATLAB's gray levels, float64 (N, H', W') padded to blocks."""
@@ -95,31 +87,17 @@ class PiqeScorer(Scorer):
         images = images.to(self.device)
         if images.shape[0] == 0:
             return {"q": np.zeros(0, dtype=np.float64)}
-        step = self.chunk or images.shape[0]
         with torch.inference_mode():
-            q = [
-                piqe_from_gray(self.preprocess(images[i : i + step]))
-                for i in range(0, images.shape[0], step)
-            ]
-        return {"q": torch.cat(q).cpu().numpy().astype(np.float64)}
+            # a few images at a time on the CPU (cache-sized float64 maps), whole batch elsewhere
+            q = by_chunks(lambda x: piqe_from_gray(self.preprocess(x)), images)
+        return {"q": q.cpu().numpy().astype(np.float64)}
 
 
 def matlab_gray(images: torch.Tensor) -> torch.Tensor:
     """uint8 (N, 3, H, W) or (N, 1, H, W) -> float64 (N, H, W) integers, as MATLAB rgb2gray."""
-    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(
-            f"PIQE takes uint8 (N, 3, H, W) or (N, 1, H, W) batches, got {images.dtype} "
-            f"{tuple(images.shape)}"
-        )
     if images.shape[-2] == 0 or images.shape[-1] == 0:
         raise ValueError(f"PIQE cannot score an empty image (shape {tuple(images.shape)})")
-    if images.shape[1] == 1:
-        return images[:, 0].double()
-    gray = images[:, 0].double().mul_(RGB2GRAY[0])
-    gray.add_(images[:, 1].double(), alpha=RGB2GRAY[1])
-    gray.add_(images[:, 2].double(), alpha=RGB2GRAY[2])
-    # uint8 cast: round half away from zero (values are >= 0), saturate.
-    return gray.add_(0.5).floor_().clamp_(0, 255)
+    return matlab_rgb2gray(images)[:, 0]
 
 
 def pad_to_blocks(gray: torch.Tensor) -> torch.Tensor:
@@ -129,41 +107,6 @@ def pad_to_blocks(gray: torch.Tensor) -> torch.Tensor:
     if ph == 0 and pw == 0:
         return gray
     return F.pad(gray[:, None], (0, pw, 0, ph), mode="replicate")[:, 0]
-
-
-def gaussian_kernel() -> tuple[float, ...]:
-    """MATLAB imgaussfilt's normalised 1-D kernel (size 7, sigma 7/6), float64."""
-    half = (GAUSS_SIZE - 1) // 2
-    x = np.arange(-half, half + 1, dtype=np.float64)
-    k = np.exp(-(x * x) / (2 * GAUSS_SIGMA**2))
-    k[k < np.finfo(np.float64).eps * k.max()] = 0
-    return tuple(float(v) for v in k / k.sum())
-
-
-KERNEL = gaussian_kernel()
-
-
-def _blur(x: torch.Tensor) -> torch.Tensor:
-    """Separable 7-tap Gaussian blur of (M, H, W) with replicate padding, same size."""
-    r = len(KERNEL) // 2
-    h, w = x.shape[-2:]
-    p = F.pad(x[:, None], (r, r, r, r), mode="replicate")[:, 0]
-    cols = p[:, 0:h, :] * KERNEL[0]
-    for i in range(1, len(KERNEL)):
-        cols.add_(p[:, i : i + h, :], alpha=KERNEL[i])
-    out = cols[:, :, 0:w] * KERNEL[0]
-    for i in range(1, len(KERNEL)):
-        out.add_(cols[:, :, i : i + w], alpha=KERNEL[i])
-    return out
-
-
-def mscn(gray: torch.Tensor) -> torch.Tensor:
-    """(I - mu) / (sigma + 1) with a Gaussian window (MATLAB's piqe normalisation)."""
-    n = gray.shape[0]
-    both = _blur(torch.cat([gray, gray * gray]))
-    mu, sigma = both[:n], both[n:]
-    sigma.sub_(mu * mu).abs_().sqrt_().add_(1)
-    return (gray - mu).div_(sigma)
 
 
 def _segment_std_min(edges: torch.Tensor) -> torch.Tensor:
@@ -184,7 +127,7 @@ def piqe_from_gray(gray: torch.Tensor) -> torch.Tensor:
     n, h, w = gray.shape
     if h % BLOCK or w % BLOCK:
         raise ValueError(f"gray images must be padded to multiples of {BLOCK}, got {h}x{w}")
-    z = mscn(gray)
+    z = mscn(gray[:, None], "replicate")[:, 0]
     # (N, blocks, 16, 16), blocks in row-major order
     blocks = z.reshape(n, h // BLOCK, BLOCK, w // BLOCK, BLOCK).transpose(2, 3)
     blocks = blocks.reshape(n, -1, BLOCK, BLOCK)

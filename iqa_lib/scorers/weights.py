@@ -9,6 +9,7 @@ random weights, and never a long retry loop against an unreachable hub.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import socket
 from collections.abc import Iterator
@@ -51,6 +52,21 @@ def local_weights(path: str | os.PathLike, scorer: str) -> Path:
             f"(looked for {p.resolve()}); fix the spec option `weights`"
         )
     return p
+
+
+def distribution_file(dist: str, relpath: str) -> tuple[Path | None, str]:
+    """A data file shipped by an installed distribution, found without importing it.
+
+    Returns (path, "") or (None, where it was looked for) for the caller's error message.
+    """
+    try:
+        found = importlib.metadata.distribution(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None, f"{relpath} of the {dist!r} distribution, which is not installed"
+    path = Path(str(found.locate_file(relpath)))
+    if not path.is_file():
+        return None, f"{path} ({dist} is installed, the file is not there)"
+    return path, ""
 
 
 @lru_cache(maxsize=8)
