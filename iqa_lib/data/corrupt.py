@@ -35,6 +35,7 @@ import csv
 import hashlib
 import inspect
 import io
+import json
 import multiprocessing
 import os
 import time
@@ -489,9 +490,11 @@ def generate_imagenet_c(
         raise ValueError(f"workers must be at least 1, got {workers}")
     clean = _check_clean(clean)
     root = Path(out_root)
-    _check_render_versions(root)
+    seen = _check_render_versions(root)
     root.mkdir(parents=True, exist_ok=True)
-    _write_render_versions(root)
+    if seen != {**seen, **RENDER_VERSIONS}:
+        stamp = (json.dumps({**seen, **RENDER_VERSIONS}, indent=1) + "\n").encode()
+        write_atomic(root / RENDER_VERSIONS_FILE, stamp)
 
     pairs = [(c, s) for c in corruptions for s in severities]
     units, skipped = _plan(clean, root, pairs)
@@ -527,10 +530,11 @@ RENDER_VERSIONS: dict[str, int] = {"elastic_transform": 2, "frost": 2}
 RENDER_VERSIONS_FILE = ".iqa_kit_render.json"  # hidden: tree scanners skip it
 
 
-def _check_render_versions(root: Path) -> None:
-    """Refuse to add to corruption folders rendered by an older algorithm; say what to delete."""
-    import json
+def _check_render_versions(root: Path) -> dict[str, int]:
+    """Refuse to add to corruption folders rendered by an older algorithm; say what to delete.
 
+    Returns the tree's recorded renderer versions (empty for a new tree).
+    """
     stamp = root / RENDER_VERSIONS_FILE
     try:
         seen = json.loads(stamp.read_text()) if stamp.is_file() else {}
@@ -547,15 +551,7 @@ def _check_render_versions(root: Path) -> None:
             f"ImageNet-C's; delete {'that folder' if len(stale) == 1 else 'those folders'} and "
             "rerun to render them as the original does (then rescore: dvc repro does both)"
         )
-
-
-def _write_render_versions(root: Path) -> None:
-    import json
-
-    stamp = root / RENDER_VERSIONS_FILE
-    seen = json.loads(stamp.read_text()) if stamp.is_file() else {}
-    if seen != {**seen, **RENDER_VERSIONS}:
-        write_atomic(stamp, (json.dumps({**seen, **RENDER_VERSIONS}, indent=1) + "\n").encode())
+    return seen
 
 
 def _render_chunk(units: list[_Unit]) -> list[_Result]:
