@@ -33,6 +33,7 @@ UNLABELLED = -1  # label of an image of an unlabelled folder (``iqa-kit score --
 MANIFEST_COLUMNS = ("image_id", "label", "corruption", "severity", "path")
 FAILURE_COLUMNS = ("image_id", "corruption", "severity", "path", "reason")
 CLASSES_METADATA_KEY = b"iqa_kit.classes"
+CLASSNAMES_METADATA_KEY = b"iqa_kit.classnames"  # readable names, same order as the classes
 Check = Literal["full", "header", "none"]
 
 
@@ -45,6 +46,7 @@ class ManifestResult:
     manifest: pd.DataFrame
     failures: pd.DataFrame
     classes: list[str] | None = None  # the dataset's own class names, when not ImageNet
+    classnames: list[str] | None = None  # readable names for prompts (a classnames file), same order
 
 
 def _visible(entries: Iterable[Path]) -> list[Path]:
@@ -357,6 +359,13 @@ def write_manifest(result: ManifestResult, path: str | os.PathLike) -> Path:
     if result.classes is not None:
         meta = dict(table.schema.metadata or {})
         meta[CLASSES_METADATA_KEY] = json.dumps(result.classes).encode()
+        if result.classnames is not None:
+            if len(result.classnames) != len(result.classes):
+                raise ManifestError(
+                    f"{len(result.classnames)} class names for {len(result.classes)} classes; "
+                    "give one readable name per class"
+                )
+            meta[CLASSNAMES_METADATA_KEY] = json.dumps(result.classnames).encode()
         table = table.replace_schema_metadata(meta)
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp)
@@ -403,6 +412,24 @@ def manifest_classes(path: str | os.PathLike) -> list[str] | None:
     meta = pq.read_schema(path).metadata or {}
     raw = meta.get(CLASSES_METADATA_KEY)
     return json.loads(raw) if raw else None
+
+
+def manifest_classnames(path: str | os.PathLike) -> list[str] | None:
+    """Readable class names for prompts: a classnames file's, else the folder names made readable.
+
+    ``None`` for ImageNet labels (the scorers know ImageNet's names).
+    """
+    meta = pq.read_schema(path).metadata or {}
+    raw = meta.get(CLASSNAMES_METADATA_KEY)
+    if raw:
+        return json.loads(raw)
+    classes = manifest_classes(path)
+    return None if classes is None else [readable_classname(c) for c in classes]
+
+
+def readable_classname(folder: str) -> str:
+    """``golden_retriever`` / ``golden-retriever`` -> ``golden retriever`` (a prompt word)."""
+    return " ".join(folder.replace("_", " ").replace("-", " ").split()) or folder
 
 
 def clean_images(source: str | os.PathLike, labels_file: str | os.PathLike | None = None) -> pd.DataFrame:
