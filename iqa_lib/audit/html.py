@@ -1,0 +1,41 @@
+"""Export an executed notebook to one HTML file that works offline and loads nothing.
+
+nbconvert's ``lab`` template links require.js, MathJax and Mermaid from CDNs: a
+report opened on an offline machine (or mailed to a colleague behind a proxy)
+would stall on them, and a report should not phone anywhere. The kit's
+template extends ``lab`` with those three blocks removed; figures are
+embedded as base64 PNG by the notebook itself, and code cells are hidden.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from importlib import resources
+from pathlib import Path
+
+TEMPLATE = "offline.html.j2"
+_REMOTE = re.compile(r"""(?:src|href)\s*=\s*["'](?:https?:)?//""", re.IGNORECASE)
+
+
+def remote_references(html: str) -> list[str]:
+    """Every ``src=``/``href=`` in ``html`` that points at another host (should be none)."""
+    return [html[m.start() : m.start() + 120] for m in _REMOTE.finditer(html)]
+
+
+def export_offline_html(notebook: str | os.PathLike, out: str | os.PathLike) -> Path:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    template = Path(str(resources.files("iqa_lib.resources").joinpath("templates", TEMPLATE)))
+    exporter = HTMLExporter(template_file=str(template), exclude_input=True, exclude_input_prompt=True,
+                            exclude_output_prompt=True, embed_images=True)
+    body, _ = exporter.from_notebook_node(nbformat.read(str(notebook), as_version=4))
+    remote = remote_references(body)
+    if remote:
+        raise RuntimeError(f"the report would load {len(remote)} remote resource(s), e.g. {remote[0]!r}")
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp.write_text(body, encoding="utf-8")
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,233 @@
+"""``iqa-kit audit``: a user's own images in, a summary and a report a colleague can open out.
+
+One call does manifest -> score (one file per scorer, resumable, and reused
+whole when nothing that changes it has changed) -> summary.json -> report.html.
+The output folder::
+
+    DIR/manifest.parquet, DIR/manifest.failures.csv   the images, and the ones that could not be read
+    DIR/scores/<name>.parquet (+ .failures.csv, .done.json)
+    DIR/summary.json                                   per scorer and Q variable (see .summary)
+    DIR/audit.ipynb, DIR/report.html                   the executed report notebook, self-contained HTML
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from iqa_lib.audit.reference import Reference, find_reference, scorer_identity, spec_slug
+from iqa_lib.audit.summary import summarise_scorer, summary_path
+from iqa_lib.scorers.spec import ScorerSpec, SpecError, parse_spec
+
+SCORES = "scores"
+MANIFEST = "manifest.parquet"
+REPORT_NOTEBOOK = "audit.ipynb"
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class AuditResult:
+    out_dir: Path
+    summary: dict[str, Any]
+    scored: list[str] = field(default_factory=list)  # scorer names scored in this run
+    reused: list[str] = field(default_factory=list)  # scorer names whose finished file was reused
+    report: Path | None = None
+
+
+def named_specs(specs: Sequence[str | Mapping[str, Any]]) -> dict[str, ScorerSpec]:
+    """``NAME=SPEC`` or a bare spec (named after it) -> {name: parsed spec}; names must be unique."""
+    out: dict[str, ScorerSpec] = {}
+    for item in specs:
+        name = None
+        if isinstance(item, str) and "=" in item and not item.lstrip().startswith("{"):
+            name, _, item = item.partition("=")
+            name = name.strip()
+            if not NAME_RE.match(name):
+                raise SpecError(f"scorer name {name!r} (before '=') must start with a letter: letters, digits, _ . -")
+        parsed = parse_spec(item)
+        name = name or spec_slug(parsed.text)
+        if name in out:
+            raise SpecError(
+                f"two scorers are both named {name!r}; name them with NAME=SPEC, e.g. "
+                f"--scorer {name}-2={parsed.text}"
+            )
+        out[name] = parsed
+    if not out:
+        raise SpecError("give at least one --scorer SPEC")
+    return out
+
+
+def _label_space(meta: Mapping[str, Any], kind: str | None) -> str:
+    """The classes a reference must share with a score file (nr_iqa scores have none)."""
+    if kind == "nr_iqa":
+        return "none"
+    space = meta.get("label_space") or "imagenet"
+    return "imagenet" if space in ("imagenet", "unlabelled") else str(space)
+
+
+def reference_identity(spec: ScorerSpec, meta: Mapping[str, Any], geometry: str) -> dict[str, Any]:
+    return scorer_identity(spec.text, spec.options, geometry) | {
+        "label_space": _label_space(meta, meta.get("kind") or spec.kind)
+    }
+
+
+def run_audit(
+    source: str | os.PathLike,
+    scorers: Sequence[str | Mapping[str, Any]] | Mapping[str, ScorerSpec],
+    out_dir: str | os.PathLike,
+    *,
+    labels_file: str | os.PathLike | None = None,
+    classnames_file: str | os.PathLike | None = None,
+    check: str = "full",
+    geometry: str = "resize_crop",
+    device: str = "auto",
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    reference_dirs: Iterable[str | os.PathLike] = (),
+    report: bool = True,
+    progress: bool = True,
+) -> AuditResult:
+    """Audit the images of ``source`` (folder, CSV/Parquet list, or WebDataset shards)."""
+    from iqa_lib.data.manifest import failures_path, read_manifest, write_manifest
+    from iqa_lib.data.sources import dataset_manifest
+    from iqa_lib.scoring.complete import completion_record, is_complete, mark_complete
+    from iqa_lib.scoring.engine import score_manifest
+
+    specs = scorers if isinstance(scorers, Mapping) else named_specs(scorers)
+    out = Path(out_dir)
+    reference_dirs = list(reference_dirs)
+    for folder in reference_dirs:
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"reference folder {str(folder)!r} does not exist")
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / MANIFEST
+    result = dataset_manifest(
+        source, labels_file=labels_file, classnames_file=classnames_file, check=check, progress=progress
+    )
+    write_manifest(result, manifest_path)
+    manifest = read_manifest(manifest_path)
+    _say(f"audit: {len(manifest)} image(s) from {source}" + (
+        f"; {len(result.failures)} could not be read (see {failures_path(manifest_path)})" if len(result.failures) else ""
+    ))
+    done = AuditResult(out, {})
+    (out / SCORES).mkdir(exist_ok=True)
+    for name, spec in specs.items():
+        score_path = out / SCORES / f"{name}.parquet"
+        record = completion_record(spec.text, spec.options, manifest, geometry)
+        if is_complete(score_path, record):
+            _say(f"audit: {name}: reusing {score_path} (same images, spec and code)")
+            done.reused.append(name)
+            continue
+        started = time.perf_counter()
+        score_manifest(
+            spec, manifest_path, score_path, batch_size=batch_size, num_workers=num_workers,
+            device=device, progress=progress, geometry=geometry,
+        )
+        mark_complete(score_path, record)
+        done.scored.append(name)
+        _say(f"audit: {name}: scored in {time.perf_counter() - started:.1f} s -> {score_path}")
+    done.summary = build_summary(out, specs, geometry, reference_dirs, source=str(source))
+    path = summary_path(out)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(_finite(done.summary), indent=1, allow_nan=False, default=_json_default))
+    os.replace(tmp, path)
+    if report:
+        done.report = render_report(out)
+        _say(f"audit: report {done.report}")
+    return done
+
+
+def build_summary(
+    out: Path,
+    specs: Mapping[str, ScorerSpec],
+    geometry: str,
+    reference_dirs: Sequence[str | os.PathLike],
+    source: str,
+) -> dict[str, Any]:
+    """summary.json's content, from the files in ``out``."""
+    from iqa_lib.data.manifest import failures_path, manifest_classes, read_manifest
+    from iqa_lib.scoring.parts import failures_path as score_failures_path
+    from iqa_lib.scoring.parts import read_score_metadata
+
+    manifest_path = out / MANIFEST
+    manifest = read_manifest(manifest_path)
+    classes = manifest_classes(manifest_path)
+    labelled = bool((manifest["label"] >= 0).all())
+    failures = pd.read_csv(failures_path(manifest_path))
+    summary: dict[str, Any] = {
+        "dataset": {
+            "source": source,
+            "images": int(len(manifest)),
+            "unreadable": int(len(failures)),
+            "labels": "own classes" if classes is not None else ("ImageNet" if labelled else "none"),
+            "classes": classes,
+            "geometry": geometry,
+        },
+        "scorers": {},
+    }
+    for name, spec in specs.items():
+        path = out / SCORES / f"{name}.parquet"
+        scores = pd.read_parquet(path)
+        meta = read_score_metadata(path)
+        identity = reference_identity(spec, meta, geometry)
+        references: dict[str, tuple[Reference | None, str]] = {}
+        ref, why = find_reference(identity, reference_dirs)
+        for variable in ("q", "q_p", "q_h", "q_l"):
+            references[variable] = (ref, why)
+        entry = summarise_scorer(name, scores, meta, references)
+        entry["file"] = f"{SCORES}/{path.name}"
+        entry["failures"] = int(len(pd.read_csv(score_failures_path(path))))
+        summary["scorers"][name] = entry
+    return summary
+
+
+def render_report(out: Path) -> Path:
+    """Execute the report notebook on ``out`` and export it as self-contained, offline HTML."""
+    from iqa_lib.audit.html import export_offline_html
+    from iqa_lib.notebooks import run_notebook
+
+    notebook = report_notebook()
+    executed = run_notebook(notebook, out, parameters={"audit_dir": str(out.resolve())}, html=False)
+    return export_offline_html(executed, out / "report.html")
+
+
+def report_notebook() -> Path:
+    """``notebooks/audit.ipynb`` of the repository the package is installed from."""
+    path = Path(__file__).resolve().parents[2] / "notebooks" / REPORT_NOTEBOOK
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the report notebook {path} is missing: iqa-kit audit runs notebooks/{REPORT_NOTEBOOK} "
+            "of the iqa-kit checkout it is installed from (pip install -e .); or pass --no-report"
+        )
+    return path
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities become null: JSON has no NaN, and a reader must not get a fake number."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,68 @@
+"""``iqa-kit audit``: the quality distribution of your own images, against ImageNet and ImageNet-C."""
+
+from __future__ import annotations
+
+import argparse
+
+from iqa_lib.commands.score import _spec_arg
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "audit",
+        help="audit your own images: manifest, scores, summary.json and report.html in one go",
+        description="Score the images of IMAGES (a folder, flat or with class sub-folders; a CSV or "
+        "Parquet list with a path column and an optional label column; or WebDataset .tar shards) "
+        "with every --scorer and write OUT/summary.json (per scorer and Q variable: n, mean, sd, "
+        "quantiles, the closest clean-ImageNet / ImageNet-C severity group, and accuracy when a "
+        "classifier can tell) and OUT/report.html. A rerun reuses every finished score file; an "
+        "interrupted one resumes.",
+    )
+    parser.add_argument("images", metavar="IMAGES", help="folder, .csv/.parquet list, or .tar shard(s)")
+    parser.add_argument(
+        "--scorer", dest="scorers", action="append", type=_spec_arg, required=True,
+        help="scorer spec, repeatable; NAME=SPEC names its score file; a mapping adds options, "
+        "e.g. '{spec: efficientnet_lite:lite0, class_map: map.yaml}' or "
+        "'{spec: torchvision:resnet18, weights: my_model.pt}'",
+    )
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--labels-file", default=None, help="labels for a flat folder ('<file> <label>' lines)")
+    parser.add_argument("--classnames", default=None, help="readable class names for prompts (one per class)")
+    parser.add_argument("--reference", action="append", default=[], metavar="DIR",
+                        help="folder of reference files from `iqa-kit reference` (searched before the shipped ones)")
+    parser.add_argument("--check", choices=("full", "header", "none"), default="full",
+                        help="how hard to check each image while building the manifest (default: %(default)s)")
+    parser.add_argument(
+        "--geometry", choices=("resize_crop", "none"), default="resize_crop",
+        help="resize_crop: Resize(256) + CenterCrop(224) before scoring, as the references were made "
+        "(default); none: score images as stored (then no shipped reference matches)",
+    )
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--num-workers", type=int, default=None)
+    parser.add_argument("--no-report", action="store_true", help="write summary.json only")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from iqa_lib.audit.run import run_audit
+
+    result = run_audit(
+        args.images, args.scorers, args.out, labels_file=args.labels_file,
+        classnames_file=args.classnames, check=args.check, geometry=args.geometry,
+        device=args.device, batch_size=args.batch_size, num_workers=args.num_workers,
+        reference_dirs=args.reference, report=not args.no_report, progress=not args.no_progress,
+    )
+    for name, entry in result.summary["scorers"].items():
+        for variable, item in entry["variables"].items():
+            closest = (item.get("reference") or {}).get("closest") or "no reference"
+            median = item["quantiles"].get("0.5")
+            print(f"{name}.{variable}: n={item['n']} median={median:.4g} closest={closest}"
+                  if median is not None else f"{name}.{variable}: no finite values")
+        if entry.get("accuracy"):
+            acc = entry["accuracy"]
+            print(f"{name}: accuracy {acc['value']:.3f} (95% CI {acc['ci95'][0]:.3f}-{acc['ci95'][1]:.3f}, n={acc['n']})")
+    print(f"reused {len(result.reused)} score file(s), scored {len(result.scored)}; "
+          f"wrote {result.out_dir / 'summary.json'}" + (f" and {result.report}" if result.report else ""))
+    return 0
