@@ -156,6 +156,7 @@ def summarise_scorer(
             distances = reference_distances(values, ref, variable)
             item["reference"] = {
                 "file": ref.path.name if ref.path else None,
+                "path": str(ref.path) if ref.path else None,
                 "made_from": ref.info.get("made_from"),
                 "distances": dict(zip(distances["group"], distances["wasserstein"], strict=True)),
                 "closest": closest_group(distances),

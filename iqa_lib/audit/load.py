@@ -1,0 +1,129 @@
+"""An audit folder read back as named data frames, for the report notebook and for exploring."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from iqa_lib.audit.reference import Reference, read_reference, shipped_reference_files
+from iqa_lib.audit.summary import class_quality, reference_distances, summary_path
+
+THUMBNAIL = 128
+
+
+@dataclass
+class Audit:
+    out_dir: Path
+    summary: dict[str, Any]
+    manifest: pd.DataFrame  # the images that were read, with path
+    unreadable: pd.DataFrame  # the manifest's failures: path, reason
+    scores: dict[str, pd.DataFrame]  # scorer name -> its score file joined with path
+    score_failures: dict[str, pd.DataFrame]
+    classes: list[str] | None
+
+    def variables(self) -> list[tuple[str, str]]:
+        return [(n, v) for n, e in self.summary["scorers"].items() for v in e["variables"]]
+
+    def entry(self, name: str, variable: str) -> dict[str, Any]:
+        return self.summary["scorers"][name]["variables"][variable]
+
+    def overview(self) -> pd.DataFrame:
+        """One row per scorer and Q variable: the summary in a table."""
+        rows = []
+        for name, variable in self.variables():
+            item = self.entry(name, variable)
+            acc = self.summary["scorers"][name].get("accuracy")
+            q = item["quantiles"]
+            rows.append({
+                "scorer": name,
+                "Q": variable,
+                "n": item["n"],
+                "mean": item["mean"],
+                "sd": item["sd"],
+                "5%": q.get("0.05"),
+                "median": q.get("0.5"),
+                "95%": q.get("0.95"),
+                "direction": item["direction_words"],
+                "closest reference group": (item.get("reference") or {}).get("closest") or "no reference",
+                "accuracy": None if not acc else acc["value"],
+            })
+        return pd.DataFrame(rows)
+
+    def reference(self, name: str) -> Reference | None:
+        """The reference the summary used for this scorer (user folder or shipped)."""
+        for item in self.summary["scorers"][name]["variables"].values():
+            ref = item.get("reference")
+            if ref and ref.get("path"):
+                path = Path(ref["path"])
+                if path.is_file():
+                    return read_reference(path)
+                shipped = {p.name: p for p in shipped_reference_files()}
+                if path.name in shipped:
+                    return read_reference(shipped[path.name])
+        return None
+
+    def distances(self, name: str, variable: str) -> pd.DataFrame | None:
+        ref = self.reference(name)
+        if ref is None:
+            return None
+        return reference_distances(self.scores[name][variable].to_numpy(np.float64), ref, variable)
+
+    def extremes(self, name: str, variable: str, k: int = 16) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The ``k`` lowest- and highest-quality images (by value when the direction is unknown)."""
+        df = self.scores[name].dropna(subset=[variable])
+        direction = self.entry(name, variable)["direction"]
+        ordered = df.sort_values(variable, ascending=direction >= 0, kind="stable")
+        return ordered.head(k), ordered.tail(k).iloc[::-1]
+
+    def class_table(self, name: str, variable: str) -> pd.DataFrame:
+        return class_quality(self.scores[name], variable, self.entry(name, variable)["direction"], self.classes)
+
+    def class_name(self, label: int) -> str:
+        if label < 0:
+            return ""
+        if self.classes is not None:
+            return self.classes[label]
+        from iqa_lib import imagenet
+
+        return imagenet.wnid_of(int(label))
+
+    def thumbnails(self, rows: pd.DataFrame, variable: str) -> tuple[list[np.ndarray], list[str]]:
+        """Thumbnails of ``rows`` (a bad file becomes a grey square) and their captions."""
+        from iqa_lib.data.images import load_rgb
+
+        images, captions = [], []
+        for _, row in rows.iterrows():
+            try:
+                img = load_rgb(row["path"])
+                img.thumbnail((THUMBNAIL, THUMBNAIL))
+                images.append(np.asarray(img))
+            except Exception:  # noqa: BLE001 - a report shows what it can
+                images.append(np.full((THUMBNAIL, THUMBNAIL, 3), 128, dtype=np.uint8))
+            name = self.class_name(int(row["label"]))
+            captions.append(f"{row[variable]:.3g}" + (f"\n{name[:18]}" if name else ""))
+        return images, captions
+
+
+def load_audit(out_dir: str | os.PathLike) -> Audit:
+    from iqa_lib.data.manifest import failures_path, manifest_classes, read_manifest
+
+    out = Path(out_dir)
+    summary = json.loads(summary_path(out).read_text())
+    manifest_path = out / "manifest.parquet"
+    manifest = read_manifest(manifest_path)
+    keys = ["image_id", "corruption", "severity"]
+    scores, failures = {}, {}
+    for name, entry in summary["scorers"].items():
+        path = out / entry["file"]
+        df = pd.read_parquet(path)
+        scores[name] = df.merge(manifest[[*keys, "path"]], on=keys, how="left", validate="one_to_one")
+        fpath = path.with_name(f"{path.stem}.failures.csv")
+        failures[name] = pd.read_csv(fpath) if fpath.is_file() else pd.DataFrame()
+    unreadable = pd.read_csv(failures_path(manifest_path))
+    return Audit(out, summary, manifest, unreadable, scores, failures, manifest_classes(manifest_path))
