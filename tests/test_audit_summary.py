@@ -1,0 +1,127 @@
+"""Audit statistics against independent computations, and reference matching."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import wasserstein_distance
+from statsmodels.stats.proportion import proportion_confint
+
+from iqa_lib.audit.reference import (
+    Reference,
+    find_reference,
+    read_reference,
+    reference_from_scores,
+    scorer_identity,
+    shipped_reference_files,
+    write_reference,
+)
+from iqa_lib.audit.run import named_specs
+from iqa_lib.audit.summary import (
+    QUANTILES,
+    accuracy,
+    class_quality,
+    closest_group,
+    describe_values,
+    quality_direction,
+    reference_distances,
+    wilson_interval,
+)
+from iqa_lib.scorers.spec import SpecError
+
+
+def _reference_scores(rng: np.random.Generator, n: int = 300) -> pd.DataFrame:
+    """Clean values around 0; severity s shifts them by s (corruptions pooled)."""
+    rows = [("clean", 0, v) for v in rng.normal(0, 1, n)]
+    for corruption in ("gaussian_noise", "fog"):
+        for s in range(1, 6):
+            rows += [(corruption, s, v) for v in rng.normal(s, 1, n)]
+    df = pd.DataFrame(rows, columns=["corruption", "severity", "q"])
+    return df.assign(image_id="x", label=0)
+
+
+def test_describe_values_matches_pandas_and_numpy():
+    x = np.random.default_rng(0).gamma(2.0, 3.0, 257)
+    got = describe_values(np.append(x, np.nan))
+    s = pd.Series(x)
+    assert got["n"] == 257
+    assert got["mean"] == pytest.approx(s.mean(), rel=1e-12)
+    assert got["sd"] == pytest.approx(s.std(), rel=1e-12)  # pandas: n - 1
+    for p in QUANTILES:
+        assert got["quantiles"][f"{p:g}"] == pytest.approx(s.quantile(p), rel=1e-12)
+
+
+def test_wilson_interval_matches_statsmodels():
+    for k, n in ((0, 10), (3, 10), (10, 10), (517, 1000), (1, 3)):
+        lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
+        assert wilson_interval(k, n) == pytest.approx((lo, hi), abs=1e-9)
+    acc = accuracy([True, False, True, True])
+    assert acc["value"] == 0.75 and acc["n"] == 4
+
+
+def test_distances_find_the_severity_a_dataset_was_drawn_from(tmp_path):
+    rng = np.random.default_rng(1)
+    ref_scores = _reference_scores(rng)
+    info = scorer_identity("tv", {}, "resize_crop") | {"label_space": "none", "made_from": "synthetic"}
+    path = write_reference(reference_from_scores(ref_scores), info, tmp_path / "tv.parquet")
+    ref = read_reference(path)
+    assert set(ref.groups("q")) == {"clean", *(f"severity {s}" for s in range(1, 6))}
+    dataset = rng.normal(3.1, 1, 400)
+    d = reference_distances(dataset, ref, "q")
+    assert closest_group(d) == "severity 3"
+    pooled3 = ref_scores[(ref_scores["severity"] == 3)]["q"].to_numpy()
+    got = d.set_index("group").loc["severity 3", "wasserstein"]
+    assert got == pytest.approx(wasserstein_distance(dataset, pooled3.astype(np.float32)), rel=1e-6)
+    assert d.set_index("group").loc["severity 3", "n_reference"] == 2 * 300
+
+
+def test_reference_matching_needs_every_identity_field(tmp_path):
+    rng = np.random.default_rng(2)
+    info = scorer_identity("tv", {}, "resize_crop") | {"label_space": "none", "made_from": "synthetic"}
+    write_reference(reference_from_scores(_reference_scores(rng, 20)), info, tmp_path / "tv.parquet")
+    want = scorer_identity("tv", {}, "resize_crop") | {"label_space": "none"}
+    ref, why = find_reference(want, [tmp_path])
+    assert isinstance(ref, Reference) and ref.path == tmp_path / "tv.parquet" and why == ""
+    other = scorer_identity("tv", {}, "none") | {"label_space": "none"}
+    ref, why = find_reference(other, [tmp_path])
+    assert ref is None and "geometry" in why and "iqa-kit reference" in why
+    with pytest.raises(ValueError, match="does not exist"):
+        find_reference(want, [tmp_path / "missing"])
+
+
+def test_shipped_references_are_whole_and_documented():
+    files = {p.name: p for p in shipped_reference_files()}
+    assert {"tv.parquet", "brisque.parquet", "niqe.parquet", "piqe.parquet"} <= set(files)
+    for path in files.values():
+        ref = read_reference(path)
+        assert ref.info["images"] == 500 and ref.info["geometry"] == "resize_crop"
+        assert "ImageNet" in ref.info["made_from"]
+        for variable in ref.frame["variable"].unique():
+            groups = ref.groups(variable)
+            assert len(groups["clean"]) == 500
+            assert all(len(groups[f"severity {s}"]) == 7500 for s in range(1, 6))
+
+
+def test_class_quality_puts_the_worst_class_first():
+    scores = pd.DataFrame({"label": [0, 0, 1, 1, 2, 2], "q": [1.0, 2.0, 9.0, 8.0, 5.0, 5.0],
+                           "correct": [True, True, False, True, False, False]})
+    lower_better = class_quality(scores, "q", -1, ["a", "b", "c"])
+    assert lower_better["class"].tolist() == ["b", "c", "a"]
+    assert lower_better["accuracy"].tolist() == [0.5, 0.0, 1.0]
+    assert class_quality(scores, "q", 1, ["a", "b", "c"])["class"].tolist() == ["a", "c", "b"]
+    unlabelled = class_quality(scores.assign(label=-1), "q", 1, None)
+    assert unlabelled.empty
+
+
+def test_directions_and_scorer_names():
+    assert quality_direction("brisque", "q") == -1
+    assert quality_direction("tv", "q") == 0
+    assert quality_direction("efficientnet_lite:lite0", "q_p") == 1
+    assert quality_direction("efficientnet_lite:lite0", "q_h") == -1
+    specs = named_specs(["tv", "mine=torchvision:resnet18", {"spec": "efficientnet_lite:lite0"}])
+    assert list(specs) == ["tv", "mine", "efficientnet_lite-lite0"]
+    with pytest.raises(SpecError, match="both named 'tv'"):
+        named_specs(["tv", "tv"])
+    with pytest.raises(SpecError, match="must start with a letter"):
+        named_specs(["1x=tv"])
