@@ -73,3 +73,24 @@ def wnid_of(label: int) -> str:
 def class_name(label: int) -> str:
     """Readable name of a label: the first lemma (``'tench'`` for label 0)."""
     return _lemmas()[wnid_of(label)].split(",")[0].strip()
+
+
+def suggest_wnids(text: str, n: int = 3) -> list[str]:
+    """Close ImageNet-1k wnids for a mistyped wnid or a class name, as ``"n02123045 (tabby)"``.
+
+    For error messages: a wnid-shaped ``text`` is matched against the wnids, any
+    other text against the readable names (every synonym of each class).
+    """
+    import difflib
+
+    if is_wnid(text):
+        found = difflib.get_close_matches(text, wnids(), n=n, cutoff=0.75)
+    else:
+        names: dict[str, str] = {}
+        lemmas = _lemmas()
+        for wnid in wnids():
+            for name in lemmas.get(wnid, "").split(","):
+                names.setdefault(name.strip().lower(), wnid)
+        close = difflib.get_close_matches(text.strip().lower(), list(names), n=n * 2, cutoff=0.6)
+        found = list(dict.fromkeys(names[c] for c in close))[:n]
+    return [f"{w} ({class_name(label_of(w))})" for w in found]

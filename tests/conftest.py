@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,3 +47,35 @@ def write_image(path: Path, size: tuple[int, int] = (40, 32), mode: str = "RGB",
 @pytest.fixture
 def image_factory():
     return write_image
+
+
+@dataclass(frozen=True)
+class TinyClip:
+    arch: str  # a registered open_clip architecture name
+    path: Path  # its random weights
+
+
+TINY_CLIP_ARCH = "iqa-tiny-clip-test"
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> TinyClip:
+    """A tiny open_clip architecture, registered, with random weights saved (no hub needed)."""
+    import json
+
+    import open_clip
+    import torch
+
+    d = tmp_path_factory.mktemp("clipcfg")
+    cfg = {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 64, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+    }
+    (d / f"{TINY_CLIP_ARCH}.json").write_text(json.dumps(cfg))
+    open_clip.add_model_config(d)
+    torch.manual_seed(0)
+    model = open_clip.create_model(TINY_CLIP_ARCH)
+    path = d / "tiny.pt"
+    torch.save(model.state_dict(), path)
+    return TinyClip(TINY_CLIP_ARCH, path)

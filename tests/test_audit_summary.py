@@ -125,3 +125,28 @@ def test_directions_and_scorer_names():
         named_specs(["tv", "tv"])
     with pytest.raises(SpecError, match="must start with a letter"):
         named_specs(["1x=tv"])
+
+
+def test_reference_command_scores_a_labelled_manifest(tmp_path, image_factory):
+    from iqa_lib.audit.build import build_reference
+    from iqa_lib.cli import main
+
+    rows = []
+    for i in range(4):
+        rows.append((f"im{i}", i, "clean", 0, str(image_factory(tmp_path / f"c{i}.png", (48, 40), seed=i))))
+        for s in (1, 3):
+            path = image_factory(tmp_path / f"g{s}_{i}.png", (48, 40), seed=10 * s + i)
+            rows.append((f"im{i}", i, "gaussian_noise", s, str(path)))
+    manifest = tmp_path / "m.parquet"
+    pd.DataFrame(rows, columns=["image_id", "label", "corruption", "severity", "path"]).to_parquet(manifest)
+    path = build_reference("tv", tmp_path / "ref", manifest=manifest, made_from="four images",
+                           device="cpu", num_workers=0, progress=False)
+    ref = read_reference(path)
+    assert path.name == "tv.parquet" and ref.info["made_from"] == "four images"
+    assert {k: len(v) for k, v in ref.groups("q").items()} == {"clean": 4, "severity 1": 4, "severity 3": 4}
+    scores = pd.read_parquet(tmp_path / "ref" / "scores" / "tv.parquet")
+    np.testing.assert_allclose(np.sort(ref.groups("q")["clean"]),
+                               np.sort(scores.loc[scores.corruption == "clean", "q"]), rtol=1e-6)
+    # a score file of another scorer is refused
+    assert main(["reference", "--scorer", "brisque", "--scores", str(tmp_path / "ref" / "scores" / "tv.parquet"),
+                 "--out", str(tmp_path / "ref2")]) == 2

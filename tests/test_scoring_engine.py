@@ -84,7 +84,8 @@ def test_tv_scores_follow_manifest_order_and_contract(tmp_path):
     pd.testing.assert_frame_equal(df[KEYS], m[KEYS], check_dtype=False)
     assert df["severity"].dtype == np.int64 and df["label"].dtype == np.int64
     np.testing.assert_allclose(df["q"].to_numpy(), _expected_tv(manifest), rtol=1e-5)
-    assert parts.read_score_metadata(out) == {"spec": "tv", "kind": "nr_iqa", "geometry": "resize_crop"}
+    assert parts.read_score_metadata(out) == {"spec": "tv", "kind": "nr_iqa", "geometry": "resize_crop",
+                                              "label_space": "imagenet"}
     # parts are merged and removed; an empty failures file is still written
     assert not parts.parts_dir(out).exists()
     fails = pd.read_csv(parts.failures_path(out))

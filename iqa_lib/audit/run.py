@@ -123,7 +123,7 @@ def run_audit(
     (out / SCORES).mkdir(exist_ok=True)
     for name, spec in specs.items():
         score_path = out / SCORES / f"{name}.parquet"
-        record = completion_record(spec.text, spec.options, manifest, geometry)
+        record = completion_record(spec, manifest_path, manifest, geometry)
         if is_complete(score_path, record):
             _say(f"audit: {name}: reusing {score_path} (same images, spec and code)")
             done.reused.append(name)

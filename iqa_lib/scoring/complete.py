@@ -17,6 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+from iqa_lib.scorers.spec import ScorerSpec
+
 
 def record_path(out: str | os.PathLike) -> Path:
     out = Path(out)
@@ -24,22 +26,33 @@ def record_path(out: str | os.PathLike) -> Path:
 
 
 def completion_record(
-    spec_text: str, options: Mapping[str, Any], manifest: pd.DataFrame, geometry: str
+    spec: ScorerSpec, manifest_path: str | os.PathLike, manifest: pd.DataFrame, geometry: str
 ) -> dict[str, Any]:
-    """Everything that changes what a score file holds."""
+    """Everything that changes what a score file holds, the label space included.
+
+    The label space (ImageNet, own classes, a class map's content, prompt names)
+    is resolved as the engine will resolve it, so editing a class-map file or
+    renaming a class folder makes the file stale.
+    """
     from iqa_lib.audit.reference import scores_version
+    from iqa_lib.data.manifest import UNLABELLED, manifest_classes, manifest_classnames
+    from iqa_lib.scorers.label_space import resolve_label_space
     from iqa_lib.scoring.engine import RUNTIME_OPTIONS, manifest_fingerprint
 
-    return {
-        "spec": spec_text,
-        "options": json.loads(
-            json.dumps({k: v for k, v in sorted(options.items()) if k not in RUNTIME_OPTIONS}, default=str)
-        ),
+    unlabelled = bool((manifest["label"].to_numpy() == UNLABELLED).all())
+    space = resolve_label_space(
+        spec, manifest_classes(manifest_path), manifest_classnames(manifest_path), unlabelled
+    )
+    options = {k: v for k, v in sorted(spec.options.items()) if k not in RUNTIME_OPTIONS}
+    return json.loads(json.dumps({
+        "spec": spec.text,
+        "options": options,
+        "labels": space.resume_key(),
         "manifest": manifest_fingerprint(manifest),
         "rows": len(manifest),
         "geometry": geometry,
         "scores_version": scores_version(),
-    }
+    }, default=str))
 
 
 def is_complete(out: str | os.PathLike, record: Mapping[str, Any]) -> bool:

@@ -26,8 +26,15 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from iqa_lib.data.manifest import MANIFEST_COLUMNS, UNLABELLED, read_manifest
+from iqa_lib.data.manifest import (
+    MANIFEST_COLUMNS,
+    UNLABELLED,
+    manifest_classes,
+    manifest_classnames,
+    read_manifest,
+)
 from iqa_lib.scorers.base import COLUMN_DTYPES, COLUMNS, Scorer
+from iqa_lib.scorers.label_space import LabelSpace, resolve_label_space
 from iqa_lib.scorers.registry import as_spec, build_scorer
 from iqa_lib.scorers.spec import ScorerSpec
 from iqa_lib.scoring import parts
@@ -91,6 +98,11 @@ def score_manifest(
     get the ImageNet-C Resize(256) + CenterCrop(224) or are scored as stored.
     An unlabelled manifest (every label :data:`UNLABELLED`) gets no ``correct``
     column: a classifier's confidence is still a Q, its correctness is unknown.
+    The manifest's label space (ImageNet, its own classes, none) goes to the
+    scorer (:mod:`iqa_lib.scorers.label_space`); where ``correct`` is undefined
+    (an ImageNet classifier on own classes without ``class_map``) it is left
+    out too. The score file's metadata records the label space
+    (``label_space``, ``classes``, ``class_map``, ``classnames``, ``label_note``).
     """
     scorer = spec if isinstance(spec, Scorer) else None
     parsed = scorer.spec if scorer is not None else as_spec(spec)  # type: ignore[union-attr]
@@ -110,7 +122,20 @@ def score_manifest(
             f"{UNLABELLED}), e.g. {manifest.loc[unlabelled, 'path'].iloc[0]!r}; label every image "
             "or none"
         )
-    columns = [c for c in COLUMNS[parsed.kind] if not (unlabelled.all() and c == "correct")]
+    classes, classnames = manifest_classes(manifest_path), manifest_classnames(manifest_path)
+    if classes is not None and not unlabelled.all():
+        labels = manifest["label"].to_numpy()
+        bad = (labels < 0) | (labels >= len(classes))
+        if bad.any():
+            raise ValueError(
+                f"manifest {str(manifest_path)!r} has {len(classes)} classes but label "
+                f"{int(labels[bad][0])} (e.g. {manifest.loc[bad, 'path'].iloc[0]!r}); labels index "
+                "the classes: rebuild the manifest with `iqa-kit manifest`"
+            )
+    space = resolve_label_space(parsed, classes, classnames, bool(unlabelled.all()))
+    if scorer is not None:
+        space = _built_scorer_space(scorer, space, manifest_path)
+    columns = [c for c in COLUMNS[parsed.kind] if c != "correct" or space.defines_correct]
 
     created = init_distributed(dev)
     try:
@@ -126,7 +151,8 @@ def score_manifest(
                     default=str,
                 )
             ),
-            "columns": list(COLUMNS[parsed.kind]),
+            "columns": columns,
+            "labels": space.resume_key(),
             "manifest": manifest_fingerprint(manifest),
             "geometry": geometry,
             "rows": n,
@@ -138,9 +164,13 @@ def score_manifest(
         barrier()
         done = parts.done_chunks(pdir)
         mine = [c for c in range(n_chunks) if c % info.world_size == info.rank and c not in done]
+        if mine and scorer is None:
+            scorer = build_scorer(
+                parsed, dev, classes, classnames, bool(unlabelled.all()), warn=info.is_main
+            )
+        elif scorer is None and info.is_main and space.warning:
+            print(f"warning: {space.warning}", file=sys.stderr)  # resumed: nothing was built
         if mine:
-            if scorer is None:
-                scorer = build_scorer(parsed, dev)
             _score_chunks(
                 scorer, manifest, mine, part_size, pdir, batch_size, num_workers,
                 progress and info.is_main, geometry,
@@ -151,13 +181,38 @@ def score_manifest(
         if info.is_main:
             parts.merge_parts(
                 pdir, n_chunks, manifest, KEY_COLUMNS, out,
-                metadata={"spec": parsed.text, "kind": parsed.kind, "geometry": geometry},
+                metadata={
+                    "spec": parsed.text, "kind": parsed.kind, "geometry": geometry,
+                    **space.metadata(),
+                },
                 columns=columns,
             )
         barrier()
     finally:
         shutdown(created)
     return out
+
+
+def _built_scorer_space(scorer: Scorer, wanted: LabelSpace, manifest_path: Any) -> LabelSpace:
+    """The label space a ready-built scorer scores this manifest in; an error if it was built for another.
+
+    On an unlabelled manifest any task scorer fits (its Q is all that is
+    written); otherwise it must have been built for this manifest's classes.
+    """
+    if scorer.kind == "nr_iqa":
+        return wanted
+    have = scorer.label_space or resolve_label_space(scorer.spec)
+    if wanted.name == "unlabelled":
+        same = have.classnames == wanted.classnames and have.class_map is None
+        return wanted if same else have.as_unlabelled()
+    if have != wanted:
+        raise ValueError(
+            f"scorer {scorer.name} was built for {have.describe()} but manifest "
+            f"{str(manifest_path)!r} has {wanted.describe()}; pass the spec instead of a built "
+            "scorer, or build it with build_scorer(spec, device, classes=manifest_classes(path), "
+            "classnames=manifest_classnames(path))"
+        )
+    return wanted
 
 
 def _score_chunks(
