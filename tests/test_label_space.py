@@ -245,31 +245,12 @@ def test_checkpoint_head_mismatch_messages(tmp_path):
 
 
 # ------------------------------------------------------------------------ ZSCLIP
-ARCH = "iqa-tiny-clip-labels"
-
-
-@pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory):
-    import open_clip
-
-    d = tmp_path_factory.mktemp("clipcfg")
-    cfg = {
-        "embed_dim": 16,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": 16, "patch_size": 16, "head_width": 8},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1},
-    }
-    (d / f"{ARCH}.json").write_text(json.dumps(cfg))
-    open_clip.add_model_config(d)
-    torch.manual_seed(0)
-    path = d / "tiny.pt"
-    torch.save(open_clip.create_model(ARCH).state_dict(), path)
-    return path
 
 
 def test_zsclip_prompts_with_the_manifests_class_names(tiny_clip, tmp_path):
     classes = ["golden_retriever", "tabby-cat"]
     manifest = _own_manifest(tmp_path, classes, per=2)
-    spec = {"spec": f"open_clip:{ARCH}/random", "weights": str(tiny_clip)}
+    spec = {"spec": f"open_clip:{tiny_clip.arch}/random", "weights": str(tiny_clip.path)}
     scorer = build_scorer(spec, "cpu", classes=classes)
     assert scorer.classnames == ("golden retriever", "tabby cat")
     out = score_manifest(scorer, manifest, tmp_path / "zs.parquet", **RUN)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -18,27 +17,6 @@ from iqa_lib.scorers.zero_shot import PAPER_TEMPLATES, resolve_templates
 from iqa_lib.scoring.engine import score_manifest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ARCH = "iqa-tiny-clip-test"
-
-
-@pytest.fixture(scope="module")
-def tiny_clip(tmp_path_factory):
-    """Register a tiny open_clip architecture and save random weights for it."""
-    import open_clip
-
-    d = tmp_path_factory.mktemp("clipcfg")
-    cfg = {
-        "embed_dim": 32,
-        "vision_cfg": {"image_size": 64, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-    }
-    (d / f"{ARCH}.json").write_text(json.dumps(cfg))
-    open_clip.add_model_config(d)
-    torch.manual_seed(0)
-    model = open_clip.create_model(ARCH)
-    path = d / "tiny.pt"
-    torch.save(model.state_dict(), path)
-    return path
 
 
 def _count_encode_text(scorer) -> list[int]:
@@ -63,7 +41,7 @@ def test_zsclip_end_to_end_text_encoded_once(tiny_clip, tmp_path):
                      "path": str(p)})
     manifest = tmp_path / "m.parquet"
     pd.DataFrame(rows).to_parquet(manifest)
-    spec = {"spec": f"open_clip:{ARCH}/random", "weights": str(tiny_clip), "temperature": 1.0}
+    spec = {"spec": f"open_clip:{tiny_clip.arch}/random", "weights": str(tiny_clip.path), "temperature": 1.0}
     scorer = build_scorer(spec, "cpu")
     calls = _count_encode_text(scorer)
     out = score_manifest(scorer, manifest, tmp_path / "zs.parquet", batch_size=3, num_workers=0,
@@ -84,7 +62,7 @@ def test_zsclip_end_to_end_text_encoded_once(tiny_clip, tmp_path):
 
 
 def test_temperature_and_disk_text_cache(tiny_clip, tmp_path):
-    base = {"spec": f"open_clip:{ARCH}/random", "weights": str(tiny_clip),
+    base = {"spec": f"open_clip:{tiny_clip.arch}/random", "weights": str(tiny_clip.path),
             "templates": ["a photo of a {}.", "a blurry photo of a {}."], "text_cache": str(tmp_path)}
     first = build_scorer(base, "cpu")
     calls = _count_encode_text(first)
@@ -105,7 +83,7 @@ def test_temperature_and_disk_text_cache(tiny_clip, tmp_path):
 
 
 def test_temperature_model_reads_the_models_logit_scale_and_bias(tiny_clip):
-    base = {"spec": f"open_clip:{ARCH}/random", "weights": str(tiny_clip)}
+    base = {"spec": f"open_clip:{tiny_clip.arch}/random", "weights": str(tiny_clip.path)}
     scorer = build_scorer({**base, "temperature": "model"}, "cpu")
     # open_clip initialises logit_scale to log(1 / 0.07): T = 0.07, not the fixed 0.01
     assert scorer.temperature == pytest.approx(0.07, rel=1e-5) and scorer.logit_bias == 0.0
