@@ -447,14 +447,32 @@ def test_command_rejects_unknown_corruption_before_scanning(tmp_path):
         args.func(args)
 
 
-def test_command_refuses_datasets_with_their_own_classes(clean, tmp_path):
+def test_command_renders_own_classes_into_class_folders_and_the_manifest_reads_them(clean, tmp_path):
+    from iqa_lib.data.manifest import build_manifest
+
     src = tmp_path / "own"
-    for name in ("cats", "dogs"):
+    for i, name in enumerate(("cats", "dogs")):
         (src / name).mkdir(parents=True)
-        shutil.copy(clean.loc[1, "path"], src / name / f"{name}.png")
-    args = _parse(["--src", str(src), "--out", str(tmp_path / "o")])
-    with pytest.raises(ValueError, match="own classes.*wnid"):
-        args.func(args)
+        shutil.copy(clean.loc[i, "path"], src / name / f"{name}{Path(clean.loc[i, 'path']).suffix}")
+    out = tmp_path / "o"
+    args = _parse(["--src", str(src), "--out", str(out), "--corruptions", "contrast",
+                   "--severities", "2", "--workers", "1", "--no-progress"])
+    assert args.func(args) == 0
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.JPEG")) == [
+        "contrast/2/cats/cats.JPEG", "contrast/2/dogs/dogs.JPEG"]
+    result = build_manifest(src, out, check="none", progress=False)
+    assert result.classes == ["cats", "dogs"]
+    labels = result.manifest.groupby("corruption")["label"].apply(sorted).to_dict()
+    assert labels == {"clean": [0, 1], "contrast": [0, 1]}
+
+
+def test_own_classes_and_unlabelled_rows_are_checked(clean, tmp_path):
+    with pytest.raises(ValueError, match="label 2 of image 'img_c' is not one of the dataset's 2 classes"):
+        _generate(clean.head(3).assign(label=[0, 1, 2]), tmp_path / "a", classes=["cats", "dogs"])
+    with pytest.raises(ValueError, match="class name '_x' cannot be a class folder"):
+        _generate(clean.head(1).assign(label=0), tmp_path / "b", classes=["_x"])
+    with pytest.raises(ValueError, match="unlabelled \\(label -1\\).*'img_a'"):
+        _generate(clean.head(1).assign(label=-1), tmp_path / "c")
 
 
 # ------------------------------------------------------------------ the real sample

@@ -11,6 +11,7 @@ from iqa_lib.data.manifest import (
     clean_images,
     failures_path,
     manifest_classes,
+    manifest_classnames,
     read_labels_file,
     read_manifest,
     scan_imagenet_c,
@@ -233,3 +234,109 @@ def test_clean_images_refuses_own_classes(tmp_path):
     write_image(tmp_path / "dogs" / "d1.jpg")
     with pytest.raises(ManifestError, match="its own classes"):
         clean_images(tmp_path)
+
+
+# ------------------------------------------------------------------ layouts that used to mislead
+WNIDS = ("n01440764", "n01443537", "n01484850", "n01491361", "n01494475", "n01496331")
+
+
+def test_wnid_class_folders_mixed_with_another_folder_are_refused(tmp_path):
+    for i, wnid in enumerate(WNIDS):
+        write_image(tmp_path / wnid / f"{wnid}_{i}.JPEG", size=(8, 8))
+    write_image(tmp_path / "other" / "x.JPEG", size=(8, 8))
+    with pytest.raises(ManifestError, match=r"mixes 6 wnid-named class folder\(s\) with 1 other.*'other'.*rename or move"):
+        scan_labelled_folder(tmp_path)
+    (tmp_path / "other" / "x.JPEG").unlink()
+    (tmp_path / "other").rmdir()
+    df, classes = scan_labelled_folder(tmp_path)  # all wnid: ImageNet labels
+    assert classes is None and sorted(df["label"]) == [imagenet.label_of(w) for w in WNIDS]
+
+
+def test_top_level_images_beside_a_sub_folder_are_refused(tmp_path):
+    for i, wnid in enumerate(WNIDS[:3]):
+        write_image(tmp_path / f"{wnid}_{i}.JPEG", size=(8, 8))
+    write_image(tmp_path / "stray" / "y.JPEG", size=(8, 8))
+    with pytest.raises(ManifestError, match=r"3 image file\(s\) at its top level.*'stray'.*Move the images into class"):
+        scan_labelled_folder(tmp_path)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"{w}_{i} {w}\n" for i, w in enumerate(WNIDS[:3])) + f"y {TENCH}\n")
+    df, _ = scan_labelled_folder(tmp_path, labels)  # a labels file labels every image below
+    assert len(df) == 4
+
+
+def test_own_class_folders_stay_valid(tmp_path):
+    for name in ("cat", "dog", "car"):
+        write_image(tmp_path / name / f"{name}1.png", size=(8, 8))
+    df, classes = scan_labelled_folder(tmp_path)
+    assert classes == ["car", "cat", "dog"]
+    assert dict(zip(df["image_id"], df["label"], strict=True)) == {"car1": 0, "cat1": 1, "dog1": 2}
+
+
+def test_empty_non_image_and_imageless_class_folders_are_named(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.txt").write_text("x")
+    with pytest.raises(ManifestError, match="holds no image files, only other files.*notes.txt"):
+        scan_labelled_folder(tmp_path / "docs")
+    write_image(tmp_path / "own" / "cat" / "c.png", size=(8, 8))
+    (tmp_path / "own" / "dog").mkdir()
+    (tmp_path / "own" / "dog" / "readme.md").write_text("x")
+    with pytest.raises(ManifestError, match=r"1 class folder\(s\) of .* hold no images: 'dog'; remove them"):
+        scan_labelled_folder(tmp_path / "own")
+
+
+def test_scanning_skips_hidden_files_and_keeps_path_order(tmp_path):
+    write_image(tmp_path / "a" / "x.png", size=(8, 8))
+    write_image(tmp_path / "a" / ".x.png", size=(8, 8))  # e.g. macOS '._' files
+    write_image(tmp_path / "a" / "sub" / "y.png", size=(8, 8))
+    write_image(tmp_path / "a-b" / "z.png", size=(8, 8))
+    df, classes = scan_labelled_folder(tmp_path)
+    assert classes == ["a", "a-b"] and df["image_id"].tolist() == ["y", "x", "z"]
+
+
+# ------------------------------------------------------------------ classnames files
+def _own(root):
+    for name in ("golden_retriever", "tabby"):
+        write_image(root / name / f"{name}.png", size=(8, 8))
+    return root
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["golden retriever\ntabby, tabby cat\n", "tabby,tabby, tabby cat\ngolden_retriever,golden retriever\n",
+     "folder\tname\ngolden_retriever\tgolden retriever\ntabby\ttabby, tabby cat\n"],
+)
+def test_classnames_file_names_own_classes(tmp_path, content):
+    (tmp_path / "names.txt").write_text(content)
+    result = build_manifest(_own(tmp_path / "d"), classnames_file=tmp_path / "names.txt", progress=False)
+    assert result.classnames == ["golden retriever", "tabby, tabby cat"]
+    path = write_manifest(result, tmp_path / "m.parquet")
+    assert manifest_classnames(path) == ["golden retriever", "tabby, tabby cat"]
+    assert manifest_classes(path) == ["golden_retriever", "tabby"]
+
+
+def test_classnames_file_errors(tmp_path):
+    root = _own(tmp_path / "d")
+    names = tmp_path / "names.txt"
+    names.write_text("a\nb\nc\n")
+    with pytest.raises(ManifestError, match=r"has 3 name\(s\) for 2 classes"):
+        build_manifest(root, classnames_file=names, progress=False)
+    names.write_text("tabby,cat\nhusky,dog\n")
+    with pytest.raises(ManifestError, match="'husky'.*lacks class folder.*'golden_retriever'"):
+        build_manifest(root, classnames_file=names, progress=False)
+    write_image(tmp_path / "inet" / TENCH / "t.png", size=(8, 8))
+    with pytest.raises(ManifestError, match="ImageNet-labelled dataset; the kit knows ImageNet's"):
+        build_manifest(tmp_path / "inet", classnames_file=names, progress=False)
+
+
+def test_imagenet_c_tree_of_own_classes(tmp_path):
+    clean = _own(tmp_path / "clean")
+    imc = tmp_path / "imc"
+    for name in ("golden_retriever", "tabby"):
+        write_image(imc / "fog" / "1" / name / f"{name}.JPEG", size=(8, 8))
+    result = build_manifest(clean, imc, progress=False)
+    assert result.classes == ["golden_retriever", "tabby"]
+    assert (result.manifest.groupby("image_id")["label"].nunique() == 1).all()
+    assert sorted(result.manifest.loc[result.manifest["corruption"] == "fog", "label"]) == [0, 1]
+    write_image(imc / "fog" / "1" / "husky" / "h.JPEG", size=(8, 8))
+    with pytest.raises(ManifestError, match="not classes of the clean folder: 'husky'"):
+        build_manifest(clean, imc, progress=False)

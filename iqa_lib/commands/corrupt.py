@@ -11,16 +11,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="render ImageNet-C corruptions of clean images into an ImageNet-C tree",
         description="Render the ImageNet-C corruptions with the original protocol (Resize 256, "
         "CenterCrop 224, corruption, JPEG quality 85) into "
-        "<out>/<corruption>/<severity>/<wnid>/<image_id>.JPEG, which `iqa-kit manifest "
-        "--imagenet-c` reads back. Deterministic (the same image, corruption and severity give "
+        "<out>/<corruption>/<severity>/<wnid>/<image_id>.JPEG (a dataset with its own class "
+        "folders: <class> in place of <wnid>), which `iqa-kit manifest --imagenet-c` reads back. Deterministic (the same image, corruption and severity give "
         "the same bytes) and resumable (existing files are skipped). Undecodable sources are "
         "listed in <out>/corrupt_failures.csv.",
     )
     parser.add_argument(
         "--src",
         required=True,
-        help="clean images: a labelled folder (wnid class sub-folders, files named "
-        "<wnid>_<anything>, or a flat folder with --labels-file) or a manifest.parquet",
+        help="clean images: a labelled folder (class sub-folders, wnid-named or your own, files "
+        "named <wnid>_<anything>, or a flat folder with --labels-file) or a manifest.parquet",
     )
     parser.add_argument("--out", required=True, help="root of the ImageNet-C tree to write")
     parser.add_argument(
@@ -55,24 +55,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load_clean(src: str, labels_file: str | None):
-    """Clean rows, refusing datasets with their own classes: ImageNet-C folders are wnids."""
-    from pathlib import Path
-
+    """Clean rows and the dataset's own classes (``None``: ImageNet wnids name the folders)."""
     from iqa_lib.data import manifest
 
-    path = Path(src)
-    if path.is_file() and path.suffix == ".parquet":
-        own = manifest.manifest_classes(path)
-        clean = manifest.clean_images(path)
-    else:
-        clean, own = manifest.scan_labelled_folder(path, labels_file)
-    if own is not None:
-        raise ValueError(
-            f"{src!r} uses its own classes ({len(own)}: {', '.join(own[:3])}, ...), but an "
-            "ImageNet-C tree is organised by ImageNet wnids; use wnid-named class folders, "
-            "files named <wnid>_<anything>, or a labels file"
-        )
-    return clean
+    return manifest.clean_source(src, labels_file)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
 
-    clean = _load_clean(args.src, args.labels_file)
+    clean, classes = _load_clean(args.src, args.labels_file)
     if args.limit is not None:
         clean = clean.sort_values("image_id", kind="stable").head(args.limit)
     print(
@@ -104,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         severities=severities,
         workers=args.workers,
         progress=not args.no_progress,
+        classes=classes,
     )
     rate = f" ({report.renders_per_s:.1f} renders/s)" if report.written else ""
     print(

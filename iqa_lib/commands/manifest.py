@@ -1,4 +1,4 @@
-"""``iqa-kit manifest``: one row per image to score, from folders or params.yaml."""
+"""``iqa-kit manifest``: one row per image to score, from folders, lists, shards or params.yaml."""
 
 from __future__ import annotations
 
@@ -10,14 +10,36 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "manifest",
         help="build manifest.parquet from a clean image folder and/or an ImageNet-C tree",
         description="Build the manifest (image_id, label, corruption, severity, path). "
-        "Clean images: class sub-folders, files named <wnid>_<anything>, or a flat folder "
-        "with --labels-file. ImageNet-C: <root>/<corruption>/<severity>/<wnid>/<file>. "
-        "Undecodable images are left out and listed in <manifest stem>.failures.csv. "
-        "Without --clean/--imagenet-c, the data section of --params is used.",
+        "Clean images: class sub-folders (wnid-named for ImageNet, or your own class names), "
+        "files named <wnid>_<anything>, or a flat folder with --labels-file. ImageNet-C: "
+        "<root>/<corruption>/<severity>/<class>/<file>. --source instead takes any one dataset "
+        "(a folder, a .csv/.parquet list with a path column, or WebDataset .tar shards) and "
+        "writes its clean rows. Undecodable images are left out and listed in "
+        "<manifest stem>.failures.csv. Without --clean/--imagenet-c/--source, the data section "
+        "of --params is used.",
     )
     parser.add_argument("--clean", help="folder of clean labelled images")
     parser.add_argument("--labels-file", help="labels for a flat clean folder: '<file> <wnid|label>' lines")
     parser.add_argument("--imagenet-c", help="root of an ImageNet-C tree")
+    parser.add_argument(
+        "--source",
+        help="one dataset, clean rows only: a folder (a flat folder without labels gives an "
+        "unlabelled manifest), a .csv/.tsv/.parquet list (path, optional label and image_id "
+        "columns), a .tar shard, a folder of .tar shards, or a pattern like "
+        "'shards/train-{000000..000009}.tar'",
+    )
+    parser.add_argument(
+        "--classnames",
+        help="readable names of your own classes: one per line in class order, or "
+        "'<folder>,<name>' lines (not for ImageNet labels)",
+    )
+    parser.add_argument(
+        "--cls-labels",
+        choices=("imagenet", "own"),
+        default="imagenet",
+        help="with --source shards: .cls integers are ImageNet indices 0-999 (default) or your "
+        "own class indices",
+    )
     parser.add_argument("--out", help="manifest path (default with --params: data/manifest.parquet)")
     parser.add_argument(
         "--check",
@@ -35,25 +57,44 @@ def run(args: argparse.Namespace) -> int:
 
     from iqa_lib.data.manifest import build_manifest, failures_path, summarize, write_manifest
 
-    if args.clean or args.imagenet_c:
-        clean, labels, imagenet_c = args.clean, args.labels_file, args.imagenet_c
-        out, check = args.out, args.check or "full"
-        corruptions = severities = None
-        if out is None:
-            raise ValueError("--out is required when --clean or --imagenet-c is given")
-    else:
-        from iqa_lib.config import MANIFEST_PATH, load_params
+    source = getattr(args, "source", None)
+    classnames = getattr(args, "classnames", None)
+    if source is not None:
+        from iqa_lib.data.sources import dataset_manifest
 
-        data = load_params(args.params).data
-        clean, labels, imagenet_c = data.clean_dir, data.clean_labels, data.imagenet_c_dir
-        out, check = args.out or MANIFEST_PATH, args.check or data.check
-        corruptions, severities = data.corruptions, data.severities
-    result = build_manifest(
-        clean, imagenet_c, labels_file=labels, check=check, workers=args.workers,
-        corruptions=corruptions, severities=severities,
-    )
+        if args.clean or args.imagenet_c:
+            raise ValueError("--source takes the whole dataset; give it without --clean/--imagenet-c")
+        if args.out is None:
+            raise ValueError("--out is required with --source")
+        out = args.out
+        result = dataset_manifest(
+            source, labels_file=args.labels_file, classnames_file=classnames,
+            check=args.check or "full", workers=args.workers,
+            cls_labels=getattr(args, "cls_labels", "imagenet"),
+        )
+    else:
+        if args.clean or args.imagenet_c:
+            clean, labels, imagenet_c = args.clean, args.labels_file, args.imagenet_c
+            out, check = args.out, args.check or "full"
+            corruptions = severities = None
+            if out is None:
+                raise ValueError("--out is required when --clean or --imagenet-c is given")
+        else:
+            from iqa_lib.config import MANIFEST_PATH, load_params
+
+            data = load_params(args.params).data
+            clean, labels, imagenet_c = data.clean_dir, data.clean_labels, data.imagenet_c_dir
+            out, check = args.out or MANIFEST_PATH, args.check or data.check
+            corruptions, severities = data.corruptions, data.severities
+        result = build_manifest(
+            clean, imagenet_c, labels_file=labels, check=check, workers=args.workers,
+            corruptions=corruptions, severities=severities, classnames_file=classnames,
+        )
     path = write_manifest(result, out)
     print(summarize(result.manifest).to_string(index=False))
+    if result.classes is not None:
+        print(f"own classes: {len(result.classes)} ({', '.join(result.classes[:5])}"
+              f"{', ...' if len(result.classes) > 5 else ''})")
     print(f"wrote {len(result.manifest)} rows to {path}")
     if len(result.failures):
         print(f"left out {len(result.failures)} undecodable image(s); reasons in {failures_path(Path(out))}")

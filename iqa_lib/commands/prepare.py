@@ -28,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from iqa_lib.config import PREPARED_STAMP, load_params
-    from iqa_lib.data.manifest import clean_images
+    from iqa_lib.data.manifest import clean_source
     from iqa_lib.data.quickstart import export_quickstart
 
     data = load_params(args.params).data
@@ -40,9 +40,10 @@ def run(args: argparse.Namespace) -> int:
     if data.renders_corruptions:
         from iqa_lib.data.corrupt import generate_imagenet_c
 
-        clean = clean_images(data.clean_dir, data.clean_labels)
+        clean, classes = clean_source(data.clean_dir, data.clean_labels)
         report = generate_imagenet_c(
-            clean, Path(data.imagenet_c_dir), data.corruptions, data.severities, workers=args.workers
+            clean, Path(data.imagenet_c_dir), data.corruptions, data.severities, workers=args.workers,
+            classes=classes,
         )
         print(f"ImageNet-C: {report.written} written, {report.skipped} already there, "
               f"{report.failed} failed, in {data.imagenet_c_dir}")

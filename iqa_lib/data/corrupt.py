@@ -4,7 +4,12 @@ For users who have clean images but not the 70 GB ImageNet-C download. The
 protocol is the original one (Hendrycks & Dietterich, ``make_imagenet_c.py``):
 Resize(256) + CenterCrop(224), the corruption, ``np.uint8`` truncation, then
 JPEG quality 85 (``optimize=True``), written to
-``<root>/<corruption>/<severity>/<wnid>/<image_id>.JPEG``.
+``<root>/<corruption>/<severity>/<wnid>/<image_id>.JPEG``. A dataset with its
+own classes (``classes``: the clean folder's class folder names) is written
+the same way with the class folder name in place of the wnid, and
+:func:`iqa_lib.data.manifest.build_manifest` reads such a tree back with the
+same labels. Unlabelled images (label -1) are refused: the tree's folders are
+classes, and a made-up ``unlabelled`` class could not be told from a real one.
 
 The corruptions come from ``imagecorruptions`` (the ``imagecorruptions-imaug``
 fork), except ``elastic_transform`` and ``frost``: the package's versions of
@@ -229,7 +234,7 @@ def render_corruption(image: Image.Image, image_id: str, corruption: str, severi
 def output_path(
     out_root: str | os.PathLike, corruption: str, severity: int, wnid: str, image_id: str
 ) -> Path:
-    """``<root>/<corruption>/<severity>/<wnid>/<image_id>.JPEG``."""
+    """``<root>/<corruption>/<severity>/<wnid>/<image_id>.JPEG`` (``wnid``: the class folder)."""
     return Path(out_root) / corruption / str(int(severity)) / wnid / f"{image_id}{OUTPUT_SUFFIX}"
 
 
@@ -381,7 +386,22 @@ def default_workers() -> int:
     return max(1, n or 1)
 
 
-def _check_clean(clean: pd.DataFrame) -> pd.DataFrame:
+def _check_classes(classes: Sequence[str]) -> list[str]:
+    """Own class names become folder names: refuse what a folder cannot be or scanners skip."""
+    classes = [str(c) for c in classes]
+    for c in classes:
+        if not c or "/" in c or "\\" in c or c in (".", "..") or c.startswith((".", "_")):
+            raise ValueError(
+                f"class name {c!r} cannot be a class folder of an ImageNet-C tree (empty, a slash, "
+                "or a leading '.' or '_', which the manifest scanner skips); rename the class"
+            )
+    dup = sorted({c for c in classes if classes.count(c) > 1})
+    if dup:
+        raise ValueError(f"class name(s) {dup} occur more than once in the class list")
+    return classes
+
+
+def _check_clean(clean: pd.DataFrame, classes: Sequence[str] | None = None) -> pd.DataFrame:
     missing = [c for c in ("image_id", "label", "path") if c not in clean.columns]
     if missing:
         raise ValueError(
@@ -409,7 +429,21 @@ def _check_clean(clean: pd.DataFrame) -> pd.DataFrame:
             "image_id joins clean and corrupted copies, so it must be unique"
         )
     labels = pd.to_numeric(clean["label"], errors="coerce")
-    bad = clean[labels.isna() | (labels < 0) | (labels > 999) | (labels != labels.round())]
+    unlabelled = clean[labels == -1]
+    if len(unlabelled):
+        raise ValueError(
+            f"{len(unlabelled)} image(s) are unlabelled (label -1), e.g. "
+            f"{unlabelled['image_id'].iloc[0]!r}: an ImageNet-C tree is organised in class folders; "
+            "label the images (class folders, a labels file or a label column) to render them"
+        )
+    top = 999 if classes is None else len(classes) - 1
+    bad = clean[labels.isna() | (labels < 0) | (labels > top) | (labels != labels.round())]
+    if len(bad) and classes is not None:
+        row = bad.iloc[0]
+        raise ValueError(
+            f"label {row['label']} of image {row['image_id']!r} is not one of the dataset's "
+            f"{len(classes)} classes (0-{top})"
+        )
     if len(bad):
         row = bad.iloc[0]
         raise ValueError(
@@ -429,7 +463,10 @@ def _existing_names(directory: Path) -> frozenset[str]:
 
 
 def _plan(
-    clean: pd.DataFrame, root: Path, pairs: Sequence[tuple[str, int]]
+    clean: pd.DataFrame,
+    root: Path,
+    pairs: Sequence[tuple[str, int]],
+    classes: Sequence[str] | None = None,
 ) -> tuple[list[_Unit], int]:
     """Work units for the outputs that do not exist yet, and the count that do.
 
@@ -441,7 +478,7 @@ def _plan(
     units: list[_Unit] = []
     skipped = 0
     for label, group in clean.groupby("label", sort=True):
-        wnid = wnid_of(int(label))
+        wnid = wnid_of(int(label)) if classes is None else classes[int(label)]
         existing = {(c, s): _existing_names(root / c / str(s) / wnid) for c, s in pairs}
         for image_id, path in zip(group["image_id"], group["path"], strict=True):
             name = f"{image_id}{OUTPUT_SUFFIX}"
@@ -475,10 +512,14 @@ def generate_imagenet_c(
     severities: Sequence[int] = SEVERITIES,
     workers: int | None = None,
     progress: bool = True,
+    classes: Sequence[str] | None = None,
 ) -> GenerationReport:
     """Render every missing ``(image, corruption, severity)`` output under ``out_root``.
 
-    ``clean`` has columns image_id, label (0-999), path. One work unit is one source
+    ``clean`` has columns image_id, label (0-999), path; with ``classes`` (a
+    dataset's own class names, e.g. ``ManifestResult.classes``) labels index
+    ``classes`` and outputs go to ``<class>/`` folders instead of wnid folders.
+    Unlabelled rows (label -1) are refused. One work unit is one source
     image, decoded once; units run on ``workers`` processes (``None``: all cores;
     ``1``: in this process). Undecodable sources and failed renders are listed in
     ``<out_root>/corrupt_failures.csv`` and the run goes on.
@@ -488,7 +529,9 @@ def generate_imagenet_c(
     severities = resolve_severities(severities)
     if workers is not None and int(workers) < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    clean = _check_clean(clean)
+    if classes is not None:
+        classes = _check_classes(classes)
+    clean = _check_clean(clean, classes)
     root = Path(out_root)
     seen = _check_render_versions(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -497,7 +540,7 @@ def generate_imagenet_c(
         write_atomic(root / RENDER_VERSIONS_FILE, stamp)
 
     pairs = [(c, s) for c in corruptions for s in severities]
-    units, skipped = _plan(clean, root, pairs)
+    units, skipped = _plan(clean, root, pairs, classes)
     report = GenerationReport(skipped=skipped, images=len(clean))
     n_todo = sum(len(u[4]) for u in units)
     n_workers = min(int(workers) if workers else default_workers(), max(1, len(units)))

@@ -5,12 +5,23 @@ through :func:`load_rgb`, so an odd file is converted the same way
 everywhere: grayscale, CMYK, palette and 16-bit images become RGB, and
 transparent images are composited onto white rather than having their alpha
 dropped (a transparent pixel's stored RGB is arbitrary).
+
+A path may also name a member of an uncompressed tar file (a WebDataset
+shard) as ``<shard path>::<member name>``: the member is read in place by
+seeking into the shard, never unpacked. Each process builds an index
+(member -> offset, size) per shard once and keeps descriptors open for the
+most recently used shards; reads use ``os.pread``, so threads and DataLoader workers (which get
+their own cache, keyed by pid) never share a file position.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import tarfile
+import threading
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +46,139 @@ class ImageDecodeError(Exception):
         super().__init__(f"{self.path}: {reason}")
 
 
+MEMBER_SEPARATOR = "::"  # <shard path>::<member name>
+
+
 def is_image_file(path: str | os.PathLike) -> bool:
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+    return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
+
+
+# --------------------------------------------------------------------- tar members
+def split_member(path: str | os.PathLike) -> tuple[str, str] | None:
+    """``(shard, member)`` of a ``<shard>::<member>`` path, ``None`` for a plain file path."""
+    text = os.fspath(path)
+    if MEMBER_SEPARATOR not in text:
+        return None
+    shard, member = text.split(MEMBER_SEPARATOR, 1)
+    return shard, member
+
+
+def member_path(shard: str | os.PathLike, member: str) -> str:
+    return f"{os.fspath(shard)}{MEMBER_SEPARATOR}{member}"
+
+
+class _Shard:
+    """A shard's identity (to notice a rewritten file), member index and descriptor (-1: closed)."""
+
+    __slots__ = ("fd", "identity", "members")
+
+    def __init__(self, identity: tuple[int, int, int], members: dict[str, tuple[int, int]]):
+        self.fd, self.identity, self.members = -1, identity, members
+
+
+# Indexes are kept for every shard seen (their size is the dataset's member count);
+# descriptors only for the most recently used shards, so thousands of shards never
+# exhaust the process's file limit.
+_SHARDS: dict[tuple[int, str], _Shard] = {}
+_OPEN: OrderedDict[tuple[int, str], None] = OrderedDict()
+_MAX_OPEN = 64
+_LOCK = threading.Lock()
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def tar_index(shard: str | os.PathLike) -> dict[str, tuple[int, int]]:
+    """Member name -> (data offset, size) of the regular files of an uncompressed tar.
+
+    Cached per process and shard; rebuilt when the shard file changes. Raises
+    ``FileNotFoundError`` for a missing shard and ``tarfile.TarError`` for a
+    file that is not an uncompressed tar.
+    """
+    return _shard(os.fspath(shard), need_fd=False)[0].members
+
+
+def _index(shard: str) -> dict[str, tuple[int, int]]:
+    members: dict[str, tuple[int, int]] = {}
+    # "r:" refuses compressed tars: their members cannot be read by seeking
+    with tarfile.open(shard, mode="r:") as tar:
+        while True:
+            try:
+                info = tar.next()
+            except tarfile.ReadError:
+                if not members:
+                    raise
+                break  # a truncated shard: index what is there; short reads report the rest
+            if info is None:
+                break
+            if info.isreg():
+                members[info.name] = (info.offset_data, info.size)
+    return members
+
+
+def _shard(shard: str, need_fd: bool = True) -> tuple[_Shard, int]:
+    """The cached shard entry (index rebuilt if the file changed) and, if asked, an open fd."""
+    identity = _identity(os.stat(shard))  # notices a replaced shard, and a missing one
+    key = (os.getpid(), shard)
+    with _LOCK:
+        entry = _SHARDS.get(key)
+        if entry is None or entry.identity != identity:
+            members = _index(shard)
+            if entry is not None and entry.fd >= 0:
+                os.close(entry.fd)
+                _OPEN.pop(key, None)
+            entry = _SHARDS[key] = _Shard(identity, members)
+        if not need_fd:
+            return entry, -1
+        if entry.fd < 0:
+            fd = os.open(shard, os.O_RDONLY)
+            if _identity(os.fstat(fd)) != entry.identity:  # replaced between stat and open
+                os.close(fd)
+                raise OSError(f"tar shard {shard!r} changed while being read; run again")
+            entry.fd = fd
+            while len(_OPEN) >= _MAX_OPEN:
+                old, _ = _OPEN.popitem(last=False)
+                old_entry = _SHARDS.get(old)
+                if old_entry is not None and old_entry.fd >= 0:
+                    os.close(old_entry.fd)
+                    old_entry.fd = -1
+        _OPEN[key] = None
+        _OPEN.move_to_end(key)
+        # pread below runs outside the lock: the fd is only closed under the lock by an
+        # eviction, which needs _MAX_OPEN other shards to be opened first
+        return entry, entry.fd
+
+
+def read_member(path: str | os.PathLike) -> bytes:
+    """The bytes of ``<shard>::<member>``; :class:`ImageDecodeError` when they cannot be had."""
+    parts = split_member(path)
+    if parts is None:
+        raise ValueError(f"{os.fspath(path)!r} is not a '<shard>{MEMBER_SEPARATOR}<member>' path")
+    shard, member = parts
+    try:
+        opened, fd = _shard(shard)
+    except FileNotFoundError:
+        raise ImageDecodeError(path, "missing file (tar shard not found)") from None
+    except (tarfile.TarError, OSError) as exc:
+        raise ImageDecodeError(path, f"unreadable tar shard: {exc}") from None
+    where = opened.members.get(member)
+    if where is None:
+        raise ImageDecodeError(path, "missing file (no such member in the tar shard)")
+    offset, size = where
+    if size == 0:
+        raise ImageDecodeError(path, "zero-byte file")
+    data = os.pread(fd, size, offset)
+    if len(data) != size:
+        raise ImageDecodeError(path, f"truncated file (tar member has {len(data)} of {size} bytes)")
+    return data
+
+
+def _open_image(path: str | os.PathLike) -> Image.Image:
+    """``Image.open`` of a file path or a tar member (lazy, like ``Image.open``)."""
+    if split_member(path) is not None:
+        return Image.open(io.BytesIO(read_member(path)))
+    return Image.open(path)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -71,20 +213,24 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """Fully decode ``path`` into an RGB PIL image; raise :class:`ImageDecodeError` otherwise."""
-    path = Path(path)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise ImageDecodeError(path, "missing file") from None
-    except OSError as exc:
-        raise ImageDecodeError(path, f"cannot stat: {exc}") from None
-    if size == 0:
-        raise ImageDecodeError(path, "zero-byte file")
+    """Fully decode ``path`` (a file or a ``<shard>::<member>``) into an RGB PIL image.
+
+    Raises :class:`ImageDecodeError` (with the reason for the failures file) otherwise.
+    """
+    if split_member(path) is None:
+        path = Path(path)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise ImageDecodeError(path, "missing file") from None
+        except OSError as exc:
+            raise ImageDecodeError(path, f"cannot stat: {exc}") from None
+        if size == 0:
+            raise ImageDecodeError(path, "zero-byte file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # EXIF and palette warnings are not failures
-            with Image.open(path) as img:
+            with _open_image(path) as img:
                 img.load()
                 if img.width < 1 or img.height < 1:
                     raise ImageDecodeError(path, f"empty image ({img.width}x{img.height})")
@@ -108,7 +254,7 @@ def load_rgb_array(path: str | os.PathLike) -> np.ndarray:
 
 
 def check_image(path: str | os.PathLike, full: bool = True) -> str | None:
-    """Return ``None`` when ``path`` decodes, else the reason it does not.
+    """Return ``None`` when ``path`` (a file or a ``<shard>::<member>``) decodes, else why not.
 
     ``full=False`` only reads the header: catches missing, empty and non-image
     files at a fraction of the cost, but not truncated pixel data.
@@ -119,15 +265,18 @@ def check_image(path: str | os.PathLike, full: bool = True) -> str | None:
         except ImageDecodeError as exc:
             return exc.reason
         return None
-    path = Path(path)
-    if not path.exists():
-        return "missing file"
-    if path.stat().st_size == 0:
-        return "zero-byte file"
     try:
-        with Image.open(path) as img:
+        if split_member(path) is None:
+            size = os.stat(path).st_size
+            if size == 0:
+                return "zero-byte file"
+        with _open_image(path) as img:
             if img.width < 1 or img.height < 1:
                 return f"empty image ({img.width}x{img.height})"
+    except ImageDecodeError as exc:
+        return exc.reason
+    except FileNotFoundError:
+        return "missing file"
     except Image.UnidentifiedImageError:
         return "not a recognised image format"
     except (OSError, ValueError, SyntaxError) as exc:

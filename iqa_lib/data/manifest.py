@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -49,13 +50,41 @@ class ManifestResult:
     classnames: list[str] | None = None  # readable names for prompts (a classnames file), same order
 
 
-def _visible(entries: Iterable[Path]) -> list[Path]:
-    return sorted(p for p in entries if not p.name.startswith((".", "_")))
+class NoLabelsError(ManifestError):
+    """A flat folder none of whose images carries a label (no labels file, no wnid names)."""
+
+
+_DTYPES = {"image_id": str, "label": "int64", "corruption": str, "severity": "int64", "path": str}
 
 
 def _frame(rows: list[tuple[str, int, str, int, str]]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
-    return df.astype({"image_id": str, "label": "int64", "corruption": str, "severity": "int64", "path": str})
+    return df.astype(_DTYPES)
+
+
+def _columns(
+    image_ids: list[str],
+    labels: list[int] | int,
+    corruption: list[str] | str,
+    severity: list[int] | int,
+    paths: list[str],
+) -> pd.DataFrame:
+    """A manifest frame from column lists (or one value for all rows): no per-row tuples."""
+    n = len(paths)
+
+    def ints(value: list[int] | int) -> np.ndarray:
+        return np.full(n, value, dtype=np.int64) if isinstance(value, int) else np.asarray(value, np.int64)
+
+    df = pd.DataFrame(
+        {
+            "image_id": image_ids,
+            "label": ints(labels),
+            "corruption": [corruption] * n if isinstance(corruption, str) else corruption,
+            "severity": ints(severity),
+            "path": paths,
+        }
+    )
+    return df.astype(_DTYPES)
 
 
 def _require_dir(root: str | os.PathLike, what: str) -> Path:
@@ -65,6 +94,64 @@ def _require_dir(root: str | os.PathLike, what: str) -> Path:
     if not root.is_dir():
         raise ManifestError(f"{what} {str(root)!r} is not a folder")
     return root
+
+
+def _entries(folder: str) -> list[os.DirEntry]:
+    """Visible entries of one folder, sorted by name (no stat: DirEntry caches the type)."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+    except OSError as exc:
+        raise ManifestError(f"cannot list folder {folder!r}: {exc.strerror or exc}") from None
+
+
+def _is_dir(entry: os.DirEntry, follow: bool = True) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=follow)
+    except OSError:
+        return False
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
+
+
+def walk_images(top: str | os.PathLike, recursive: bool = True) -> tuple[list[str], list[str]]:
+    """Paths and file names of the image files under ``top``, in path order.
+
+    ``os.scandir`` with the cached entry types: no stat per file, which is what
+    makes a million-file folder take seconds rather than minutes. Hidden
+    entries (``.name``) are skipped; symbolic links to files are followed, links
+    to folders below ``top`` are not (as ``Path.rglob``), so a link loop cannot
+    trap the walk. The order is that of sorted ``Path`` objects.
+    """
+    paths: list[str] = []
+    names: list[str] = []
+
+    def visit(folder: str) -> None:
+        for e in _entries(folder):
+            name = e.name
+            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and _is_file(e):
+                paths.append(e.path)
+                names.append(name)
+            elif recursive and _is_dir(e, follow=False):
+                visit(e.path)
+
+    visit(os.fspath(top))
+    return paths, names
+
+
+def _stems(names: list[str]) -> list[str]:
+    return [os.path.splitext(n)[0] for n in names]
+
+
+def _examples(items: Iterable[str], n: int = 5) -> str:
+    items = list(items)
+    shown = ", ".join(repr(x) for x in items[:n])
+    return shown + (f" and {len(items) - n} more" if len(items) > n else "")
 
 
 # --------------------------------------------------------------------- labels files
@@ -116,112 +203,294 @@ def read_labels_file(path: str | os.PathLike) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------- clean folders
+def _no_images_error(root: Path, what: str = "image folder") -> ManifestError:
+    """An empty folder and a folder of non-image files get different advice."""
+    others: list[str] = []
+
+    def visit(folder: str) -> None:
+        for e in _entries(folder):
+            if len(others) >= 6:
+                return
+            if _is_dir(e, follow=False):
+                visit(e.path)
+            elif _is_file(e):
+                others.append(os.path.relpath(e.path, root))
+
+    visit(str(root))
+    extensions = ", ".join(sorted(IMAGE_EXTENSIONS))
+    if not others:
+        return ManifestError(
+            f"{what} {str(root)!r} is empty or has an unknown layout: it holds no image files "
+            f"(looked for {extensions}); point to the folder that holds the images"
+        )
+    return ManifestError(
+        f"{what} {str(root)!r} holds no image files, only other files (e.g. {_examples(others, 3)}); "
+        f"images must end in one of {extensions}"
+    )
+
+
 def scan_labelled_folder(
     root: str | os.PathLike, labels_file: str | os.PathLike | None = None
 ) -> tuple[pd.DataFrame, list[str] | None]:
     """Clean rows of a labelled image folder, and the class names when they are not ImageNet's.
 
-    Layouts, tried in this order: a flat folder plus ``labels_file``; class
-    sub-folders (wnid-named: ImageNet labels; otherwise the dataset's own
-    classes, labelled by sorted folder name); flat files named
-    ``<wnid>_<anything>``.
+    Layouts, tried in this order:
+
+    1. any folder plus ``labels_file``: every image below it, labelled by the file;
+    2. class sub-folders, all wnid-named (ImageNet labels) or none wnid-named
+       (the dataset's own classes, labelled by sorted folder name); a mix is
+       refused, as are image files beside the class folders and class folders
+       without images: each would silently give wrong labels or drop images;
+    3. a flat folder of files named ``<wnid>_<anything>``.
+
+    A flat folder none of whose files is wnid-named raises :class:`NoLabelsError`
+    (a :class:`ManifestError`), which :func:`iqa_lib.data.sources.dataset_manifest`
+    turns into an unlabelled manifest. Folders whose names start with ``.`` or
+    ``_`` are ignored.
     """
     root = _require_dir(root, "image folder")
-    entries = _visible(root.iterdir())
-    files = [p for p in entries if p.is_file() and is_image_file(p)]
-    dirs = [p for p in entries if p.is_dir()]
     if labels_file is not None:
         labels = read_labels_file(labels_file)
-        images = sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p))
-        if not images:
-            raise ManifestError(f"image folder {str(root)!r} holds no images")
-        missing = [p for p in images if p.stem not in labels]
+        paths, names = walk_images(root)
+        if not paths:
+            raise _no_images_error(root)
+        stems = _stems(names)
+        missing = [n for n, stem in zip(names, stems, strict=True) if stem not in labels]
         if missing:
             raise ManifestError(
                 f"{len(missing)} image(s) in {str(root)!r} have no entry in labels file "
-                f"{str(labels_file)!r}, e.g. {missing[0].name!r}"
+                f"{str(labels_file)!r}, e.g. {missing[0]!r}"
             )
-        return _frame([(p.stem, labels[p.stem], CLEAN, 0, str(p)) for p in images]), None
+        return _columns(stems, [labels[s] for s in stems], CLEAN, 0, paths), None
+    top = [e for e in _entries(str(root)) if not e.name.startswith("_")]
+    dirs = [e for e in top if _is_dir(e)]
+    files = [e for e in top if is_image_file(e.name) and _is_file(e)]
+    if dirs and files:
+        raise ManifestError(
+            f"image folder {str(root)!r} mixes {len(files)} image file(s) at its top level "
+            f"(e.g. {files[0].name!r}) with sub-folder(s) {_examples(e.name for e in dirs)}; the "
+            "sub-folders would be taken as class folders and the top-level images dropped. Move "
+            "the images into class folders, remove the sub-folder(s), or pass a labels file "
+            "(--labels-file / data.clean_labels) to label every image below the folder"
+        )
     if dirs:
-        classes = [d.name for d in dirs]
-        imagenet_classes = all(imagenet.is_wnid(c) for c in classes)
-        rows = []
-        for index, d in enumerate(dirs):
-            if imagenet_classes:
-                try:
-                    label = imagenet.label_of(d.name)
-                except KeyError as exc:
-                    raise ManifestError(f"class folder {str(d)!r}: {exc.args[0]}") from None
-            else:
-                label = index
-            rows += [(p.stem, label, CLEAN, 0, str(p)) for p in sorted(d.rglob("*")) if p.is_file() and is_image_file(p)]
-        if not rows:
-            raise ManifestError(f"the class folders of {str(root)!r} hold no images")
-        return _frame(rows), None if imagenet_classes else classes
+        return _scan_class_folders(root, dirs)
     if files:
-        rows, unlabelled = [], []
-        for p in files:
-            wnid = p.name.split("_", 1)[0]
-            if not imagenet.is_wnid(wnid):
-                unlabelled.append(p.name)
-                continue
-            try:
-                rows.append((p.stem, imagenet.label_of(wnid), CLEAN, 0, str(p)))
-            except KeyError as exc:
-                raise ManifestError(f"{str(p)!r}: {exc.args[0]}") from None
+        wnids = [e.name.split("_", 1)[0] for e in files]
+        named = [imagenet.is_wnid(w) for w in wnids]
+        if not any(named):
+            raise NoLabelsError(
+                f"cannot label the {len(files)} image(s) of flat folder {str(root)!r} (e.g. "
+                f"{files[0].name!r}): name files '<wnid>_<anything>', put them in class "
+                "sub-folders, or pass a labels file (--labels-file / data.clean_labels)"
+            )
+        unlabelled = [e.name for e, ok in zip(files, named, strict=True) if not ok]
         if unlabelled:
             raise ManifestError(
                 f"cannot label {len(unlabelled)} file(s) in flat folder {str(root)!r} "
                 f"(e.g. {unlabelled[0]!r}): name files '<wnid>_<anything>', put them in class "
                 "sub-folders, or pass a labels file (--labels-file / data.clean_labels)"
             )
-        return _frame(rows), None
-    raise ManifestError(
-        f"image folder {str(root)!r} is empty or has an unknown layout: expected class "
-        "sub-folders, files named '<wnid>_<anything>', or a flat folder with a labels file"
-    )
+        labels = []
+        for e, wnid in zip(files, wnids, strict=True):
+            try:
+                labels.append(imagenet.label_of(wnid))
+            except KeyError as exc:
+                raise ManifestError(f"{e.path!r}: {exc.args[0]}") from None
+        return _columns(_stems([e.name for e in files]), labels, CLEAN, 0, [e.path for e in files]), None
+    raise _no_images_error(root)
+
+
+def _scan_class_folders(root: Path, dirs: list[os.DirEntry]) -> tuple[pd.DataFrame, list[str] | None]:
+    is_wnid = [imagenet.is_wnid(d.name) for d in dirs]
+    if any(is_wnid) and not all(is_wnid):
+        others = [d.name for d, w in zip(dirs, is_wnid, strict=True) if not w]
+        raise ManifestError(
+            f"image folder {str(root)!r} mixes {sum(is_wnid)} wnid-named class folder(s) with "
+            f"{len(others)} other folder(s): {_examples(others)}. wnid folders mean ImageNet labels, "
+            "other names mean the dataset's own classes, and one folder cannot be both: rename or "
+            "move the other folder(s); or, if these are really your own classes, give every class "
+            "folder a non-wnid name (or use a flat folder with a labels file)"
+        )
+    imagenet_classes = all(is_wnid)
+    classes = [d.name for d in dirs]
+    ids: list[str] = []
+    labels: list[int] = []
+    paths: list[str] = []
+    empty = []
+    for index, d in enumerate(dirs):
+        if imagenet_classes:
+            try:
+                label = imagenet.label_of(d.name)
+            except KeyError as exc:
+                raise ManifestError(f"class folder {d.path!r}: {exc.args[0]}") from None
+        else:
+            label = index
+        found, names = walk_images(d.path)
+        if not found:
+            empty.append(d.name)
+            continue
+        ids += _stems(names)
+        labels += [label] * len(found)
+        paths += found
+    if not paths:
+        raise ManifestError(
+            f"the class folders of {str(root)!r} hold no images ({_examples(classes)}; looked for "
+            f"{', '.join(sorted(IMAGE_EXTENSIONS))})"
+        )
+    if empty:
+        raise ManifestError(
+            f"{len(empty)} class folder(s) of {str(root)!r} hold no images: {_examples(empty)}; "
+            "remove them (an empty class changes the label space) or add their images"
+        )
+    return _columns(ids, labels, CLEAN, 0, paths), None if imagenet_classes else classes
+
+
+def read_classnames_file(path: str | os.PathLike, classes: list[str]) -> list[str]:
+    """Readable names for the dataset's own ``classes`` (folder names), from a classnames file.
+
+    Two forms: one name per line, in class order (sorted folder names), exactly
+    one line per class; or two columns ``<folder>,<readable name>`` (comma or
+    tab; an optional header ``folder,name``) naming every class folder once.
+    The two-column form is recognised when the first field of every line is a
+    class folder (or the header): readable names may themselves hold commas.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"classnames file {str(path)!r} does not exist")
+    lines = [ln.strip() for ln in path.read_text(encoding="utf-8-sig").splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not lines:
+        raise ManifestError(f"classnames file {str(path)!r} is empty")
+    known = set(classes)
+
+    def split(line: str) -> tuple[str, str] | None:
+        for sep in ("\t", ","):
+            if sep in line:
+                key, _, value = line.partition(sep)
+                return key.strip(), value.strip()
+        return None
+
+    pairs = [split(ln) for ln in lines]
+    header = pairs[0] is not None and pairs[0][0].lower() in ("folder", "class", "classes", "dir", "directory")
+    body = pairs[1:] if header else pairs
+    if header or (all(p is not None for p in body) and any(p[0] in known for p in body)):  # type: ignore[index]
+        if any(p is None for p in body):
+            bad = next(ln for ln, p in zip(lines[int(header):], body, strict=True) if p is None)
+            raise ManifestError(f"{path}: line {bad!r} is not '<folder>,<readable name>'")
+        names: dict[str, str] = {}
+        for key, value in body:  # type: ignore[misc]
+            if key in names and names[key] != value:
+                raise ManifestError(f"{path}: class folder {key!r} is given two names ({names[key]!r}, {value!r})")
+            if not value:
+                raise ManifestError(f"{path}: class folder {key!r} has an empty name")
+            names[key] = value
+        unknown = [k for k in names if k not in known]
+        missing = [c for c in classes if c not in names]
+        if unknown or missing:
+            parts = []
+            if unknown:
+                parts.append(f"names folder(s) that are not classes of the dataset: {_examples(unknown)}")
+            if missing:
+                parts.append(f"lacks class folder(s) {_examples(missing)}")
+            raise ManifestError(
+                f"classnames file {str(path)!r} {' and '.join(parts)}; the classes are "
+                f"{_examples(classes)}: give one '<folder>,<readable name>' line per class folder"
+            )
+        return [names[c] for c in classes]
+    if len(lines) != len(classes):
+        raise ManifestError(
+            f"classnames file {str(path)!r} has {len(lines)} name(s) for {len(classes)} classes "
+            f"({_examples(classes)}); give one name per line in sorted class-folder order, or "
+            "'<folder>,<readable name>' lines"
+        )
+    return lines
+
+
+def _classnames(
+    classnames_file: str | os.PathLike | None, classes: list[str] | None, unlabelled: bool = False
+) -> list[str] | None:
+    """The classnames file's names, refused where the kit has no own classes to name."""
+    if classnames_file is None:
+        return None
+    if unlabelled:
+        raise ManifestError(
+            f"classnames file {str(classnames_file)!r} given for unlabelled images; it names the "
+            "classes of a labelled dataset (class folders, a labels file or a label column)"
+        )
+    if classes is None:
+        raise ManifestError(
+            f"classnames file {str(classnames_file)!r} given for an ImageNet-labelled dataset; the "
+            "kit knows ImageNet's class names: drop the classnames file (it is for your own classes)"
+        )
+    return read_classnames_file(classnames_file, classes)
 
 
 # --------------------------------------------------------------------- ImageNet-C trees
-def scan_imagenet_c(root: str | os.PathLike) -> pd.DataFrame:
-    """Corrupted rows of an ImageNet-C tree ``<root>/<corruption>/<severity>/<wnid>/<file>``."""
+def scan_imagenet_c(root: str | os.PathLike, classes: list[str] | None = None) -> pd.DataFrame:
+    """Corrupted rows of an ImageNet-C tree ``<root>/<corruption>/<severity>/<class>/<file>``.
+
+    ``classes`` ``None``: class folders are ImageNet wnids. Otherwise they must be
+    among ``classes`` (a clean folder's own classes, as ``iqa-kit corrupt``
+    writes them) and are labelled by their index there.
+    """
     root = _require_dir(root, "ImageNet-C root")
-    rows = []
-    corruption_dirs = [p for p in _visible(root.iterdir()) if p.is_dir()]
+    own = None if classes is None else {c: i for i, c in enumerate(classes)}
+    ids: list[str] = []
+    labels: list[int] = []
+    corruptions: list[str] = []
+    severities: list[int] = []
+    paths: list[str] = []
+    unknown: dict[str, str] = {}  # own-class folders not among the classes: name -> a path
+    corruption_dirs = [e for e in _entries(str(root)) if not e.name.startswith("_") and _is_dir(e)]
     if not corruption_dirs:
         raise ManifestError(
             f"ImageNet-C root {str(root)!r} holds no corruption folders; expected "
-            "<root>/<corruption>/<severity>/<wnid>/<file> (generate one with `iqa-kit corrupt`)"
+            "<root>/<corruption>/<severity>/<class>/<file> (generate one with `iqa-kit corrupt`)"
         )
     for cdir in corruption_dirs:
         if cdir.name not in ALL_CORRUPTIONS:
             raise ManifestError(
-                f"unknown corruption folder {str(cdir)!r}; valid names: {', '.join(ALL_CORRUPTIONS)}"
+                f"unknown corruption folder {cdir.path!r}; valid names: {', '.join(ALL_CORRUPTIONS)}"
             )
-        for sdir in _visible(cdir.iterdir()):
-            if not sdir.is_dir():
+        for sdir in _entries(cdir.path):
+            if sdir.name.startswith("_") or not _is_dir(sdir):
                 continue
             if not sdir.name.isdigit() or int(sdir.name) not in SEVERITIES:
-                raise ManifestError(f"severity folder {str(sdir)!r} is not one of 1-5")
+                raise ManifestError(f"severity folder {sdir.path!r} is not one of 1-5")
             severity = int(sdir.name)
-            for wdir in _visible(sdir.iterdir()):
-                if not wdir.is_dir():
+            for wdir in _entries(sdir.path):
+                if wdir.name.startswith("_") or not _is_dir(wdir):
                     continue
-                try:
-                    label = imagenet.label_of(wdir.name)
-                except KeyError:
-                    raise ManifestError(
-                        f"class folder {str(wdir)!r} is not an ImageNet-1k wnid; ImageNet-C trees "
-                        "use <root>/<corruption>/<severity>/<wnid>/<file>"
-                    ) from None
-                rows += [
-                    (p.stem, label, cdir.name, severity, str(p))
-                    for p in sorted(wdir.iterdir())
-                    if p.is_file() and is_image_file(p)
-                ]
-    if not rows:
+                if own is None:
+                    try:
+                        label = imagenet.label_of(wdir.name)
+                    except KeyError:
+                        raise ManifestError(
+                            f"class folder {wdir.path!r} is not an ImageNet-1k wnid; ImageNet-C trees "
+                            "use <root>/<corruption>/<severity>/<wnid>/<file>"
+                        ) from None
+                elif wdir.name in own:
+                    label = own[wdir.name]
+                else:
+                    unknown.setdefault(wdir.name, wdir.path)
+                    continue
+                found, names = walk_images(wdir.path, recursive=False)
+                ids += _stems(names)
+                labels += [label] * len(found)
+                corruptions += [cdir.name] * len(found)
+                severities += [severity] * len(found)
+                paths += found
+    if unknown:
+        raise ManifestError(
+            f"ImageNet-C root {str(root)!r} has class folder(s) that are not classes of the clean "
+            f"folder: {_examples(unknown)} (e.g. {next(iter(unknown.values()))!r}); the clean classes "
+            f"are {_examples(classes or [])}. Render the tree from this clean folder "
+            "(`iqa-kit corrupt`) or remove those folders"
+        )
+    if not paths:
         raise ManifestError(f"ImageNet-C root {str(root)!r} holds no images")
-    return _frame(rows)
+    return _columns(ids, labels, corruptions, severities, paths)
 
 
 # --------------------------------------------------------------------- assembly
@@ -240,6 +509,8 @@ def _check_consistency(df: pd.DataFrame) -> None:
             f"{int(dup.sum())} rows share an image_id within one (corruption, severity), e.g. "
             f"{ex}: image ids are file stems and must be unique per group; rename the files"
         )
+    if df["corruption"].nunique() < 2:
+        return  # one group with unique ids: each id has one row, so one label
     labels = df.groupby("image_id")["label"].nunique()
     bad = labels[labels > 1]
     if len(bad):
@@ -249,8 +520,9 @@ def _check_consistency(df: pd.DataFrame) -> None:
         )
 
 
-def _check_one(args: tuple[str, bool]) -> str | None:
-    return check_image(args[0], full=args[1])
+def _check_chunk(args: tuple[list[str], bool]) -> list[str | None]:
+    paths, full = args
+    return [check_image(p, full=full) for p in paths]
 
 
 def find_failures(
@@ -261,15 +533,56 @@ def find_failures(
         return pd.Series([None] * len(df), index=df.index, dtype=object)
     full = check == "full"
     workers = workers or os.cpu_count() or 1
-    jobs = [(p, full) for p in df["path"]]
-    bar = dict(total=len(jobs), desc=f"checking images ({check})", unit="img", disable=not progress)
-    if workers == 1 or len(jobs) < 64:
-        reasons = [_check_one(j) for j in tqdm(jobs, **bar)]
+    paths = df["path"].tolist()
+    bar = dict(total=len(paths), desc=f"checking images ({check})", unit="img", disable=not progress)
+    if workers == 1 or len(paths) < 64:
+        reasons = [check_image(p, full=full) for p in tqdm(paths, **bar)]
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            chunk = max(1, min(256, len(jobs) // (workers * 8)))
-            reasons = list(tqdm(pool.map(_check_one, jobs, chunksize=chunk), **bar))
+        # Lists of paths per task, not one task per image: a million tiny tasks cost
+        # more in pickling than a header check.
+        size = max(1, min(1024, len(paths) // (workers * 8)))
+        chunks = [(paths[i : i + size], full) for i in range(0, len(paths), size)]
+        reasons = []
+        with ProcessPoolExecutor(max_workers=workers) as pool, tqdm(**bar) as pbar:
+            for part in pool.map(_check_chunk, chunks):
+                reasons += part
+                pbar.update(len(part))
     return pd.Series(reasons, index=df.index, dtype=object)
+
+
+def assemble(
+    df: pd.DataFrame,
+    check: Check = "full",
+    workers: int | None = None,
+    progress: bool = True,
+    classes: list[str] | None = None,
+    classnames: list[str] | None = None,
+    failures: pd.DataFrame | None = None,
+) -> ManifestResult:
+    """Order, check and split rows into manifest and failures: the last step of every source.
+
+    ``failures`` are rows already known bad (e.g. listed files that do not
+    exist), with a ``reason`` column; they are added to the failures file.
+    """
+    if check not in ("full", "header", "none"):
+        raise ManifestError(f"check must be one of full, header, none; got {check!r}")
+    df = _order(df)
+    _check_consistency(df)
+    reasons = find_failures(df, check=check, workers=workers, progress=progress)
+    bad = reasons.notna()
+    found = df.loc[bad, ["image_id", "corruption", "severity", "path"]].assign(reason=reasons[bad])
+    if failures is not None and len(failures):
+        found = pd.concat([failures[list(FAILURE_COLUMNS)], found], ignore_index=True)
+    manifest = df.loc[~bad].reset_index(drop=True)
+    if manifest.empty:
+        raise ManifestError(
+            f"none of the {len(df) + (0 if failures is None else len(failures))} images could be "
+            f"read; see the reasons: {found['reason'].head(3).tolist()}"
+        )
+    found = found.reset_index(drop=True)[list(FAILURE_COLUMNS)].astype(
+        {"image_id": str, "corruption": str, "severity": "int64", "path": str, "reason": str}
+    )
+    return ManifestResult(manifest, found, classes, classnames)
 
 
 def build_manifest(
@@ -281,11 +594,15 @@ def build_manifest(
     progress: bool = True,
     corruptions: Iterable[str] | None = None,
     severities: Iterable[int] | None = None,
+    classnames_file: str | os.PathLike | None = None,
 ) -> ManifestResult:
     """Join clean images and an ImageNet-C tree into one manifest, leaving out undecodable files.
 
     ``corruptions`` / ``severities`` keep only those groups of the tree (the
-    clean rows always stay); ``None`` keeps every group present.
+    clean rows always stay); ``None`` keeps every group present. A clean folder
+    with its own classes takes an ImageNet-C tree whose class folders are those
+    classes (as ``iqa-kit corrupt`` renders it), and ``classnames_file`` gives
+    readable names for those classes (:func:`read_classnames_file`).
     """
     if clean_root is None and imagenet_c_root is None:
         raise ManifestError("give a clean image folder, an ImageNet-C root, or both")
@@ -295,13 +612,9 @@ def build_manifest(
     if clean_root is not None:
         clean, classes = scan_labelled_folder(clean_root, labels_file)
         parts.append(clean)
+    classnames = _classnames(classnames_file, classes)
     if imagenet_c_root is not None:
-        if classes is not None:
-            raise ManifestError(
-                "the clean folder uses its own (non-ImageNet) classes, but ImageNet-C trees are "
-                "labelled by ImageNet wnids; use wnid-named class folders or a labels file"
-            )
-        corrupted = scan_imagenet_c(imagenet_c_root)
+        corrupted = scan_imagenet_c(imagenet_c_root, classes)
         if corruptions is not None:
             corrupted = corrupted[corrupted["corruption"].isin(list(corruptions))]
         if severities is not None:
@@ -312,15 +625,8 @@ def build_manifest(
                 "corruptions and severities (data.corruptions / data.severities)"
             )
         parts.append(corrupted)
-    df = _order(pd.concat(parts, ignore_index=True))
-    _check_consistency(df)
-    reasons = find_failures(df, check=check, workers=workers, progress=progress)
-    bad = reasons.notna()
-    failures = df.loc[bad, ["image_id", "corruption", "severity", "path"]].assign(reason=reasons[bad])
-    manifest = df.loc[~bad].reset_index(drop=True)
-    if manifest.empty:
-        raise ManifestError(f"none of the {len(df)} images could be decoded; see the reasons: {failures['reason'].head(3).tolist()}")
-    return ManifestResult(manifest, failures.reset_index(drop=True)[list(FAILURE_COLUMNS)], classes)
+    df = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    return assemble(df, check, workers, progress, classes, classnames)
 
 
 def images_manifest(folder: str | os.PathLike) -> pd.DataFrame:
@@ -331,18 +637,23 @@ def images_manifest(folder: str | os.PathLike) -> pd.DataFrame:
     image is kept, so that scoring lists it as a failure instead of losing it.
     """
     root = _require_dir(folder, "image folder")
-    rows = []
-    for p in sorted(root.rglob("*")):
-        rel = p.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts) or not is_image_file(p):
-            continue
-        if p.is_file() or p.is_symlink():
-            rows.append((rel.as_posix(), UNLABELLED, CLEAN, 0, str(p)))
-    if not rows:
+    paths: list[str] = []
+
+    def visit(current: str) -> None:
+        for e in _entries(current):
+            if is_image_file(e.name) and not _is_dir(e):  # files, and links to nothing
+                paths.append(e.path)
+            elif _is_dir(e, follow=False):
+                visit(e.path)
+
+    visit(str(root))
+    if not paths:
         raise ManifestError(
             f"no image files under {str(root)!r} (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})"
         )
-    return _frame(rows)
+    base = len(str(root).rstrip(os.sep)) + 1
+    ids = [p[base:].replace(os.sep, "/") for p in paths]
+    return _columns(ids, UNLABELLED, CLEAN, 0, paths)
 
 
 # --------------------------------------------------------------------- files
@@ -432,16 +743,27 @@ def readable_classname(folder: str) -> str:
     return " ".join(folder.replace("_", " ").replace("-", " ").split()) or folder
 
 
-def clean_images(source: str | os.PathLike, labels_file: str | os.PathLike | None = None) -> pd.DataFrame:
-    """ImageNet-labelled clean rows from a folder or from an existing manifest (its clean rows)."""
+def clean_source(
+    source: str | os.PathLike, labels_file: str | os.PathLike | None = None
+) -> tuple[pd.DataFrame, list[str] | None]:
+    """Clean rows from a labelled folder or a manifest, and the own classes (``None``: ImageNet).
+
+    What ``iqa-kit corrupt`` renders from: the class names become the class
+    folders of the ImageNet-C tree.
+    """
     source = Path(source)
     if source.is_file() and source.suffix == ".parquet":
         df = read_manifest(source)
         clean = df[df["corruption"] == CLEAN].reset_index(drop=True)
         if clean.empty:
             raise ManifestError(f"manifest {str(source)!r} has no clean rows to corrupt")
-        return clean
-    rows, classes = scan_labelled_folder(source, labels_file)
+        return clean, manifest_classes(source)
+    return scan_labelled_folder(source, labels_file)
+
+
+def clean_images(source: str | os.PathLike, labels_file: str | os.PathLike | None = None) -> pd.DataFrame:
+    """ImageNet-labelled clean rows from a folder or from an existing manifest (its clean rows)."""
+    rows, classes = clean_source(source, labels_file)
     if classes is not None:
         raise ManifestError(
             f"{str(source)!r} uses its own classes ({', '.join(classes[:3])}, ...), not ImageNet "

@@ -1,0 +1,542 @@
+"""A clean manifest from whatever a user has: a folder, a list of images, WebDataset shards.
+
+:func:`dataset_manifest` is the one entry point (``iqa-kit manifest --source``
+and ``iqa-kit audit`` call it). It looks at ``source`` and dispatches:
+
+* a **folder** of images: the labelled layouts of
+  :func:`~iqa_lib.data.manifest.scan_labelled_folder` (class sub-folders, files
+  named ``<wnid>_<anything>``, any folder plus a labels file). A *flat* folder
+  (no sub-folders) none of whose images is wnid-named, given no labels file,
+  becomes an **unlabelled** manifest (label -1, ``image_id`` = the file name, as
+  ``iqa-kit score --images``): nothing in it could be a label. Sub-folders are
+  always class folders, so a tree is never silently unlabelled, and the
+  ambiguous layouts (wnid and other folders mixed, images beside class folders,
+  some files wnid-named and some not) are refused with what to do.
+* a **list** (``.csv``, ``.tsv`` or ``.parquet``): a ``path`` column (relative
+  paths are resolved against the list's folder; ``<shard>::<member>`` paths
+  are accepted), an optional ``label`` column (wnids -> ImageNet labels;
+  integers -> ImageNet sorted-wnid indices 0-999, as labels files; any other
+  strings -> the dataset's own classes, sorted unique names = class order; no
+  column -> unlabelled) and an optional ``image_id`` column (default: the file
+  stem; ids must be unique). Listed files that do not exist go to the failures
+  file ("file not found"). A Parquet *manifest* (it has the manifest columns)
+  gives its clean rows as they are: labels, classes, and paths relative to the
+  working directory, as the kit writes them.
+* **WebDataset shards**: one ``.tar``, a folder of ``*.tar`` files, or a brace
+  pattern (``shards/train-{000000..000009}.tar``; ranges and comma lists, not
+  nested). Members are grouped into samples by the WebDataset convention (the
+  key is the member path up to the first dot of its file name, the extension
+  the rest): one image member per sample (``jpg`` first, then ``jpeg``, ``png``,
+  ``webp``, ...) and its label from ``cls`` (an integer), else ``json`` (an
+  integer or string, or an object with a ``label``, ``cls``, ``class`` or
+  ``wnid`` field), else ``txt``. ``cls`` integers are ImageNet sorted-wnid
+  indices unless ``cls_labels="own"``, where they index the dataset's own
+  classes ``"0"``, ``"1"``, ... (name them with a classnames file). Images are
+  never unpacked: a row's path is ``<shard path>::<member name>``, which
+  :mod:`iqa_lib.data.images` reads by seeking into the shard. Compressed shards
+  (``.tar.gz``) cannot be read that way and are refused.
+
+Every form gives clean rows only (corruption ``clean``, severity 0), checked
+and split into manifest and failures as :func:`~iqa_lib.data.manifest.build_manifest` does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import re
+import tarfile
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+
+from iqa_lib import imagenet
+from iqa_lib.data.images import (
+    ImageDecodeError,
+    is_image_file,
+    member_path,
+    read_member,
+    split_member,
+    tar_index,
+)
+from iqa_lib.data.manifest import (
+    CLEAN,
+    MANIFEST_COLUMNS,
+    UNLABELLED,
+    Check,
+    ManifestError,
+    ManifestResult,
+    NoLabelsError,
+    _classnames,
+    _columns,
+    _entries,
+    _examples,
+    _is_dir,
+    _is_file,
+    assemble,
+    build_manifest,
+    walk_images,
+)
+
+ClsLabels = Literal["imagenet", "own"]
+LIST_SUFFIXES = (".csv", ".tsv", ".parquet")
+COMPRESSED_TARS = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.zst")
+# image extensions of a WebDataset sample, in the order one is picked when a sample has several
+SAMPLE_IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "ppm", "pgm", "gif")
+JSON_LABEL_KEYS = ("label", "cls", "class", "wnid")
+NOT_FOUND = "file not found"
+_INT = re.compile(r"^[+-]?\d+$")
+
+
+def dataset_manifest(
+    source: str | os.PathLike,
+    labels_file: str | os.PathLike | None = None,
+    classnames_file: str | os.PathLike | None = None,
+    check: Check = "full",
+    workers: int | None = None,
+    progress: bool = True,
+    *,
+    cls_labels: ClsLabels = "imagenet",
+) -> ManifestResult:
+    """Clean manifest of ``source`` (folder, image list or WebDataset shards; see the module doc).
+
+    ``labels_file`` labels a folder's images; ``classnames_file`` gives readable
+    names to the dataset's own classes (refused for ImageNet labels and for
+    unlabelled images); ``check`` / ``workers`` as in ``build_manifest``;
+    ``cls_labels`` says what a shard's ``.cls`` integers are.
+    """
+    if cls_labels not in ("imagenet", "own"):
+        raise ManifestError(f"cls_labels must be 'imagenet' or 'own', got {cls_labels!r}")
+    kind = source_kind(source)
+    if labels_file is not None and kind != "folder":
+        raise ManifestError(
+            f"a labels file labels the images of a folder; {os.fspath(source)!r} is "
+            f"{'an image list (use its label column)' if kind == 'list' else 'a set of tar shards (labels come from their .cls/.json/.txt members)'}"
+        )
+    if kind == "folder":
+        return folder_manifest(source, labels_file, classnames_file, check, workers, progress)
+    if kind == "list":
+        return list_manifest(source, classnames_file, check, workers, progress)
+    return shards_manifest(source, classnames_file, check, workers, progress, cls_labels=cls_labels)
+
+
+def source_kind(source: str | os.PathLike) -> Literal["folder", "list", "shards"]:
+    """What ``source`` is; a ManifestError saying which forms are accepted when it is none."""
+    text = os.fspath(source)
+    path = Path(text)
+    if not path.exists():
+        if "{" in text and "}" in text:
+            return "shards"
+        raise ManifestError(f"dataset source {text!r} does not exist; check the path")
+    name = path.name.lower()
+    if path.is_dir():
+        top = [e for e in _entries(text) if not e.name.startswith("_")]
+        tars = [e.name for e in top if e.name.lower().endswith(".tar") and _is_file(e)]
+        if not tars:
+            return "folder"
+        others = [e.name for e in top if _is_dir(e) or (is_image_file(e.name) and _is_file(e))]
+        if others:
+            raise ManifestError(
+                f"folder {text!r} holds tar shards ({_examples(tars, 3)}) and also images or "
+                f"sub-folders ({_examples(others, 3)}); keep the shards in a folder of their own, "
+                "or give one shard or a brace pattern"
+            )
+        return "shards"
+    if name.endswith(COMPRESSED_TARS):
+        raise ManifestError(
+            f"{text!r} is a compressed tar: its images cannot be read in place by seeking; "
+            "decompress it (e.g. `gunzip`) and give the .tar"
+        )
+    if name.endswith(".tar"):
+        return "shards"
+    if path.suffix.lower() in LIST_SUFFIXES:
+        return "list"
+    if is_image_file(path):
+        raise ManifestError(f"{text!r} is a single image; give the folder that holds the images")
+    raise ManifestError(
+        f"cannot tell what dataset source {text!r} is; give a folder of images, a .csv/.tsv/"
+        ".parquet list with a 'path' column, a .tar shard, a folder of .tar shards, or a brace "
+        "pattern such as 'shards/train-{000000..000009}.tar'"
+    )
+
+
+# --------------------------------------------------------------------- folders
+def folder_manifest(
+    folder: str | os.PathLike,
+    labels_file: str | os.PathLike | None = None,
+    classnames_file: str | os.PathLike | None = None,
+    check: Check = "full",
+    workers: int | None = None,
+    progress: bool = True,
+) -> ManifestResult:
+    """A labelled folder's manifest, or an unlabelled one for a flat folder with no labels at all."""
+    try:
+        return build_manifest(
+            clean_root=folder, labels_file=labels_file, check=check, workers=workers,
+            progress=progress, classnames_file=classnames_file,
+        )
+    except NoLabelsError:
+        pass  # a flat folder none of whose files is wnid-named: unlabelled
+    _classnames(classnames_file, None, unlabelled=True)
+    paths, names = walk_images(folder, recursive=False)
+    keep = [i for i, n in enumerate(names) if not n.startswith("_")]
+    names, paths = [names[i] for i in keep], [paths[i] for i in keep]
+    return assemble(_columns(names, UNLABELLED, CLEAN, 0, paths), check, workers, progress)
+
+
+# --------------------------------------------------------------------- lists
+def _read_list(path: Path) -> pd.DataFrame:
+    try:
+        if path.suffix.lower() == ".parquet":
+            return pd.read_parquet(path)
+        sep = "\t" if path.suffix.lower() == ".tsv" else ","
+        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except Exception as exc:  # noqa: BLE001 - any read failure is reported the same way
+        raise ManifestError(f"image list {str(path)!r} is not readable: {exc}") from None
+
+
+def _exists(path: str) -> bool:
+    parts = split_member(path)
+    if parts is None:
+        return os.path.exists(path)
+    try:
+        return parts[1] in tar_index(parts[0])
+    except (OSError, tarfile.TarError):
+        return False
+
+
+def _resolve(base: str, path: str) -> str:
+    parts = split_member(path)
+    if parts is None:
+        return os.path.join(base, path)
+    return member_path(os.path.join(base, parts[0]), parts[1])
+
+
+def _stem(path: str) -> str:
+    parts = split_member(path)
+    name = posixpath.basename(parts[1]) if parts else os.path.basename(path)
+    return os.path.splitext(name)[0]
+
+
+def list_manifest(
+    list_file: str | os.PathLike,
+    classnames_file: str | os.PathLike | None = None,
+    check: Check = "full",
+    workers: int | None = None,
+    progress: bool = True,
+) -> ManifestResult:
+    """Manifest of a CSV/TSV/Parquet list of images (``path``, optional ``label``, ``image_id``)."""
+    path = Path(list_file)
+    table = _read_list(path)
+    if set(MANIFEST_COLUMNS) <= set(table.columns):
+        return _manifest_file(path, table, classnames_file, check, workers, progress)
+    if "path" not in table.columns:
+        raise ManifestError(
+            f"image list {str(path)!r} has no 'path' column (columns: {list(table.columns)}); "
+            "give one path per row, optionally with 'label' and 'image_id' columns"
+        )
+    if table.empty:
+        raise ManifestError(f"image list {str(path)!r} has no rows")
+    raw = table["path"].astype(str).str.strip()
+    blank = raw.index[raw == ""].tolist()
+    if blank:
+        raise ManifestError(f"image list {str(path)!r} has empty paths in row(s) {_rows(blank)}")
+    base = str(path.parent)
+    paths = [_resolve(base, p) for p in raw]
+    if "image_id" in table.columns:
+        ids = table["image_id"].astype(str).str.strip().tolist()
+        empty = [i for i, x in enumerate(ids) if x in ("", "nan", "None")]
+        if empty:
+            raise ManifestError(f"image list {str(path)!r} has empty image_id in row(s) {_rows(empty)}")
+    else:
+        ids = [_stem(p) for p in raw]
+    dup = pd.Series(ids)[pd.Series(ids).duplicated(keep=False)]
+    if len(dup):
+        first = dup.iloc[0]
+        rows = dup.index[dup == first].tolist()
+        raise ManifestError(
+            f"image list {str(path)!r}: {dup.nunique()} image_id(s) occur more than once, e.g. "
+            f"{first!r} in row(s) {_rows(rows)} ({_examples(raw[rows], 2)}); image ids are file stems "
+            "unless the list has an 'image_id' column: add one with a unique id per row"
+        )
+    classes = None
+    if "label" in table.columns:
+        column = table["label"]
+        if pd.api.types.is_float_dtype(column) and column.notna().all() and (column % 1 == 0).all():
+            column = column.astype("int64")  # integers stored as floats: 5.0 is label 5
+        labels, classes = _interpret_labels(column, f"image list {str(path)!r}", _rows)
+    else:
+        labels = [UNLABELLED] * len(paths)
+    classnames = _classnames(classnames_file, classes, unlabelled="label" not in table.columns)
+    df = _columns(ids, labels, CLEAN, 0, paths)
+    return _with_missing(df, check, workers, progress, classes, classnames)
+
+
+def _with_missing(
+    df: pd.DataFrame, check: Check, workers: int | None, progress: bool,
+    classes: list[str] | None, classnames: list[str] | None,
+) -> ManifestResult:
+    """Rows whose file does not exist become failures ("file not found"), never silently lost."""
+    found = [_exists(p) for p in df["path"]]
+    missing = df[[not f for f in found]]
+    failures = missing[["image_id", "corruption", "severity", "path"]].assign(reason=NOT_FOUND)
+    present = df[found].reset_index(drop=True)
+    if present.empty:
+        raise ManifestError(
+            f"none of the {len(df)} listed images exists, e.g. {df['path'].iloc[0]!r}; relative "
+            "paths are resolved against the list file's folder"
+        )
+    return assemble(present, check, workers, progress, classes, classnames, failures=failures)
+
+
+def _rows(index: list[int]) -> str:
+    """1-based data row numbers (the header is not counted), a few of them."""
+    return _examples([str(i + 1) for i in index]).replace("'", "")
+
+
+def _manifest_file(
+    path: Path, table: pd.DataFrame, classnames_file: str | os.PathLike | None,
+    check: Check, workers: int | None, progress: bool,
+) -> ManifestResult:
+    from iqa_lib.data.manifest import CLASSNAMES_METADATA_KEY, manifest_classes, read_manifest
+
+    df = read_manifest(path)
+    df = df[df["corruption"] == CLEAN].reset_index(drop=True)
+    if df.empty:
+        raise ManifestError(f"manifest {str(path)!r} has no clean rows")
+    classes = manifest_classes(path)
+    unlabelled = bool((df["label"] == UNLABELLED).all())
+    if classnames_file is not None:
+        classnames = _classnames(classnames_file, classes, unlabelled=unlabelled)
+    else:
+        import pyarrow.parquet as pq
+
+        raw = (pq.read_schema(path).metadata or {}).get(CLASSNAMES_METADATA_KEY)
+        classnames = json.loads(raw) if raw else None
+    return _with_missing(df, check, workers, progress, classes, classnames)
+
+
+def _interpret_labels(values: pd.Series | list, where: str, rows=None) -> tuple[list[int], list[str] | None]:
+    """wnids -> ImageNet labels; integers -> ImageNet indices; other strings -> own classes."""
+    rows = rows or (lambda idx: _examples([str(i + 1) for i in idx]))
+    series = pd.Series(list(values), dtype=object)
+    text = series.map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v).strip())
+    blank = text.index[text == ""].tolist()
+    if blank:
+        raise ManifestError(
+            f"{where}: {len(blank)} row(s) have no label (row(s) {rows(blank)}); label every "
+            "image, or leave the labels out altogether for unlabelled images"
+        )
+    is_int = text.str.match(_INT)
+    is_wnid = text.map(imagenet.is_wnid).astype(bool)
+    if is_wnid.all():
+        known = set(imagenet.wnids())
+        bad = sorted({w for w in text if w not in known})
+        if bad:
+            raise ManifestError(f"{where}: {_examples(bad)} are not ImageNet-1k wnids (not one of the 1000)")
+        return [imagenet.label_of(w) for w in text], None
+    if is_int.all():
+        ints = text.astype(int)
+        bad = ints.index[(ints < 0) | (ints >= imagenet.NUM_CLASSES)].tolist()
+        if bad:
+            raise ManifestError(
+                f"{where}: integer label(s) outside 0-999 in row(s) {rows(bad)} (e.g. "
+                f"{ints[bad[0]]}); integers are ImageNet sorted-wnid indices, use class names "
+                "for your own classes"
+            )
+        return ints.tolist(), None
+    if is_wnid.any() or is_int.any():
+        odd = text[is_wnid | is_int].iloc[0]
+        other = text[~(is_wnid | is_int)].iloc[0]
+        raise ManifestError(
+            f"{where} mixes ImageNet labels (wnids or integers, e.g. {odd!r}) with other class "
+            f"names (e.g. {other!r}); use ImageNet wnids/indices throughout, or your own class "
+            "names throughout"
+        )
+    classes = sorted(set(text))
+    index = {c: i for i, c in enumerate(classes)}
+    return [index[c] for c in text], classes
+
+
+# --------------------------------------------------------------------- WebDataset shards
+_BRACE = re.compile(r"\{([^{}]*)\}")
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """Bash-style ``{000..009}`` ranges (zero padding kept) and ``{a,b}`` lists, left to right."""
+    m = _BRACE.search(pattern)
+    if m is None:
+        return [pattern]
+    head, body, tail = pattern[: m.start()], m.group(1), pattern[m.end() :]
+    rng = re.fullmatch(r"(-?\d+)\.\.(-?\d+)", body)
+    if rng:
+        a, b = int(rng.group(1)), int(rng.group(2))
+        padded = any(g.lstrip("-").startswith("0") and len(g.lstrip("-")) > 1 for g in rng.groups())
+        width = max(len(g) for g in rng.groups()) if padded else 0
+        step = 1 if b >= a else -1
+        options = [f"{i:0{width}d}" for i in range(a, b + step, step)]
+    elif "," in body:
+        options = body.split(",")
+    else:
+        return [head + "{" + body + "}" + p for p in expand_braces(tail)]
+    return [head + o + t for o in options for t in expand_braces(tail)]
+
+
+def shard_paths(source: str | os.PathLike) -> list[str]:
+    """The shard files of a ``.tar``, a folder of ``*.tar`` or a brace pattern (all must exist)."""
+    text = os.fspath(source)
+    if os.path.isdir(text):
+        shards = [e.path for e in _entries(text) if e.name.lower().endswith(".tar") and _is_file(e)]
+    elif os.path.exists(text):
+        shards = [text]
+    else:
+        shards = expand_braces(text)
+        missing = [s for s in shards if not os.path.isfile(s)]
+        if missing:
+            raise ManifestError(
+                f"{len(missing)} of the {len(shards)} shard(s) of pattern {text!r} do not exist: "
+                f"{_examples(missing, 3)}; check the pattern's range"
+            )
+    compressed = [s for s in shards if s.lower().endswith(COMPRESSED_TARS)]
+    if compressed:
+        raise ManifestError(
+            f"compressed shard(s) {_examples(compressed, 3)} cannot be read in place; decompress them"
+        )
+    if not shards:
+        raise ManifestError(f"no .tar shards in {text!r}")
+    return shards
+
+
+def split_key(name: str) -> tuple[str, str] | None:
+    """WebDataset's (key, extension) of a member: ``a/b/x.seg.png`` -> (``a/b/x``, ``seg.png``)."""
+    folder, base = posixpath.split(name)
+    dot = base.find(".")
+    if dot <= 0:
+        return None  # no extension, or a hidden file (WebDataset skips both)
+    return posixpath.join(folder, base[:dot]), base[dot + 1 :].lower()
+
+
+def _sample_label(shard: str, members: dict[str, str]) -> object:
+    """The raw label of one sample (an int from .cls, else .json, else .txt), or None."""
+    for ext in ("cls", "json", "txt"):
+        name = members.get(ext)
+        if name is None:
+            continue
+        where = member_path(shard, name)
+        try:
+            text = read_member(where).decode("utf-8").strip()
+        except ImageDecodeError as exc:
+            if "zero-byte" in exc.reason:
+                text = ""
+            else:
+                raise ManifestError(f"cannot read label member {where!r}: {exc.reason}") from None
+        except UnicodeDecodeError:
+            raise ManifestError(f"label member {where!r} is not UTF-8 text") from None
+        if ext == "cls":
+            if not _INT.match(text):
+                raise ManifestError(f"label member {where!r} holds {text[:40]!r}, not an integer class index")
+            return int(text)
+        if ext == "json":
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ManifestError(f"label member {where!r} is not valid JSON") from None
+            if isinstance(value, dict):
+                value = next((value[k] for k in JSON_LABEL_KEYS if k in value), None)
+                if value is None:
+                    continue  # metadata without a label: try .txt
+            if isinstance(value, bool) or not isinstance(value, int | str):
+                raise ManifestError(f"label member {where!r}: the label must be an integer or a string")
+            return value
+        return text or None
+    return None
+
+
+def shards_manifest(
+    source: str | os.PathLike,
+    classnames_file: str | os.PathLike | None = None,
+    check: Check = "full",
+    workers: int | None = None,
+    progress: bool = True,
+    *,
+    cls_labels: ClsLabels = "imagenet",
+) -> ManifestResult:
+    """Manifest of WebDataset shards, one row per sample with an image (see the module doc)."""
+    shards = shard_paths(source)
+    ids: list[str] = []
+    paths: list[str] = []
+    raw_labels: list[object] = []
+    without_image = 0
+    for shard in shards:
+        try:
+            index = tar_index(shard)
+        except (tarfile.TarError, OSError) as exc:
+            raise ManifestError(f"shard {shard!r} is not a readable uncompressed tar: {exc}") from None
+        samples: dict[str, dict[str, str]] = {}
+        for name in index:
+            split = split_key(name)
+            if split is not None:
+                samples.setdefault(split[0], {}).setdefault(split[1], name)
+        for key, members in samples.items():
+            ext = next((x for x in SAMPLE_IMAGE_EXTS if x in members), None)
+            if ext is None:
+                without_image += 1
+                continue
+            ids.append(posixpath.basename(key))
+            paths.append(member_path(shard, members[ext]))
+            raw_labels.append(_sample_label(shard, members))
+    if not paths:
+        raise ManifestError(
+            f"the shard(s) of {os.fspath(source)!r} hold no image samples (members named "
+            f"<key>.{'/'.join(SAMPLE_IMAGE_EXTS[:4])}, ...); {without_image} sample(s) without an image"
+        )
+    dup = pd.Series(ids)[pd.Series(ids).duplicated(keep=False)]
+    if len(dup):
+        first = dup.iloc[0]
+        where = [paths[i] for i in dup.index[dup == first]]
+        raise ManifestError(
+            f"{dup.nunique()} sample key(s) occur more than once across the shards, e.g. {first!r} "
+            f"({_examples(where, 2)}); image ids are sample keys and must be unique: rename the samples"
+        )
+    labelled = [v is not None for v in raw_labels]
+    classes = None
+    if not any(labelled):
+        labels = [UNLABELLED] * len(paths)
+    elif not all(labelled):
+        missing = [paths[i] for i, ok in enumerate(labelled) if not ok]
+        raise ManifestError(
+            f"{len(missing)} of {len(paths)} samples have no label (no .cls, .json label or .txt), "
+            f"e.g. {missing[0]!r}; label every sample or none"
+        )
+    elif cls_labels == "own" and all(isinstance(v, int) for v in raw_labels):
+        labels, classes = _own_indices(raw_labels, classnames_file)  # type: ignore[arg-type]
+    else:
+        labels, classes = _interpret_labels(raw_labels, f"the labels of shards {os.fspath(source)!r}")
+        if classes is not None and len(classes) > 1000 and len(classes) > len(paths) / 2:
+            raise ManifestError(
+                f"the shards' text labels have {len(classes)} distinct values for {len(paths)} "
+                "samples: they look like captions, not classes; give .cls class indices"
+            )
+    classnames = _classnames(classnames_file, classes, unlabelled=not any(labelled))
+    df = _columns(ids, labels, CLEAN, 0, paths)
+    return assemble(df, check, workers, progress, classes, classnames)
+
+
+def _own_indices(values: list[int], classnames_file: str | os.PathLike | None) -> tuple[list[int], list[str]]:
+    """``.cls`` integers as own class indices: classes ``"0"``..``"K-1"``.
+
+    K is the largest index + 1, or the number of names of a one-name-per-line
+    classnames file when that is larger (classes absent from these shards).
+    """
+    low = min(values)
+    if low < 0:
+        raise ManifestError(f"class index {low} in a .cls member is negative")
+    k = max(values) + 1
+    if classnames_file is not None and Path(classnames_file).is_file():
+        lines = [ln.strip() for ln in Path(classnames_file).read_text(encoding="utf-8-sig").splitlines()]
+        lines = [ln for ln in lines if ln and not ln.startswith("#")]
+        if lines and not any("," in ln or "\t" in ln for ln in lines):
+            k = max(k, len(lines))
+    return list(values), [str(i) for i in range(k)]
