@@ -113,3 +113,63 @@ def test_audit_errors_name_what_to_fix(tmp_path):
         run_audit(empty, ["tv"], tmp_path / "out", device="cpu", progress=False, report=False)
     with pytest.raises(FileNotFoundError, match="reference folder"):
         run_audit(empty, ["tv"], tmp_path / "out", reference_dirs=[tmp_path / "nope"], progress=False)
+
+
+def _jpeg_bytes(seed: int) -> bytes:
+    import io
+
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (48, 56, 3), dtype=np.uint8)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def test_interrupted_audit_of_shards_keeps_its_scores(tmp_path, monkeypatch):
+    import io
+    import os
+    import subprocess
+    import sys
+    import tarfile
+
+    from iqa_lib.cli import main
+
+    shard = tmp_path / "train-000.tar"
+    with tarfile.open(shard, "w") as tar:
+        for i in range(6):
+            for ext, data in (("jpg", _jpeg_bytes(i)), ("cls", str(i % 2).encode())):
+                info = tarfile.TarInfo(f"s{i}.{ext}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    out = tmp_path / "audit"
+    cmd = [sys.executable, "-m", "iqa_lib.cli", "audit", str(shard), "--scorer", "tv", "--out", str(out),
+           "--no-report", "--no-progress", "--device", "cpu", "--num-workers", "0"]
+    env = {**os.environ, "IQA_KIT_KILL_AFTER_PARTS": "1"}
+    killed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr
+    assert (out / "scores" / "tv.parquet.parts" / "part-0000000.parquet").is_file()
+    assert not (out / "scores" / "tv.parquet").exists()
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("the rerun scored again")
+
+    monkeypatch.setattr("iqa_lib.scoring.engine.build_scorer", no_scoring)
+    assert main(cmd[3:]) == 0  # finishes from the part written before the kill
+    scores = pd.read_parquet(out / "scores" / "tv.parquet")
+    assert scores["image_id"].tolist() == [f"s{i}" for i in range(6)] and scores["q"].notna().all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dataset"]["labels"] == "ImageNet" and summary["scorers"]["tv"]["variables"]["q"]["n"] == 6
+
+
+def test_audit_of_a_csv_list_with_own_labels(tmp_path):
+    rows = []
+    for i in range(4):
+        (tmp_path / f"p{i}.jpg").write_bytes(_jpeg_bytes(i))
+        rows.append({"path": f"p{i}.jpg", "label": ["cat", "dog"][i % 2]})
+    rows.append({"path": "missing.jpg", "label": "cat"})
+    pd.DataFrame(rows).to_csv(tmp_path / "list.csv", index=False)
+    result = run_audit(tmp_path / "list.csv", ["tv"], tmp_path / "out", device="cpu", num_workers=0,
+                       progress=False, report=False)
+    assert result.summary["dataset"] == {
+        "source": str(tmp_path / "list.csv"), "images": 4, "unreadable": 1, "labels": "own classes",
+        "classes": ["cat", "dog"], "geometry": "resize_crop",
+    }

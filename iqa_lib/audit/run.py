@@ -68,11 +68,19 @@ def named_specs(specs: Sequence[str | Mapping[str, Any]]) -> dict[str, ScorerSpe
 
 
 def _label_space(meta: Mapping[str, Any], kind: str | None) -> str:
-    """The classes a reference must share with a score file (nr_iqa scores have none)."""
+    """Over which classes a score file's confidences are: a reference must share them.
+
+    No-reference scores have none. A classifier's q_p, q_h, q_l are over the
+    1000 ImageNet classes unless a class map restricted them (an own head is
+    told apart by its ``weights`` option, part of the identity already); ZSCLIP's
+    are over the names it prompted with: ImageNet's unless the data has its own.
+    """
     if kind == "nr_iqa":
         return "none"
     space = meta.get("label_space") or "imagenet"
-    return "imagenet" if space in ("imagenet", "unlabelled") else str(space)
+    if space == "class_map" or (kind == "zero_shot" and space not in ("imagenet", "unlabelled")):
+        return str(space)
+    return "imagenet"
 
 
 def reference_identity(spec: ScorerSpec, meta: Mapping[str, Any], geometry: str) -> dict[str, Any]:
@@ -181,7 +189,13 @@ def build_summary(
         meta = read_score_metadata(path)
         identity = reference_identity(spec, meta, geometry)
         references: dict[str, tuple[Reference | None, str]] = {}
-        ref, why = find_reference(identity, reference_dirs)
+        if identity["label_space"] in ("none", "imagenet"):
+            ref, why = find_reference(identity, reference_dirs)
+        else:
+            ref, why = None, (
+                f"confidences over this dataset's own classes ({identity['label_space']}) have no "
+                "ImageNet reference to compare with; the accuracy below is what they tell"
+            )
         for variable in ("q", "q_p", "q_h", "q_l"):
             references[variable] = (ref, why)
         entry = summarise_scorer(name, scores, meta, references)
