@@ -96,7 +96,11 @@ def test_audit_own_classes_end_to_end(own_dataset, own_checkpoint, tiny_clip, tm
     assert second.summary == summary
 
     report = out / "report.html"
-    assert report.is_file() and "<script src=\"http" not in report.read_text()
+    html = report.read_text()
+    assert "<script src=\"http" not in html
+    # every figure is embedded: a distribution panel per Q variable (tv, brisque: 1; three task models: 3),
+    # two thumbnail grids per scorer, a class panel per scorer
+    assert html.count("src=\"data:image/png;base64,") >= 11 + 2 * 5 + 5
     if chromium_path() is None:
         pytest.skip("chromium is not installed: the report was written but not opened")
     page = inspect_page(report, tmp_path / "report.png")
