@@ -224,3 +224,19 @@ def test_manifest_command_with_source(tmp_path, capsys):
     assert main(["manifest", "--clean", str(tmp_path / "own"), "--classnames", str(tmp_path / "n.txt"),
                  "--out", str(out)]) == 0
     assert "own classes: 1 (cat)" in capsys.readouterr().out
+
+
+def test_shards_written_by_webdataset_read_back_as_webdataset_reads_them(tmp_path):
+    """The webdataset package as an independent oracle: its writer's shards, its reader's samples."""
+    wds = pytest.importorskip("webdataset")
+    pattern = str(tmp_path / "wds-%06d.tar")
+    with wds.ShardWriter(pattern, maxcount=3, verbose=0) as sink:
+        for i in range(5):
+            sink.write({"__key__": f"sample{i:03d}", "jpg": _jpeg(i), "cls": i % 3, "json": {"i": i}})
+    source = f"{tmp_path}/wds-{{000000..000001}}.tar"
+    result = dataset_manifest(source, progress=False)
+    theirs = list(wds.WebDataset(source, shardshuffle=False).to_tuple("__key__", "cls"))
+    assert result.manifest["image_id"].tolist() == [k for k, _ in theirs]
+    assert result.manifest["label"].tolist() == [int(c) for _, c in theirs]
+    for (key, _), path in zip(theirs, result.manifest["path"], strict=True):
+        assert np.array_equal(np.asarray(load_rgb(path)), np.asarray(Image.open(io.BytesIO(_jpeg(int(key[-3:]))))))
