@@ -40,6 +40,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"iqa-kit {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        # the machine refused (disk full, I/O error, read-only): one line, the path, what it means
+        from iqa_lib.fileio import WriteError, is_write_fault
+
+        message = WriteError(exc.filename or "?", exc) if is_write_fault(exc) else exc
+        print(f"iqa-kit {args.command}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

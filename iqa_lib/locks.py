@@ -1,0 +1,72 @@
+"""One writer per output: an advisory ``fcntl.flock`` lock beside each output.
+
+Two runs writing one output (two ``iqa-kit score`` on the same file, a
+``--no-resume`` run deleting the parts another run is still writing) corrupt
+each other's work. Each command takes the lock of its output first; a second
+writer is told which process holds it (pid, command, since when) and exits
+non-zero, or waits for it with ``--wait``. The lock dies with its process (the
+kernel releases a flock on exit, even after SIGKILL), so a killed run never
+leaves a stale lock behind. The lock file ``.<name>.lock`` stays (removing it
+would race with a waiting writer); it holds the last holder's description.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shlex
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+class LockBusy(RuntimeError):
+    """Another process is writing this output."""
+
+
+def lock_path(target: str | os.PathLike) -> Path:
+    """``.<name>.lock`` beside the output (a file or a folder)."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.lock")
+
+
+def _holder(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        info = json.loads(os.read(fd, 65536).decode() or "{}")
+    except (OSError, ValueError):
+        return "another process"
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["started"])) if "started" in info else "?"
+    return f"process {info.get('pid', '?')} ({info.get('command', '?')}, since {since})"
+
+
+@contextmanager
+def output_lock(target: str | os.PathLike, wait: bool = False) -> Iterator[Path]:
+    """Hold the lock of ``target`` for the block; raise :class:`LockBusy` unless ``wait``."""
+    from iqa_lib.fileio import writing
+
+    path = lock_path(target)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            if not wait:
+                raise LockBusy(
+                    f"{str(Path(target))!r} is being written by {holder}; wait for it to finish, "
+                    "or rerun with --wait to start when it does"
+                ) from None
+            print(f"waiting for {holder} to finish writing {str(Path(target))!r} ...", file=sys.stderr, flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        info = {"pid": os.getpid(), "command": shlex.join(sys.argv) or "python", "started": time.time()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # releases the lock
