@@ -100,3 +100,8 @@ def atomic_write_with(path: str | os.PathLike, write: Any, hint: str = RESUME_HI
             raise
         _replace_from(tmp, path)
     return path
+
+
+def write_csv(table: Any, path: str | os.PathLike, hint: str = RESUME_HINT) -> Path:
+    """A data frame as CSV (no index), atomically."""
+    return atomic_write_with(path, lambda tmp: table.to_csv(tmp, index=False), hint)

@@ -24,24 +24,46 @@ def run_notebook(
     import nbformat
     import papermill as pm
 
+    from iqa_lib.fileio import writing
+
     notebook, out_dir = Path(notebook), Path(out_dir)
     if not notebook.is_file():
         raise FileNotFoundError(f"notebook {str(notebook)!r} does not exist")
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / notebook.name
-    pm.execute_notebook(
-        str(notebook),
-        str(executed),
-        parameters=dict(parameters or {}),
-        cwd=str(cwd) if cwd else None,
-        progress_bar=False,
-        kernel_name="python3",
-    )
+    # papermill saves after every cell: run into a temporary name so that the final name only
+    # ever holds a finished notebook; a failed run is kept as <stem>.failed.ipynb to read
+    running = executed.with_name(f".{executed.stem}.running-{os.getpid()}.ipynb")
+    failed = executed.with_name(f"{executed.stem}.failed.ipynb")
+    try:
+        with writing(executed):
+            pm.execute_notebook(
+                str(notebook),
+                str(running),
+                parameters=dict(parameters or {}),
+                cwd=str(cwd) if cwd else None,
+                progress_bar=False,
+                kernel_name="python3",
+            )
+            os.replace(running, executed)
+    except pm.PapermillExecutionError as exc:
+        if running.exists():
+            os.replace(running, failed)
+        # the cell's own error, in one line; the failed notebook shows the traceback
+        raise RuntimeError(
+            f"{notebook} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue} "
+            f"(the traceback is in {failed})"
+        ) from None
+    finally:
+        running.unlink(missing_ok=True)
+    failed.unlink(missing_ok=True)
     if html:
         from nbconvert import HTMLExporter
 
+        from iqa_lib.fileio import atomic_write_text
+
         body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
-        executed.with_suffix(".html").write_text(body, encoding="utf-8")
+        atomic_write_text(executed.with_suffix(".html"), body)
     return executed
 
 

@@ -21,6 +21,7 @@ import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from iqa_lib.corruptions import ALL_CORRUPTIONS  # noqa: E402
+from iqa_lib.fileio import atomic_write_with  # noqa: E402
 
 Q_LABELS = {"q": "Q", "q_p": "$Q_p$ (max prob.)", "q_h": "$Q_h$ (entropy)", "q_l": "$Q_l$ (max logit)"}
 _PALETTE = plt.get_cmap("tab20").colors
@@ -108,9 +109,11 @@ def save_figure(fig: plt.Figure, stem: str | os.PathLike, dpi: int = 150) -> lis
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    for path in paths:
-        fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        for path in paths:
+            atomic_write_with(path, lambda tmp, p=path: fig.savefig(tmp, format=p.suffix[1:], dpi=dpi, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
     return paths
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from iqa_lib.fileio import atomic_write_text, write_csv
 from iqa_lib.paper import paper_tables
 from iqa_lib.scorers.spec import ScorerSpec, parse_spec
 
@@ -151,6 +152,6 @@ def write_table(table: pd.DataFrame, stem: str | os.PathLike, title: str | None 
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = stem.with_suffix(".csv"), stem.with_suffix(".md")
-    table.to_csv(csv_path, index=False)
-    md_path.write_text(to_markdown(table, title))
+    write_csv(table, csv_path)
+    atomic_write_text(md_path, to_markdown(table, title))
     return [csv_path, md_path]

@@ -19,6 +19,7 @@ import pandas as pd
 
 from iqa_lib import plots, report
 from iqa_lib.config import Params
+from iqa_lib.fileio import atomic_write_text, write_csv
 from iqa_lib.paper import paper_text_values
 
 PAPER_MAIN_MODEL = "convnext_base"  # the paper's Figures 3, 5 and 7 use ConvNeXt-B
@@ -55,7 +56,12 @@ class Context:
     def skipped(self) -> dict[str, str]:
         """Analyses ``iqa-kit analyze`` skipped because the data cannot support them."""
         path = self.analysis_dir / "analysis_params.json"
-        return json.loads(path.read_text()).get("skipped", {}) if path.is_file() else {}
+        if not path.is_file():
+            return {}
+        try:
+            return json.loads(path.read_text()).get("skipped", {})
+        except (ValueError, AttributeError) as exc:
+            raise ValueError(f"{path}: not readable JSON ({exc}); rerun `iqa-kit analyze`") from None
 
     def groupwise_note(self, section: Section) -> bool:
         """Whether the group-wise figures can be drawn; if not, say why in the section."""
@@ -68,7 +74,10 @@ class Context:
         path = self.analysis_dir / f"{name}.csv"
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: run `iqa-kit analyze` (or `dvc repro analyze`) first")
-        return pd.read_csv(path)
+        try:
+            return pd.read_csv(path)
+        except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser errors are ValueErrors
+            raise ValueError(f"{path}: not a readable table ({exc}); rerun `iqa-kit analyze`") from None
 
     @property
     def kinds(self) -> dict[str, str]:
@@ -104,7 +113,7 @@ class Context:
     def plot_data(self, name: str, data: pd.DataFrame) -> None:
         """A CSV for ``dvc plots`` (the figure's data, with fixed column names)."""
         self.plots_dir.mkdir(parents=True, exist_ok=True)
-        data.to_csv(self.plots_dir / f"{name}.csv", index=False)
+        write_csv(data, self.plots_dir / f"{name}.csv")
 
     def finish(self, section: Section) -> Section:
         """Write the metrics JSON, and the section's note (if any) where its tables and figures go.
@@ -116,13 +125,13 @@ class Context:
             (folder / section.name).mkdir(parents=True, exist_ok=True)
             note = folder / section.name / "NOTE.md"
             if section.note:
-                note.write_text(f"# {section.title}\n\n{section.note}\n")
+                atomic_write_text(note, f"# {section.title}\n\n{section.note}\n")
             else:
                 note.unlink(missing_ok=True)  # from an earlier run with less data
         self.metrics_dir.mkdir(parents=True, exist_ok=True)
         path = self.metrics_dir / f"{section.name}.json"
         metrics = section.metrics if section.metrics or not section.note else {"note": section.note}
-        path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
         return section
 
 

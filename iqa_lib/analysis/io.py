@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 KEYS = ("image_id", "corruption", "severity")
@@ -107,12 +108,23 @@ def scorer_kind(path: Path, columns: list[str]) -> str:
             f"{path}: neither an NR-IQA score file (column 'q') nor a task score file "
             f"(columns correct, q_p, q_h, q_l); missing {missing}. See DESIGN.md section 3."
         )
-    meta = pq.read_schema(path).metadata or {}
+    meta = read_schema(path).metadata or {}
     for key in (b"kind", b"iqa_kit.kind"):
         if key in meta and meta[key].decode() in ("classifier", "zero_shot"):
             return meta[key].decode()
     name = path.stem.lower()
     return "zero_shot" if any(h in name for h in ZERO_SHOT_HINTS) else "classifier"
+
+
+def read_schema(path: Path) -> pa.Schema:
+    """The schema of a score file; a truncated or foreign file is an error that names it."""
+    try:
+        return pq.read_schema(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for bad files
+        raise ValueError(
+            f"{path}: not a readable score file ({type(exc).__name__}: {exc}); it may be truncated: "
+            "rescore it (iqa-kit score, or dvc repro -f score@<name>)"
+        ) from None
 
 
 def _read(path: Path, columns: list[str]) -> pd.DataFrame:
@@ -149,7 +161,7 @@ def _check_finite(path: Path, df: pd.DataFrame, cols: list[str]) -> None:
 
 def _is_manifest(path: Path) -> bool:
     """A manifest (image paths, no scores) kept beside the scores: not a broken score file."""
-    names = pq.read_schema(path).names
+    names = read_schema(path).names
     return "path" in names and "q" not in names and "correct" not in names
 
 
@@ -196,7 +208,7 @@ def load_scores(scores_dir: str | Path, scorers: list[str] | None = None) -> Sco
     out: ScoreSet | None = None
     present = None
     for path in paths:
-        cols = pq.read_schema(path).names
+        cols = read_schema(path).names
         missing = [c for c in (*KEYS, "label") if c not in cols]
         if missing:
             raise ValueError(f"{path}: missing key column(s) {missing} (DESIGN.md section 3)")

@@ -40,6 +40,7 @@ from iqa_lib.analysis.io import load_scores
 from iqa_lib.analysis.mixtures import DEFAULT_FRACTIONS, DEFAULT_SEVERITIES, mixtures
 from iqa_lib.analysis.pairs import pairs, summary_table
 from iqa_lib.analysis.pointwise import pointwise
+from iqa_lib.fileio import atomic_write_text, write_csv
 
 ANALYSES = ("groupwise", "pointwise", "per_label", "per_image", "mixtures")
 
@@ -193,7 +194,7 @@ def run_all(
         )
         tables.update({f"mixtures_{k}": v for k, v in mix.items()})
     for name, table in tables.items():
-        table.to_csv(out / f"{name}.csv", index=False)
+        write_csv(table, out / f"{name}.csv")
     params = {
         "scores_dir": str(scores_dir),
         "seed": seed,
@@ -212,6 +213,6 @@ def run_all(
         "skipped": skipped,
         "n_rows": scores.n_rows,
     }
-    (out / "analysis_params.json").write_text(json.dumps(params, indent=2))
+    atomic_write_text(out / "analysis_params.json", json.dumps(params, indent=2))
     log(f"wrote {len(tables)} tables to {out} ({time.perf_counter() - t0:.1f}s in all)")
     return tables

@@ -121,6 +121,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "per_image,mixtures (default: all)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--wait", action="store_true",
+                        help="if another run is writing the same output, wait for it instead of stopping")
     parser.set_defaults(func=run)
 
 
@@ -155,6 +157,7 @@ def _fill_from_params(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from iqa_lib.analysis.mixtures import DEFAULT_FRACTIONS, DEFAULT_SEVERITIES
     from iqa_lib.analysis.runner import ANALYSES, run_all
+    from iqa_lib.locks import output_lock
 
     if args.params:
         _fill_from_params(args)
@@ -164,23 +167,24 @@ def run(args: argparse.Namespace) -> int:
     for key, value in builtin.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    run_all(
-        args.scores,
-        args.out,
-        seed=args.seed,
-        n_bootstrap=args.n_bootstrap,
-        level=args.level,
-        test_fraction=args.test_fraction,
-        n_folds=args.folds,
-        task_models=args.task_models,
-        scorers=args.scorers,
-        zero_shot=args.zero_shot,
-        mixture_fractions=args.mixture_fractions or DEFAULT_FRACTIONS,
-        mixture_corruptions=args.mixture_corruptions,
-        mixture_severities=args.mixture_severities or DEFAULT_SEVERITIES,
-        include_clean_group=args.include_clean_group,
-        analyses=tuple(args.analyses) if args.analyses else ANALYSES,
-        progress=not args.no_progress,
-        log=lambda msg: print(msg, file=sys.stderr),
-    )
+    with output_lock(args.out, wait=args.wait):
+        run_all(
+            args.scores,
+            args.out,
+            seed=args.seed,
+            n_bootstrap=args.n_bootstrap,
+            level=args.level,
+            test_fraction=args.test_fraction,
+            n_folds=args.folds,
+            task_models=args.task_models,
+            scorers=args.scorers,
+            zero_shot=args.zero_shot,
+            mixture_fractions=args.mixture_fractions or DEFAULT_FRACTIONS,
+            mixture_corruptions=args.mixture_corruptions,
+            mixture_severities=args.mixture_severities or DEFAULT_SEVERITIES,
+            include_clean_group=args.include_clean_group,
+            analyses=tuple(args.analyses) if args.analyses else ANALYSES,
+            progress=not args.no_progress,
+            log=lambda msg: print(msg, file=sys.stderr),
+        )
     return 0

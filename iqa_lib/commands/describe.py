@@ -50,6 +50,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--bins", type=int, default=50, help="histogram bins, one-group data (default: 50)"
     )
+    parser.add_argument("--wait", action="store_true",
+                        help="if another run is writing the same output, wait for it instead of stopping")
     parser.set_defaults(func=run)
 
 
@@ -99,6 +101,8 @@ def format_summary(summary: pd.DataFrame) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from iqa_lib.analysis.distribution import describe_and_summarize
+    from iqa_lib.fileio import write_csv
+    from iqa_lib.locks import output_lock
     from iqa_lib.plots import save_figure
     from iqa_lib.plots_distribution import groups_text, q_distribution_figure
 
@@ -117,11 +121,12 @@ def run(args: argparse.Namespace) -> int:
     if table.empty:
         raise ValueError(f"{args.scores}: the score files have no rows; rescore the images")
     out = Path(args.out) if args.out else default_out(args.scores)
-    out.mkdir(parents=True, exist_ok=True)
     csv = out / f"{STEM}.csv"
-    table.to_csv(csv, index=False)
-    fig = q_distribution_figure(args.scores, table=table, bins=args.bins)
-    figures = save_figure(fig, out / STEM)
+    with output_lock(out, wait=args.wait):
+        out.mkdir(parents=True, exist_ok=True)
+        write_csv(table, csv)
+        fig = q_distribution_figure(args.scores, table=table, bins=args.bins)
+        figures = save_figure(fig, out / STEM)
     n_files = table["scorer"].nunique()
     print(f"quality distribution of {n_files} score file(s) in {args.scores}: "
           f"{groups_text(table)}")

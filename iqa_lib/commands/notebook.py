@@ -25,12 +25,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="results/notebooks", help="folder for the executed copy (default: %(default)s)")
     parser.add_argument("-p", "--parameter", action="append", type=_parameter, default=[], metavar="KEY=VALUE")
     parser.add_argument("--no-html", action="store_true", help="skip the HTML export")
+    parser.add_argument("--wait", action="store_true",
+                        help="if another run is writing the same output, wait for it instead of stopping")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from iqa_lib.locks import output_lock
     from iqa_lib.notebooks import run_notebook
 
-    executed = run_notebook(args.notebook, args.out, dict(args.parameter), html=not args.no_html)
+    with output_lock(Path(args.out) / Path(args.notebook).name, wait=args.wait):
+        executed = run_notebook(args.notebook, args.out, dict(args.parameter), html=not args.no_html)
     print(f"executed {args.notebook} -> {executed}")
     return 0
