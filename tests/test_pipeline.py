@@ -33,14 +33,23 @@ def _in_a_virtualenv(name: str) -> bool:
 
 @pytest.fixture
 def repo_copy(tmp_path) -> Path:
-    # tracked and untracked-but-not-ignored files (uncommitted work is tested too), never a
-    # virtual environment inside the checkout, even one .gitignore does not list
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
-    ).stdout.split("\0")
+    """What git tracks, plus uncommitted new files inside the folders git tracks.
+
+    Untracked top-level folders (a virtual environment under any name, a user's data) are
+    never copied, and neither is a virtual environment anywhere: the copy costs the same
+    whatever sits in the checkout.
+    """
+    def listed(*flags: str) -> list[str]:
+        out = subprocess.run(["git", "ls-files", "-z", *flags], cwd=REPO_ROOT, capture_output=True,
+                             text=True, check=True).stdout
+        return [name for name in out.split("\0") if name]
+
+    tracked = listed("--cached")
+    folders = {Path(name).parts[0] for name in tracked if len(Path(name).parts) > 1}
+    new = [name for name in listed("--others", "--exclude-standard")
+           if len(Path(name).parts) > 1 and Path(name).parts[0] in folders]
     dst = tmp_path / "repo"
-    for name in filter(None, files):
+    for name in tracked + new:
         if _in_a_virtualenv(name):
             continue
         src = REPO_ROOT / name
