@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from iqa_lib.commands.arguments import between, integer
+
 
 def _fractions(text: str) -> list[float]:
     """'0.01,0.05' or '1%,5%' -> [0.01, 0.05]."""
@@ -52,21 +54,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--scores", help="folder of <scorer>.parquet files")
     parser.add_argument("--out", help="folder for the CSV tables")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=integer(0, "numpy seeds are non-negative"), default=None, help="random seed (default: 0)")
     parser.add_argument(
         "--n-bootstrap",
-        type=int,
+        type=integer(10, "as analysis.n_bootstrap"),
         default=None,
         help="bootstrap resamples for the CIs (default: 1000)",
     )
-    parser.add_argument("--level", type=float, default=0.95, help="CI level (default: %(default)s)")
+    parser.add_argument("--level", type=between(0, 1, "a CI level"), default=0.95, help="CI level (default: %(default)s)")
     parser.add_argument(
         "--test-fraction",
-        type=float,
+        type=between(0, 1, "as analysis.test_fraction"),
         default=None,
         help="held-out fraction of image IDs (default: 0.2)",
     )
-    parser.add_argument("--folds", type=int, default=None, help="CV folds (default: 5)")
+    parser.add_argument("--folds", type=integer(2, "as analysis.n_folds"), default=None, help="CV folds (default: 5)")
     parser.add_argument(
         "--task-models",
         type=names_list,

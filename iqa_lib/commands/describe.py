@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from iqa_lib.commands.analyze import names_list
+from iqa_lib.commands.arguments import integer
 
 STEM = "q_distribution"
 
@@ -48,7 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "scores folder, i.e. <scores>/../distribution)",
     )
     parser.add_argument(
-        "--bins", type=int, default=50, help="histogram bins, one-group data (default: 50)"
+        "--bins", type=integer(1), default=50, help="histogram bins, one-group data (default: 50)"
     )
     parser.add_argument("--wait", action="store_true",
                         help="if another run is writing the same output, wait for it instead of stopping")
