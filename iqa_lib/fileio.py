@@ -36,6 +36,17 @@ class WriteError(RuntimeError):
         name = errno.errorcode.get(cause.errno or 0, "")
         super().__init__(f"cannot write {str(self.path)!r}: {meaning}" + (f" ({name})" if name else "") + f"; {hint}")
 
+    def __reduce__(self):
+        # picklable, so that a fault inside a worker process reaches the parent as itself
+        return _rebuild_write_error, (type(self), str(self.path), self.errno, str(self))
+
+
+def _rebuild_write_error(cls: type[WriteError], path: str, code: int | None, message: str) -> WriteError:
+    error = cls.__new__(cls)
+    RuntimeError.__init__(error, message)
+    error.path, error.errno = Path(path), code
+    return error
+
 
 def is_write_fault(exc: BaseException) -> bool:
     """Whether ``exc`` is the machine refusing a write (not a bad input file)."""
@@ -51,8 +62,18 @@ def writing(path: str | os.PathLike, hint: str = RESUME_HINT) -> Iterator[None]:
         raise
     except OSError as exc:
         if exc.errno in WRITE_ERRNOS:
-            raise WriteError(getattr(exc, "filename", None) or path, exc, hint) from exc
+            raise WriteError(_reported(getattr(exc, "filename", None), path), exc, hint) from exc
         raise
+
+
+def _reported(filename: str | os.PathLike | None, path: str | os.PathLike) -> str | os.PathLike:
+    """The path a fault message names: the output itself rather than its temporary name."""
+    if filename is None:
+        return path
+    named, path = Path(os.fsdecode(filename)), Path(path)
+    if named.parent == path.parent and named.name.startswith(f".{path.name}.tmp-"):
+        return path
+    return filename
 
 
 def temporary_name(path: str | os.PathLike) -> Path:

@@ -19,8 +19,24 @@ import shlex
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+
+# Lock files this process holds open. A forked child (a DataLoader or pool worker) shares the
+# open file description, and with it the flock: it would keep the output locked after its
+# parent was killed. The child closes its copies at once; the parent's lock stays.
+_HELD: set[int] = set()
+
+
+def _close_held_in_child() -> None:
+    for fd in list(_HELD):
+        with suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_held_in_child)
 
 
 class LockBusy(RuntimeError):
@@ -51,7 +67,8 @@ def output_lock(target: str | os.PathLike, wait: bool = False) -> Iterator[Path]
     path = lock_path(target)
     with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    _HELD.add(fd)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -65,8 +82,12 @@ def output_lock(target: str | os.PathLike, wait: bool = False) -> Iterator[Path]
             print(f"waiting for {holder} to finish writing {str(Path(target))!r} ...", file=sys.stderr, flush=True)
             fcntl.flock(fd, fcntl.LOCK_EX)
         info = {"pid": os.getpid(), "command": shlex.join(sys.argv) or "python", "started": time.time()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+        except OSError:
+            pass  # the holder's description is a courtesy: a full disk must not stop the run here
         yield path
     finally:
+        _HELD.discard(fd)
         os.close(fd)  # releases the lock

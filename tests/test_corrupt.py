@@ -529,3 +529,20 @@ def test_a_dying_worker_fails_the_run_instead_of_hanging(clean, tmp_path):
     )
     assert proc.returncode != 0
     assert "worker process died" in proc.stderr and "run again to resume" in proc.stderr
+
+
+def test_a_dangling_link_to_a_source_is_listed_with_its_reason(clean, tmp_path):
+    src = Path(clean.loc[0, "path"]).parent
+    (src / "gone.png").symlink_to(src / "nowhere.png")
+    (src / "loop.png").symlink_to(src / "loop.png")
+    links = pd.DataFrame(
+        [("gone", 3, str(src / "gone.png")), ("loop", 4, str(src / "loop.png"))],
+        columns=["image_id", "label", "path"],
+    )
+    report = _generate(pd.concat([clean.head(1), links]), tmp_path / "out", corruptions=["contrast"], severities=[1])
+    assert (report.written, report.failed, report.undecodable) == (1, 2, 2)
+    assert {f.image_id: f.reason for f in report.failures} == {
+        "gone": "broken symbolic link", "loop": "symbolic link loop",
+    }
+    with pytest.raises(ValueError, match="workers must be a whole number of at least 1, got 0"):
+        _generate(clean, tmp_path / "out", workers=0)

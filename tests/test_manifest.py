@@ -340,3 +340,41 @@ def test_imagenet_c_tree_of_own_classes(tmp_path):
     write_image(imc / "fog" / "1" / "husky" / "h.JPEG", size=(8, 8))
     with pytest.raises(ManifestError, match="not classes of the clean folder: 'husky'"):
         build_manifest(clean, imc, progress=False)
+
+
+@pytest.mark.parametrize("check", ["full", "header", "none"])
+def test_dangling_and_looping_links_to_images_are_listed_not_skipped(tmp_path, check):
+    from iqa_lib.data.sources import dataset_manifest
+
+    clean, imc = make_tree(tmp_path, ids=("a",), corruptions=("fog",), severities=(1,))
+    (clean / TENCH / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (clean / TENCH / "loop.jpg").symlink_to(clean / TENCH / "loop.jpg")
+    (imc / "fog" / "1" / TENCH / "gone.JPEG").symlink_to("missing.JPEG")
+    result = build_manifest(clean, imc, check=check, progress=False)
+    assert result.manifest["image_id"].tolist() == ["a", "a"]
+    reasons = {(r.image_id, r.corruption): r.reason for r in result.failures.itertuples()}
+    assert reasons == {
+        ("gone", "clean"): "broken symbolic link",
+        ("loop", "clean"): "symbolic link loop",
+        ("gone", "fog"): "broken symbolic link",
+    }
+    # a flat folder without labels (an unlabelled manifest) and an image list do the same
+    flat = tmp_path / "flat"
+    write_image(flat / "b.png")
+    (flat / "c.png").symlink_to(flat / "none.png")
+    (flat / "d.png").symlink_to(flat / "d.png")
+    unlabelled = dataset_manifest(flat, check=check, progress=False)
+    assert dict(zip(unlabelled.failures["image_id"], unlabelled.failures["reason"], strict=True)) == {
+        "c.png": "broken symbolic link", "d.png": "symbolic link loop",
+    }
+    listed = tmp_path / "list.csv"
+    listed.write_text("path\nflat/b.png\nflat/c.png\nflat/d.png\n")
+    result = dataset_manifest(listed, check=check, progress=False)
+    assert result.failures["reason"].tolist() == ["broken symbolic link", "symbolic link loop"]
+
+
+def test_workers_must_be_positive(tmp_path):
+    write_image(tmp_path / TENCH / "a.png")
+    for bad in (0, -2, 1.5):
+        with pytest.raises(ManifestError, match=f"workers must be a whole number of at least 1, got {bad}"):
+            build_manifest(tmp_path, workers=bad, progress=False)

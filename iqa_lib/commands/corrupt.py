@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -14,7 +15,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "<out>/<corruption>/<severity>/<wnid>/<image_id>.JPEG (a dataset with its own class "
         "folders: <class> in place of <wnid>), which `iqa-kit manifest --imagenet-c` reads back. Deterministic (the same image, corruption and severity give "
         "the same bytes) and resumable (existing files are skipped). Undecodable sources are "
-        "listed in <out>/corrupt_failures.csv.",
+        "listed in <out>/corrupt_failures.csv and the run goes on; a failed render is listed "
+        "too and makes the exit status 1; a write the machine refuses (disk full, I/O error) "
+        "stops the run (exit status 2): rerun to finish it. One run at a time writes <out>.",
     )
     parser.add_argument(
         "--src",
@@ -51,6 +54,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--labels-file", help="labels for a flat folder: '<file> <wnid|label>' lines"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--wait", action="store_true",
+        help="when another run is writing --out, wait for it to finish instead of failing",
+    )
     parser.set_defaults(func=run)
 
 
@@ -61,20 +68,27 @@ def _load_clean(src: str, labels_file: str | None):
     return manifest.clean_source(src, labels_file)
 
 
-def run(args: argparse.Namespace) -> int:
-    from iqa_lib.data.corrupt import (
-        generate_imagenet_c,
-        resolve_corruptions,
-        resolve_severities,
-    )
+def check_positive(option: str, value: int | None) -> None:
+    """A count option (``--workers``, ``--limit``) is a whole number of at least 1, or not given."""
+    if value is not None and value < 1:
+        raise ValueError(f"{option} must be at least 1, got {value}; leave it out for the default")
 
-    # Check the cheap arguments before scanning a large folder.
+
+def run(args: argparse.Namespace) -> int:
+    from iqa_lib.data.corrupt import resolve_corruptions, resolve_severities
+    from iqa_lib.locks import output_lock
+
+    # Check the cheap arguments before taking the lock and scanning a large folder.
     corruptions = resolve_corruptions(args.corruptions)
     severities = resolve_severities(args.severities)
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be at least 1, got {args.limit}")
-    if args.workers is not None and args.workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    check_positive("--limit", args.limit)
+    check_positive("--workers", args.workers)
+    with output_lock(args.out, wait=getattr(args, "wait", False)):
+        return _render(args, corruptions, severities)
+
+
+def _render(args: argparse.Namespace, corruptions: tuple[str, ...], severities: tuple[int, ...]) -> int:
+    from iqa_lib.data.corrupt import generate_imagenet_c
 
     clean, classes = _load_clean(args.src, args.labels_file)
     if args.limit is not None:
@@ -99,5 +113,14 @@ def run(args: argparse.Namespace) -> int:
     )
     if report.failures_file is not None:
         print(f"{len(report.failures)} failure(s) listed in {report.failures_file}")
-    # Undecodable sources are reported, not fatal; a run that produced nothing is.
+    # Undecodable sources are reported, not fatal; a failed render or a run that produced
+    # nothing is (write faults never get here: they raise).
+    if report.render_failures:
+        print(
+            f"iqa-kit corrupt: error: {len(report.render_failures)} render(s) failed (not an "
+            f"undecodable source; see {report.failures_file}): fix the cause and rerun to render "
+            "only those",
+            file=sys.stderr,
+        )
+        return 1
     return 1 if report.failed and not (report.written or report.skipped) else 0

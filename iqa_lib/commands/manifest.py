@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -49,47 +50,72 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--workers", type=int, default=None, help="processes for checking (default: all cores)")
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: %(default)s)")
+    parser.add_argument(
+        "--wait", action="store_true",
+        help="when another run is writing the same manifest, wait for it to finish instead of failing",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from iqa_lib.commands.corrupt import check_positive
+    from iqa_lib.locks import output_lock
 
-    from iqa_lib.data.manifest import build_manifest, failures_path, summarize, write_manifest
-
+    check_positive("--workers", args.workers)
     source = getattr(args, "source", None)
-    classnames = getattr(args, "classnames", None)
     if source is not None:
-        from iqa_lib.data.sources import dataset_manifest
-
         if args.clean or args.imagenet_c:
             raise ValueError("--source takes the whole dataset; give it without --clean/--imagenet-c")
         if args.out is None:
             raise ValueError("--out is required with --source")
+        build = partial(_from_source, args, source)
         out = args.out
-        result = dataset_manifest(
-            source, labels_file=args.labels_file, classnames_file=classnames,
-            check=args.check or "full", workers=args.workers,
-            cls_labels=getattr(args, "cls_labels", "imagenet"),
+    elif args.clean or args.imagenet_c:
+        if args.out is None:
+            raise ValueError("--out is required when --clean or --imagenet-c is given")
+        out = args.out
+        build = partial(
+            _build, args, args.clean, args.labels_file, args.imagenet_c, args.check or "full", None, None
         )
     else:
-        if args.clean or args.imagenet_c:
-            clean, labels, imagenet_c = args.clean, args.labels_file, args.imagenet_c
-            out, check = args.out, args.check or "full"
-            corruptions = severities = None
-            if out is None:
-                raise ValueError("--out is required when --clean or --imagenet-c is given")
-        else:
-            from iqa_lib.config import MANIFEST_PATH, load_params
+        from iqa_lib.config import MANIFEST_PATH, load_params
 
-            data = load_params(args.params).data
-            clean, labels, imagenet_c = data.clean_dir, data.clean_labels, data.imagenet_c_dir
-            out, check = args.out or MANIFEST_PATH, args.check or data.check
-            corruptions, severities = data.corruptions, data.severities
-        result = build_manifest(
-            clean, imagenet_c, labels_file=labels, check=check, workers=args.workers,
-            corruptions=corruptions, severities=severities, classnames_file=classnames,
+        data = load_params(args.params).data
+        out = args.out or MANIFEST_PATH
+        build = partial(
+            _build, args, data.clean_dir, data.clean_labels, data.imagenet_c_dir,
+            args.check or data.check, data.corruptions, data.severities,
         )
+    # one writer per manifest, taken before the scan so that a second run fails at once
+    with output_lock(out, wait=getattr(args, "wait", False)):
+        return _write(build(), out)
+
+
+def _from_source(args: argparse.Namespace, source: str):
+    from iqa_lib.data.sources import dataset_manifest
+
+    return dataset_manifest(
+        source, labels_file=args.labels_file, classnames_file=getattr(args, "classnames", None),
+        check=args.check or "full", workers=args.workers,
+        cls_labels=getattr(args, "cls_labels", "imagenet"),
+    )
+
+
+def _build(args: argparse.Namespace, clean, labels, imagenet_c, check, corruptions, severities):
+    from iqa_lib.data.manifest import build_manifest
+
+    return build_manifest(
+        clean, imagenet_c, labels_file=labels, check=check, workers=args.workers,
+        corruptions=corruptions, severities=severities,
+        classnames_file=getattr(args, "classnames", None),
+    )
+
+
+def _write(result, out: str) -> int:
+    from pathlib import Path
+
+    from iqa_lib.data.manifest import failures_path, summarize, write_manifest
+
     path = write_manifest(result, out)
     print(summarize(result.manifest).to_string(index=False))
     if result.classes is not None:

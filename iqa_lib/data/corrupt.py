@@ -30,13 +30,27 @@ rendered before.
 
 Resumability: outputs are written to a temporary file in the same directory
 and moved into place with ``os.replace``, so a final name always holds a whole
-JPEG; a rerun skips every output that exists.
+JPEG; a rerun skips every output that exists (and removes the temporary files
+a killed run left behind).
+
+Failures: an undecodable source is listed in ``corrupt_failures.csv`` and the
+run goes on; so is a render that raises. A write the machine refuses (disk
+full, I/O error, read-only file system: :func:`iqa_lib.fileio.is_write_fault`)
+is no property of one image: it stops the whole run, workers included, with a
+:class:`~iqa_lib.fileio.WriteError` naming the path, and a rerun finishes the
+work.
+
+Test hook: with ``IQA_KIT_TEST_WRITE_FAULT=<ERRNO>[:<n>]`` in the environment
+(e.g. ``ENOSPC:2``), each process's writes after its first ``n`` (default 0)
+write half their bytes and fail with that errno, as a full disk does. Worker
+processes inherit it, which is what the fault-injection tests need.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import hashlib
 import inspect
 import io
@@ -46,10 +60,11 @@ import os
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,6 +73,8 @@ from PIL import Image
 # The name lists live in a light module (no image stack) so params validation can use them.
 from iqa_lib.corruptions import ALL_CORRUPTIONS, COMMON_CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES
 from iqa_lib.data.images import ImageDecodeError, load_rgb, resize_center_crop
+from iqa_lib.data.workers import process_alive, process_pool
+from iqa_lib.fileio import WriteError, is_write_fault, writing
 
 __all__ = [
     "ALL_CORRUPTIONS",
@@ -88,6 +105,7 @@ OUTPUT_SUFFIX = ".JPEG"
 FAILURES_FILE = "corrupt_failures.csv"
 FAILURE_COLUMNS = ("image_id", "corruption", "severity", "path", "reason")  # as the manifest's
 _TMP_SUFFIX = ".tmp"
+FAULT_ENV = "IQA_KIT_TEST_WRITE_FAULT"  # test hook, see the module doc
 
 
 # --------------------------------------------------------------------------- validation
@@ -238,22 +256,60 @@ def output_path(
     return Path(out_root) / corruption / str(int(severity)) / wnid / f"{image_id}{OUTPUT_SUFFIX}"
 
 
+_faults_injected = {"writes": 0}
+
+
+def _inject_fault(spec: str, fh: io.BufferedWriter, data: bytes) -> None:
+    """The test hook of ``FAULT_ENV``: half the bytes, then the errno, as a full disk does."""
+    name, _, after = spec.partition(":")
+    code = getattr(errno, name.strip().upper(), None)
+    if not isinstance(code, int):
+        raise ValueError(f"{FAULT_ENV}={spec!r}: {name!r} is not an errno name such as ENOSPC or EIO")
+    _faults_injected["writes"] += 1
+    if _faults_injected["writes"] > int(after or 0):
+        fh.write(data[: len(data) // 2])
+        fh.flush()
+        raise OSError(code, os.strerror(code))
+
+
+def _write_bytes(tmp: Path, data: bytes) -> None:
+    """Write ``data`` to the new file ``tmp``: the one place every write of this module goes."""
+    with open(tmp, "xb") as fh:
+        spec = os.environ.get(FAULT_ENV)
+        if spec:
+            _inject_fault(spec, fh, data)
+        fh.write(data)
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``.
 
     A killed process leaves at most a hidden ``.*.tmp`` file, never a partial file
-    under the final name. Not fsynced: this protects against killed runs, not power loss.
+    under the final name; any error removes the temporary file, and a write the
+    machine refuses (:func:`~iqa_lib.fileio.is_write_fault`) is raised as a
+    :class:`~iqa_lib.fileio.WriteError` naming ``path``. Not fsynced: this
+    protects against killed runs, not power loss.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{_TMP_SUFFIX}")
     try:
-        with open(tmp, "xb") as fh:
-            fh.write(data)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_bytes(tmp, data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and is_write_fault(exc):
+            raise WriteError(path, exc) from exc
         raise
+
+
+def _remove_stale_temporaries(directory: Path, names: Iterable[str]) -> None:
+    """Delete the temporary files of killed runs (their pid is gone); best effort."""
+    for name in names:
+        pid = name[: -len(_TMP_SUFFIX)].rsplit(".", 2)
+        if len(pid) == 3 and pid[1].isdigit() and int(pid[1]) != os.getpid() and not process_alive(int(pid[1])):
+            with contextlib.suppress(OSError):
+                (directory / name).unlink()
 
 
 # --------------------------------------------------------------------------- generation
@@ -272,7 +328,12 @@ class Failure:
 
 @dataclass
 class GenerationReport:
-    """Counts are of output files: ``failed`` counts the outputs not produced."""
+    """Counts are of output files: ``failed`` counts the outputs not produced.
+
+    ``undecodable`` counts the failed outputs whose source image could not be
+    read; the rest (``failed - undecodable``) are renders that failed, which
+    ``iqa-kit prepare`` must not pass over.
+    """
 
     written: int = 0
     skipped: int = 0
@@ -281,10 +342,16 @@ class GenerationReport:
     images: int = 0
     elapsed_s: float = 0.0
     failures_file: Path | None = None
+    undecodable: int = 0
 
     @property
     def renders_per_s(self) -> float:
         return self.written / self.elapsed_s if self.elapsed_s > 0 else float("nan")
+
+    @property
+    def render_failures(self) -> list[Failure]:
+        """Failures of a render, not of reading its source."""
+        return [f for f in self.failures if f.corruption]
 
 
 # A unit of work: one source image and the outputs it still lacks.
@@ -292,9 +359,23 @@ _Unit = tuple[str, str, str, str, tuple[tuple[str, int], ...]]  # image_id, path
 _Result = tuple[str, int, int, list[Failure]]  # image_id, written, failed, failures
 
 
+# Set in pool workers: the parent sets it to stop them after their current render.
+_STOP: Any = None
+
+
+def _stopping() -> bool:
+    return _STOP is not None and _STOP.is_set()
+
+
 def _render_unit(unit: _Unit) -> _Result:
-    """Decode one image once and write all of its missing outputs (runs in a worker)."""
+    """Decode one image once and write all of its missing outputs (runs in a worker).
+
+    A write fault is raised (:class:`~iqa_lib.fileio.WriteError`), not listed:
+    it would fail every later write too.
+    """
     image_id, path, wnid, root, todo = unit
+    if _stopping():
+        return image_id, 0, 0, []
     try:
         pixels = np.asarray(preprocess_clean(load_rgb(path)), dtype=np.uint8)
     except ImageDecodeError as exc:
@@ -304,14 +385,18 @@ def _render_unit(unit: _Unit) -> _Result:
         return image_id, 0, len(todo), [Failure(image_id, "", 0, path, reason)]
     written, failures = 0, []
     for corruption, severity in todo:
+        if _stopping():
+            break
         try:
             data = _render_preprocessed(pixels, image_id, corruption, severity)
             write_atomic(output_path(root, corruption, severity, wnid, image_id), data)
             written += 1
+        except WriteError:
+            raise
         except Exception as exc:  # noqa: BLE001
             reason = f"{type(exc).__name__}: {exc}"
             failures.append(Failure(image_id, corruption, severity, path, reason))
-    return image_id, written, len(todo) - written, failures
+    return image_id, written, len(failures), failures
 
 
 def _enable_numba_cache() -> None:
@@ -349,7 +434,9 @@ def _limit_threads() -> None:
         threadpool_limits(1)
 
 
-def _init_worker() -> None:
+def _init_worker(stop: Any = None) -> None:
+    global _STOP
+    _STOP = stop
     _limit_threads()
     _enable_numba_cache()
 
@@ -455,11 +542,16 @@ def _check_clean(clean: pd.DataFrame, classes: Sequence[str] | None = None) -> p
 
 
 def _existing_names(directory: Path) -> frozenset[str]:
+    """The finished files of ``directory``; temporary files of killed runs are removed."""
     try:
         with os.scandir(directory) as it:
-            return frozenset(e.name for e in it if not e.name.endswith(_TMP_SUFFIX))
+            names = [e.name for e in it]
     except (FileNotFoundError, NotADirectoryError):
         return frozenset()
+    temporary = [n for n in names if n.endswith(_TMP_SUFFIX)]
+    if temporary:
+        _remove_stale_temporaries(directory, temporary)
+    return frozenset(n for n in names if not n.endswith(_TMP_SUFFIX))
 
 
 def _plan(
@@ -493,7 +585,7 @@ def _write_failures(root: Path, failures: list[Failure]) -> Path | None:
     """This run's failures as CSV; a stale file from an earlier run is removed when none."""
     target = root / FAILURES_FILE
     if not failures:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError), writing(target):
             target.unlink()
         return None
     buf = io.StringIO()
@@ -522,19 +614,22 @@ def generate_imagenet_c(
     Unlabelled rows (label -1) are refused. One work unit is one source
     image, decoded once; units run on ``workers`` processes (``None``: all cores;
     ``1``: in this process). Undecodable sources and failed renders are listed in
-    ``<out_root>/corrupt_failures.csv`` and the run goes on.
+    ``<out_root>/corrupt_failures.csv`` and the run goes on; a write the machine
+    refuses stops it at once with a :class:`~iqa_lib.fileio.WriteError` (nothing
+    half-written stays; a rerun renders only what is missing).
     """
     start = time.perf_counter()
     corruptions = resolve_corruptions(corruptions)
     severities = resolve_severities(severities)
-    if workers is not None and int(workers) < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+    if workers is not None and (isinstance(workers, bool) or int(workers) != workers or workers < 1):
+        raise ValueError(f"workers must be a whole number of at least 1, got {workers!r}")
     if classes is not None:
         classes = _check_classes(classes)
     clean = _check_clean(clean, classes)
     root = Path(out_root)
     seen = _check_render_versions(root)
-    root.mkdir(parents=True, exist_ok=True)
+    with writing(root):
+        root.mkdir(parents=True, exist_ok=True)
     if seen != {**seen, **RENDER_VERSIONS}:
         stamp = (json.dumps({**seen, **RENDER_VERSIONS}, indent=1) + "\n").encode()
         write_atomic(root / RENDER_VERSIONS_FILE, stamp)
@@ -559,6 +654,8 @@ def generate_imagenet_c(
             report.written += written
             report.failed += failed
             report.failures.extend(failures)
+            if failures and not failures[0].corruption:  # the source could not be read
+                report.undecodable += failed
             bar.update(written + failed)
     finally:
         bar.close()
@@ -618,10 +715,11 @@ def _run_units(units: list[_Unit], n_workers: int) -> Iterator[_Result]:
                 yield _render_unit(unit)
         return
     # spawn: safe whatever the parent imported (torch, CUDA, thread pools). A process
-    # pool executor, unlike multiprocessing.Pool, fails instead of hanging when a worker dies.
-    executor = ProcessPoolExecutor(
-        n_workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
-    )
+    # pool executor, unlike multiprocessing.Pool, fails instead of hanging when a worker dies;
+    # process_pool's workers die with this process. ``stop`` ends the workers' chunks early
+    # when this generator ends before the work does (a write fault, Ctrl-C).
+    stop = multiprocessing.get_context("spawn").Event()
+    executor = process_pool(n_workers, context="spawn", initializer=_init_worker, initargs=(stop,))
     try:
         futures = [executor.submit(_render_chunk, chunk) for chunk in _chunks(units, n_workers)]
         for future in as_completed(futures):
@@ -633,5 +731,7 @@ def _run_units(units: list[_Unit], n_workers: int) -> Iterator[_Result]:
             "already written is complete: run again to resume"
         ) from exc
     finally:
-        # On an error or Ctrl-C, drop the queued work rather than finishing it.
+        # On an error or Ctrl-C, drop the queued work rather than finishing it, and end the
+        # running chunks after their current render.
+        stop.set()
         executor.shutdown(wait=True, cancel_futures=True)

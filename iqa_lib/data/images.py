@@ -16,6 +16,7 @@ their own cache, keyed by pid) never share a file position.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import tarfile
@@ -47,6 +48,15 @@ class ImageDecodeError(Exception):
 
 
 MEMBER_SEPARATOR = "::"  # <shard path>::<member name>
+BROKEN_LINK = "broken symbolic link"
+LINK_LOOP = "symbolic link loop"
+
+
+def missing_reason(path: str | os.PathLike, exc: OSError) -> str:
+    """Why ``path`` was not found (``exc``): a dangling or looping link is named as such."""
+    if exc.errno == errno.ELOOP:
+        return LINK_LOOP
+    return BROKEN_LINK if os.path.islink(path) else "missing file"
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -221,9 +231,11 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
         path = Path(path)
         try:
             size = path.stat().st_size
-        except FileNotFoundError:
-            raise ImageDecodeError(path, "missing file") from None
+        except FileNotFoundError as exc:
+            raise ImageDecodeError(path, missing_reason(path, exc)) from None
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise ImageDecodeError(path, LINK_LOOP) from None
             raise ImageDecodeError(path, f"cannot stat: {exc}") from None
         if size == 0:
             raise ImageDecodeError(path, "zero-byte file")
@@ -275,11 +287,13 @@ def check_image(path: str | os.PathLike, full: bool = True) -> str | None:
                 return f"empty image ({img.width}x{img.height})"
     except ImageDecodeError as exc:
         return exc.reason
-    except FileNotFoundError:
-        return "missing file"
+    except FileNotFoundError as exc:
+        return missing_reason(path, exc)
     except Image.UnidentifiedImageError:
         return "not a recognised image format"
     except (OSError, ValueError, SyntaxError) as exc:
+        if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
+            return LINK_LOOP
         return str(exc) or type(exc).__name__
     return None
 

@@ -10,11 +10,12 @@ in a failures file next to the manifest and left out.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import json
 import os
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -27,7 +28,9 @@ from tqdm.auto import tqdm
 
 from iqa_lib import imagenet
 from iqa_lib.corruptions import ALL_CORRUPTIONS, CORRUPTION_ORDER, SEVERITIES
-from iqa_lib.data.images import IMAGE_EXTENSIONS, check_image, is_image_file
+from iqa_lib.data.images import IMAGE_EXTENSIONS, check_image, is_image_file, missing_reason
+from iqa_lib.data.workers import process_pool
+from iqa_lib.fileio import atomic_write_with, temporary_name, writing
 
 CLEAN = "clean"
 UNLABELLED = -1  # label of an image of an unlabelled folder (``iqa-kit score --images``)
@@ -119,14 +122,50 @@ def _is_file(entry: os.DirEntry) -> bool:
         return False
 
 
-def walk_images(top: str | os.PathLike, recursive: bool = True) -> tuple[list[str], list[str]]:
+def _link_problem(entry: os.DirEntry) -> str | None:
+    """Why ``entry``, when a symbolic link, leads to no file (dangling, a loop); else ``None``.
+
+    Costs a stat only for links (``is_symlink`` reads the cached entry type).
+    """
+    try:
+        if not entry.is_symlink():
+            return None
+        os.stat(entry.path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return missing_reason(entry.path, exc)
+        return f"cannot follow symbolic link: {exc.strerror or exc}"
+    return None
+
+
+def _image_entry(entry: os.DirEntry, problems: dict[str, str] | None) -> bool:
+    """Whether ``entry`` (named like an image) is one: a file, or a link to none, recorded in ``problems``.
+
+    Dangling and looping links are kept so that they are reported with their
+    reason instead of silently lost.
+    """
+    if _is_file(entry):
+        return True
+    reason = _link_problem(entry)
+    if reason is None:
+        return False
+    if problems is not None:
+        problems[entry.path] = reason
+    return True
+
+
+def walk_images(
+    top: str | os.PathLike, recursive: bool = True, problems: dict[str, str] | None = None
+) -> tuple[list[str], list[str]]:
     """Paths and file names of the image files under ``top``, in path order.
 
     ``os.scandir`` with the cached entry types: no stat per file, which is what
     makes a million-file folder take seconds rather than minutes. Hidden
     entries (``.name``) are skipped; symbolic links to files are followed, links
     to folders below ``top`` are not (as ``Path.rglob``), so a link loop cannot
-    trap the walk. The order is that of sorted ``Path`` objects.
+    trap the walk. The order is that of sorted ``Path`` objects. An image-named
+    link that leads to no file (dangling, or a loop) is listed too, so that it
+    is reported, and ``problems`` (when given) maps its path to the reason.
     """
     paths: list[str] = []
     names: list[str] = []
@@ -134,7 +173,7 @@ def walk_images(top: str | os.PathLike, recursive: bool = True) -> tuple[list[st
     def visit(folder: str) -> None:
         for e in _entries(folder):
             name = e.name
-            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and _is_file(e):
+            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and _image_entry(e, problems):
                 paths.append(e.path)
                 names.append(name)
             elif recursive and _is_dir(e, follow=False):
@@ -142,6 +181,21 @@ def walk_images(top: str | os.PathLike, recursive: bool = True) -> tuple[list[st
 
     visit(os.fspath(top))
     return paths, names
+
+
+def split_problems(
+    df: pd.DataFrame, problems: dict[str, str]
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Rows whose file is a dangling or looping link become failures with the reason.
+
+    Known at scan time, so they are listed whatever the check mode (``none`` too).
+    """
+    if not problems:
+        return df, None
+    bad = df["path"].isin(problems)
+    failures = df.loc[bad, ["image_id", "corruption", "severity", "path"]]
+    failures = failures.assign(reason=failures["path"].map(problems))
+    return df.loc[~bad].reset_index(drop=True), failures
 
 
 def _stems(names: list[str]) -> list[str]:
@@ -230,7 +284,10 @@ def _no_images_error(root: Path, what: str = "image folder") -> ManifestError:
 
 
 def scan_labelled_folder(
-    root: str | os.PathLike, labels_file: str | os.PathLike | None = None
+    root: str | os.PathLike,
+    labels_file: str | os.PathLike | None = None,
+    *,
+    problems: dict[str, str] | None = None,
 ) -> tuple[pd.DataFrame, list[str] | None]:
     """Clean rows of a labelled image folder, and the class names when they are not ImageNet's.
 
@@ -246,12 +303,13 @@ def scan_labelled_folder(
     A flat folder none of whose files is wnid-named raises :class:`NoLabelsError`
     (a :class:`ManifestError`), which :func:`iqa_lib.data.sources.dataset_manifest`
     turns into an unlabelled manifest. Folders whose names start with ``.`` or
-    ``_`` are ignored.
+    ``_`` are ignored. Dangling and looping links to images are rows too (their
+    reasons go to ``problems``, see :func:`walk_images`).
     """
     root = _require_dir(root, "image folder")
     if labels_file is not None:
         labels = read_labels_file(labels_file)
-        paths, names = walk_images(root)
+        paths, names = walk_images(root, problems=problems)
         if not paths:
             raise _no_images_error(root)
         stems = _stems(names)
@@ -264,7 +322,7 @@ def scan_labelled_folder(
         return _columns(stems, [labels[s] for s in stems], CLEAN, 0, paths), None
     top = [e for e in _entries(str(root)) if not e.name.startswith("_")]
     dirs = [e for e in top if _is_dir(e)]
-    files = [e for e in top if is_image_file(e.name) and _is_file(e)]
+    files = [e for e in top if is_image_file(e.name) and _image_entry(e, problems)]
     if dirs and files:
         raise ManifestError(
             f"image folder {str(root)!r} mixes {len(files)} image file(s) at its top level "
@@ -274,7 +332,7 @@ def scan_labelled_folder(
             "(--labels-file / data.clean_labels) to label every image below the folder"
         )
     if dirs:
-        return _scan_class_folders(root, dirs)
+        return _scan_class_folders(root, dirs, problems)
     if files:
         wnids = [e.name.split("_", 1)[0] for e in files]
         named = [imagenet.is_wnid(w) for w in wnids]
@@ -301,7 +359,9 @@ def scan_labelled_folder(
     raise _no_images_error(root)
 
 
-def _scan_class_folders(root: Path, dirs: list[os.DirEntry]) -> tuple[pd.DataFrame, list[str] | None]:
+def _scan_class_folders(
+    root: Path, dirs: list[os.DirEntry], problems: dict[str, str] | None = None
+) -> tuple[pd.DataFrame, list[str] | None]:
     is_wnid = [imagenet.is_wnid(d.name) for d in dirs]
     if any(is_wnid) and not all(is_wnid):
         others = [d.name for d, w in zip(dirs, is_wnid, strict=True) if not w]
@@ -326,7 +386,7 @@ def _scan_class_folders(root: Path, dirs: list[os.DirEntry]) -> tuple[pd.DataFra
                 raise ManifestError(f"class folder {d.path!r}: {exc.args[0]}") from None
         else:
             label = index
-        found, names = walk_images(d.path)
+        found, names = walk_images(d.path, problems=problems)
         if not found:
             empty.append(d.name)
             continue
@@ -427,7 +487,9 @@ def _classnames(
 
 
 # --------------------------------------------------------------------- ImageNet-C trees
-def scan_imagenet_c(root: str | os.PathLike, classes: list[str] | None = None) -> pd.DataFrame:
+def scan_imagenet_c(
+    root: str | os.PathLike, classes: list[str] | None = None, *, problems: dict[str, str] | None = None
+) -> pd.DataFrame:
     """Corrupted rows of an ImageNet-C tree ``<root>/<corruption>/<severity>/<class>/<file>``.
 
     ``classes`` ``None``: class folders are ImageNet wnids. Otherwise they must be
@@ -475,7 +537,7 @@ def scan_imagenet_c(root: str | os.PathLike, classes: list[str] | None = None) -
                 else:
                     unknown.setdefault(wdir.name, wdir.path)
                     continue
-                found, names = walk_images(wdir.path, recursive=False)
+                found, names = walk_images(wdir.path, recursive=False, problems=problems)
                 ids += _stems(names)
                 labels += [label] * len(found)
                 corruptions += [cdir.name] * len(found)
@@ -525,10 +587,21 @@ def _check_chunk(args: tuple[list[str], bool]) -> list[str | None]:
     return [check_image(p, full=full) for p in paths]
 
 
+def check_workers(workers: int | None) -> None:
+    """``None`` (all cores) or a whole number of at least 1: 0 must not silently mean "all"."""
+    if workers is not None and (isinstance(workers, bool) or int(workers) != workers or workers < 1):
+        raise ManifestError(f"workers must be a whole number of at least 1, got {workers!r}")
+
+
 def find_failures(
     df: pd.DataFrame, check: Check = "full", workers: int | None = None, progress: bool = True
 ) -> pd.Series:
-    """Reason per row (``None`` when the image is fine), checked in parallel."""
+    """Reason per row (``None`` when the image is fine), checked in parallel.
+
+    The worker processes die with this one (:mod:`iqa_lib.data.workers`), and an
+    error or Ctrl-C drops the checks not started yet instead of waiting for them.
+    """
+    check_workers(workers)
     if check == "none" or df.empty:
         return pd.Series([None] * len(df), index=df.index, dtype=object)
     full = check == "full"
@@ -543,10 +616,14 @@ def find_failures(
         size = max(1, min(1024, len(paths) // (workers * 8)))
         chunks = [(paths[i : i + size], full) for i in range(0, len(paths), size)]
         reasons = []
-        with ProcessPoolExecutor(max_workers=workers) as pool, tqdm(**bar) as pbar:
-            for part in pool.map(_check_chunk, chunks):
-                reasons += part
-                pbar.update(len(part))
+        pool = process_pool(workers)
+        try:
+            with tqdm(**bar) as pbar:
+                for part in pool.map(_check_chunk, chunks):
+                    reasons += part
+                    pbar.update(len(part))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     return pd.Series(reasons, index=df.index, dtype=object)
 
 
@@ -608,13 +685,15 @@ def build_manifest(
         raise ManifestError("give a clean image folder, an ImageNet-C root, or both")
     if check not in ("full", "header", "none"):
         raise ManifestError(f"check must be one of full, header, none; got {check!r}")
+    check_workers(workers)
     parts, classes = [], None
+    problems: dict[str, str] = {}  # dangling and looping links: path -> reason
     if clean_root is not None:
-        clean, classes = scan_labelled_folder(clean_root, labels_file)
+        clean, classes = scan_labelled_folder(clean_root, labels_file, problems=problems)
         parts.append(clean)
     classnames = _classnames(classnames_file, classes)
     if imagenet_c_root is not None:
-        corrupted = scan_imagenet_c(imagenet_c_root, classes)
+        corrupted = scan_imagenet_c(imagenet_c_root, classes, problems=problems)
         if corruptions is not None:
             corrupted = corrupted[corrupted["corruption"].isin(list(corruptions))]
         if severities is not None:
@@ -626,7 +705,8 @@ def build_manifest(
             )
         parts.append(corrupted)
     df = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-    return assemble(df, check, workers, progress, classes, classnames)
+    df, known = split_problems(df, problems)
+    return assemble(df, check, workers, progress, classes, classnames, failures=known)
 
 
 def images_manifest(folder: str | os.PathLike) -> pd.DataFrame:
@@ -663,9 +743,13 @@ def failures_path(manifest_path: str | os.PathLike) -> Path:
 
 
 def write_manifest(result: ManifestResult, path: str | os.PathLike) -> Path:
-    """Write the manifest (Parquet, atomically) and its failures file beside it (always, maybe empty)."""
+    """Write the manifest (Parquet) and its failures file beside it (always, maybe empty).
+
+    Both are written under temporary names first and then moved into place, so
+    a write the machine refuses is a :class:`~iqa_lib.fileio.WriteError` naming
+    the file, and leaves the previous pair as it was, nothing half-written.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(result.manifest[list(MANIFEST_COLUMNS)], preserve_index=False)
     if result.classes is not None:
         meta = dict(table.schema.metadata or {})
@@ -678,24 +762,32 @@ def write_manifest(result: ManifestResult, path: str | os.PathLike) -> Path:
                 )
             meta[CLASSNAMES_METADATA_KEY] = json.dumps(result.classnames).encode()
         table = table.replace_schema_metadata(meta)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
     fpath = failures_path(path)
-    tmp = fpath.with_name(f".{fpath.name}.tmp")
-    result.failures.to_csv(tmp, index=False)
-    os.replace(tmp, fpath)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tmp, ftmp = temporary_name(path), temporary_name(fpath)
+    try:
+        with writing(path):
+            pq.write_table(table, tmp)
+        with writing(fpath):
+            result.failures.to_csv(ftmp, index=False)
+            os.replace(ftmp, fpath)
+        with writing(path):
+            os.replace(tmp, path)
+    finally:
+        for leftover in (tmp, ftmp):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
     return path
 
 
 def write_unlabelled_manifest(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write a manifest (no classes, no failures file) atomically."""
+    """Write a manifest (no classes, no failures file) atomically; a fault is a WriteError."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    df[list(MANIFEST_COLUMNS)].to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    columns = df[list(MANIFEST_COLUMNS)]
+    return atomic_write_with(path, lambda tmp: columns.to_parquet(tmp, index=False))
 
 
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:

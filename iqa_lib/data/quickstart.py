@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from iqa_lib import imagenet
+from iqa_lib.fileio import atomic_write_with, writing
 
 
 @dataclass(frozen=True)
@@ -66,11 +67,11 @@ def export_quickstart(out_dir: str | os.PathLike, min_images: int = 5) -> list[P
             missing.append(f"{image.relpath} ({image.distribution})")
             continue
         dst = out_dir / image.wnid / f"{image.image_id}{src.suffix.lower()}"
-        dst.parent.mkdir(parents=True, exist_ok=True)
+        with writing(dst):
+            dst.parent.mkdir(parents=True, exist_ok=True)
         if not dst.exists() or dst.stat().st_size != src.stat().st_size:
-            tmp = dst.with_name(f".{dst.name}.tmp")
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
+            # a write fault: one line naming dst, no partial copy under either name
+            atomic_write_with(dst, lambda tmp, src=src: shutil.copyfile(src, tmp))
         written.append(dst)
     if missing:
         warnings.warn(f"quickstart images not shipped by the installed packages: {missing}", stacklevel=2)

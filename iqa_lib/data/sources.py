@@ -57,6 +57,7 @@ from iqa_lib.data.images import (
     ImageDecodeError,
     is_image_file,
     member_path,
+    missing_reason,
     read_member,
     split_member,
     tar_index,
@@ -77,6 +78,8 @@ from iqa_lib.data.manifest import (
     _is_file,
     assemble,
     build_manifest,
+    check_workers,
+    split_problems,
     walk_images,
 )
 
@@ -109,6 +112,7 @@ def dataset_manifest(
     """
     if cls_labels not in ("imagenet", "own"):
         raise ManifestError(f"cls_labels must be 'imagenet' or 'own', got {cls_labels!r}")
+    check_workers(workers)
     kind = source_kind(source)
     if labels_file is not None and kind != "folder":
         raise ManifestError(
@@ -180,10 +184,12 @@ def folder_manifest(
     except NoLabelsError:
         pass  # a flat folder none of whose files is wnid-named: unlabelled
     _classnames(classnames_file, None, unlabelled=True)
-    paths, names = walk_images(folder, recursive=False)
+    problems: dict[str, str] = {}
+    paths, names = walk_images(folder, recursive=False, problems=problems)
     keep = [i for i, n in enumerate(names) if not n.startswith("_")]
     names, paths = [names[i] for i in keep], [paths[i] for i in keep]
-    return assemble(_columns(names, UNLABELLED, CLEAN, 0, paths), check, workers, progress)
+    df, known = split_problems(_columns(names, UNLABELLED, CLEAN, 0, paths), problems)
+    return assemble(df, check, workers, progress, failures=known)
 
 
 # --------------------------------------------------------------------- lists
@@ -195,6 +201,16 @@ def _read_list(path: Path) -> pd.DataFrame:
         return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
     except Exception as exc:  # noqa: BLE001 - any read failure is reported the same way
         raise ManifestError(f"image list {str(path)!r} is not readable: {exc}") from None
+
+
+def _not_found(path: str) -> str:
+    """Why a listed file does not exist: a dangling or looping link says so."""
+    if split_member(path) is None and os.path.islink(path):
+        try:
+            os.stat(path)
+        except OSError as exc:
+            return missing_reason(path, exc)
+    return NOT_FOUND
 
 
 def _exists(path: str) -> bool:
@@ -281,7 +297,8 @@ def _with_missing(
     """Rows whose file does not exist become failures ("file not found"), never silently lost."""
     found = [_exists(p) for p in df["path"]]
     missing = df[[not f for f in found]]
-    failures = missing[["image_id", "corruption", "severity", "path"]].assign(reason=NOT_FOUND)
+    failures = missing[["image_id", "corruption", "severity", "path"]]
+    failures = failures.assign(reason=[_not_found(p) for p in failures["path"]])
     present = df[found].reset_index(drop=True)
     if present.empty:
         raise ManifestError(
