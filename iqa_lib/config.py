@@ -110,21 +110,25 @@ class DataParams(_Strict):
 
 
 class ScoringParams(_Strict):
+    """How ``iqa-kit score --from-params`` runs: the same checks as its command-line options."""
+
     device: str = "auto"
     batch_size: int | None = Field(None, ge=1, le=4096)  # null: each scorer's own default
     num_workers: int | None = Field(None, ge=0, le=256)  # null: from the CPU count
+    part_size: int = Field(4096, ge=1)  # rows per resumable part
+    part_seconds: float = Field(10.0, gt=0, allow_inf_nan=False)  # a kill loses at most about this
 
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
-        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
-            raise ValueError(f"{value!r} is not a device; valid: auto, cpu, mps, cuda, cuda:<index>")
-        return value
+        from iqa_lib.scoring.checks import check_device
+
+        return check_device(value)
 
 
 class AnalysisParams(_Strict):
     task_models: list[str] = Field(default_factory=list)
-    seed: int = 0
+    seed: int = Field(0, ge=0)  # numpy seeds are non-negative
     n_bootstrap: int = Field(1000, ge=10)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     n_folds: int = Field(5, ge=2)

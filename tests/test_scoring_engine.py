@@ -212,6 +212,39 @@ def test_killed_run_resumes_to_identical_output(tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(ref))
 
 
+def test_sampler_leaves_out_rows_in_sub_parts_on_the_same_batch_grid():
+    from iqa_lib.scoring.dataset import ChunkBatchSampler
+
+    # chunk 0 = rows 0-4 in batches [0, 1], [2, 3], [4]; rows 0-2 were in a sub-part already
+    sampler = ChunkBatchSampler([0, 1], part_size=5, n_rows=9, batch_size=2, done_rows={0: [0, 1, 2]})
+    assert list(sampler) == [[3], [4], [5, 6], [7, 8]] and len(sampler) == 4
+    assert sampler.todo_count(0) == 2 and sampler.todo_rows(0) == [3, 4] and sampler.todo_count(1) == 4
+
+
+def test_resume_from_sub_parts_with_another_world_size(tmp_path):
+    """Sub-parts written by one process are finished by two (torchrun), identically."""
+    manifest = _manifest(tmp_path, n=9)
+    ref = score_manifest("tv", manifest, tmp_path / "ref.parquet", batch_size=2, num_workers=0,
+                         device="cpu", part_size=4, progress=False)
+    out = tmp_path / "tv.parquet"
+    args = ["--scorer", "tv", "--manifest", str(manifest), "--out", str(out), "--batch-size", "2",
+            "--num-workers", "0", "--device", "cpu", "--part-size", "4", "--part-seconds", "1e-9",
+            "--no-progress"]
+    killed = _run_cli(args, {"IQA_KIT_KILL_AFTER_PARTS": "1"})  # chunk 0 whole, chunk 1 not begun
+    assert killed.returncode == -9, killed.stderr
+    pdir = parts.parts_dir(out)
+    assert parts.done_chunks(pdir) == {0}
+    # chunk 1 = rows 4-7 as a kill mid-chunk leaves it: rows 4-5 in a sub-part
+    sub = pd.read_parquet(parts.part_path(pdir, 0)).assign(_row=lambda d: d["_row"] + 4).iloc[:2]
+    values = pd.read_parquet(ref)["q"].to_numpy()[4:6]
+    sub["q"] = values.astype(sub["q"].dtype)
+    parts.write_sub_part(pdir, 1, 4, sub, pd.DataFrame({"_row": np.zeros(0, np.int64), "reason": []}))
+    res = _run_cli(args, torchrun=2)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "resuming" in res.stderr and "6 of 9 rows kept" in res.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(ref), check_exact=True)
+
+
 def test_torchrun_two_processes_gloo_equals_single_process(tmp_path):
     manifest = _manifest(tmp_path, n=11)
     (tmp_path / "img" / "im004.png").write_bytes(b"")  # a failure on one rank

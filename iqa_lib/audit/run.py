@@ -108,8 +108,7 @@ def run_audit(
     """Audit the images of ``source`` (folder, CSV/Parquet list, or WebDataset shards)."""
     from iqa_lib.data.manifest import failures_path, read_manifest, write_manifest
     from iqa_lib.data.sources import dataset_manifest
-    from iqa_lib.scoring.complete import completion_record, is_complete, mark_complete
-    from iqa_lib.scoring.engine import score_manifest
+    from iqa_lib.scoring.engine import run_scoring
 
     specs = scorers if isinstance(scorers, Mapping) else named_specs(scorers)
     out = Path(out_dir)
@@ -131,17 +130,16 @@ def run_audit(
     (out / SCORES).mkdir(exist_ok=True)
     for name, spec in specs.items():
         score_path = out / SCORES / f"{name}.parquet"
-        record = completion_record(spec, manifest_path, manifest, geometry)
-        if is_complete(score_path, record):
-            _say(f"audit: {name}: reusing {score_path} (same images, spec and code)")
-            done.reused.append(name)
-            continue
         started = time.perf_counter()
-        score_manifest(
+        # the engine reuses a complete file made by this very work (its .done.json record)
+        scored = run_scoring(
             spec, manifest_path, score_path, batch_size=batch_size, num_workers=num_workers,
             device=device, progress=progress, geometry=geometry,
         )
-        mark_complete(score_path, record)
+        if scored.reused:
+            _say(f"audit: {name}: reusing {score_path} (same images, spec and code)")
+            done.reused.append(name)
+            continue
         done.scored.append(name)
         _say(f"audit: {name}: scored in {time.perf_counter() - started:.1f} s -> {score_path}")
     done.summary = build_summary(out, specs, geometry, reference_dirs, source=str(source))

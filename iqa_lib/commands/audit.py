@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from iqa_lib.commands.score import _spec_arg
+from iqa_lib.commands.score import _spec_arg, device_arg, nonnegative_int_arg, positive_int_arg
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -37,9 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="resize_crop: Resize(256) + CenterCrop(224) before scoring, as the references were made "
         "(default); none: score images as stored (then no shipped reference matches)",
     )
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--num-workers", type=int, default=None)
+    parser.add_argument("--device", type=device_arg, default="auto")
+    parser.add_argument("--batch-size", type=positive_int_arg, default=None)
+    parser.add_argument("--num-workers", type=nonnegative_int_arg, default=None)
     parser.add_argument("--no-report", action="store_true", help="write summary.json only")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run)

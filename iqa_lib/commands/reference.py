@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from iqa_lib.commands.score import _spec_arg
+from iqa_lib.commands.score import _spec_arg, device_arg, nonnegative_int_arg, positive_int_arg
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,9 +24,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--made-from", default=None, help="one line saying which images (kept in the file)")
     parser.add_argument("--geometry", choices=("resize_crop", "none"), default="resize_crop",
                         help="as for `iqa-kit score`; audits match it (default: %(default)s)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--num-workers", type=int, default=None)
+    parser.add_argument("--device", type=device_arg, default="auto")
+    parser.add_argument("--batch-size", type=positive_int_arg, default=None)
+    parser.add_argument("--num-workers", type=nonnegative_int_arg, default=None)
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run)
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from iqa_lib.scoring.checks import check_device, nonnegative_int, positive_int, positive_seconds
 
 
 def _spec_arg(text: str) -> Any:
@@ -57,20 +59,69 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "--from-params",
         metavar="NAME",
         help="take scorer NAME of --params: its spec, data/manifest.parquet, "
-        "results/scores/NAME.parquet and the scoring section's device, batch size and workers "
+        "results/scores/NAME.parquet and the scoring section's device, batch size, workers, "
+        "part size and part seconds "
         "(explicit options still win); this is what dvc.yaml runs",
     )
     parser.add_argument("--params", default="params.yaml", help="parameters file for --from-params (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=None, help="images per batch (default: the spec option batch_size, else 256 on CUDA and 32 on CPU; TV 512/64, BRISQUE 64/32)")
-    parser.add_argument("--num-workers", type=int, default=None, help="image-decoding worker processes (default: from CPU count)")
-    parser.add_argument("--device", default=None, help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:1, mps")
     parser.add_argument(
-        "--part-size", type=int, default=None, help="rows per resumable part (default: 4096)"
+        "--batch-size", type=positive_int_arg, default=None, metavar="N",
+        help="images per batch (default: the spec option batch_size, else 256 on CUDA and 32 on "
+        "CPU; TV 512/64, BRISQUE 256/32)",
     )
     parser.add_argument(
-        "--no-resume", action="store_true", help="discard parts of an earlier interrupted run and start over"
+        "--num-workers", type=nonnegative_int_arg, default=None, metavar="N",
+        help="image-decoding worker processes; 0 decodes in the main process (default: from the "
+        "CPU count)",
+    )
+    parser.add_argument(
+        "--device", type=device_arg, default=None,
+        help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N, mps",
+    )
+    parser.add_argument(
+        "--part-size", type=positive_int_arg, default=None, metavar="N",
+        help="rows per resumable part (default: 4096)",
+    )
+    parser.add_argument(
+        "--part-seconds", type=positive_seconds_arg, default=None, metavar="S",
+        help="write the rows of an unfinished part at least every S seconds, so that a kill loses "
+        "at most about that much work (default: 10)",
+    )
+    parser.add_argument(
+        "--no-resume", action="store_true",
+        help="discard parts of an earlier interrupted run, and rescore a complete output",
+    )
+    parser.add_argument(
+        "--wait", action="store_true",
+        help="if another run is writing --out, wait for it to finish instead of failing",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _arg_type(check: Callable[[Any, str], Any], what: str) -> Callable[[str], Any]:
+    """An argparse type from a check of :mod:`iqa_lib.scoring.checks` (argparse names the option)."""
+
+    def parse(text: str) -> Any:
+        try:
+            return check(text, "value")
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+
+    parse.__name__ = what  # argparse's fallback message names the type
+    return parse
+
+
+positive_int_arg = _arg_type(positive_int, "a positive integer")
+nonnegative_int_arg = _arg_type(nonnegative_int, "an integer >= 0")
+positive_seconds_arg = _arg_type(positive_seconds, "a positive number of seconds")
+
+
+def device_arg(text: str) -> str:
+    """A device of the kit's own list (argparse type): a typo gets that list, not torch's."""
+    try:
+        return check_device(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -90,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from iqa_lib.scoring.distributed import dist_info
-    from iqa_lib.scoring.engine import DEFAULT_PART_SIZE, score_manifest
+    from iqa_lib.scoring.engine import DEFAULT_PART_SECONDS, DEFAULT_PART_SIZE, run_scoring
     from iqa_lib.scoring.parts import failures_path
 
     if args.from_params:
@@ -108,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
             f"give {', '.join(missing)} (or --images DIR instead of --manifest, or --from-params "
             "NAME to read them from params.yaml)"
         )
-    out = score_manifest(
+    result = run_scoring(
         args.scorer,
         args.manifest,
         args.out,
@@ -116,10 +167,13 @@ def run(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         device=args.device or "auto",
         resume=not args.no_resume,
-        part_size=args.part_size or DEFAULT_PART_SIZE,
+        part_size=DEFAULT_PART_SIZE if args.part_size is None else args.part_size,
         progress=not args.no_progress,
         geometry=args.geometry or "resize_crop",
+        part_seconds=DEFAULT_PART_SECONDS if args.part_seconds is None else args.part_seconds,
+        wait=args.wait,
     )
+    out = result.out
     if dist_info().is_main:
         n_rows = len(pd.read_parquet(out, columns=["image_id"]))
         n_fail = len(pd.read_csv(failures_path(Path(out))))
@@ -155,6 +209,10 @@ def _fill_from_params(args: argparse.Namespace) -> None:
         args.batch_size = params.scoring.batch_size
     if args.num_workers is None:
         args.num_workers = params.scoring.num_workers
+    if args.part_size is None:
+        args.part_size = params.scoring.part_size
+    if args.part_seconds is None:
+        args.part_seconds = params.scoring.part_seconds
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -165,6 +223,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"iqa-kit score: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the machine refused a write: one line, as iqa-kit itself prints it
+        from iqa_lib.fileio import WriteError, is_write_fault
+
+        message = WriteError(exc.filename or "?", exc) if is_write_fault(exc) else exc
+        print(f"iqa-kit score: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -1,23 +1,27 @@
 """A finished score file says what made it, so that rerunning the same work scores nothing.
 
 The engine's parts make an interrupted run resume; once the parts are merged
-they are gone, and a plain rerun would score everything again. A completion
-record beside the output (``<out stem>.done.json``: spec, options that change
-scores, manifest fingerprint, geometry, SCORES_VERSION) lets a caller reuse the
-file when every one of those is unchanged, and rescore when any differs.
+they are gone, and a plain rerun would score everything again. So the engine
+writes a completion record beside the output (``<out stem>.done.json``: spec,
+options that change scores, label space, manifest fingerprint, row count,
+geometry, SCORES_VERSION) when it finishes, and returns at once when the
+record of a rerun matches (:func:`is_complete`); ``resume=False`` /
+``--no-resume`` scores again. The record's format is the one ``iqa-kit audit``
+wrote before the engine took this over, so older audit folders are reused too.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+import pyarrow.parquet as pq
 
-from iqa_lib.scorers.spec import ScorerSpec
+from iqa_lib.scoring import parts
 
 
 def record_path(out: str | os.PathLike) -> Path:
@@ -26,49 +30,64 @@ def record_path(out: str | os.PathLike) -> Path:
 
 
 def completion_record(
-    spec: ScorerSpec, manifest_path: str | os.PathLike, manifest: pd.DataFrame, geometry: str
+    spec_text: str, options: Mapping[str, Any], labels: Any, fingerprint: str, rows: int, geometry: str
 ) -> dict[str, Any]:
-    """Everything that changes what a score file holds, the label space included.
-
-    The label space (ImageNet, own classes, a class map's content, prompt names)
-    is resolved as the engine will resolve it, so editing a class-map file or
-    renaming a class folder makes the file stale.
-    """
+    """Everything that changes what a score file holds (``options`` without runtime ones)."""
     from iqa_lib.audit.reference import scores_version
-    from iqa_lib.data.manifest import UNLABELLED, manifest_classes, manifest_classnames
-    from iqa_lib.scorers.label_space import resolve_label_space
-    from iqa_lib.scoring.engine import RUNTIME_OPTIONS, manifest_fingerprint
 
-    unlabelled = bool((manifest["label"].to_numpy() == UNLABELLED).all())
-    space = resolve_label_space(
-        spec, manifest_classes(manifest_path), manifest_classnames(manifest_path), unlabelled
-    )
-    options = {k: v for k, v in sorted(spec.options.items()) if k not in RUNTIME_OPTIONS}
     return json.loads(json.dumps({
-        "spec": spec.text,
-        "options": options,
-        "labels": space.resume_key(),
-        "manifest": manifest_fingerprint(manifest),
-        "rows": len(manifest),
+        "spec": spec_text,
+        "options": dict(sorted(options.items())),
+        "labels": labels,
+        "manifest": fingerprint,
+        "rows": rows,
         "geometry": geometry,
         "scores_version": scores_version(),
     }, default=str))
 
 
-def is_complete(out: str | os.PathLike, record: Mapping[str, Any]) -> bool:
-    """Whether ``out`` exists and was made by exactly this work."""
+def is_complete(
+    out: str | os.PathLike, record: Mapping[str, Any], warn: Callable[[str], Any] | None = None
+) -> bool:
+    """Whether ``out`` (and its failures CSV) exist, are readable and were made by exactly this work.
+
+    A record that cannot be read is a stale record (scored again, with a
+    warning naming it); an output that cannot be read is set aside as
+    ``<name>.damaged`` and scored again.
+    """
+    warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
     out, path = Path(out), record_path(out)
-    if not (out.is_file() and path.is_file()):
+    if not (out.is_file() and path.is_file() and parts.failures_path(out).is_file()):
         return False
     try:
-        return json.loads(path.read_text()) == json.loads(json.dumps(dict(record)))
-    except (OSError, ValueError):
+        found = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        warn(f"warning: completion record {str(path)!r} is unreadable ({parts.unreadable_reason(exc)}); "
+             f"scoring {str(out)!r} again")
         return False
+    if found != json.loads(json.dumps(dict(record))):
+        return False
+    try:
+        rows = pq.read_metadata(out).num_rows
+    except (OSError, ValueError) as exc:
+        moved = parts.set_aside(out)
+        warn(f"warning: {str(out)!r} is unreadable ({parts.unreadable_reason(exc)}): set aside as "
+             f"{str(moved)!r}; scoring it again")
+        return False
+    return rows <= int(record.get("rows", rows))  # more rows than the manifest: not this work's
 
 
 def mark_complete(out: str | os.PathLike, record: Mapping[str, Any]) -> Path:
+    """Write the record atomically (a write fault is a one-line WriteError)."""
     path = record_path(out)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(dict(record), indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    parts.write_json_atomic(dict(record), path)
     return path
+
+
+def forget_complete(out: str | os.PathLike) -> None:
+    """Remove the record before the output is rewritten: a kill mid-run must not look complete."""
+    from iqa_lib import fileio
+
+    path = record_path(out)
+    with fileio.writing(path):
+        path.unlink(missing_ok=True)

@@ -14,7 +14,7 @@ failure row with its reason, never an exception that ends the run.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,24 +97,59 @@ def collate_images(items: Sequence[tuple[int, torch.Tensor | None, str | None]])
 
 
 class ChunkBatchSampler(Sampler[list[int]]):
-    """Batches of manifest rows that never cross a part (chunk) boundary."""
+    """Batches of manifest rows that never cross a part (chunk) boundary.
 
-    def __init__(self, chunks: Sequence[int], part_size: int, n_rows: int, batch_size: int):
+    Batches lie on a grid from each chunk's first row, whatever was scored
+    before; rows already in sub-parts (``done_rows``: chunk -> rows) are left
+    out of their batch. A resumed run thus scores the remaining rows in the
+    very batches an uninterrupted run would have, so batch-dependent numerics
+    give the same values.
+    """
+
+    def __init__(
+        self,
+        chunks: Sequence[int],
+        part_size: int,
+        n_rows: int,
+        batch_size: int,
+        done_rows: Mapping[int, Collection[int]] | None = None,
+    ):
         self.chunks, self.part_size, self.n_rows, self.batch_size = (
             list(chunks),
             part_size,
             n_rows,
             batch_size,
         )
+        self.done_rows = {c: frozenset(int(r) for r in rows) for c, rows in (done_rows or {}).items()}
 
     def chunk_rows(self, chunk: int) -> range:
         return range(chunk * self.part_size, min((chunk + 1) * self.part_size, self.n_rows))
 
+    def todo_rows(self, chunk: int) -> list[int]:
+        """The rows of ``chunk`` this run scores."""
+        done = self.done_rows.get(chunk, frozenset())
+        return [r for r in self.chunk_rows(chunk) if r not in done]
+
+    def todo_count(self, chunk: int) -> int:
+        """How many rows of ``chunk`` this run scores (``done_rows`` lie within their chunk)."""
+        return len(self.chunk_rows(chunk)) - len(self.done_rows.get(chunk, ()))
+
+    def _batches(self, chunk: int) -> Iterator[list[int]]:
+        rows = self.chunk_rows(chunk)
+        done = self.done_rows.get(chunk, frozenset())
+        for start in range(rows.start, rows.stop, self.batch_size):
+            batch = range(start, min(start + self.batch_size, rows.stop))
+            todo = [r for r in batch if r not in done] if done else list(batch)
+            if todo:
+                yield todo
+
     def __iter__(self) -> Iterator[list[int]]:
         for c in self.chunks:
-            rows = self.chunk_rows(c)
-            for start in range(rows.start, rows.stop, self.batch_size):
-                yield list(range(start, min(start + self.batch_size, rows.stop)))
+            yield from self._batches(c)
 
     def __len__(self) -> int:
-        return sum(-(-len(self.chunk_rows(c)) // self.batch_size) for c in self.chunks)
+        return sum(
+            sum(1 for _ in self._batches(c)) if self.done_rows.get(c)
+            else -(-len(self.chunk_rows(c)) // self.batch_size)
+            for c in self.chunks
+        )

@@ -6,13 +6,25 @@ import os
 
 import torch
 
+from iqa_lib.scoring.checks import DEVICE_CHOICES, check_device  # noqa: F401 (re-exported)
+
 
 def pick_device(requested: torch.device | str | None = None) -> torch.device:
-    """``None``/``"auto"`` picks CUDA, then MPS, then CPU; anything else is taken as given."""
+    """``None``/``"auto"`` picks CUDA, then MPS, then CPU; anything else must be a kit device name."""
     if requested is not None and str(requested) != "auto":
-        device = torch.device(requested)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {requested!r} requested but CUDA is not available")
+        device = torch.device(check_device(requested))
+        if device.type == "cuda":
+            if not torch.cuda.is_available():
+                raise RuntimeError(f"device {str(requested)!r} requested but CUDA is not available")
+            if device.index is not None and device.index >= torch.cuda.device_count():
+                raise RuntimeError(
+                    f"device {str(requested)!r} requested but only {torch.cuda.device_count()} CUDA "
+                    "device(s) are visible (cuda:0 ...)"
+                )
+        if device.type == "mps":
+            mps = getattr(torch.backends, "mps", None)
+            if mps is None or not mps.is_available():
+                raise RuntimeError(f"device {str(requested)!r} requested but MPS is not available")
         return device
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())

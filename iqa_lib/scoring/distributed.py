@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -60,3 +61,15 @@ def barrier() -> None:
 def shutdown(created: bool) -> None:
     if created and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def broadcast_object(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (as is without torchrun): ranks agree on one plan.
+
+    Doubles as the first barrier: no rank goes on before rank 0 has decided.
+    """
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return value
+    box = [value if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -4,19 +4,27 @@ Loader workers decode each image once (:mod:`.dataset`); uint8 batches go to
 the device through pinned memory with non-blocking copies; the scorer
 normalises there and runs its model under inference mode (bf16 autocast and
 channels_last on CUDA). Results are written as one Parquet part per chunk of
-``part_size`` manifest rows (:mod:`.parts`), so a killed run resumes where it
-stopped; under ``torchrun`` each rank takes every world_size-th chunk and rank
-0 merges the parts into one file identical to a single-process run.
+``part_size`` manifest rows, and within an unfinished chunk as a sub-part of
+the rows scored so far every ``part_seconds`` (:mod:`.parts`), so a killed run
+resumes losing at most about that much work; under ``torchrun`` each rank
+takes every world_size-th chunk and rank 0 merges the parts into one file
+identical to a single-process run. One process writes an output at a time
+(:mod:`iqa_lib.locks`); a finished output records what made it
+(:mod:`.complete`) and is reused when that has not changed.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import signal
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +34,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from iqa_lib import fileio
 from iqa_lib.data.manifest import (
     MANIFEST_COLUMNS,
     UNLABELLED,
@@ -38,17 +47,28 @@ from iqa_lib.scorers.label_space import LabelSpace, resolve_label_space
 from iqa_lib.scorers.registry import as_spec, build_scorer
 from iqa_lib.scorers.spec import ScorerSpec
 from iqa_lib.scoring import parts
+from iqa_lib.scoring.checks import nonnegative_int, positive_int, positive_seconds
 from iqa_lib.scoring.dataset import ChunkBatchSampler, ManifestImages, collate_images
 from iqa_lib.scoring.device import pick_device
-from iqa_lib.scoring.distributed import barrier, dist_info, init_distributed, shutdown
+from iqa_lib.scoring.distributed import (
+    barrier,
+    broadcast_object,
+    dist_info,
+    init_distributed,
+    shutdown,
+)
 
 KEY_COLUMNS = ("image_id", "corruption", "severity", "label")
 DEFAULT_PART_SIZE = 4096
+# Seconds between sub-parts of an unfinished chunk: what a kill can lose at most.
+DEFAULT_PART_SECONDS = 10.0  # a kill loses at most about this much scoring
 # Dataset-level geometry: ``resize_crop`` = the ImageNet-C protocol (clean images
 # Resize(256) + CenterCrop(224), corrupted ones as stored); ``none`` = every image as stored.
 GEOMETRIES = ("resize_crop", "none")
 # Test hook: SIGKILL this process after it has written this many parts.
 KILL_AFTER_PARTS_ENV = "IQA_KIT_KILL_AFTER_PARTS"
+# Test hook: sleep this many seconds after each batch, so that a kill can land mid-run.
+BATCH_DELAY_ENV = "IQA_KIT_BATCH_DELAY"
 
 
 def manifest_fingerprint(df: pd.DataFrame) -> str:
@@ -78,6 +98,32 @@ def default_num_workers(device: torch.device) -> int:
     return max(1, min(4, per_rank // 2))
 
 
+@dataclass(frozen=True)
+class ScoringResult:
+    """What a run did, so that callers (the audit, the CLI, benchmarks) can say so."""
+
+    out: Path
+    reused: bool  # the output was complete for this very work: nothing was scored
+    rows: int  # manifest rows
+    kept_rows: int  # rows taken from parts of an earlier, interrupted run
+    scored_rows: int  # rows scored (or failed) by this run, all ranks together
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Rank 0's decision after taking the lock, broadcast to every rank."""
+
+    reused: bool
+    kept: int
+
+
+@dataclass(frozen=True)
+class _Stopped:
+    """Rank 0 failed before scoring: the other ranks stop too instead of waiting."""
+
+    message: str
+
+
 def score_manifest(
     spec: str | Mapping[str, Any] | ScorerSpec | Scorer,
     manifest_path: str | os.PathLike,
@@ -89,8 +135,35 @@ def score_manifest(
     part_size: int = DEFAULT_PART_SIZE,
     progress: bool = True,
     geometry: str = "resize_crop",
+    part_seconds: float = DEFAULT_PART_SECONDS,
+    wait: bool = False,
 ) -> Path:
     """Score ``manifest_path`` into ``out_path`` (Parquet contract); return ``out_path``.
+
+    See :func:`run_scoring`, which also says whether the file was reused.
+    """
+    return run_scoring(
+        spec, manifest_path, out_path, batch_size=batch_size, num_workers=num_workers,
+        device=device, resume=resume, part_size=part_size, progress=progress, geometry=geometry,
+        part_seconds=part_seconds, wait=wait,
+    ).out
+
+
+def run_scoring(
+    spec: str | Mapping[str, Any] | ScorerSpec | Scorer,
+    manifest_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    device: torch.device | str | None = None,
+    resume: bool = True,
+    part_size: int = DEFAULT_PART_SIZE,
+    progress: bool = True,
+    geometry: str = "resize_crop",
+    part_seconds: float = DEFAULT_PART_SECONDS,
+    wait: bool = False,
+) -> ScoringResult:
+    """Score ``manifest_path`` into ``out_path`` (Parquet contract).
 
     ``spec`` may be an already built :class:`Scorer`. Failures go to
     ``<out stem>.failures.csv``. Under torchrun every rank calls this with the
@@ -103,18 +176,36 @@ def score_manifest(
     (an ImageNet classifier on own classes without ``class_map``) it is left
     out too. The score file's metadata records the label space
     (``label_space``, ``classes``, ``class_map``, ``classnames``, ``label_note``).
+
+    One writer per output: the run holds :func:`iqa_lib.locks.output_lock` of
+    ``out_path`` throughout (rank 0 under torchrun); a second writer gets
+    :class:`~iqa_lib.locks.LockBusy` naming the holder, or waits with ``wait``.
+    Work is kept across kills: a chunk of ``part_size`` rows is one part, and
+    within a chunk the rows scored so far are written as a sub-part every
+    ``part_seconds``; a resumed run scores only rows in no part, in the same
+    batches, so the output is identical to an uninterrupted run's. When the
+    output is complete and its ``<out stem>.done.json`` record matches this
+    work (:mod:`.complete`), nothing is scored (``resume=False`` scores again).
+    Write faults end the run with a one-line :class:`~iqa_lib.fileio.WriteError`.
     """
+    from iqa_lib.locks import output_lock
+    from iqa_lib.scoring import complete
+
     scorer = spec if isinstance(spec, Scorer) else None
     parsed = scorer.spec if scorer is not None else as_spec(spec)  # type: ignore[union-attr]
     out = Path(out_path)
-    manifest = read_manifest(manifest_path)
-    dev = scorer.device if scorer is not None else pick_device(device)
-    batch_size = int(batch_size or default_batch_size(parsed, dev))
-    num_workers = default_num_workers(dev) if num_workers is None else int(num_workers)
-    if part_size < 1:
-        raise ValueError(f"part_size must be positive, got {part_size}")
+    part_size = positive_int(part_size, "part_size")
+    part_seconds = positive_seconds(part_seconds, "part_seconds")
+    if batch_size is not None:
+        batch_size = positive_int(batch_size, "batch_size")
+    if num_workers is not None:
+        num_workers = nonnegative_int(num_workers, "num_workers")
     if geometry not in GEOMETRIES:
         raise ValueError(f"geometry {geometry!r} is not one of {', '.join(GEOMETRIES)}")
+    manifest = read_manifest(manifest_path)
+    dev = scorer.device if scorer is not None else pick_device(device)
+    batch_size = batch_size or default_batch_size(parsed, dev)
+    num_workers = default_num_workers(dev) if num_workers is None else num_workers
     unlabelled = manifest["label"].to_numpy() == UNLABELLED
     if unlabelled.any() and not unlabelled.all():
         raise ValueError(
@@ -137,60 +228,112 @@ def score_manifest(
         space = _built_scorer_space(scorer, space, manifest_path)
     columns = [c for c in COLUMNS[parsed.kind] if c != "correct" or space.defines_correct]
 
+    n = len(manifest)
+    n_chunks = -(-n // part_size)
+    pdir = parts.parts_dir(out)
+    options = json.loads(
+        json.dumps(
+            {k: v for k, v in parsed.options.items() if k not in RUNTIME_OPTIONS}, default=str
+        )
+    )
+    fingerprint = manifest_fingerprint(manifest)
+    meta = {
+        "spec": parsed.text,
+        "options": options,
+        "columns": columns,
+        "labels": space.resume_key(),
+        "manifest": fingerprint,
+        "geometry": geometry,
+        "rows": n,
+        "part_size": part_size,
+    }
+    record = complete.completion_record(parsed.text, options, space.resume_key(), fingerprint, n, geometry)
+
+    def prepare(held: ExitStack) -> _Plan:
+        """Rank 0, before any other rank goes on: lock, reuse or resume, check the parts."""
+        held.enter_context(output_lock(out, wait))
+        with fileio.writing(out.parent):
+            out.parent.mkdir(parents=True, exist_ok=True)
+        parts.remove_trash(pdir)
+        if resume and complete.is_complete(out, record):
+            if pdir.exists():  # killed after the record was written, before the parts went
+                parts.remove_tree(pdir)
+            return _Plan(True, n)
+        complete.forget_complete(out)
+        parts.prepare_parts_dir(pdir, meta, resume)
+        return _Plan(False, parts.check_parts(pdir, n, part_size))
+
     created = init_distributed(dev)
     try:
         info = dist_info()
-        n = len(manifest)
-        n_chunks = -(-n // part_size)
-        pdir = parts.parts_dir(out)
-        meta = {
-            "spec": parsed.text,
-            "options": json.loads(
-                json.dumps(
-                    {k: v for k, v in parsed.options.items() if k not in RUNTIME_OPTIONS},
-                    default=str,
+        with ExitStack() as held:
+            plan = _agree(lambda: prepare(held), info.is_main)
+            if plan.reused:
+                if info.is_main:
+                    _say(f"reusing {out}: complete for this spec, options, labels, manifest, geometry "
+                         "and SCORES_VERSION (--no-resume scores it again)")
+                return ScoringResult(out, True, n, n, 0)
+            if info.is_main and plan.kept:
+                _say(f"resuming {out}: {plan.kept} of {n} rows kept from {pdir}; scoring the other "
+                     f"{n - plan.kept}")
+            done = parts.done_chunks(pdir)
+            mine = [c for c in range(n_chunks) if c % info.world_size == info.rank and c not in done]
+            earlier = {c: parts.read_sub_parts(pdir, c) for c in mine}
+            sampler = ChunkBatchSampler(
+                mine, part_size, n, batch_size, {c: sub.rows for c, sub in earlier.items()}
+            )
+            todo = [c for c in mine if sampler.todo_count(c)]
+            for c in mine:
+                if c not in todo:  # every row already in sub-parts: make them the chunk's part
+                    parts.write_chunk(pdir, c, *_Chunk(0, earlier[c]).frames())
+            if todo and scorer is None:
+                scorer = build_scorer(
+                    parsed, dev, classes, classnames, bool(unlabelled.all()), warn=info.is_main
                 )
-            ),
-            "columns": columns,
-            "labels": space.resume_key(),
-            "manifest": manifest_fingerprint(manifest),
-            "geometry": geometry,
-            "rows": n,
-            "part_size": part_size,
-        }
-        if info.is_main:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            parts.prepare_parts_dir(pdir, meta, resume)
-        barrier()
-        done = parts.done_chunks(pdir)
-        mine = [c for c in range(n_chunks) if c % info.world_size == info.rank and c not in done]
-        if mine and scorer is None:
-            scorer = build_scorer(
-                parsed, dev, classes, classnames, bool(unlabelled.all()), warn=info.is_main
-            )
-        elif scorer is None and info.is_main and space.warning:
-            print(f"warning: {space.warning}", file=sys.stderr)  # resumed: nothing was built
-        if mine:
-            _score_chunks(
-                scorer, manifest, mine, part_size, pdir, batch_size, num_workers,
-                progress and info.is_main, geometry,
-            )
-        if info.world_size > 1:
-            print(f"[rank {info.rank}/{info.world_size}] scored {len(mine)} part(s)", file=sys.stderr)
-        barrier()
-        if info.is_main:
-            parts.merge_parts(
-                pdir, n_chunks, manifest, KEY_COLUMNS, out,
-                metadata={
-                    "spec": parsed.text, "kind": parsed.kind, "geometry": geometry,
-                    **space.metadata(),
-                },
-                columns=columns,
-            )
-        barrier()
+            elif scorer is None and info.is_main and space.warning:
+                print(f"warning: {space.warning}", file=sys.stderr)  # resumed: nothing was built
+            if todo:
+                sampler.chunks = todo
+                _score_chunks(
+                    scorer, manifest, sampler, pdir, num_workers, progress and info.is_main,
+                    geometry, part_seconds, {c: earlier[c] for c in todo},
+                )
+            if info.world_size > 1:
+                print(f"[rank {info.rank}/{info.world_size}] scored {len(mine)} part(s)", file=sys.stderr)
+            barrier()
+            if info.is_main:
+                parts.merge_parts(
+                    pdir, n_chunks, manifest, KEY_COLUMNS, out,
+                    metadata={
+                        "spec": parsed.text, "kind": parsed.kind, "geometry": geometry,
+                        **space.metadata(),
+                    },
+                    columns=columns,
+                    on_merged=lambda: complete.mark_complete(out, record),
+                )
+            barrier()
+        return ScoringResult(out, False, n, plan.kept, n - plan.kept)
     finally:
         shutdown(created)
-    return out
+
+
+def _agree(prepare: Callable[[], _Plan], is_main: bool) -> _Plan:
+    """Rank 0 prepares, every rank gets its plan; a failure on rank 0 stops every rank."""
+    if not is_main:
+        got = broadcast_object(None)
+        if isinstance(got, _Stopped):
+            raise RuntimeError(f"rank 0 stopped before scoring: {got.message}")
+        return got
+    try:
+        plan = prepare()
+    except BaseException as exc:
+        broadcast_object(_Stopped(str(exc)))
+        raise
+    return broadcast_object(plan)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def _built_scorer_space(scorer: Scorer, wanted: LabelSpace, manifest_path: Any) -> LabelSpace:
@@ -218,22 +361,21 @@ def _built_scorer_space(scorer: Scorer, wanted: LabelSpace, manifest_path: Any) 
 def _score_chunks(
     scorer: Scorer,
     manifest: pd.DataFrame,
-    chunks: list[int],
-    part_size: int,
+    sampler: ChunkBatchSampler,
     pdir: Path,
-    batch_size: int,
     num_workers: int,
     progress: bool,
     geometry: str = "resize_crop",
+    part_seconds: float = DEFAULT_PART_SECONDS,
+    earlier: Mapping[int, parts.SubParts] | None = None,
 ) -> None:
-    n = len(manifest)
+    """Score the sampler's rows; a chunk's part when it completes, sub-parts on time before that."""
     dev = scorer.device
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # batches are almost all one shape
     # rows that get the clean-image Resize + CenterCrop (none with geometry "none")
     clean = manifest["corruption"].eq("clean").to_numpy() & (geometry == "resize_crop")
     dataset = ManifestImages(manifest["path"].tolist(), clean)
-    sampler = ChunkBatchSampler(chunks, part_size, n, batch_size)
     loader = DataLoader(
         dataset,
         batch_sampler=sampler,
@@ -241,17 +383,22 @@ def _score_chunks(
         collate_fn=collate_images,
         pin_memory=dev.type == "cuda",
         prefetch_factor=4 if num_workers > 0 else None,
+        worker_init_fn=functools.partial(_die_with, os.getpid()) if num_workers > 0 else None,
     )
     labels = torch.from_numpy(manifest["label"].to_numpy(np.int64, copy=True))
     kill_after = int(os.environ.get(KILL_AFTER_PARTS_ENV, "0") or 0)
+    delay = float(os.environ.get(BATCH_DELAY_ENV, "0") or 0)
     columns = scorer.columns
-    pending: dict[int, _Chunk] = {}
+    earlier = earlier or {}
+    pending = {c: _Chunk(sampler.todo_count(c), earlier.get(c)) for c in sampler.chunks}
     written = 0
-    total = sum(len(sampler.chunk_rows(c)) for c in chunks)
+    total = sum(acc.size for acc in pending.values())
+    last_write = time.monotonic()
     with tqdm(total=total, unit="img", desc=scorer.name, disable=not progress, smoothing=0.05) as bar:
         for batch in loader:
-            chunk = int(batch.rows[0]) // part_size
-            acc = pending.setdefault(chunk, _Chunk(len(sampler.chunk_rows(chunk))))
+            chunk = int(batch.rows[0]) // sampler.part_size
+            acc = pending[chunk]
+            acc.start_batch(int(batch.rows[0]))
             for rows, images in batch.groups:
                 images = images.to(dev, non_blocking=True)
                 scored, failed = _score_group(scorer, images, rows, labels[rows])
@@ -260,13 +407,31 @@ def _score_chunks(
             acc.seen += len(batch.rows)
             bar.update(len(batch.rows))
             if acc.seen == acc.size:
-                parts.write_chunk(pdir, chunk, acc.scores_frame(columns), acc.failures_frame())
+                parts.write_chunk(pdir, chunk, *acc.frames(columns))
                 del pending[chunk]
+                last_write = time.monotonic()
                 written += 1
                 if kill_after and written >= kill_after:
                     os.kill(os.getpid(), signal.SIGKILL)
+            elif time.monotonic() - last_write >= part_seconds:
+                for c, open_chunk in pending.items():
+                    if open_chunk.first_new is not None:
+                        parts.write_sub_part(
+                            pdir, c, open_chunk.first_new, *open_chunk.frames(columns, new_only=True)
+                        )
+                        open_chunk.mark_written()
+                last_write = time.monotonic()
+            if delay:
+                time.sleep(delay)
     if pending:
         raise RuntimeError(f"chunks {sorted(pending)} were not completed by the loader")
+
+
+def _die_with(parent: int, worker_id: int) -> None:
+    """Loader workers die with the run: a killed run leaves no decoder behind."""
+    from iqa_lib.data.workers import die_with_parent
+
+    die_with_parent(parent)
 
 
 def _score_group(
@@ -300,14 +465,31 @@ def _score_group(
 
 
 class _Chunk:
-    """Results of one chunk while its batches come in."""
+    """Results of one chunk while its batches come in, after what its sub-parts already hold."""
 
-    def __init__(self, size: int):
-        self.size = size
+    def __init__(self, size: int, earlier: parts.SubParts | None = None):
+        self.size = size  # rows this run scores
         self.seen = 0
         self.rows: list[np.ndarray] = []
         self.values: list[dict[str, np.ndarray]] = []
         self.failures: list[tuple[int, str]] = []
+        for frame in earlier.scores if earlier else ():
+            self.rows.append(frame[parts.ROW].to_numpy(np.int64))
+            self.values.append({c: frame[c].to_numpy() for c in frame.columns if c != parts.ROW})
+        for frame in earlier.failures if earlier else ():
+            rows = frame[parts.ROW].to_numpy(np.int64).tolist()
+            self.failures.extend(zip(rows, frame["reason"].astype(str).tolist(), strict=True))
+        self.columns = tuple(earlier.scores[0].columns.drop(parts.ROW)) if earlier and earlier.scores else ()
+        self.first_new: int | None = None  # first row scored since the last write
+        self.mark_written()
+
+    def start_batch(self, first_row: int) -> None:
+        if self.first_new is None:
+            self.first_new = first_row
+
+    def mark_written(self) -> None:
+        self.written = (len(self.rows), len(self.failures))
+        self.first_new = None
 
     def add(
         self, rows: torch.Tensor, scored: dict[str, np.ndarray] | None, failed: list[tuple[int, str]]
@@ -319,19 +501,27 @@ class _Chunk:
             self.rows.append(rows.numpy() if kept is None else kept)
             self.values.append(scored)
 
-    def scores_frame(self, columns: tuple[str, ...]) -> pd.DataFrame:
-        rows = np.concatenate(self.rows) if self.rows else np.zeros(0, dtype=np.int64)
+    def frames(
+        self, columns: tuple[str, ...] | None = None, new_only: bool = False
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(scores, failures) of the whole chunk, or of what was scored since the last write."""
+        return self.scores_frame(columns or self.columns, new_only), self.failures_frame(new_only)
+
+    def scores_frame(self, columns: tuple[str, ...], new_only: bool = False) -> pd.DataFrame:
+        start = self.written[0] if new_only else 0
+        rows = np.concatenate(self.rows[start:]) if self.rows[start:] else np.zeros(0, dtype=np.int64)
         data: dict[str, Any] = {parts.ROW: rows.astype(np.int64)}
         for col in columns:
-            vals = [v[col] for v in self.values]
+            vals = [v[col] for v in self.values[start:]]
             arr = np.concatenate(vals) if vals else np.zeros(0)
             data[col] = arr.astype(COLUMN_DTYPES[col])
         return pd.DataFrame(data).sort_values(parts.ROW, kind="stable")
 
-    def failures_frame(self) -> pd.DataFrame:
+    def failures_frame(self, new_only: bool = False) -> pd.DataFrame:
+        failures = self.failures[self.written[1]:] if new_only else self.failures
         return pd.DataFrame(
             {
-                parts.ROW: np.array([r for r, _ in self.failures], dtype=np.int64),
-                "reason": pd.Series([str(m) for _, m in self.failures], dtype=object),
+                parts.ROW: np.array([r for r, _ in failures], dtype=np.int64),
+                "reason": pd.Series([str(m) for _, m in failures], dtype=object),
             }
         )

@@ -1,33 +1,52 @@
-"""Resumable output: one Parquet part per manifest chunk, written atomically, merged at the end.
+"""Resumable output: Parquet parts per manifest chunk, written atomically, checked, merged at the end.
 
 Layout next to the output ``<out>``::
 
-    <out>.parts/meta.json                    what the parts belong to (spec, manifest, part size)
-    <out>.parts/part-0000012.failures.parquet  rows of chunk 12 that could not be scored
-    <out>.parts/part-0000012.parquet         scores of chunk 12 (its presence = chunk done)
+    <out>.parts/meta.json                              what the parts belong to (spec, manifest, part size)
+    <out>.parts/part-0000012.failures.parquet          rows of chunk 12 that could not be scored
+    <out>.parts/part-0000012.parquet                   scores of chunk 12 (its presence = chunk done)
+    <out>.parts/part-0000013.sub-000053300.failures.parquet   a sub-part of unfinished chunk 13:
+    <out>.parts/part-0000013.sub-000053300.parquet            rows scored since row 53300, written on time
 
-Every file is written to a temporary name and ``os.replace``d into place, so a
-run killed at any moment leaves only whole parts; the failures part is written
-before the scores part, so a done chunk always has both. Chunks depend only on
-the part size, not on the number of processes, so a run can resume with a
-different world size.
+A chunk is ``part_size`` manifest rows; chunks depend only on the part size,
+not on the number of processes, so a run can resume with a different world
+size. While a chunk is being scored, the rows scored so far are written as a
+sub-part every ``part_seconds`` (see :mod:`.engine`), so a kill loses at most
+that much work; when the chunk completes its sub-parts are merged into its part
+and deleted. Every file is written to a temporary name and ``os.replace``d
+into place (:mod:`iqa_lib.fileio`), the failures file before the scores file,
+so the scores file marks a (sub-)part done and a kill at any moment leaves only
+whole files. A resumed run reads every part first (:func:`check_parts`): an
+unreadable one (truncated, garbled) is set aside as ``<name>.damaged`` with
+its partner, with one warning line, and its rows are scored again; after the
+merge the set-aside files are kept in ``<out>.damaged/``. A garbled
+``meta.json`` is an error naming it: without it the parts cannot be trusted to
+belong to this run.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from iqa_lib import fileio
+
 ROW = "_row"
 FAILURE_COLUMNS = ["image_id", "corruption", "severity", "path", "reason"]
+DAMAGED = ".damaged"
+_PART_RE = re.compile(r"^part-(\d+)(?:\.sub-(\d+))?(\.failures)?\.parquet$")
 
 
 def parts_dir(out: Path) -> Path:
@@ -39,6 +58,11 @@ def failures_path(out: Path) -> Path:
     return out.with_name(out.stem + ".failures.csv")
 
 
+def damaged_dir(out: Path) -> Path:
+    """Where set-aside parts are kept once the output is merged."""
+    return out.with_name(out.name + DAMAGED)
+
+
 def part_path(directory: Path, chunk: int) -> Path:
     return directory / f"part-{chunk:07d}.parquet"
 
@@ -47,8 +71,12 @@ def failure_part_path(directory: Path, chunk: int) -> Path:
     return directory / f"part-{chunk:07d}.failures.parquet"
 
 
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+def sub_part_path(directory: Path, chunk: int, first: int) -> Path:
+    return directory / f"part-{chunk:07d}.sub-{first:09d}.parquet"
+
+
+def sub_failure_path(directory: Path, chunk: int, first: int) -> Path:
+    return directory / f"part-{chunk:07d}.sub-{first:09d}.failures.parquet"
 
 
 # Score files say what made them: readers tell classifiers from zero-shot scorers by this.
@@ -56,14 +84,26 @@ METADATA_PREFIX = "iqa_kit."
 
 
 def write_parquet_atomic(df: pd.DataFrame, path: Path, metadata: dict[str, str] | None = None) -> None:
-    tmp = _tmp(path)
-    if metadata:
-        table = pa.Table.from_pandas(df, preserve_index=False)
-        extra = {f"{METADATA_PREFIX}{k}".encode(): str(v).encode() for k, v in metadata.items()}
-        pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **extra}), tmp)
-    else:
-        df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    """Write ``df`` to ``path`` atomically; a write fault is a :class:`~iqa_lib.fileio.WriteError`."""
+
+    def write(tmp: Path) -> None:
+        if metadata:
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            extra = {f"{METADATA_PREFIX}{k}".encode(): str(v).encode() for k, v in metadata.items()}
+            pq.write_table(table.replace_schema_metadata({**(table.schema.metadata or {}), **extra}), tmp)
+        else:
+            df.to_parquet(tmp, index=False)
+
+    fileio.atomic_write_with(path, write)
+
+
+def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
+    fileio.atomic_write_with(path, lambda tmp: df.to_csv(tmp, index=False))
+
+
+def write_json_atomic(value: Any, path: Path) -> None:
+    text = json.dumps(value, indent=1, sort_keys=True)
+    fileio.atomic_write_with(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def read_score_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -76,16 +116,44 @@ def read_score_metadata(path: str | os.PathLike) -> dict[str, str]:
     }
 
 
-def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
-    tmp = _tmp(path)
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+def unreadable_reason(exc: BaseException) -> str:
+    """The first line of a reader's error: messages about a file stay one line."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def read_part(path: Path) -> pd.DataFrame:
+    """A part as a frame; an unreadable one is an error naming it and saying what to do."""
+    try:
+        return pq.read_table(path).to_pandas()
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        if fileio.is_write_fault(exc):
+            raise
+        raise RuntimeError(
+            f"part {str(path)!r} is unreadable ({unreadable_reason(exc)}); rerun the same command: "
+            "it is set aside and its rows are scored again"
+        ) from None
 
 
 def write_chunk(directory: Path, chunk: int, scores: pd.DataFrame, failures: pd.DataFrame) -> None:
-    """Failures first, then scores: the scores part marks the chunk done."""
+    """Failures first, then scores: the scores part marks the chunk done; its sub-parts go."""
     write_parquet_atomic(failures, failure_part_path(directory, chunk))
     write_parquet_atomic(scores, part_path(directory, chunk))
+    for path in _sub_files(directory, chunk):
+        with fileio.writing(path):
+            path.unlink(missing_ok=True)
+
+
+def write_sub_part(
+    directory: Path, chunk: int, first: int, scores: pd.DataFrame, failures: pd.DataFrame
+) -> None:
+    """Rows of an unfinished chunk scored since the last write: failures first, then scores."""
+    write_parquet_atomic(failures, sub_failure_path(directory, chunk, first))
+    write_parquet_atomic(scores, sub_part_path(directory, chunk, first))
+
+
+def _sub_files(directory: Path, chunk: int) -> list[Path]:
+    return sorted(directory.glob(f"part-{chunk:07d}.sub-*.parquet"))
 
 
 def done_chunks(directory: Path) -> set[int]:
@@ -99,6 +167,32 @@ def done_chunks(directory: Path) -> set[int]:
     return out
 
 
+@dataclass
+class SubParts:
+    """What the sub-parts of one unfinished chunk hold: their scores, failures and rows."""
+
+    scores: list[pd.DataFrame] = field(default_factory=list)
+    failures: list[pd.DataFrame] = field(default_factory=list)
+
+    @property
+    def rows(self) -> np.ndarray:
+        got = [f[ROW].to_numpy(np.int64) for f in (*self.scores, *self.failures)]
+        return np.concatenate(got) if got else np.zeros(0, dtype=np.int64)
+
+
+def read_sub_parts(directory: Path, chunk: int) -> SubParts:
+    """The sub-parts of ``chunk`` whose scores file exists (checked by :func:`check_parts`)."""
+    found = SubParts()
+    for path in _sub_files(directory, chunk):
+        m = _PART_RE.match(path.name)
+        if m is None or m.group(3):
+            continue
+        fpath = sub_failure_path(directory, chunk, int(m.group(2)))
+        found.scores.append(read_part(path))
+        found.failures.append(read_part(fpath))
+    return found
+
+
 def prepare_parts_dir(directory: Path, meta: dict[str, Any], resume: bool) -> None:
     """Create the parts folder, or check that the parts in it belong to this run.
 
@@ -107,9 +201,18 @@ def prepare_parts_dir(directory: Path, meta: dict[str, Any], resume: bool) -> No
     """
     meta_file = directory / "meta.json"
     if directory.exists() and not resume:
-        shutil.rmtree(directory)
+        remove_tree(directory)
     if directory.exists() and meta_file.is_file():
-        old = json.loads(meta_file.read_text())
+        try:
+            old = json.loads(meta_file.read_text())
+            if not isinstance(old, dict):
+                raise ValueError(f"a JSON {type(old).__name__}, not an object")
+        except (OSError, ValueError) as exc:
+            raise RuntimeError(
+                f"{str(meta_file)!r} is unreadable ({unreadable_reason(exc)}), so the parts beside it "
+                f"cannot be checked against this run; rerun with --no-resume to score from scratch, "
+                f"or delete {str(directory)!r}"
+            ) from None
         if old != meta:
             diff = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
             raise RuntimeError(
@@ -117,10 +220,122 @@ def prepare_parts_dir(directory: Path, meta: dict[str, Any], resume: bool) -> No
                 "delete that folder or run without resume (--no-resume) to start over"
             )
         return
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp(meta_file)
-    tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
-    os.replace(tmp, meta_file)
+    with fileio.writing(directory):
+        directory.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(meta, meta_file)
+
+
+def _readable(path: Path) -> tuple[pd.DataFrame | None, str | None]:
+    try:
+        return pq.read_table(path).to_pandas(), None
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        if fileio.is_write_fault(exc):
+            raise
+        return None, unreadable_reason(exc)
+
+
+def set_aside(path: Path) -> Path:
+    """Rename ``path`` to ``<name>.damaged`` (``.damaged-2``, ... if taken): kept, never used."""
+    target = path.with_name(path.name + DAMAGED)
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}{DAMAGED}-{n}")
+    with fileio.writing(target):
+        os.replace(path, target)
+    return target
+
+
+def check_parts(
+    directory: Path, n_rows: int, part_size: int, warn: Callable[[str], Any] | None = None
+) -> int:
+    """Make every part in ``directory`` usable; return how many manifest rows they hold.
+
+    A part and its failures file are one unit; a unit whose files cannot be read
+    (or whose rows are not the chunk's) is set aside as ``*.damaged`` with one
+    warning line, so its rows are scored again. Leftovers of a kill are tidied:
+    a failures file without its scores file, and sub-parts of a chunk whose
+    whole part was written.
+    """
+    warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
+    units: dict[tuple[int, int | None], dict[str, Path]] = {}
+    for path in sorted(directory.glob("part-*.parquet")):
+        m = _PART_RE.match(path.name)
+        if m is None:
+            continue
+        key = (int(m.group(1)), None if m.group(2) is None else int(m.group(2)))
+        units.setdefault(key, {})["failures" if m.group(3) else "scores"] = path
+    kept = 0
+    covered: dict[int, set[int]] = {}
+    whole: set[int] = set()  # chunks whose whole part is good: their sub-parts are leftovers
+    # each chunk's whole part first, then its sub-parts in row order
+    order = sorted(units, key=lambda key: (key[0], -1 if key[1] is None else key[1]))
+    for chunk, sub in order:
+        files = units[(chunk, sub)]
+        if "scores" not in files:  # killed between the two writes: not a part yet
+            _unlink(files["failures"])
+            continue
+        if sub is not None and chunk in whole:  # killed after the whole part, before its sub-parts went
+            for path in files.values():
+                _unlink(path)
+            continue
+        lo, hi = chunk * part_size, min((chunk + 1) * part_size, n_rows)
+        frames, problems = [], []
+        for role in ("scores", "failures"):
+            path = files.get(role) or (
+                failure_part_path(directory, chunk) if sub is None else sub_failure_path(directory, chunk, sub)
+            )
+            if not path.exists():
+                problems.append(f"{str(path)!r} is missing")
+                continue
+            frame, why = _readable(path)
+            if frame is None:
+                problems.append(f"{str(path)!r} is unreadable ({why})")
+            elif ROW not in frame.columns:
+                problems.append(f"{str(path)!r} has no {ROW} column")
+            else:
+                frames.append(frame[ROW].to_numpy(np.int64))
+        if not problems:
+            rows = np.concatenate(frames)
+            seen = covered.setdefault(chunk, set())
+            if sub is None and (len(rows) != hi - lo or set(rows.tolist()) != set(range(lo, hi))):
+                problems.append(f"{str(files['scores'])!r} does not hold exactly rows {lo}-{hi - 1}")
+            elif sub is not None and (
+                ((rows < lo) | (rows >= hi)).any() or len(set(rows.tolist())) != len(rows)
+                or seen.intersection(rows.tolist())
+            ):
+                problems.append(f"{str(files['scores'])!r} holds rows outside its chunk or twice")
+            else:
+                seen.update(rows.tolist())
+                kept += len(rows)
+                if sub is None:
+                    whole.add(chunk)
+                continue
+        moved = [set_aside(p) for p in files.values() if p.exists()]
+        warn(
+            f"warning: {'; '.join(problems)}: set aside as {', '.join(repr(str(p)) for p in moved)}; "
+            f"its rows are scored again"
+        )
+    return kept
+
+
+def _unlink(path: Path) -> None:
+    with fileio.writing(path):
+        path.unlink(missing_ok=True)
+
+
+def remove_tree(directory: Path) -> None:
+    """Rename first (atomic), then delete: a kill mid-delete never leaves a half-emptied folder."""
+    trash = directory.with_name(f".{directory.name}.done-{os.getpid()}")
+    with fileio.writing(directory):
+        os.replace(directory, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def remove_trash(directory: Path) -> None:
+    """Folders a killed run was deleting (``.<name>.done-<pid>``)."""
+    for trash in directory.parent.glob(f".{directory.name}.done-*"):
+        shutil.rmtree(trash, ignore_errors=True)
 
 
 def merge_parts(
@@ -132,20 +347,24 @@ def merge_parts(
     remove_parts: bool = True,
     metadata: dict[str, str] | None = None,
     columns: Sequence[str] | None = None,
+    on_merged: Callable[[], Any] | None = None,
 ) -> tuple[int, int]:
     """Merge every chunk's parts into ``out`` (manifest order) and the failures CSV.
 
-    ``columns`` (default: every scored column) selects the output columns.
+    ``columns`` (default: every scored column) selects the output columns. The
+    failures CSV is written before ``out`` (so an ``out`` always has its
+    failures beside it), then ``on_merged()`` (the engine's completion record),
+    and only then are the parts removed: a kill at any point can merge again.
     Returns (rows scored, rows failed). Raises if a chunk is missing or a row
     appears twice.
     """
     missing = sorted(set(range(n_chunks)) - done_chunks(directory))
     if missing:
         raise RuntimeError(f"cannot merge {directory}: chunks {missing[:10]} are not done")
-    scores = [pd.read_parquet(part_path(directory, c)) for c in range(n_chunks)]
-    fails = [pd.read_parquet(failure_part_path(directory, c)) for c in range(n_chunks)]
-    scores_df = pd.concat(scores, ignore_index=True) if scores else pd.DataFrame({ROW: []})
-    fails_df = pd.concat(fails, ignore_index=True) if fails else pd.DataFrame({ROW: [], "reason": []})
+    scores = [read_part(part_path(directory, c)) for c in range(n_chunks)]
+    fails = [read_part(failure_part_path(directory, c)) for c in range(n_chunks)]
+    scores_df = _concat(scores, pd.DataFrame({ROW: []}))
+    fails_df = _concat(fails, pd.DataFrame({ROW: [], "reason": []}))
     rows = pd.concat([scores_df[ROW], fails_df[ROW]], ignore_index=True)
     if rows.duplicated().any() or len(rows) != len(manifest):
         raise RuntimeError(
@@ -159,16 +378,41 @@ def merge_parts(
     if columns is not None:
         values = values[list(columns)]
     result = pd.concat([keys, values.reset_index(drop=True)], axis=1)
-    write_parquet_atomic(result, out, metadata)
 
     fails_df = fails_df.sort_values(ROW, kind="stable")
     fidx = fails_df[ROW].to_numpy().astype(int)
     fkeys = manifest.iloc[fidx][["image_id", "corruption", "severity", "path"]].reset_index(drop=True)
     failures = pd.concat([fkeys, fails_df[["reason"]].reset_index(drop=True)], axis=1)
     write_csv_atomic(failures[FAILURE_COLUMNS], failures_path(out))
+    write_parquet_atomic(result, out, metadata)
+    if on_merged is not None:
+        on_merged()
     if remove_parts:
-        # Rename first (atomic) so a kill mid-delete never leaves a half-emptied parts folder.
-        trash = directory.with_name(f".{directory.name}.done-{os.getpid()}")
-        os.replace(directory, trash)
-        shutil.rmtree(trash, ignore_errors=True)
+        keep_damaged(directory, damaged_dir(out))
+        remove_tree(directory)
     return len(result), len(failures)
+
+
+def keep_damaged(directory: Path, keep: Path) -> list[Path]:
+    """Move set-aside files out of a parts folder about to be removed; say where they are."""
+    found = sorted(p for p in directory.glob(f"*{DAMAGED}*") if p.is_file())
+    if not found:
+        return []
+    with fileio.writing(keep):
+        keep.mkdir(parents=True, exist_ok=True)
+        moved = []
+        for path in found:
+            target = keep / path.name
+            os.replace(path, target)
+            moved.append(target)
+    print(f"warning: {len(moved)} damaged part file(s) kept in {str(keep)!r}; delete it when done",
+          file=sys.stderr, flush=True)
+    return moved
+
+
+def _concat(frames: list[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
+    """Concatenate, skipping empty frames (whose dtypes could change the result's)."""
+    full = [f for f in frames if len(f)]
+    if full:
+        return pd.concat(full, ignore_index=True)
+    return frames[0].iloc[:0] if frames else empty
