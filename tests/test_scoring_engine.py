@@ -242,7 +242,9 @@ def test_resume_from_sub_parts_with_another_world_size(tmp_path):
     res = _run_cli(args, torchrun=2)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "resuming" in res.stderr and "6 of 9 rows kept" in res.stderr
-    pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(ref), check_exact=True)
+    # the reference ran in this process, the resume in two others with their own thread
+    # counts: float sums may differ in the last bit (bitwise identity is tested in-process)
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(ref), rtol=1e-6)
 
 
 def test_torchrun_two_processes_gloo_equals_single_process(tmp_path):
