@@ -93,15 +93,16 @@ def test_efficientnet_lite0_small_batch(imagenet_sample, tmp_path):
 
 
 @pytest.mark.slow
-def test_efficientnet_lite0_accuracy_on_500_images(imagenet_sample, tmp_path):
-    manifest = _sample_manifest(imagenet_sample, tmp_path)
+def test_efficientnet_lite0_accuracy_on_200_images(imagenet_sample, tmp_path):
+    # top-1 on all 500 sample images is 0.886, on these first 200 0.875 (docs/mini-reproduction)
+    manifest = _sample_manifest(imagenet_sample, tmp_path, n=200)
     scorer = build_scorer("efficientnet_lite:lite0", "cpu")
     out = score_manifest(scorer, manifest, tmp_path / "lite0.parquet", batch_size=50,
                          num_workers=1, part_size=100, progress=False)
     df = pd.read_parquet(out)
-    assert len(df) == 500
+    assert len(df) == 200
     acc = df["correct"].mean()
-    assert acc >= 0.70, f"EfficientNet-Lite0 top-1 on the sample is {acc:.3f}"
+    assert acc >= 0.80, f"EfficientNet-Lite0 top-1 on 200 sample images is {acc:.3f}"
     _check_against_logits(scorer, manifest, df, n=24)
 
 
