@@ -117,6 +117,10 @@ def test_audit_errors_name_what_to_fix(tmp_path):
         run_audit(empty, ["tv"], tmp_path / "out", device="cpu", progress=False, report=False)
     with pytest.raises(FileNotFoundError, match="reference folder"):
         run_audit(empty, ["tv"], tmp_path / "out", reference_dirs=[tmp_path / "nope"], progress=False)
+    from iqa_lib.locks import LockBusy, output_lock
+
+    with output_lock(tmp_path / "busy"), pytest.raises(LockBusy, match="is being written by process"):
+        run_audit(empty, ["tv"], tmp_path / "busy", progress=False)
 
 
 def _jpeg_bytes(seed: int) -> bytes:

@@ -104,11 +104,14 @@ def run_audit(
     reference_dirs: Iterable[str | os.PathLike] = (),
     report: bool = True,
     progress: bool = True,
+    wait: bool = False,
 ) -> AuditResult:
-    """Audit the images of ``source`` (folder, CSV/Parquet list, or WebDataset shards)."""
-    from iqa_lib.data.manifest import failures_path, read_manifest, write_manifest
-    from iqa_lib.data.sources import dataset_manifest
-    from iqa_lib.scoring.engine import run_scoring
+    """Audit the images of ``source`` (folder, CSV/Parquet list, or WebDataset shards).
+
+    One audit writes a folder at a time: a second one on the same ``out_dir`` is
+    refused naming the first (or waits for it with ``wait``).
+    """
+    from iqa_lib.locks import output_lock
 
     specs = scorers if isinstance(scorers, Mapping) else named_specs(scorers)
     out = Path(out_dir)
@@ -116,6 +119,31 @@ def run_audit(
     for folder in reference_dirs:
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"reference folder {str(folder)!r} does not exist")
+    with output_lock(out, wait=wait):
+        return _audit(source, specs, out, labels_file, classnames_file, check, geometry, device,
+                      batch_size, num_workers, reference_dirs, report, progress)
+
+
+def _audit(
+    source: str | os.PathLike,
+    specs: Mapping[str, ScorerSpec],
+    out: Path,
+    labels_file: str | os.PathLike | None,
+    classnames_file: str | os.PathLike | None,
+    check: str,
+    geometry: str,
+    device: str,
+    batch_size: int | None,
+    num_workers: int | None,
+    reference_dirs: list[str | os.PathLike],
+    report: bool,
+    progress: bool,
+) -> AuditResult:
+    from iqa_lib.data.manifest import failures_path, read_manifest, write_manifest
+    from iqa_lib.data.sources import dataset_manifest
+    from iqa_lib.fileio import atomic_write_text
+    from iqa_lib.scoring.engine import run_scoring
+
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / MANIFEST
     result = dataset_manifest(
@@ -143,10 +171,8 @@ def run_audit(
         done.scored.append(name)
         _say(f"audit: {name}: scored in {time.perf_counter() - started:.1f} s -> {score_path}")
     done.summary = build_summary(out, specs, geometry, reference_dirs, source=str(source))
-    path = summary_path(out)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(_finite(done.summary), indent=1, allow_nan=False, default=_json_default))
-    os.replace(tmp, path)
+    atomic_write_text(summary_path(out), json.dumps(_finite(done.summary), indent=1, allow_nan=False,
+                                                    default=_json_default))
     if report:
         done.report = render_report(out)
         _say(f"audit: report {done.report}")

@@ -42,6 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-workers", type=nonnegative_int_arg, default=None)
     parser.add_argument("--no-report", action="store_true", help="write summary.json only")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--wait", action="store_true",
+                        help="if another audit is writing OUT, wait for it instead of stopping")
     parser.set_defaults(func=run)
 
 
@@ -53,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         classnames_file=args.classnames, check=args.check, geometry=args.geometry,
         device=args.device, batch_size=args.batch_size, num_workers=args.num_workers,
         reference_dirs=args.reference, report=not args.no_report, progress=not args.no_progress,
+        wait=args.wait,
     )
     for name, entry in result.summary["scorers"].items():
         for variable, item in entry["variables"].items():
