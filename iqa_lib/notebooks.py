@@ -8,6 +8,7 @@ they write are the stable outputs.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,15 @@ def run_notebook(
     parameters: Mapping[str, Any] | None = None,
     html: bool = True,
     cwd: str | os.PathLike | None = None,
+    name: str | None = None,
+    stream_stderr: bool = False,
 ) -> Path:
-    """Execute ``notebook`` into ``out_dir`` (same name), and export HTML unless told not to."""
+    """Execute ``notebook`` into ``out_dir``, and export HTML unless told not to.
+
+    The executed copy is named like the notebook, or ``<name>.ipynb`` (one notebook
+    run per scorer needs one name each). ``stream_stderr`` copies the kernel's stderr
+    to ours as it comes, so that a long run (scoring) is not silent under ``dvc repro``.
+    """
     import nbformat
     import papermill as pm
 
@@ -30,7 +38,7 @@ def run_notebook(
     if not notebook.is_file():
         raise FileNotFoundError(f"notebook {str(notebook)!r} does not exist")
     out_dir.mkdir(parents=True, exist_ok=True)
-    executed = out_dir / notebook.name
+    executed = out_dir / (f"{name}.ipynb" if name else notebook.name)
     # papermill saves after every cell: run into a temporary name so that the final name only
     # ever holds a finished notebook; a failed run is kept as <stem>.failed.ipynb to read
     running = executed.with_name(f".{executed.stem}.running-{os.getpid()}.ipynb")
@@ -44,6 +52,7 @@ def run_notebook(
                 cwd=str(cwd) if cwd else None,
                 progress_bar=False,
                 kernel_name="python3",
+                stderr_file=sys.stderr if stream_stderr else None,
             )
             os.replace(running, executed)
     except pm.PapermillExecutionError as exc:

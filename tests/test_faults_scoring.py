@@ -27,6 +27,7 @@ from iqa_lib import fileio
 from iqa_lib.cli import main
 from iqa_lib.scoring import parts
 from iqa_lib.scoring.engine import run_scoring, score_manifest
+from iqa_lib.scoring.progress import LINE_RE
 
 REPO = Path(__file__).resolve().parents[1]
 N = 10  # rows: chunks of 4, 4, 2 with --part-size 4
@@ -108,6 +109,11 @@ def _nothing_half_written(root: Path) -> None:
             pd.read_csv(path)
 
 
+def _error_line(stderr: str) -> str:
+    """What the run said besides its progress lines (one a part under --no-progress)."""
+    return "\n".join(ln for ln in stderr.strip().splitlines() if not LINE_RE.match(ln))
+
+
 def _kept(stderr: str) -> int:
     found = re.search(r"resuming .*: (\d+) of (\d+) rows kept .*; scoring the other (\d+)", stderr)
     if found is None:
@@ -153,7 +159,7 @@ def test_a_write_fault_stops_the_run_in_one_line_and_the_rerun_finishes(
 
     monkeypatch.setattr(fileio, "atomic_write_with", faulty)
     assert main(_args(data, out, *EVERY_BATCH)) == 2
-    line = capsys.readouterr().err.strip()
+    line = _error_line(capsys.readouterr().err)
     assert len(seen) == nth, f"no write to {site} happened"
     assert "\n" not in line, line
     assert line.startswith(f"iqa-kit score: error: cannot write {str(seen[-1])!r}: {ERRNOS[code]}"), line
@@ -184,7 +190,7 @@ def test_a_fault_when_moving_into_place_names_the_final_path(data, tmp_path, mon
 
     monkeypatch.setattr(os, "replace", refuse)
     assert main(_args(data, out)) == 2
-    line = capsys.readouterr().err.strip()
+    line = _error_line(capsys.readouterr().err)
     named = out if target == "output" else pdir
     assert "\n" not in line and f"cannot write {str(named)!r}: Read-only file system (EROFS)" in line
     _nothing_half_written(tmp_path)

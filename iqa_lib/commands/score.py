@@ -9,10 +9,83 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from iqa_lib.scoring.checks import check_device, nonnegative_int, positive_int, positive_seconds
+
+if TYPE_CHECKING:
+    from iqa_lib.scoring.engine import ScoringResult
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """What ``iqa-kit score --from-params NAME`` runs: one scorer of params.yaml, resolved.
+
+    Shared by the command and ``notebooks/score.ipynb`` so that both write the same file.
+    ``batch_size``/``num_workers`` None: the engine's defaults for the device.
+    """
+
+    name: str
+    spec: Any  # the params.yaml entry: a spec string or a mapping with options
+    manifest: str
+    out: str
+    device: str = "auto"
+    geometry: str = "resize_crop"
+    batch_size: int | None = None
+    num_workers: int | None = None
+    part_size: int = 4096
+    part_seconds: float = 10.0
+    resume: bool = True
+    wait: bool = False
+    progress: bool = True
+
+    def run_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`iqa_lib.scoring.engine.run_scoring` (after spec, manifest, out)."""
+        skip = ("name", "spec", "manifest", "out")
+        return {k: v for k, v in asdict(self).items() if k not in skip}
+
+
+def options_from_params(name: str, params_file: str = "params.yaml", **overrides: Any) -> ScoreOptions:
+    """Scorer ``name`` of ``params_file`` with the scoring section's settings; ``overrides``
+    (not None) win, as explicit command-line options do."""
+    from iqa_lib.config import MANIFEST_PATH, SCORES_DIR, load_params
+
+    params = load_params(params_file)
+    if name not in params.scorers:
+        raise ValueError(
+            f"--from-params {name!r} is not a scorer of {params_file}; valid choices: "
+            f"{', '.join(params.scorers) or '(none configured)'}"
+        )
+    spec = params.scorer_spec(name)
+    scoring = params.scoring
+    opts = ScoreOptions(
+        name=name,
+        spec=params.scorers[name],
+        manifest=MANIFEST_PATH,
+        out=f"{SCORES_DIR}/{name}.parquet",
+        device=scoring.device,
+        geometry=params.data.geometry,
+        # a batch_size option of the spec wins over the scoring section's
+        batch_size=None if "batch_size" in spec.options else scoring.batch_size,
+        num_workers=scoring.num_workers,
+        part_size=scoring.part_size,
+        part_seconds=scoring.part_seconds,
+    )
+    return replace(opts, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def run_options(opts: ScoreOptions) -> ScoringResult:
+    """Score as ``opts`` say (:func:`~iqa_lib.scoring.engine.run_scoring`'s result)."""
+    from iqa_lib.scoring.engine import run_scoring
+
+    return run_scoring(opts.spec, opts.manifest, opts.out, **opts.run_kwargs())
+
+
+def score_from_params(name: str, params_file: str = "params.yaml", **overrides: Any) -> ScoringResult:
+    """What ``iqa-kit score --from-params NAME --params PARAMS_FILE`` does, for notebooks."""
+    return run_options(options_from_params(name, params_file, **overrides))
 
 
 def _spec_arg(text: str) -> Any:
@@ -95,7 +168,11 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "--wait", action="store_true",
         help="if another run is writing --out, wait for it to finish instead of failing",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-progress", action="store_true",
+        help="no progress bar: a line per written part instead (rows done, images/s, time left), "
+        "as when stderr is not a terminal",
+    )
 
 
 def _arg_type(check: Callable[[Any, str], Any], what: str) -> Callable[[str], Any]:
@@ -191,28 +268,13 @@ def _folder_manifest(folder: Path, out: Path) -> Path:
 
 
 def _fill_from_params(args: argparse.Namespace) -> None:
-    from iqa_lib.config import MANIFEST_PATH, SCORES_DIR, load_params
-
-    params = load_params(args.params)
-    if args.from_params not in params.scorers:
-        raise ValueError(
-            f"--from-params {args.from_params!r} is not a scorer of {args.params}; valid choices: "
-            f"{', '.join(params.scorers) or '(none configured)'}"
-        )
-    args.scorer = args.scorer or params.scorers[args.from_params]
-    args.manifest = args.manifest or MANIFEST_PATH
-    args.out = args.out or f"{SCORES_DIR}/{args.from_params}.parquet"
-    args.device = args.device or params.scoring.device
-    args.geometry = args.geometry or params.data.geometry
-    spec = params.scorer_spec(args.from_params)
-    if args.batch_size is None and "batch_size" not in spec.options:
-        args.batch_size = params.scoring.batch_size
-    if args.num_workers is None:
-        args.num_workers = params.scoring.num_workers
-    if args.part_size is None:
-        args.part_size = params.scoring.part_size
-    if args.part_seconds is None:
-        args.part_seconds = params.scoring.part_seconds
+    """Options left out on the command line come from params.yaml (:func:`options_from_params`)."""
+    opts = options_from_params(args.from_params, args.params)
+    for key in ("manifest", "out", "device", "geometry", "batch_size", "num_workers", "part_size",
+                "part_seconds"):
+        if getattr(args, key) is None:
+            setattr(args, key, getattr(opts, key))
+    args.scorer = args.scorer or opts.spec
 
 
 def main(argv: Sequence[str] | None = None) -> int:

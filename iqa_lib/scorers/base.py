@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from contextlib import nullcontext
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -48,6 +49,10 @@ class Scorer(ABC):
     # The manifest label space the scorer was built for (None: ImageNet-1k labels);
     # set by the task-guided builders, see :mod:`iqa_lib.scorers.label_space`.
     label_space: LabelSpace | None = None
+    # Where the weights came from, for reports (``iqa_lib.scoring.report``): the file the
+    # builder loaded (None: no single file) and a few words (no weights, the package, the hub).
+    weights_file: Path | None = None
+    weights_source: str = ""
 
     def __init__(self, spec: ScorerSpec, device: torch.device):
         self.spec = spec

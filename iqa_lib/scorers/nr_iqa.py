@@ -41,6 +41,7 @@ from iqa_lib.scorers.weights import (
 
 class TotalVariationScorer(Scorer):
     kind = "nr_iqa"
+    weights_source = "no weights (tv: a formula)"
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         return to_unit_float(images)
@@ -252,4 +253,12 @@ def build_pyiqa(spec: ScorerSpec, device: torch.device) -> PyiqaScorer:
             undo()
     metric.eval()
     _cache_clipiqa_text(metric.net)
-    return PyiqaScorer(spec, device, metric)
+    scorer = PyiqaScorer(spec, device, metric)
+    if weights:
+        scorer.weights_file = Path(weights).expanduser() if Path(weights).expanduser().is_file() else None
+        scorer.weights_source = f"spec option weights: {weights}"
+    else:
+        files = [Path(dst) for _, dst in attempted if Path(dst).is_file()]
+        scorer.weights_file = files[-1] if len(files) == 1 else None
+        scorer.weights_source = f"pyiqa {name} downloads (cached in {looked_in})"
+    return scorer

@@ -74,6 +74,7 @@ class PiqeScorer(Scorer):
 
     kind = "nr_iqa"
     lower_better = True
+    weights_source = "no weights (piqe: a fixed rule set)"
 
     def __init__(self, spec: ScorerSpec, device: torch.device):
         device = torch.device(device)

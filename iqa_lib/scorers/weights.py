@@ -101,6 +101,17 @@ def hf_offline_if_unreachable() -> bool:
     return offline
 
 
+def hf_cached_file(repo_id: str, filename: str) -> Path | None:
+    """The cached copy of a hub file (what a report names as the weights), or None."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(repo_id, filename)
+    except Exception:  # noqa: BLE001 - a report names what it can find
+        return None
+    return Path(found) if isinstance(found, str) else None
+
+
 def hf_cache_dir() -> str:
     """The Hugging Face hub cache directory (for error messages)."""
     try:

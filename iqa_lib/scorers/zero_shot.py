@@ -58,6 +58,7 @@ from iqa_lib.scorers.spec import ScorerSpec, SpecError
 from iqa_lib.scorers.weights import (
     download_errors,
     hf_cache_dir,
+    hf_cached_file,
     hf_offline_if_unreachable,
     local_weights,
 )
@@ -256,6 +257,17 @@ def build_open_clip(
             preprocess_cfg[key] = pcfg[key]
     preprocess_cfg.setdefault("size", getattr(model.visual, "image_size", 224))
     tokenizer = open_clip.get_tokenizer(arch)
-    return ZeroShotClipScorer(
+    scorer = ZeroShotClipScorer(
         spec, device, model, tokenizer, preprocess_cfg, weights_id, label_space=label_space
     )
+    if spec.options.get("weights"):
+        scorer.weights_file, scorer.weights_source = path, "spec option weights"
+    else:
+        if pcfg.get("hf_hub"):
+            repo = pcfg["hf_hub"].rstrip("/")
+            file = hf_cached_file(repo, "open_clip_model.safetensors") or hf_cached_file(repo, filename)
+        else:
+            file = Path(looked_in) / filename
+        scorer.weights_file = file if file is not None and file.is_file() else None
+        scorer.weights_source = f"open_clip {arch}/{tag} ({source})"
+    return scorer

