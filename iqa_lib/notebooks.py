@@ -29,7 +29,6 @@ def run_notebook(
     run per scorer needs one name each). ``stream_stderr`` copies the kernel's stderr
     to ours as it comes, so that a long run (scoring) is not silent under ``dvc repro``.
     """
-    import nbformat
     import papermill as pm
 
     from iqa_lib.fileio import writing
@@ -67,12 +66,10 @@ def run_notebook(
         running.unlink(missing_ok=True)
     failed.unlink(missing_ok=True)
     if html:
-        from nbconvert import HTMLExporter
+        # self-contained and offline: no CDN scripts (require.js, MathJax), figures embedded
+        from iqa_lib.html_export import export_offline_html
 
-        from iqa_lib.fileio import atomic_write_text
-
-        body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
-        atomic_write_text(executed.with_suffix(".html"), body)
+        export_offline_html(executed, executed.with_suffix(".html"), hide_code=False)
     return executed
 
 

@@ -114,6 +114,13 @@ def test_score_notebook_writes_what_the_cli_writes_and_reports_it(project):
     assert html.count('class="dataframe"') >= 7  # spec, weights, runtime, speed, failures x2, Q table
     for text in ("no weights (tv", "im07", "contrast", "img/s"):
         assert text in html, text
+    from chromium import chromium_path, inspect_page
+
+    if chromium_path() is not None:  # as a person opens it: offline, no script errors, figures drawn
+        page = inspect_page(executed.with_suffix(".html"), project / "score.png")
+        assert page.requests == [] and page.errors == []
+        shot = np.asarray(Image.open(page.screenshot).convert("L"))
+        assert shot.shape[0] > 1500 and shot.std() > 20
 
     # the same functions on a rerun: reused, and the report still names the weights
     run = report.run_from_params("tv")

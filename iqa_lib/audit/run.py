@@ -231,7 +231,7 @@ def build_summary(
 
 def render_report(out: Path) -> Path:
     """Execute the report notebook on ``out`` and export it as self-contained, offline HTML."""
-    from iqa_lib.audit.html import export_offline_html
+    from iqa_lib.html_export import export_offline_html
     from iqa_lib.notebooks import run_notebook
 
     notebook = report_notebook()

@@ -4,7 +4,7 @@ nbconvert's ``lab`` template links require.js, MathJax and Mermaid from CDNs: a
 report opened on an offline machine (or mailed to a colleague behind a proxy)
 would stall on them, and a report should not phone anywhere. The kit's
 template extends ``lab`` with those three blocks removed; figures are
-embedded as base64 PNG by the notebook itself, and code cells are hidden.
+embedded as base64 PNG by the notebook itself; code cells are shown or hidden.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ def remote_references(html: str) -> list[str]:
     return [html[m.start() : m.start() + 120] for m in _REMOTE.finditer(html)]
 
 
-def export_offline_html(notebook: str | os.PathLike, out: str | os.PathLike) -> Path:
+def export_offline_html(notebook: str | os.PathLike, out: str | os.PathLike, hide_code: bool = True) -> Path:
     import nbformat
     from nbconvert import HTMLExporter
 
     template = Path(str(resources.files("iqa_lib.resources").joinpath("templates", TEMPLATE)))
-    exporter = HTMLExporter(template_file=str(template), exclude_input=True, exclude_input_prompt=True,
-                            exclude_output_prompt=True, embed_images=True)
+    exporter = HTMLExporter(template_file=str(template), exclude_input=hide_code,
+                            exclude_input_prompt=hide_code, exclude_output_prompt=hide_code,
+                            embed_images=True)
     body, _ = exporter.from_notebook_node(nbformat.read(str(notebook), as_version=4))
     remote = remote_references(body)
     if remote:
