@@ -8,12 +8,14 @@ title, so a reader sees at once whether Q tracks accuracy.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # figures are written to files; notebooks display them inline anyway
+if "ipykernel" not in sys.modules:  # scripts and tests write files; a notebook keeps its inline backend
+    matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
@@ -24,6 +26,7 @@ from iqa_lib.corruptions import ALL_CORRUPTIONS  # noqa: E402
 from iqa_lib.fileio import atomic_write_with  # noqa: E402
 
 Q_LABELS = {"q": "Q", "q_p": "$Q_p$ (max prob.)", "q_h": "$Q_h$ (entropy)", "q_l": "$Q_l$ (max logit)"}
+Q_SHORT = {"q": "Q", "q_p": "$Q_p$", "q_h": "$Q_h$", "q_l": "$Q_l$"}
 _PALETTE = plt.get_cmap("tab20").colors
 
 
@@ -56,6 +59,7 @@ def scatter_accuracy_vs_q(
 ) -> plt.Axes:
     """Accuracy of ``task_model`` against mean Q of ``scorer``: one point per group."""
     pts = group_points(means, task_model, scorer, variant)
+    standalone = ax is None
     if ax is None:
         _, ax = plt.subplots(figsize=(5.2, 4.2))
     colors = corruption_colors(list(dict.fromkeys(pts["corruption"])))
@@ -64,12 +68,15 @@ def scatter_accuracy_vs_q(
             g["q"], g["accuracy"], s=12 + 14 * g["severity"], color=colors[corruption],
             label=corruption.replace("_", " "), alpha=0.85, edgecolors="white", linewidths=0.4,
         )
+    what = f"{scorer} {Q_SHORT.get(variant, variant)}" if variant != "q" else scorer
+    if standalone:  # a figure of its own says whose accuracy it plots; a grid's title does
+        what = f"Accuracy of {task_model} vs mean {what}"
     if len(pts) >= 3:
         srcc = stats.spearmanr(pts["q"], pts["accuracy"]).statistic
         plcc = stats.pearsonr(pts["q"], pts["accuracy"]).statistic
-        ax.set_title(f"{scorer} {variant}  |SRCC| {abs(srcc):.2f}  |PLCC| {abs(plcc):.2f}", fontsize=9)
+        ax.set_title(f"{what}\n|SRCC| {abs(srcc):.2f}  |PLCC| {abs(plcc):.2f} over {len(pts)} groups", fontsize=9)
     else:
-        ax.set_title(f"{scorer} {variant}", fontsize=9)
+        ax.set_title(what, fontsize=9)
     ax.set_xlabel(f"mean {Q_LABELS.get(variant, variant)} of {scorer}")
     ax.set_ylabel(f"accuracy of {task_model}")
     ax.grid(alpha=0.3)
@@ -164,6 +171,7 @@ def mixture_distributions(histogram: pd.DataFrame, metrics: Sequence[tuple[str, 
         ax.set_visible(False)
     sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
     fig.colorbar(sm, ax=axes.ravel().tolist(), label="$p_c$ (fraction corrupted)", shrink=0.8)
+    fig.suptitle("Distribution of each Q in mixtures of clean and mildly corrupted images, by fraction corrupted")
     return fig
 
 
@@ -183,5 +191,6 @@ def auc_vs_fraction(auc: pd.DataFrame, task_models: Sequence[str], metrics: Sequ
     axes.flat[0].set_ylabel("point-wise AUC")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", fontsize=7, frameon=False)
+    fig.suptitle("Point-wise AUC of each Q for correctness vs the fraction of mildly corrupted images")
     fig.tight_layout(rect=(0, 0, 0.82, 1))
     return fig

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -96,6 +97,7 @@ def test_dvc_repro_builds_every_table_and_is_idempotent(repo_copy):
     # no zero-shot scorer configured: the section explains itself instead of failing
     assert (repo_copy / "results" / "tables" / "section6_zsclip" / "NOTE.md").is_file()
     check_table1_against_score_files(repo_copy)
+    check_metrics_show_is_narrow(repo_copy)
     describe = pd.read_csv(repo_copy / "results" / "distribution" / "q_distribution.csv")
     assert set(describe["scorer"]) == {"tv", "lite0"} and len(describe) == 5 * 4  # 5 groups x 4 Q
 
@@ -133,6 +135,27 @@ def test_dvc_repro_on_clean_images_only(repo_copy):
     assert "at least 3" in (results / "figures" / "section4_nr_iqa" / "NOTE.md").read_text()
     assert "mixtures need" in (results / "tables" / "section6_3_mixtures" / "NOTE.md").read_text()
     assert (results / "notebooks" / "section6_3_mixtures.html").is_file()
+
+
+def check_metrics_show_is_narrow(repo: Path) -> None:
+    """`dvc metrics show`: one row per section file, the same few keys in each (at most 12)."""
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    proc = subprocess.run(["dvc", "metrics", "show", "--json"], cwd=repo, env=env, capture_output=True,
+                          text=True, timeout=300, check=True)
+    files: dict[str, dict] = {}
+
+    def walk(node) -> None:
+        for key, value in node.items() if isinstance(node, dict) else ():
+            if key.endswith(".json") and isinstance(value, dict) and "data" in value:
+                files[key] = value["data"]
+            else:
+                walk(value)
+
+    walk(json.loads(proc.stdout))
+    assert len(files) == 5, files
+    for name, metrics in files.items():
+        assert isinstance(metrics, dict) and 0 < len(metrics) <= 12, (name, metrics)
+        assert all(not isinstance(v, dict) for v in metrics.values()), (name, metrics)  # flat: no sub-columns
 
 
 def check_table1_against_score_files(repo: Path) -> None:

@@ -11,7 +11,7 @@ from iqa_lib.analysis.runner import run_all
 from iqa_lib.analysis.synthetic import write_synthetic_scores
 from iqa_lib.config import load_params, validate_params
 from iqa_lib.report import paper_name
-from iqa_lib.sections import SECTIONS, make_context
+from iqa_lib.sections import METRIC_KEYS, SECTIONS, figure14_title, make_context
 from tests.conftest import REPO_ROOT
 
 
@@ -43,11 +43,14 @@ def test_every_section_writes_tables_figures_and_metrics(paper_like):
         assert any((ctx.tables_dir / name).glob("*.md")), name
         pngs = list((ctx.figures_dir / name).glob("*.png"))
         assert pngs and all(p.with_suffix(".pdf").is_file() for p in pngs), name
-        assert json.loads((ctx.metrics_dir / f"{name}.json").read_text()), name
+        metrics = json.loads((ctx.metrics_dir / f"{name}.json").read_text())
+        assert tuple(metrics) == METRIC_KEYS and metrics["best_auc"] is not None, name
     figures = {p.stem.split("_")[0] for p in ctx.figures_dir.rglob("*.png")}
     assert {"fig03", "fig05", "fig07", "fig11", "fig12", "fig13", "fig14", "fig15", "fig16",
             "fig17", "fig18", "fig19", "fig20", "fig21", "fig22"} <= figures
-    assert (ctx.plots_dir / "accuracy_vs_nr_iqa.csv").is_file()
+    # what `dvc plots` reads lies in a declared output of the section's stage
+    assert (ctx.figures_dir / "section4_nr_iqa" / "accuracy_vs_nr_iqa.csv").is_file()
+    assert (ctx.figures_dir / "section6_3_mixtures" / "auc_vs_fraction.csv").is_file()
     # cross-validated and per-mixture tables show mean ± sd, not empty cells
     for name, table in (("section6_3_mixtures", "mixtures_mean_auc"), ("appendix_g_content", "content_per_image")):
         md = (ctx.tables_dir / name / f"{table}.md").read_text()
@@ -88,8 +91,55 @@ def test_sections_on_clean_only_data_explain_what_is_missing(tmp_path):
     assert "table1_nr_iqa" in s4.tables and not s4.figures and "at least 3" in s4.note
     # the figure folder is a DVC output: it exists, and says why it has no figure
     assert "at least 3" in (root / "results" / "figures" / "section4_nr_iqa" / "NOTE.md").read_text()
+    assert s4.metrics["status"] == "partial" and s4.metrics["best_auc"] is not None
     mixtures = SECTIONS["section6_3_mixtures"](ctx)
     assert mixtures.empty and "clean images and corrupted copies" in mixtures.note
     assert (root / "results" / "tables" / "section6_3_mixtures" / "NOTE.md").is_file()
     content = SECTIONS["appendix_g_content"](ctx)
     assert "content_per_label" in content.tables
+
+
+def test_every_metrics_file_has_the_same_few_keys(paper_like):
+    """`dvc metrics show` is one row per section and at most 12 columns."""
+    ctx, built = paper_like
+    assert len(METRIC_KEYS) <= 12
+    for name, section in built.items():
+        metrics = json.loads((ctx.metrics_dir / f"{name}.json").read_text())
+        assert tuple(metrics) == METRIC_KEYS, name
+        assert all(v is None or isinstance(v, (int, float, str)) for v in metrics.values()), name
+        assert metrics["task_model"] == ctx.main_model == "convnext_base"  # as in the paper
+        assert metrics["claims_checked"] == sum(c.holds is not None for c in section.claims), name
+        # one image per label in the synthetic set: the per-label claim cannot be tested, the others can
+        assert metrics["claims_checked"] >= (name != "appendix_g_content"), name
+    s4 = built["section4_nr_iqa"].metrics
+    t1 = pd.read_csv(ctx.tables_dir / "section4_nr_iqa" / "table1_nr_iqa.csv")
+    best = t1[t1["task_model"] == "convnext_base"].sort_values("auc").iloc[-1]
+    assert s4["best_auc_metric"] == best["scorer"] and s4["best_auc"] == round(best["auc"], 4)
+    assert s4["paper_auc"] == best["paper_auc"]  # the paper's number for the same row
+
+
+def test_unconfigured_section_writes_the_same_keys_with_a_note(tmp_path, paper_like):
+    params = validate_params({"scorers": {"tv": "tv", "lite0": "efficientnet_lite:lite0"},
+                              "analysis": {"task_models": ["lite0"]}})
+    ctx = make_context(params, paper_like[0].analysis_dir, tmp_path)
+    metrics = SECTIONS["section6_zsclip"](ctx).metrics
+    assert tuple(metrics) == METRIC_KEYS and metrics["status"] == "empty"
+    assert "zero-shot" in (tmp_path / "tables" / "section6_zsclip" / "NOTE.md").read_text()
+    assert metrics["best_auc"] is None and metrics["claims_checked"] == 0
+
+
+def test_claims_carry_a_verdict_and_our_numbers(paper_like):
+    _, built = paper_like
+    for name, section in built.items():
+        for claim in section.claims:
+            assert claim.verdict in ("holds", "does not hold", "not tested"), name
+            assert claim.evidence and claim.markdown().startswith(f"- **{claim.verdict}**"), name
+    # the synthetic ZSCLIP-IQA is not CLIP-IQA's rival here, but both are configured: testable
+    assert built["section6_3_mixtures"].claims[1].holds is not None
+
+
+def test_figure14_title_says_whose_confidence_is_plotted():
+    assert "its own confidence" in figure14_title("lite0", ["lite0"])
+    assert "other classifier:" not in figure14_title("lite0", ["lite0"])
+    assert "the other classifier: lite1" in figure14_title("lite0", ["lite1"])
+    assert "the other classifiers: a, b" in figure14_title("m", ["a", "b"])
