@@ -63,6 +63,27 @@ def repo_copy(tmp_path) -> Path:
     return dst
 
 
+def check_executed_notebooks(repo: Path) -> None:
+    """Every stage after the manifest ran a notebook: .ipynb and offline HTML, figures drawn."""
+    notebooks = repo / "results" / "notebooks"
+    names = ["score_tv", "score_lite0", "correctness_lite0", "analysis", "section4_nr_iqa",
+             "section5_strong_tg", "section6_zsclip", "appendix_g_content", "section6_3_mixtures"]
+    for name in names:
+        assert (notebooks / f"{name}.ipynb").is_file() and (notebooks / f"{name}.html").is_file(), name
+    assert json.loads((repo / "results" / "correctness" / "lite0" / "summary.json").read_text())
+    from chromium import chromium_path, inspect_page
+
+    if chromium_path() is None:
+        return
+    from PIL import Image
+
+    for name in ("analysis", "section4_nr_iqa"):
+        page = inspect_page(notebooks / f"{name}.html", repo / f"{name}.png")
+        assert page.requests == [] and page.errors == [], name
+        shot = np.asarray(Image.open(page.screenshot).convert("L"))
+        assert shot.shape[0] > 1500 and shot.std() > 20, name
+
+
 def set_params(repo: Path, section: str = "data", **values) -> None:
     path = repo / "params.yaml"
     params = yaml.safe_load(path.read_text())
@@ -97,6 +118,7 @@ def test_dvc_repro_builds_every_table_and_is_idempotent(repo_copy):
     # no zero-shot scorer configured: the section explains itself instead of failing
     assert (repo_copy / "results" / "tables" / "section6_zsclip" / "NOTE.md").is_file()
     check_table1_against_score_files(repo_copy)
+    check_executed_notebooks(repo_copy)
     check_metrics_show_is_narrow(repo_copy)
     describe = pd.read_csv(repo_copy / "results" / "distribution" / "q_distribution.csv")
     assert set(describe["scorer"]) == {"tv", "lite0"} and len(describe) == 5 * 4  # 5 groups x 4 Q
