@@ -79,3 +79,9 @@ def tiny_clip(tmp_path_factory) -> TinyClip:
     path = d / "tiny.pt"
     torch.save(model.state_dict(), path)
     return TinyClip(TINY_CLIP_ARCH, path)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The long tests first: xdist's load scheduling hands out the first tests round-robin, so
+    they run side by side from the start instead of one after another at the end."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1)  # stable

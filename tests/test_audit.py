@@ -48,6 +48,7 @@ def own_checkpoint(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_audit_own_classes_end_to_end(own_dataset, own_checkpoint, tiny_clip, tmp_path):
     class_map = tmp_path / "class_map.yaml"
     class_map.write_text(yaml.safe_dump(CLASSES))
