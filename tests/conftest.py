@@ -84,4 +84,8 @@ def tiny_clip(tmp_path_factory) -> TinyClip:
 def pytest_collection_modifyitems(config, items) -> None:
     """The long tests first: xdist's load scheduling hands out the first tests round-robin, so
     they run side by side from the start instead of one after another at the end."""
-    items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1)  # stable
+    def rank(item) -> tuple[int, int]:
+        slow = item.get_closest_marker("slow") is not None
+        return (0 if slow else 1, 0 if "test_pipeline.py" in item.nodeid else 1)  # dvc repro: longest
+
+    items.sort(key=rank)  # stable
