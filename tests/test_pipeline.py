@@ -66,7 +66,7 @@ def repo_copy(tmp_path) -> Path:
 def check_executed_notebooks(repo: Path) -> None:
     """Every stage after the manifest ran a notebook: .ipynb and offline HTML, figures drawn."""
     notebooks = repo / "results" / "notebooks"
-    names = ["score_tv", "score_lite0", "correctness_lite0", "analysis", "section4_nr_iqa",
+    names = ["score_tv", "score_lite0", "correctness_lite0", "analysis", "describe", "section4_nr_iqa",
              "section5_strong_tg", "section6_zsclip", "appendix_g_content", "section6_3_mixtures"]
     for name in names:
         assert (notebooks / f"{name}.ipynb").is_file() and (notebooks / f"{name}.html").is_file(), name
