@@ -113,7 +113,7 @@ def mixtures(
     ``quantiles``: per (p_c, Q) the quantiles ``QUANTILES``, mean and sd of Q.
     ``histogram``: per (p_c, Q) counts in ``n_bins`` bins shared by all mixtures of a Q.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: tqdm.auto warns in kernels without ipywidgets
 
     qs, models = resolve(scores, q_names, task_models)
     mixes = {

@@ -95,16 +95,11 @@ class Audit:
 
     def thumbnails(self, rows: pd.DataFrame, variable: str) -> tuple[list[np.ndarray], list[str]]:
         """Thumbnails of ``rows`` (a bad file becomes a grey square) and their captions."""
-        from iqa_lib.data.images import load_rgb
+        from iqa_lib.data.images import thumbnail
 
         images, captions = [], []
         for _, row in rows.iterrows():
-            try:
-                img = load_rgb(row["path"])
-                img.thumbnail((THUMBNAIL, THUMBNAIL))
-                images.append(np.asarray(img))
-            except Exception:  # noqa: BLE001 - a report shows what it can
-                images.append(np.full((THUMBNAIL, THUMBNAIL, 3), 128, dtype=np.uint8))
+            images.append(thumbnail(row["path"], THUMBNAIL))
             name = self.class_name(int(row["label"]))
             captions.append(f"{row[variable]:.3g}" + (f"\n{name[:18]}" if name else ""))
         return images, captions

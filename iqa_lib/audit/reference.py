@@ -64,11 +64,6 @@ class Reference:
         return out
 
 
-def scores_version() -> str:
-    """The kit's SCORES_VERSION: bumped whenever a code change alters scores."""
-    return resources.files("iqa_lib.scorers").joinpath("SCORES_VERSION").read_text().strip()
-
-
 def spec_slug(spec_text: str) -> str:
     """A file-name-safe stem for a spec: ``efficientnet_lite:lite0`` -> ``efficientnet_lite-lite0``."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", spec_text).strip("-") or "scorer"
@@ -76,6 +71,7 @@ def spec_slug(spec_text: str) -> str:
 
 def scorer_identity(spec_text: str, options: Mapping[str, Any], geometry: str) -> dict[str, Any]:
     """What must match between a reference and an audited score file."""
+    from iqa_lib.scoring.complete import scores_version
     from iqa_lib.scoring.engine import RUNTIME_OPTIONS
 
     kept = {k: str(v) for k, v in sorted(options.items()) if k not in RUNTIME_OPTIONS}

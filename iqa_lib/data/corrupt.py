@@ -640,7 +640,7 @@ def generate_imagenet_c(
     n_todo = sum(len(u[4]) for u in units)
     n_workers = min(int(workers) if workers else default_workers(), max(1, len(units)))
 
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: tqdm.auto warns in kernels without ipywidgets
 
     bar = tqdm(
         total=n_todo,

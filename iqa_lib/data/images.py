@@ -323,3 +323,13 @@ def resize_center_crop(img: Image.Image, resize: int | None, crop: int | None) -
         top, left = int(round((h - crop) / 2.0)), int(round((w - crop) / 2.0))
         img = img.crop((left, top, left + crop, top + crop))
     return img
+
+
+def thumbnail(path: str | os.PathLike, size: int = 128) -> np.ndarray:
+    """An RGB thumbnail for reports; an unreadable file becomes a grey square (a report shows what it can)."""
+    try:
+        img = load_rgb(path)
+        img.thumbnail((size, size))
+        return np.asarray(img)
+    except Exception:  # noqa: BLE001 - any failure to read gives the placeholder
+        return np.full((size, size, 3), 128, dtype=np.uint8)

@@ -24,6 +24,13 @@ import pyarrow.parquet as pq
 from iqa_lib.scoring import parts
 
 
+def scores_version() -> str:
+    """The kit's SCORES_VERSION: bumped whenever a code change alters scores."""
+    from importlib import resources
+
+    return resources.files("iqa_lib.scorers").joinpath("SCORES_VERSION").read_text().strip()
+
+
 def record_path(out: str | os.PathLike) -> Path:
     out = Path(out)
     return out.with_name(f"{out.stem}.done.json")
@@ -33,7 +40,6 @@ def completion_record(
     spec_text: str, options: Mapping[str, Any], labels: Any, fingerprint: str, rows: int, geometry: str
 ) -> dict[str, Any]:
     """Everything that changes what a score file holds (``options`` without runtime ones)."""
-    from iqa_lib.audit.reference import scores_version
 
     return json.loads(json.dumps({
         "spec": spec_text,

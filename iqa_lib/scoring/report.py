@@ -173,16 +173,11 @@ def extremes(
 
 def thumbnails(rows: pd.DataFrame, variable: str) -> tuple[list[np.ndarray], list[str]]:
     """Thumbnails of ``rows`` (an unreadable file becomes a grey square), captioned with Q and group."""
-    from iqa_lib.data.images import load_rgb
+    from iqa_lib.data.images import thumbnail
 
     images, captions = [], []
     for _, row in rows.iterrows():
-        try:
-            img = load_rgb(row["path"])
-            img.thumbnail((THUMBNAIL, THUMBNAIL))
-            images.append(np.asarray(img))
-        except Exception:  # noqa: BLE001 - a report shows what it can
-            images.append(np.full((THUMBNAIL, THUMBNAIL, 3), 128, dtype=np.uint8))
+        images.append(thumbnail(row["path"], THUMBNAIL))
         group = "clean" if row["corruption"] == "clean" else f"{row['corruption'][:14]} s{row['severity']}"
         captions.append(f"{row[variable]:.4g}\n{group}")
     return images, captions
