@@ -67,7 +67,7 @@ def run_notebook(
     failed.unlink(missing_ok=True)
     if html:
         # self-contained and offline: no CDN scripts (require.js, MathJax), figures embedded
-        from iqa_lib.html_export import export_offline_html
+        from iqa_lib.presentation.html_export import export_offline_html
 
         export_offline_html(executed, executed.with_suffix(".html"), hide_code=False)
     return executed
@@ -85,18 +85,3 @@ def enter_project_root(start: str | os.PathLike | None = None) -> Path:
             os.chdir(folder)
             return folder
     raise FileNotFoundError(f"no dvc.yaml at or above {here}: open the notebook inside the iqa-kit project")
-
-
-def show_section(section) -> None:
-    """Display a :class:`iqa_lib.sections.Section` in a notebook: note, tables, figures."""
-    from IPython.display import Image, Markdown, display
-
-    display(Markdown(f"## {section.title}"))
-    if section.note:
-        display(Markdown(f"> {section.note}"))
-    for text in section.markdown.values():
-        display(Markdown(text))
-    for paths in section.figures.values():
-        png = next(p for p in paths if p.suffix == ".png")
-        display(Markdown(f"`{png}`"))
-        display(Image(filename=str(png)))

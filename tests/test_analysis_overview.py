@@ -7,7 +7,7 @@ import pandas as pd
 from iqa_lib.analysis.overview import overview_matrix, pair_overview
 from iqa_lib.analysis.runner import run_all
 from iqa_lib.analysis.synthetic import write_synthetic_scores
-from iqa_lib.plots_overview import plot_overview_heatmap
+from iqa_lib.presentation.plots_overview import plot_overview_heatmap
 
 
 def test_overview_keeps_the_summarys_numbers_best_first(tmp_path):

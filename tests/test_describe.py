@@ -21,7 +21,7 @@ from iqa_lib.analysis.distribution import (  # noqa: E402
 from iqa_lib.analysis.io import load_scores  # noqa: E402
 from iqa_lib.analysis.synthetic import write_synthetic_scores  # noqa: E402
 from iqa_lib.commands import describe  # noqa: E402
-from iqa_lib.plots_distribution import q_distribution_figure  # noqa: E402
+from iqa_lib.presentation.plots_distribution import q_distribution_figure  # noqa: E402
 
 # Written in a scrambled order; displayed clean, ImageNet-C order, then the others A-Z.
 CORRUPTIONS = ("my_blur", "contrast", "gaussian_noise", "fog", "aaa_custom")

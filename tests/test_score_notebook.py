@@ -12,7 +12,8 @@ import yaml
 from PIL import Image
 
 from iqa_lib.cli import main
-from iqa_lib.scoring import parts, report
+from iqa_lib.presentation import score_report as report
+from iqa_lib.scoring import parts
 from iqa_lib.scoring.progress import LINE_RE, ProgressLines, format_duration
 from tests.conftest import REPO_ROOT
 

@@ -10,8 +10,8 @@ import pytest
 from iqa_lib.analysis.runner import run_all
 from iqa_lib.analysis.synthetic import write_synthetic_scores
 from iqa_lib.config import load_params, validate_params
-from iqa_lib.report import paper_name
-from iqa_lib.sections import METRIC_KEYS, SECTIONS, figure14_title, make_context
+from iqa_lib.presentation.sections import METRIC_KEYS, SECTIONS, figure14_title, make_context
+from iqa_lib.presentation.tables import paper_name
 from tests.conftest import REPO_ROOT
 
 

@@ -231,8 +231,8 @@ def build_summary(
 
 def render_report(out: Path) -> Path:
     """Execute the report notebook on ``out`` and export it as self-contained, offline HTML."""
-    from iqa_lib.html_export import export_offline_html
     from iqa_lib.notebooks import run_notebook
+    from iqa_lib.presentation.html_export import export_offline_html
 
     notebook = report_notebook()
     executed = run_notebook(notebook, out, parameters={"audit_dir": str(out.resolve())}, html=False)

@@ -79,8 +79,8 @@ def write_correctness(scores: str | Path, model: str, out: str | Path, wait: boo
     from iqa_lib.analysis.correctness import compute_correctness
     from iqa_lib.fileio import atomic_write_text, write_csv
     from iqa_lib.locks import output_lock
-    from iqa_lib.plots import save_figure
-    from iqa_lib.plots_correctness import FIGURES
+    from iqa_lib.presentation.plots import save_figure
+    from iqa_lib.presentation.plots_correctness import FIGURES
 
     result = compute_correctness(scores, model)
     out = Path(out)

@@ -70,7 +70,7 @@ def format_summary(summary: pd.DataFrame) -> list[str]:
     and the accuracy of task files (clean / corrupted)."""
     from iqa_lib.analysis.distribution import CORRUPTED
     from iqa_lib.analysis.io import CLEAN
-    from iqa_lib.plots_distribution import variable_name
+    from iqa_lib.presentation.plots_distribution import variable_name
 
     has_cor = (summary["corruption"] == CORRUPTED).any()
     head = f"{'variable':<22}{'n clean':>9} {'median':>9} {'IQR':>19}"
@@ -104,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
     from iqa_lib.analysis.distribution import describe_and_summarize
     from iqa_lib.fileio import write_csv
     from iqa_lib.locks import output_lock
-    from iqa_lib.plots import save_figure
-    from iqa_lib.plots_distribution import groups_text, q_distribution_figure
+    from iqa_lib.presentation.plots import save_figure
+    from iqa_lib.presentation.plots_distribution import groups_text, q_distribution_figure
 
     if args.bins < 1:
         raise ValueError(f"--bins must be at least 1, got {args.bins}")

@@ -49,7 +49,7 @@ class Scorer(ABC):
     # The manifest label space the scorer was built for (None: ImageNet-1k labels);
     # set by the task-guided builders, see :mod:`iqa_lib.scorers.label_space`.
     label_space: LabelSpace | None = None
-    # Where the weights came from, for reports (``iqa_lib.scoring.report``): the file the
+    # Where the weights came from, for reports (``iqa_lib.presentation.score_report``): the file the
     # builder loaded (None: no single file) and a few words (no weights, the package, the hub).
     weights_file: Path | None = None
     weights_source: str = ""

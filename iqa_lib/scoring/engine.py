@@ -108,7 +108,7 @@ class ScoringResult:
     rows: int  # manifest rows
     kept_rows: int  # rows taken from parts of an earlier, interrupted run
     scored_rows: int  # rows scored (or failed) by this run, all ranks together
-    # how it ran, for reports (iqa_lib.scoring.report): the scorer it built (None when
+    # how it ran, for reports (iqa_lib.presentation.score_report): the scorer it built (None when
     # nothing was left to score), where, in what batches, and the wall time of the call
     scorer: Scorer | None = None
     device: str = ""

@@ -25,10 +25,10 @@ from typing import Any
 
 import pandas as pd
 
-from iqa_lib import plots, report
 from iqa_lib.config import Params
 from iqa_lib.fileio import atomic_write_text, write_csv
 from iqa_lib.paper import paper_text_values
+from iqa_lib.presentation import plots, tables
 
 PAPER_MAIN_MODEL = "convnext_base"  # the paper's Figures 3, 5 and 7 use ConvNeXt-B
 TASK_QS = ("q_h", "q_l", "q_p")  # the paper's row order in Figures 14-19
@@ -144,7 +144,7 @@ class Context:
 
     @property
     def main_model(self) -> str | None:
-        names = report.paper_names(self.params.scorers)
+        names = tables.paper_names(self.params.scorers)
         for model in self.task_models:
             if names.get(model) == PAPER_MAIN_MODEL:
                 return model
@@ -152,12 +152,12 @@ class Context:
 
     @property
     def paper_names(self) -> dict[str, str]:
-        return report.paper_names(self.params.scorers)
+        return tables.paper_names(self.params.scorers)
 
     def write_table(self, section: Section, key: str, table: pd.DataFrame, title: str) -> pd.DataFrame:
-        report.write_table(table, self.tables_dir / section.name / key, title)
+        tables.write_table(table, self.tables_dir / section.name / key, title)
         section.tables[key] = table
-        section.markdown[key] = report.to_markdown(table, title)
+        section.markdown[key] = tables.to_markdown(table, title)
         return table
 
     def save(self, section: Section, key: str, fig):
@@ -311,7 +311,7 @@ def table1_nr_iqa(ctx: Context, sec: Section) -> pd.DataFrame | None:
         return None
     summary = ctx.read("summary")
     summary = summary[summary["task_model"].isin(ctx.task_models) & summary["scorer"].isin(ctx.scorers_of("nr_iqa"))]
-    t1 = ctx.write_table(sec, "table1_nr_iqa", report.table1(summary, ctx.paper_names), report.TABLE_TITLES[1])
+    t1 = ctx.write_table(sec, "table1_nr_iqa", tables.table1(summary, ctx.paper_names), tables.TABLE_TITLES[1])
     main = t1[t1["task_model"] == ctx.main_model]
     sec.ranking = _ranking(main, main["scorer"])
     return t1
@@ -391,15 +391,15 @@ def table2_strong_tg(ctx: Context, sec: Section, pairs: pd.DataFrame | None) -> 
     """Table 2: Q and M from the same classifier."""
     if pairs is None:
         return None
-    return ctx.write_table(sec, "table2_strong_tg_same_model", report.table2(pairs, ctx.paper_names),
-                           report.TABLE_TITLES[2])
+    return ctx.write_table(sec, "table2_strong_tg_same_model", tables.table2(pairs, ctx.paper_names),
+                           tables.TABLE_TITLES[2])
 
 
 def table4_strong_tg(ctx: Context, sec: Section, pairs: pd.DataFrame | None) -> pd.DataFrame | None:
     """Table 4: Q from classifier A, M from classifier B, every pair."""
     if pairs is None:
         return None
-    t4 = ctx.write_table(sec, "table4_strong_tg_pairs", report.table4(pairs, ctx.paper_names), report.TABLE_TITLES[4])
+    t4 = ctx.write_table(sec, "table4_strong_tg_pairs", tables.table4(pairs, ctx.paper_names), tables.TABLE_TITLES[4])
     main = t4[t4["m_model"] == ctx.main_model]
     sec.ranking = _ranking(main, main["q_model"] + "." + main["q"])
     return t4
@@ -491,7 +491,7 @@ def table3_zsclip(ctx: Context, sec: Section) -> pd.DataFrame | None:
         return None
     summary = ctx.read("summary")
     summary = summary[summary["task_model"].isin(ctx.task_models) & summary["scorer"].isin(ctx.scorers_of("zero_shot"))]
-    t3 = ctx.write_table(sec, "table3_zsclip", report.table3(summary, ctx.paper_names), report.TABLE_TITLES[3])
+    t3 = ctx.write_table(sec, "table3_zsclip", tables.table3(summary, ctx.paper_names), tables.TABLE_TITLES[3])
     main = t3[t3["task_model"] == ctx.main_model]
     sec.ranking = _ranking(main, main["scorer"] + "." + main["q"])
     return t3

@@ -14,26 +14,9 @@ import numpy as np
 import pandas as pd
 
 from iqa_lib.audit.reference import CLEAN, Reference
-from iqa_lib.plots import Q_LABELS  # also selects the Agg backend
+from iqa_lib.presentation.plots import Q_LABELS  # also selects the Agg backend
 
 DATASET_COLOR = "#d62728"
-
-
-def show(fig: plt.Figure, dpi: int = 110) -> None:
-    """Display a figure in a notebook as an embedded PNG, then close it.
-
-    The kit selects the Agg backend (figures are written to files), under which
-    a notebook shows ``<Figure size ...>`` instead of the picture; a PNG always shows,
-    and it is embedded in the exported HTML.
-    """
-    import io
-
-    from IPython.display import Image, display
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    display(Image(data=buf.getvalue()))
 
 
 def severity_colors(groups: Sequence[str]) -> dict[str, tuple]:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from iqa_lib.analysis.distribution import describe_scores, describe_scoreset, iter_scoresets
 from iqa_lib.analysis.io import CLEAN, ScoreSet
-from iqa_lib.plots import Q_LABELS, corruption_colors  # also selects the Agg backend
+from iqa_lib.presentation.plots import Q_LABELS, corruption_colors  # also selects the Agg backend
 
 MAX_COLUMNS = 4
 

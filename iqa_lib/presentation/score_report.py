@@ -144,7 +144,7 @@ def distribution_table(scores: ScoreSet) -> pd.DataFrame:
 
 def distribution_figure(scores: ScoreSet, table: pd.DataFrame, name: str) -> plt.Figure | None:
     """Q against severity per corruption (a histogram on clean-only data); None without rows."""
-    from iqa_lib.plots_distribution import groups_text, q_distribution_figure
+    from iqa_lib.presentation.plots_distribution import groups_text, q_distribution_figure
 
     if table.empty:
         return None

@@ -19,7 +19,7 @@ import pandas as pd  # noqa: E402
 
 from iqa_lib.analysis.correctness import CORRUPTED, Correctness  # noqa: E402
 from iqa_lib.analysis.io import CLEAN  # noqa: E402
-from iqa_lib.plots import corruption_colors  # noqa: E402
+from iqa_lib.presentation.plots import corruption_colors  # noqa: E402
 
 SUBSET_NAMES = {CLEAN: "clean images", CORRUPTED: "corrupted images (pooled)"}
 

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-import iqa_lib.plots  # noqa: F401  (selects the Agg backend)
+import iqa_lib.presentation.plots  # noqa: F401  (selects the Agg backend)
 
 LABELS = {"auc": "point-wise AUC", "srcc": "group-wise |SRCC|"}
 
