@@ -67,7 +67,7 @@ def check_executed_notebooks(repo: Path) -> None:
     """Every stage after the manifest ran a notebook: .ipynb and offline HTML, figures drawn."""
     notebooks = repo / "results" / "notebooks"
     names = ["score_tv", "score_lite0", "correctness_lite0", "analysis", "describe", "section4_nr_iqa",
-             "section5_strong_tg", "section6_zsclip", "appendix_g_content", "section6_3_mixtures"]
+             "section5_strong_tg", "section6_zsclip", "appendix_g_content", "section6_3_mixtures", "figures"]
     for name in names:
         assert (notebooks / f"{name}.ipynb").is_file() and (notebooks / f"{name}.html").is_file(), name
     assert json.loads((repo / "results" / "correctness" / "lite0" / "summary.json").read_text())
@@ -77,7 +77,7 @@ def check_executed_notebooks(repo: Path) -> None:
         return
     from PIL import Image
 
-    for name in ("analysis", "section4_nr_iqa"):
+    for name in ("analysis", "figures"):  # the gallery holds every section's figures
         page = inspect_page(notebooks / f"{name}.html", repo / f"{name}.png")
         assert page.requests == [] and page.errors == [], name
         shot = np.asarray(Image.open(page.screenshot).convert("L"))
@@ -217,6 +217,6 @@ def test_paper_profile_dag_shows_every_stage(repo_copy):
     shutil.copy(repo_copy / "profiles" / "paper.yaml", repo_copy / "params.yaml")
     dag = run(["dvc", "dag", "--dot"], repo_copy)
     scorers = ["clipiqa", "arniqa", "brisque", "tv", "resnet34", "convnext_base", "swin_b", "zsclip"]
-    sections = ["section4_nr_iqa", "section5_strong_tg", "section6_zsclip", "appendix_g_content", "section6_3_mixtures"]
+    sections = ["section4_nr_iqa", "section5_strong_tg", "section6_zsclip", "appendix_g_content", "section6_3_mixtures", "figures"]
     for stage in ["prepare", "manifest", "analyze", *(f"score@{s}" for s in scorers), *(f"section@{s}" for s in sections)]:
         assert stage in dag, stage

@@ -9,8 +9,10 @@ import pytest
 
 from iqa_lib.analysis.runner import run_all
 from iqa_lib.analysis.synthetic import write_synthetic_scores
+from iqa_lib.commands.correctness import write_correctness
 from iqa_lib.config import load_params, validate_params
 from iqa_lib.presentation.sections import METRIC_KEYS, SECTIONS, figure14_title, make_context
+from iqa_lib.presentation.sections import new_section as sections_new
 from iqa_lib.presentation.tables import paper_name
 from tests.conftest import REPO_ROOT
 
@@ -24,8 +26,15 @@ def paper_like(tmp_path_factory):
             progress=False, log=lambda _: None)
     params = load_params(REPO_ROOT / "profiles" / "paper.yaml")
     ctx = make_context(params, root / "analysis", root / "results")
+    write_all_correctness(root / "scores", ctx)
     built = {name: build(ctx) for name, build in SECTIONS.items()}
     return ctx, built
+
+
+def write_all_correctness(scores, ctx):
+    """What the correctness@<model> stages write, for the sections to read."""
+    for model in ctx.task_models:
+        write_correctness(scores, model, ctx.correctness_dir / model, figures=False)
 
 
 def test_paper_names_only_for_the_papers_setting():
@@ -87,6 +96,7 @@ def test_sections_on_clean_only_data_explain_what_is_missing(tmp_path):
     params = validate_params({"scorers": {"tv": "tv", "lite0": "efficientnet_lite:lite0"},
                               "analysis": {"task_models": ["lite0"]}})
     ctx = make_context(params, root / "analysis", root / "results")
+    write_all_correctness(root / "scores", ctx)
     s4 = SECTIONS["section4_nr_iqa"](ctx)
     assert "table1_nr_iqa" in s4.tables and not s4.figures and "at least 3" in s4.note
     # the figure folder is a DVC output: it exists, and says why it has no figure
@@ -143,3 +153,31 @@ def test_figure14_title_says_whose_confidence_is_plotted():
     assert "other classifier:" not in figure14_title("lite0", ["lite0"])
     assert "the other classifier: lite1" in figure14_title("lite0", ["lite1"])
     assert "the other classifiers: a, b" in figure14_title("m", ["a", "b"])
+
+
+def test_sections_read_accuracy_from_the_correctness_tables(paper_like, tmp_path):
+    """The scatter plots' accuracy and the task models' table come from results/correctness."""
+    import json as _json
+    import shutil
+
+    ctx, built = paper_like
+    t = built["section5_strong_tg"].tables["task_models"]
+    assert list(t["task_model"]) == ctx.task_models
+    for model in ctx.task_models:
+        summary = _json.loads((ctx.correctness_dir / model / "summary.json").read_text())
+        row = t[t["task_model"] == model].iloc[0]
+        assert row["clean top-1"] == summary["clean_top1"]["value"]
+        assert row["mCE"] == summary["mce"]["value"] and row["n (mCE)"] == summary["mce"]["n"]
+    # a correctness table from other scores is an error that names both files, not a silent choice
+    other = make_context(ctx.params, ctx.analysis_dir, tmp_path, tmp_path / "correctness")
+    shutil.copytree(ctx.correctness_dir, other.correctness_dir)
+    model = ctx.task_models[0]
+    acc = pd.read_csv(other.correctness_dir / model / "accuracy.csv")
+    acc.loc[acc["corruption"] != "clean", "accuracy"] = 0.5
+    acc.to_csv(other.correctness_dir / model / "accuracy.csv", index=False)
+    section = sections_new(other, "section4_nr_iqa")
+    with pytest.raises(ValueError, match="disagree on .*made from different scores"):
+        other.group_means(section)
+    shutil.rmtree(other.correctness_dir / model)
+    with pytest.raises(FileNotFoundError, match=f"dvc repro correctness@{model}"):
+        other.group_means(section)

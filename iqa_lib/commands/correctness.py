@@ -13,8 +13,10 @@ import argparse
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from iqa_lib.analysis.correctness import Correctness
+if TYPE_CHECKING:  # the analysis imports pandas and scipy: not at `iqa-kit --help`
+    from iqa_lib.analysis.correctness import Correctness
 
 CORRECTNESS_DIR = "results/correctness"  # one folder per task model
 TABLES = ("accuracy", "ce", "calibration", "reliability", "severity")
@@ -73,9 +75,14 @@ def _json_ready(summary: dict) -> dict:
             for k, d in summary.items()}
 
 
-def write_correctness(scores: str | Path, model: str, out: str | Path, wait: bool = False) -> tuple[Correctness, list[Path]]:
+def write_correctness(
+    scores: str | Path, model: str, out: str | Path, wait: bool = False, figures: bool = True
+) -> tuple[Correctness, list[Path]]:
     """Compute every table of ``model`` and write tables, summary and figures into ``out``
-    under its output lock; return the result and the paths written."""
+    under its output lock; return the result and the paths written.
+
+    ``figures=False`` writes the tables and summary only (what the sections read).
+    """
     from iqa_lib.analysis.correctness import compute_correctness
     from iqa_lib.fileio import atomic_write_text, write_csv
     from iqa_lib.locks import output_lock
@@ -91,7 +98,7 @@ def write_correctness(scores: str | Path, model: str, out: str | Path, wait: boo
             written.append(write_csv(getattr(result, name), out / f"{name}.csv"))
         text = json.dumps(_json_ready(result.summary), indent=2, allow_nan=False) + "\n"
         written.append(atomic_write_text(out / "summary.json", text))
-        for stem, draw in FIGURES.items():
+        for stem, draw in FIGURES.items() if figures else ():
             written += save_figure(draw(result), out / stem)
     return result, written
 

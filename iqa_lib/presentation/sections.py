@@ -99,6 +99,7 @@ class Context:
     tables_dir: Path
     figures_dir: Path
     metrics_dir: Path
+    correctness_dir: Path  # one folder per task model, written by `iqa-kit correctness`
 
     @cached_property
     def skipped(self) -> dict[str, str]:
@@ -127,6 +128,52 @@ class Context:
         except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser errors are ValueErrors
             raise ValueError(f"{path}: not a readable table ({exc}); rerun `iqa-kit analyze`") from None
 
+    def correctness(self, model: str, name: str) -> pd.DataFrame:
+        """A task model's correctness table (``accuracy``, ``ce``, ``calibration``...): read, not recomputed."""
+        path = self.correctness_dir / model / f"{name}.csv"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} is missing: run `dvc repro correctness@{model}` (or `iqa-kit correctness "
+                f"--scores results/scores --model {model} --out {self.correctness_dir / model}`) first"
+            )
+        return pd.read_csv(path)
+
+    def correctness_summary(self, model: str) -> dict:
+        path = self.correctness_dir / model / "summary.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: run `dvc repro correctness@{model}` first")
+        return json.loads(path.read_text())
+
+    def group_means(self, section: Section) -> pd.DataFrame | None:
+        """Mean Q per group from the analysis, with each task model's accuracy from its correctness table.
+
+        The analysis computes the same accuracies for its correlations; a difference means one
+        of the two stages ran on other scores, which is an error rather than a silent choice.
+        """
+        means = self.load(section, "groupwise_means")
+        if means is None:
+            return None
+        keys = ["corruption", "severity"]
+        # the configured task models' accuracy comes from their correctness tables; the
+        # analysis's other rows (mean Q, accuracies of task files no section plots) stay
+        is_acc = (means["measure"] == "accuracy") & means["source"].isin(self.task_models)
+        rows = [means[~is_acc]]
+        for model in means.loc[is_acc, "source"].unique():
+            ours = means[is_acc & (means["source"] == model)]
+            table = self.correctness(model, "accuracy")
+            joined = ours.merge(table[[*keys, "n", "accuracy"]], on=keys, how="left", suffixes=("", "_c"))
+            stale = joined["accuracy"].isna() | (joined["n_c"] != joined["n"]) | (
+                (joined["accuracy"] - joined["mean"]).abs() > 1e-9)
+            if stale.any():
+                bad = joined.loc[stale, keys].head(3).to_dict("records")
+                raise ValueError(
+                    f"{self.correctness_dir / model / 'accuracy.csv'} and {self.analysis_dir / 'groupwise_means.csv'} "
+                    f"disagree on {model}'s accuracy (e.g. {bad}): they were made from different scores; "
+                    "rerun both (`dvc repro`)"
+                )
+            rows.append(ours.assign(mean=joined["accuracy"].to_numpy()))
+        return pd.concat(rows, ignore_index=True)
+
     def load(self, section: Section, name: str) -> pd.DataFrame | None:
         """An analysis table for a notebook cell, or ``None`` when the section has nothing to show."""
         return None if section.unavailable else self.read(name)
@@ -154,10 +201,13 @@ class Context:
     def paper_names(self) -> dict[str, str]:
         return tables.paper_names(self.params.scorers)
 
-    def write_table(self, section: Section, key: str, table: pd.DataFrame, title: str) -> pd.DataFrame:
-        tables.write_table(table, self.tables_dir / section.name / key, title)
+    def write_table(
+        self, section: Section, key: str, table: pd.DataFrame, title: str, markdown: str | None = None
+    ) -> pd.DataFrame:
+        markdown = markdown if markdown is not None else tables.to_markdown(table, title)
+        tables.write_table(table, self.tables_dir / section.name / key, title, markdown)
         section.tables[key] = table
-        section.markdown[key] = tables.to_markdown(table, title)
+        section.markdown[key] = markdown
         return table
 
     def save(self, section: Section, key: str, fig):
@@ -194,9 +244,11 @@ def make_context(
     params: Params,
     analysis_dir: str | os.PathLike = "results/analysis",
     results_dir: str | os.PathLike = "results",
+    correctness_dir: str | os.PathLike | None = None,
 ) -> Context:
     results = Path(results_dir)
-    return Context(params, Path(analysis_dir), results / "tables", results / "figures", results / "metrics")
+    return Context(params, Path(analysis_dir), results / "tables", results / "figures", results / "metrics",
+                   Path(correctness_dir) if correctness_dir is not None else results / "correctness")
 
 
 def _number(value: Any) -> float | None:
@@ -369,7 +421,7 @@ def section4_nr_iqa(ctx: Context) -> Section:
     """Section 4: no-reference IQA (Table 1; Figures 3, 11-13)."""
     sec = new_section(ctx, "section4_nr_iqa")
     t1 = table1_nr_iqa(ctx, sec)
-    means = ctx.load(sec, "groupwise_means")
+    means = ctx.group_means(sec)
     figure3(ctx, sec, means)
     figures11_13(ctx, sec, means)
     claims_section4(ctx, sec, t1)
@@ -385,6 +437,41 @@ def strong_tg_pairs(ctx: Context, sec: Section) -> pd.DataFrame | None:
         return None
     pairs = ctx.read("pairs")
     return pairs[pairs["m_model"].isin(ctx.task_models) & pairs["q_model"].isin(ctx.scorers_of("classifier"))]
+
+
+TASK_MODEL_COLUMNS = {  # summary.json key -> column of the task models' table
+    "clean_top1": "clean top-1",
+    "corrupted_top1": "corrupted top-1",
+    "mce": "mCE",
+    "relative_mce": "relative mCE",
+    "ece_clean": "ECE clean",
+    "ece_corrupted": "ECE corrupted",
+}
+
+
+def task_models_table(ctx: Context, sec: Section) -> pd.DataFrame | None:
+    """Each task model's accuracy, ImageNet-C mCE and calibration, as its correctness stage wrote them.
+
+    What every robustness paper quotes, to place the models before their confidence is used
+    as Q; read from ``results/correctness/<model>/summary.json``, not recomputed.
+    """
+    if sec.unavailable:
+        return None
+    rows = []
+    for model in ctx.task_models:
+        summary = ctx.correctness_summary(model)
+        row = {"task_model": model}
+        for key, column in TASK_MODEL_COLUMNS.items():
+            entry = summary.get(key) or {}
+            row[column] = entry.get("value")
+            row[f"n ({column})"] = entry.get("n")
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    title = ("The task models: top-1 accuracy, ImageNet-C mCE (AlexNet-normalised) and ECE of Q_p "
+             "(from results/correctness)")
+    shown = table[["task_model", *TASK_MODEL_COLUMNS.values()]]
+    text = f"### {title}\n\n" + shown.to_markdown(index=False, floatfmt=".3f", missingval="") + "\n"
+    return ctx.write_table(sec, "task_models", table, title, markdown=text)
 
 
 def table2_strong_tg(ctx: Context, sec: Section, pairs: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -472,10 +559,11 @@ def claims_section5(ctx: Context, sec: Section, t2: pd.DataFrame | None, t4: pd.
 def section5_strong_task_guided(ctx: Context) -> Section:
     """Section 5: Q from a classifier's confidence (Tables 2 and 4; Figures 5, 14-16)."""
     sec = new_section(ctx, "section5_strong_tg")
+    task_models_table(ctx, sec)
     pairs = strong_tg_pairs(ctx, sec)
     t2 = table2_strong_tg(ctx, sec, pairs)
     t4 = table4_strong_tg(ctx, sec, pairs)
-    means = ctx.load(sec, "groupwise_means")
+    means = ctx.group_means(sec)
     figure5(ctx, sec, means)
     figures14_16(ctx, sec, means)
     claims_section5(ctx, sec, t2, t4)
@@ -545,7 +633,7 @@ def section6_zsclip(ctx: Context) -> Section:
     """Section 6: ZSCLIP-IQA (Table 3; Figures 7, 17-19)."""
     sec = new_section(ctx, "section6_zsclip")
     t3 = table3_zsclip(ctx, sec)
-    means = ctx.load(sec, "groupwise_means")
+    means = ctx.group_means(sec)
     figure7(ctx, sec, means)
     figures17_19(ctx, sec, means)
     claims_section6(ctx, sec, t3)

@@ -147,11 +147,16 @@ def to_markdown(table: pd.DataFrame, title: str | None = None) -> str:
     return (f"### {title}\n\n" if title else "") + body + "\n"
 
 
-def write_table(table: pd.DataFrame, stem: str | os.PathLike, title: str | None = None) -> list[Path]:
-    """``<stem>.csv`` (every column, full precision) and ``<stem>.md`` (rounded, with CIs)."""
+def write_table(
+    table: pd.DataFrame, stem: str | os.PathLike, title: str | None = None, markdown: str | None = None
+) -> list[Path]:
+    """``<stem>.csv`` (every column, full precision) and ``<stem>.md`` (rounded, with CIs).
+
+    ``markdown``: the rendering to write, for tables :func:`to_markdown` has no layout for.
+    """
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = stem.with_suffix(".csv"), stem.with_suffix(".md")
     write_csv(table, csv_path)
-    atomic_write_text(md_path, to_markdown(table, title))
+    atomic_write_text(md_path, markdown if markdown is not None else to_markdown(table, title))
     return [csv_path, md_path]
