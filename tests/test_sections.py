@@ -181,3 +181,22 @@ def test_sections_read_accuracy_from_the_correctness_tables(paper_like, tmp_path
     shutil.rmtree(other.correctness_dir / model)
     with pytest.raises(FileNotFoundError, match=f"dvc repro correctness@{model}"):
         other.group_means(section)
+
+
+def test_gallery_lists_every_paper_figure_in_order_or_why_not(paper_like, tmp_path):
+    from iqa_lib.presentation.gallery import gallery
+
+    ctx, _ = paper_like
+    figures = gallery(ctx.figures_dir)
+    assert list(dict.fromkeys(figures["figure"])) == [3, 5, 7, *range(11, 23)]  # the paper's order
+    assert figures["png"].notna().all() and figures["caption"].str.len().gt(40).all()
+    assert (set(figures.loc[figures["figure"] == 20, "png"].map(lambda p: p.name))
+            == {f"fig20_{m}.png" for m in ctx.task_models})
+    # a run without ZSCLIP-IQA: its figures are listed with the section's reason
+    params = validate_params({"scorers": {"tv": "tv", "lite0": "efficientnet_lite:lite0"},
+                              "analysis": {"task_models": ["lite0"]}})
+    SECTIONS["section6_zsclip"](make_context(params, ctx.analysis_dir, tmp_path))
+    small = gallery(tmp_path / "figures")
+    zs = small[small["figure"].isin([7, 17, 18, 19])]
+    assert zs["png"].isna().all() and zs["missing"].str.contains("zero-shot").all()
+    assert small.loc[small["figure"] == 3, "missing"].str.contains("dvc repro section@section4_nr_iqa").all()
