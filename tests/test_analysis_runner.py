@@ -46,6 +46,7 @@ def test_run_all_writes_every_table(scores_dir, tmp_path):
             "pointwise",
             "summary",
             "pairs",
+            "paired_tests",
             "per_label",
             "per_image",
             "mixtures_auc",

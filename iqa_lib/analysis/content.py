@@ -12,6 +12,10 @@ the whole group, no fit at all), ``n_folds_train_constant``, ``n_folds_test_cons
 whose training data were perfectly separable (fitted with the small ridge, see
 :mod:`iqa_lib.stats.logistic`). Means and standard deviations are over groups, of each
 group's mean over its scored folds (``mean_auc_folds`` averages over scored folds instead).
+
+Sample sizes: ``mean_n_test_fold`` / ``min_n_test_fold`` are the held-out rows of a
+scored fold (one fold's AUC rests on that many rows); ``small_n`` flags a mean over fewer
+than :data:`iqa_lib.analysis.sample_size.SMALL_N_GROUPS` scored groups.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import pandas as pd
 
 from iqa_lib.analysis.common import combos, label_cols, resolve
 from iqa_lib.analysis.io import ScoreSet
+from iqa_lib.analysis.sample_size import small_groups
 from iqa_lib.stats import _kernels as K
 from iqa_lib.stats.logistic import cv_groups, group_starts
 from iqa_lib.stats.splits import kfold_by_cluster, kfold_within_groups
@@ -45,6 +50,10 @@ def summarise_cv(res: dict[str, np.ndarray], group_has_both: np.ndarray) -> dict
     n_scored = scored.sum(axis=1)
     used = n_scored > 0
     out["n_groups_scored"] = int(used.sum())
+    nt = res["n_test"][scored] if "n_test" in res else np.zeros(0)
+    out["mean_n_test_fold"] = float(nt.mean()) if nt.size else np.nan
+    out["min_n_test_fold"] = int(nt.min()) if nt.size else 0
+    out["small_n"] = bool(small_groups(out["n_groups_scored"]))
     for name in ("auc", "auc_raw", "ce"):
         vals = np.where(scored, res[name], 0.0)
         per_group = vals[used].sum(axis=1) / n_scored[used]

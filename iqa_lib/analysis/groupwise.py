@@ -12,6 +12,7 @@ import pandas as pd
 
 from iqa_lib.analysis.common import combos, label_cols, resolve
 from iqa_lib.analysis.io import CLEAN, ScoreSet
+from iqa_lib.analysis.sample_size import small_groups
 from iqa_lib.stats.bootstrap import bootstrap_indices
 from iqa_lib.stats.correlation import Resampled, bootstrap_correlations
 
@@ -75,7 +76,8 @@ def groupwise(
     """KRCC/SRCC/PLCC of group accuracy vs group mean Q for every (task model, Q) pair.
 
     Tidy: one row per (task_model, scorer, q, stat) with r, abs_r, p_value, ci_low/ci_high,
-    abs_ci_low/abs_ci_high, n (groups), n_boot_valid. The same seeded resamples of the
+    abs_ci_low/abs_ci_high, n (groups), n_boot_valid, small_n (fewer than
+    :data:`iqa_lib.analysis.sample_size.SMALL_N_GROUPS` groups). The same seeded resamples of the
     groups are used for every pair. Pass ``means`` (from :func:`group_means`) to reuse them.
     """
     qs, models = resolve(scores, q_names, task_models)
@@ -106,6 +108,7 @@ def groupwise(
             res[k] = v
         frames.append(res)
     out = pd.concat(frames, ignore_index=True)
+    out["small_n"] = small_groups(out["n"].to_numpy())
     first = ["task_model", "scorer", "q", "kind", "stat"]
     return out[first + [c for c in out.columns if c not in first]]
 

@@ -17,6 +17,7 @@ import pandas as pd
 from iqa_lib.analysis.common import label_cols, resolve
 from iqa_lib.analysis.io import ScoreSet
 from iqa_lib.analysis.pointwise import fit_and_score
+from iqa_lib.analysis.sample_size import class_image_counts, small_auc
 from iqa_lib.corruptions import COMMON_CORRUPTIONS
 from iqa_lib.stats.splits import group_test_mask
 
@@ -108,8 +109,13 @@ def mixtures(
 ) -> dict[str, pd.DataFrame]:
     """Point-wise AUC per mixture and Q distributions; a dict of tidy tables.
 
-    ``auc``: one row per (p_c, task model, Q) with the point-wise fit's auc, auc_raw, ce.
-    ``summary``: mean (and sd) over mixtures of auc, auc_raw, ce per (task model, Q).
+    ``auc``: one row per (p_c, task model, Q) with the point-wise fit's auc, auc_raw, ce,
+    the test size (n_test rows, n_test_images, and n_test_pos_images / n_test_neg_images:
+    test images of M correct / incorrect) and ``small_n`` (too few test images in a class
+    for the AUC to mean much, see :mod:`iqa_lib.analysis.sample_size`).
+    ``summary``: mean (and sd) over mixtures of auc, auc_raw, ce per (task model, Q), the
+    smallest n_test_images of a mixture, ``n_mixtures_small_n`` and ``small_n`` (any
+    mixture flagged).
     ``quantiles``: per (p_c, Q) the quantiles ``QUANTILES``, mean and sd of Q.
     ``histogram``: per (p_c, Q) counts in ``n_bins`` bins shared by all mixtures of a Q.
     """
@@ -161,6 +167,7 @@ def mixtures(
             )
             for model in models:
                 y = scores.m[model][rows]
+                n_pos_img, n_neg_img = class_image_counts(y[test], img[test])
                 res = fit_and_score(
                     x_tr, np.ascontiguousarray(y[~test]), x_te, np.ascontiguousarray(y[test])
                 )
@@ -172,6 +179,11 @@ def mixtures(
                         "n_corrupted": n_corrupted,
                         "accuracy": float(y.mean()),
                         **res,
+                        "n_test": int(test.sum()),
+                        "n_test_images": int(np.unique(img[test]).size),
+                        "n_test_pos_images": n_pos_img,
+                        "n_test_neg_images": n_neg_img,
+                        "small_n": bool(small_auc(n_pos_img, n_neg_img)),
                     }
                 )
     auc = pd.DataFrame(auc_rows)
@@ -183,6 +195,9 @@ def mixtures(
             sd_auc=("auc", "std"),
             mean_auc_raw=("auc_raw", "mean"),
             mean_ce=("ce", "mean"),
+            n_test_images=("n_test_images", "min"),
+            n_mixtures_small_n=("small_n", "sum"),
+            small_n=("small_n", "any"),
         )
         .reset_index()
     )

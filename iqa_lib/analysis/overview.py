@@ -30,7 +30,7 @@ def pair_overview(
     df = summary.copy()
     if pointwise is not None and "n_test" in pointwise:
         df = df.merge(pointwise[[*keys, "n_test"]], on=keys, how="left")
-    if groupwise is not None and "n" in groupwise:
+    if groupwise is not None and "n" in groupwise and "n_groups" not in df:  # older summaries
         srcc = groupwise[groupwise["stat"] == "srcc"][[*keys, "n"]].rename(columns={"n": "n_groups"})
         df = df.merge(srcc, on=keys, how="left")
     for col in ("n_test", "n_groups", "srcc", "srcc_ci_low", "srcc_ci_high"):

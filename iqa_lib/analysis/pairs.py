@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from iqa_lib.analysis.sample_size import small_groups
+
 KEY = ["task_model", "scorer", "q", "kind"]
 POINT_COLS = (
     "auc",
@@ -23,6 +25,10 @@ POINT_COLS = (
     "ce_ci_high",
     "slope",
     "status",
+    "n_test_images",
+    "n_test_pos_images",
+    "n_test_neg_images",
+    "small_n",
 )
 
 
@@ -39,10 +45,17 @@ def summary_table(point: pd.DataFrame, group: pd.DataFrame | None) -> pd.DataFra
     ``krcc``, ``srcc``, ``plcc`` are absolute correlations, ``*_ci_low``/``*_ci_high`` the
     bootstrap interval of the absolute value, ``*_p_value`` scipy's p-value. ``group``
     None (group-wise analysis skipped): those columns are present and empty.
+
+    Sample sizes beside the intervals: ``n_test_images`` (and per class) for the AUC,
+    ``n_groups`` for the correlations; ``small_n_auc`` / ``small_n_corr`` flag either
+    one as too small (:mod:`iqa_lib.analysis.sample_size`), ``small_n`` is either flag.
     """
     cols = [c for c in point.columns if c in (*KEY, *POINT_COLS)]
+    point = point[cols].rename(columns={"small_n": "small_n_auc"})
     if group is None or group.empty:
-        return point[cols].assign(**{c: float("nan") for c in GROUP_COLS})
+        out = point.assign(**{c: float("nan") for c in GROUP_COLS}, n_groups=float("nan"))
+        return _flag(out)
+    n_groups = group.groupby(KEY, sort=False)["n"].first().rename("n_groups").reset_index()
     wide = group.pivot_table(
         index=KEY,
         columns="stat",
@@ -53,7 +66,16 @@ def summary_table(point: pd.DataFrame, group: pd.DataFrame | None) -> pd.DataFra
         f"{stat}{'' if v == 'abs_r' else '_' + v.replace('abs_', '')}" for v, stat in wide.columns
     ]
     wide = wide[[c for c in GROUP_COLS if c in wide.columns]]
-    return point[cols].merge(wide.reset_index(), on=KEY, how="outer")
+    out = point.merge(wide.reset_index(), on=KEY, how="outer")
+    return _flag(out.merge(n_groups, on=KEY, how="left"))
+
+
+def _flag(out: pd.DataFrame) -> pd.DataFrame:
+    # rows without a point-wise result (outer join) have no AUC to flag
+    out["small_n_auc"] = out["small_n_auc"].eq(True) if "small_n_auc" in out else False
+    out["small_n_corr"] = small_groups(out["n_groups"].to_numpy(dtype=float))
+    out["small_n"] = out["small_n_auc"] | out["small_n_corr"]
+    return out
 
 
 def pairs(summary: pd.DataFrame, classifiers: list[str]) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from tqdm import tqdm  # text bars: tqdm.auto warns in kernels without ipywidget
 
 from iqa_lib.analysis.common import label_cols, resolve
 from iqa_lib.analysis.io import ScoreSet
+from iqa_lib.analysis.sample_size import class_image_counts, small_auc
 from iqa_lib.stats import _kernels as K
 from iqa_lib.stats.bootstrap import cluster_weights, percentile_ci
 from iqa_lib.stats.logistic import (
@@ -60,9 +61,12 @@ def pointwise(
 ) -> pd.DataFrame:
     """One row per (task model, Q): fit, AUC/AUC_raw/CE on the held-out image IDs with CIs.
 
-    Columns: task_model, scorer, q, kind, n_train, n_test, n_test_images, test_accuracy,
-    intercept, slope, status, auc, auc_ci_low, auc_ci_high, auc_raw, auc_raw_ci_low,
-    auc_raw_ci_high, ce, ce_ci_low, ce_ci_high, n_boot_valid.
+    Columns: task_model, scorer, q, kind, n_train, n_test, n_test_images,
+    n_test_pos_images, n_test_neg_images (test images with a correct / an incorrect row),
+    small_n (too few of either for the AUC interval to mean anything, see
+    :mod:`iqa_lib.analysis.sample_size`), test_accuracy, intercept, slope, status, auc,
+    auc_ci_low, auc_ci_high, auc_raw, auc_raw_ci_low, auc_raw_ci_high, ce, ce_ci_low,
+    ce_ci_high, n_boot_valid.
     """
     qs, models = resolve(scores, q_names, task_models)
     test = group_test_mask(scores.image, test_fraction, seed)
@@ -79,6 +83,7 @@ def pointwise(
     y_te = {m: np.ascontiguousarray(scores.m[m][test]) for m in models}
     n_tr = int(train.sum())
     starts = np.arange(len(models) + 1, dtype=np.int64) * n_tr
+    class_images = {m: class_image_counts(y_te[m], test_cluster) for m in models}
     rows = []
     for q in tqdm(qs, desc="point-wise", disable=not progress, leave=False):
         x = scores.q[q].astype(np.float64)
@@ -100,6 +105,9 @@ def pointwise(
                 "n_train": n_tr,
                 "n_test": int(yt.size),
                 "n_test_images": int(n_img),
+                "n_test_pos_images": class_images[model][0],
+                "n_test_neg_images": class_images[model][1],
+                "small_n": bool(small_auc(*class_images[model])),
                 "test_accuracy": float(yt.mean()),
                 "intercept": float(a[j]),
                 "slope": float(b[j]),

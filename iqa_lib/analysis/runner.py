@@ -9,6 +9,9 @@ groupwise_correlations.csv     KRCC/SRCC/PLCC with p-values and bootstrap CIs
 pointwise.csv                  80/20 split by image ID: AUC, AUC_raw, CE with CIs
 summary.csv                    point-wise and group-wise side by side (Tables 1-3)
 pairs.csv                      Q from classifier A, M from classifier B (Tables 2, 4)
+paired_tests.csv               every pair of Q per task model: AUC difference (clustered
+                               DeLong, paired bootstrap), |SRCC| difference (paired
+                               bootstrap), Holm-adjusted p-values, significance marks
 per_label.csv                  per-label CV: mean/sd AUC and CE, skipped-fold counts
 per_image.csv                  per-image-ID CV, same columns
 mixtures_auc.csv               point-wise AUC per mixture fraction p_c
@@ -18,6 +21,10 @@ mixtures_histogram.csv         Q histogram per mixture
 analysis_params.json           the options used, and ``skipped``: analyses the data
                                cannot support, with the reason
 =============================  =======================================================
+
+Every AUC and correlation table carries its n beside its interval (test images, per
+class, or groups) and a boolean ``small_n`` column: the one rule is in
+:mod:`iqa_lib.analysis.sample_size`.
 
 Data without ImageNet-C (your own clean images) still gets every analysis it supports:
 with fewer than 3 (corruption, severity) groups the group-wise correlations are skipped
@@ -38,11 +45,12 @@ from iqa_lib.analysis.content import per_image, per_label
 from iqa_lib.analysis.groupwise import MIN_GROUPS, group_codes, group_means, groupwise
 from iqa_lib.analysis.io import load_scores
 from iqa_lib.analysis.mixtures import DEFAULT_FRACTIONS, DEFAULT_SEVERITIES, mixtures
+from iqa_lib.analysis.paired import paired_tests
 from iqa_lib.analysis.pairs import pairs, summary_table
 from iqa_lib.analysis.pointwise import pointwise
 from iqa_lib.fileio import atomic_write_text, write_csv
 
-ANALYSES = ("groupwise", "pointwise", "per_label", "per_image", "mixtures")
+ANALYSES = ("groupwise", "pointwise", "paired", "per_label", "per_image", "mixtures")
 
 
 def unsupported(
@@ -167,6 +175,21 @@ def run_all(
     if "groupwise" in analyses and "pointwise" in analyses:
         tables["summary"] = summary_table(tables["pointwise"], tables.get("groupwise_correlations"))
         tables["pairs"] = pairs(tables["summary"], scores.classifiers)
+    if "paired" in analyses:
+        tables["paired_tests"] = timed(
+            "paired tests",
+            lambda: paired_tests(
+                scores,
+                None,
+                models,
+                test_fraction=test_fraction,
+                n_bootstrap=n_bootstrap,
+                seed=seed,
+                level=level,
+                include_clean=include_clean_group,
+                progress=progress,
+            ),
+        )
     if "per_label" in analyses:
         tables["per_label"] = timed(
             "per-label",

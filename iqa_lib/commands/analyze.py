@@ -119,7 +119,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--analyses",
         type=names_list,
         default=None,
-        help="comma-separated subset of groupwise,pointwise,per_label,"
+        help="comma-separated subset of groupwise,pointwise,paired,per_label,"
         "per_image,mixtures (default: all)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -1,0 +1,255 @@
+"""Paired significance between metrics: is Q_a really better than Q_b at predicting M?
+
+One row per (task model, unordered pair of Q). Both metrics are judged on the same data,
+so each comparison is paired:
+
+- AUC (point-wise): the same held-out image IDs as :func:`iqa_lib.analysis.pointwise`
+  (``group_test_mask(scores.image, test_fraction, seed)``), each Q oriented by the sign of
+  its logistic slope fitted on the training rows, so ``auc_a`` is point-wise's ``auc``.
+  ``delong_z``/``delong_p``: DeLong's test of AUC_a - AUC_b with the *clustered*
+  covariance (Obuchowski 1997, clusters = test image IDs; ``delong_clustered`` is True):
+  the ImageNet-C variants of one image are not independent rows, and ordinary DeLong
+  would understate the variance. ``auc_diff_ci_low/high`` and ``auc_p_boot``: the paired
+  cluster bootstrap over test image IDs, the same resamples as point-wise's intervals.
+- SRCC (group-wise): |SRCC| of group accuracy vs group mean Q over the (corruption,
+  severity) groups, as in the group-wise table; the paired bootstrap over groups (the
+  same resamples as group-wise's intervals) gives ``srcc_diff_ci_low/high`` and
+  ``srcc_p_boot`` (normal approximation with the bootstrap SE, see
+  :mod:`iqa_lib.stats.paired_bootstrap`). NaN with fewer than 3 groups.
+
+Holm's adjustment (``*_p_holm``) runs over one family: every Q pair of one task model in
+this table (``holm_family``). The paper's tables are separate families: call with that
+table's Qs (NR-IQA and ZSCLIP-IQA scores for Tables 1/3; classifier confidences for
+Tables 2/4) to get their adjustment. ``significant_auc`` / ``significant_srcc``: the Holm
+p-value is below 1 - level. ``small_n_*`` follow :mod:`iqa_lib.analysis.sample_size`.
+
+Cost: one sort and one placement-value pass per (Q, task model), O(n log n); every pair
+then reads the k x k DeLong covariance and differences of bootstrap replicates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm  # text bars: tqdm.auto warns in kernels without ipywidgets
+
+from iqa_lib.analysis.common import resolve
+from iqa_lib.analysis.groupwise import MIN_GROUPS, group_codes
+from iqa_lib.analysis.io import ScoreSet
+from iqa_lib.analysis.sample_size import class_image_counts, small_auc, small_groups
+from iqa_lib.stats import _kernels as K
+from iqa_lib.stats.bootstrap import bootstrap_indices
+from iqa_lib.stats.delong import delong_from_placements, paired_z, placement_values
+from iqa_lib.stats.logistic import MAX_ITER, RIDGE, STATUS_NAMES, TOL, sorted_blocks
+from iqa_lib.stats.multiple import holm
+from iqa_lib.stats.paired_bootstrap import (
+    auc_weights,
+    diff_summary,
+    spearman,
+    srcc_reps,
+    unit_rank_rows,
+)
+from iqa_lib.stats.splits import group_test_mask
+
+
+def _orientation(slope: float, status: str) -> float:
+    """+1 / -1 / 0 (constant score: AUC 0.5) / NaN (no fit), like point-wise's fitted AUC."""
+    if status in ("constant_m", "empty") or not np.isfinite(slope):
+        return np.nan
+    return float(np.sign(slope))
+
+
+def _orient(values: np.ndarray, sign: float) -> np.ndarray:
+    """AUC-type values (placements, AUC replicates) of the score multiplied by ``sign``."""
+    if sign > 0:
+        return values
+    if sign < 0:
+        return 1.0 - values
+    if sign == 0:
+        return np.where(np.isfinite(values), 0.5, np.nan)
+    return np.full_like(values, np.nan)
+
+
+def paired_tests(
+    scores: ScoreSet,
+    q_names=None,
+    task_models=None,
+    *,
+    test_fraction: float = 0.2,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    include_clean: bool = False,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """One row per (task model, q_a, q_b), q_a before q_b in ``q_names`` order.
+
+    Columns: task_model, scorer_a, q_a, kind_a, scorer_b, q_b, kind_b, holm_family,
+    n_test, n_test_images, n_test_pos_images, n_test_neg_images, auc_a, auc_b, auc_diff
+    (a - b), auc_diff_ci_low/high, auc_p_boot, delong_clustered, delong_var, delong_z,
+    delong_p, delong_p_holm, n_groups, srcc_a, srcc_b, srcc_diff, srcc_diff_ci_low/high,
+    srcc_p_boot, srcc_p_holm, significant_auc, significant_srcc, small_n_auc,
+    small_n_srcc, small_n, n_boot_valid_auc, n_boot_valid_srcc. See the module docstring.
+    """
+    qs, models = resolve(scores, q_names, task_models)
+    alpha = 1.0 - level
+    test = group_test_mask(scores.image, test_fraction, seed)
+    train = ~test
+    test_img, test_cluster = np.unique(scores.image[test], return_inverse=True)
+    n_img = int(test_img.size)
+    test_cluster = test_cluster.astype(np.int64)
+    wt = auc_weights(n_img, n_bootstrap, seed) if n_bootstrap > 0 else None
+
+    # orientation of every (Q, task model): the point-wise fit on the training rows
+    y_tr = np.concatenate([scores.m[m][train] for m in models])
+    n_tr = int(train.sum())
+    starts = np.arange(len(models) + 1, dtype=np.int64) * n_tr
+    sign = np.empty((len(qs), len(models)))
+    sorted_q = []
+    for i, q in enumerate(qs):
+        x = scores.q[q].astype(np.float64)
+        _, b, status, _ = K.fit_groups(
+            np.tile(x[train], len(models)), y_tr, starts, MAX_ITER, TOL, RIDGE
+        )
+        sign[i] = [_orientation(b[j], STATUS_NAMES[int(status[j])]) for j in range(len(models))]
+        order, blocks = sorted_blocks(np.ascontiguousarray(x[test]))
+        sorted_q.append((order, blocks, np.ascontiguousarray(test_cluster[order])))
+
+    # group-wise: accuracy and mean Q per group, one set of group resamples
+    codes, groups = group_codes(scores, include_clean)
+    n_groups = len(groups)
+    do_srcc = n_groups >= MIN_GROUPS
+    if do_srcc:
+        keep = codes >= 0
+        c = codes[keep]
+        n_per = np.bincount(c, minlength=n_groups)
+
+        def gmean(v):
+            return np.bincount(c, weights=v[keep].astype(np.float64), minlength=n_groups) / n_per
+
+        qmean = [gmean(scores.q[q]) for q in qs]
+        idx = bootstrap_indices(n_groups, n_bootstrap, seed) if n_bootstrap > 0 else None
+        q_ranks = [unit_rank_rows(v, idx) for v in qmean] if idx is not None else None
+
+    rows = []
+    for j, model in enumerate(tqdm(models, desc="paired", disable=not progress, leave=False)):
+        yt = np.ascontiguousarray(scores.m[model][test], dtype=np.int8)
+        n_pos_img, n_neg_img = class_image_counts(yt, test_cluster)
+        v = np.empty((len(qs), yt.size))
+        reps = np.full((len(qs), max(n_bootstrap, 0)), np.nan)
+        for i, (order, blocks, cl_sorted) in enumerate(sorted_q):
+            x_te = scores.q[qs[i]][test]
+            v[i] = _orient(placement_values(x_te, yt, order), sign[i, j])
+            if wt is not None:
+                raw = K.bootstrap_auc_sorted(yt[order], cl_sorted, blocks, wt)
+                reps[i] = _orient(raw, sign[i, j])
+        dl = delong_from_placements(v, yt, test_cluster)
+        if do_srcc:
+            acc = gmean(scores.m[model])
+            r_point = np.array([spearman(qm, acc) for qm in qmean])
+            r_sign = np.where(r_point >= 0, 1.0, -1.0)
+            srcc = r_sign * r_point
+            if idx is not None:
+                acc_ranks = unit_rank_rows(acc, idx)
+                s_reps = [r_sign[i] * srcc_reps(q_ranks[i], acc_ranks) for i in range(len(qs))]
+        block = []
+        for a in range(len(qs)):
+            for b in range(a + 1, len(qs)):
+                t = paired_z(dl.auc, dl.cov, a, b)
+                row = {
+                    "task_model": model,
+                    "scorer_a": qs[a][0],
+                    "q_a": qs[a][1],
+                    "kind_a": scores.kinds[qs[a][0]],
+                    "scorer_b": qs[b][0],
+                    "q_b": qs[b][1],
+                    "kind_b": scores.kinds[qs[b][0]],
+                    "holm_family": model,
+                    "n_test": int(yt.size),
+                    "n_test_images": n_img,
+                    "n_test_pos_images": n_pos_img,
+                    "n_test_neg_images": n_neg_img,
+                    "auc_a": t.auc_a,
+                    "auc_b": t.auc_b,
+                    "auc_diff": t.diff,
+                }
+                boot = diff_summary(t.diff, reps[a] - reps[b], level) if wt is not None else {}
+                row["auc_diff_ci_low"] = boot.get("ci_low", np.nan)
+                row["auc_diff_ci_high"] = boot.get("ci_high", np.nan)
+                row["auc_p_boot"] = boot.get("p_value", np.nan)
+                row.update(
+                    delong_clustered=True, delong_var=t.var_diff, delong_z=t.z, delong_p=t.p_value
+                )
+                row["n_groups"] = n_groups
+                sboot: dict = {}
+                if do_srcc:
+                    d = float(srcc[a] - srcc[b])
+                    row.update(srcc_a=float(srcc[a]), srcc_b=float(srcc[b]), srcc_diff=d)
+                    if idx is not None:
+                        sboot = diff_summary(d, s_reps[a] - s_reps[b], level)
+                else:
+                    row.update(srcc_a=np.nan, srcc_b=np.nan, srcc_diff=np.nan)
+                row["srcc_diff_ci_low"] = sboot.get("ci_low", np.nan)
+                row["srcc_diff_ci_high"] = sboot.get("ci_high", np.nan)
+                row["srcc_p_boot"] = sboot.get("p_value", np.nan)
+                row["n_boot_valid_auc"] = boot.get("n_boot_valid", 0)
+                row["n_boot_valid_srcc"] = sboot.get("n_boot_valid", 0)
+                block.append(row)
+        if block:
+            frame = pd.DataFrame(block)
+            frame["delong_p_holm"] = holm(frame["delong_p"].to_numpy())
+            frame["srcc_p_holm"] = holm(frame["srcc_p_boot"].to_numpy())
+            rows.append(frame)
+    if not rows:
+        return pd.DataFrame(columns=COLUMNS)
+    out = pd.concat(rows, ignore_index=True)
+    out["significant_auc"] = out["delong_p_holm"] < alpha
+    out["significant_srcc"] = out["srcc_p_holm"] < alpha
+    out["small_n_auc"] = small_auc(out["n_test_pos_images"], out["n_test_neg_images"])
+    out["small_n_srcc"] = small_groups(out["n_groups"]) & do_srcc
+    out["small_n"] = out["small_n_auc"] | out["small_n_srcc"]
+    return out[COLUMNS]
+
+
+COLUMNS = [
+    "task_model",
+    "scorer_a",
+    "q_a",
+    "kind_a",
+    "scorer_b",
+    "q_b",
+    "kind_b",
+    "holm_family",
+    "n_test",
+    "n_test_images",
+    "n_test_pos_images",
+    "n_test_neg_images",
+    "auc_a",
+    "auc_b",
+    "auc_diff",
+    "auc_diff_ci_low",
+    "auc_diff_ci_high",
+    "auc_p_boot",
+    "delong_clustered",
+    "delong_var",
+    "delong_z",
+    "delong_p",
+    "delong_p_holm",
+    "n_groups",
+    "srcc_a",
+    "srcc_b",
+    "srcc_diff",
+    "srcc_diff_ci_low",
+    "srcc_diff_ci_high",
+    "srcc_p_boot",
+    "srcc_p_holm",
+    "significant_auc",
+    "significant_srcc",
+    "small_n_auc",
+    "small_n_srcc",
+    "small_n",
+    "n_boot_valid_auc",
+    "n_boot_valid_srcc",
+]
+
+__all__ = ["COLUMNS", "paired_tests"]
