@@ -200,3 +200,29 @@ def test_gallery_lists_every_paper_figure_in_order_or_why_not(paper_like, tmp_pa
     zs = small[small["figure"].isin([7, 17, 18, 19])]
     assert zs["png"].isna().all() and zs["missing"].str.contains("zero-shot").all()
     assert small.loc[small["figure"] == 3, "missing"].str.contains("dvc repro section@section4_nr_iqa").all()
+
+
+def test_tables_mark_significance_against_the_best_row_and_small_n(paper_like):
+    """Tables 1-4 say which rows are significantly below the best; a 60-image run is marked small."""
+    from iqa_lib.analysis.paired import within_table
+
+    ctx, built = paper_like
+    t1 = built["section4_nr_iqa"].tables["table1_nr_iqa"]
+    assert (t1.groupby("task_model")["auc_vs_best"].apply(lambda s: (s == "best").sum()) == 1).all()
+    others = t1[t1["auc_vs_best"] != "best"]
+    assert others["auc_vs_best"].str.match(r"^(lower|n\.s\.) \(p ").all()
+    # the mark is the Holm-within-table DeLong test of that row against the best row
+    pairs = within_table(pd.read_csv(ctx.analysis_dir / "paired_tests.csv"), t1[["task_model", "scorer", "q"]])
+    row = others.iloc[0]
+    best = t1[(t1["task_model"] == row["task_model"]) & (t1["auc_vs_best"] == "best")].iloc[0]
+    hit = pairs[(pairs["task_model"] == row["task_model"])
+                & (pairs[["scorer_a", "scorer_b"]].isin([row["scorer"], best["scorer"]]).all(axis=1))].iloc[0]
+    assert row["auc_vs_best"].startswith("lower" if hit["significant_auc_table"] else "n.s.")
+    assert f"(p {hit['delong_p_holm_table']:.2g})" in row["auc_vs_best"]
+    for table in ("table2_strong_tg_same_model", "table4_strong_tg_pairs"):
+        assert "auc_vs_best" in built["section5_strong_tg"].tables[table].columns, table
+    # 60 images: 12 test images, every AUC flagged; the tables and the verdicts say so
+    md = (ctx.tables_dir / "section4_nr_iqa" / "table1_nr_iqa.md").read_text()
+    assert "†" in md and "n too small" in md and "n (test images / groups)" in md and "vs best" in md
+    claims = built["section4_nr_iqa"].claims
+    assert claims[0].small_n and "(small n)" in claims[0].markdown()

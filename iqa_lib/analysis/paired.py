@@ -253,3 +253,27 @@ COLUMNS = [
 ]
 
 __all__ = ["COLUMNS", "paired_tests"]
+
+
+def within_table(paired: pd.DataFrame, members: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """The pairs among one paper table's rows, Holm re-adjusted within that table.
+
+    ``members``: the table's (task_model, scorer, q) rows. Each task model's pairs of those
+    rows form one family (the paper's tables are read one model at a time), so a table's
+    marks do not depend on which other scorers happen to be configured. Adds
+    ``delong_p_holm_table``, ``srcc_p_holm_table``, ``significant_auc_table`` and
+    ``significant_srcc_table``.
+    """
+    alpha = 1.0 - level
+    keep = set(zip(members["task_model"], members["scorer"], members["q"], strict=True))
+    in_a = [(m, s, q) in keep for m, s, q in zip(paired["task_model"], paired["scorer_a"], paired["q_a"], strict=True)]
+    in_b = [(m, s, q) in keep for m, s, q in zip(paired["task_model"], paired["scorer_b"], paired["q_b"], strict=True)]
+    out = paired[np.asarray(in_a) & np.asarray(in_b)].copy()
+    out["delong_p_holm_table"] = np.nan
+    out["srcc_p_holm_table"] = np.nan
+    for _, index in out.groupby("task_model").groups.items():
+        out.loc[index, "delong_p_holm_table"] = holm(out.loc[index, "delong_p"].to_numpy())
+        out.loc[index, "srcc_p_holm_table"] = holm(out.loc[index, "srcc_p_boot"].to_numpy())
+    out["significant_auc_table"] = out["delong_p_holm_table"] < alpha
+    out["significant_srcc_table"] = out["srcc_p_holm_table"] < alpha
+    return out.reset_index(drop=True)

@@ -23,6 +23,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from iqa_lib.config import Params
@@ -63,13 +64,27 @@ class Claim:
     text: str
     holds: bool | None
     evidence: str
+    small_n: str | None = None  # set when numbers behind the verdict rest on too small an n
 
     @property
     def verdict(self) -> str:
         return {True: "holds", False: "does not hold", None: "not tested"}[self.holds]
 
     def markdown(self) -> str:
-        return f"- **{self.verdict}**: {self.text} *Ours:* {self.evidence}"
+        caution = f" *Caution:* {self.small_n}" if self.small_n and self.holds is not None else ""
+        flag = " (small n)" if caution else ""
+        return f"- **{self.verdict}**{flag}: {self.text} *Ours:* {self.evidence}{caution}"
+
+
+def caution(claim: Claim, rows: pd.DataFrame | None, column: str) -> Claim:
+    """Mark ``claim`` when any of the ``rows`` behind it is flagged ``column`` (small n)."""
+    if rows is not None and column in rows.columns:
+        flagged = rows[column].map(lambda v: v is True or (isinstance(v, bool | np.bool_) and bool(v)))
+        if flagged.any():
+            claim.small_n = (f"{int(flagged.sum())} of {len(rows)} results behind this verdict rest on too few "
+                             "test images or groups for their intervals to mean anything (marked † in the "
+                             "table): do not report it as a finding.")
+    return claim
 
 
 @dataclass
@@ -173,6 +188,20 @@ class Context:
                 )
             rows.append(ours.assign(mean=joined["accuracy"].to_numpy()))
         return pd.concat(rows, ignore_index=True)
+
+    def with_significance(self, table: pd.DataFrame, m_col: str = "task_model", scorer_col: str = "scorer") -> pd.DataFrame:
+        """The table with ``auc_vs_best`` / ``srcc_vs_best`` marks from the analysis's paired tests.
+
+        Holm's adjustment is redone within the table (:func:`iqa_lib.analysis.paired.within_table`);
+        an analysis made without the paired tests leaves the table unmarked.
+        """
+        from iqa_lib.analysis.paired import within_table
+
+        if table.empty or not (self.analysis_dir / "paired_tests.csv").is_file():
+            return table
+        members = table.rename(columns={m_col: "task_model", scorer_col: "scorer"})[["task_model", "scorer", "q"]]
+        pairs = within_table(self.read("paired_tests"), members)
+        return tables.mark_vs_best(table, pairs, m_col, scorer_col)
 
     def load(self, section: Section, name: str) -> pd.DataFrame | None:
         """An analysis table for a notebook cell, or ``None`` when the section has nothing to show."""
@@ -363,7 +392,7 @@ def table1_nr_iqa(ctx: Context, sec: Section) -> pd.DataFrame | None:
         return None
     summary = ctx.read("summary")
     summary = summary[summary["task_model"].isin(ctx.task_models) & summary["scorer"].isin(ctx.scorers_of("nr_iqa"))]
-    t1 = ctx.write_table(sec, "table1_nr_iqa", tables.table1(summary, ctx.paper_names), tables.TABLE_TITLES[1])
+    t1 = ctx.write_table(sec, "table1_nr_iqa", ctx.with_significance(tables.table1(summary, ctx.paper_names)), tables.TABLE_TITLES[1])
     main = t1[t1["task_model"] == ctx.main_model]
     sec.ranking = _ranking(main, main["scorer"])
     return t1
@@ -414,6 +443,8 @@ def claims_section4(ctx: Context, sec: Section, t1: pd.DataFrame | None) -> list
               None if srcc.isna().all() else bool(srcc.max() < WEAK_SRCC),
               f"|SRCC| {_span(srcc)}." if srcc.notna().any() else "no group-wise numbers (too few groups)."),
     ]
+    caution(sec.claims[0], t1, "small_n_auc")
+    caution(sec.claims[1], t1, "small_n_corr")
     return sec.claims
 
 
@@ -478,7 +509,7 @@ def table2_strong_tg(ctx: Context, sec: Section, pairs: pd.DataFrame | None) -> 
     """Table 2: Q and M from the same classifier."""
     if pairs is None:
         return None
-    return ctx.write_table(sec, "table2_strong_tg_same_model", tables.table2(pairs, ctx.paper_names),
+    return ctx.write_table(sec, "table2_strong_tg_same_model", ctx.with_significance(tables.table2(pairs, ctx.paper_names), "m_model", "q_model"),
                            tables.TABLE_TITLES[2])
 
 
@@ -486,7 +517,8 @@ def table4_strong_tg(ctx: Context, sec: Section, pairs: pd.DataFrame | None) -> 
     """Table 4: Q from classifier A, M from classifier B, every pair."""
     if pairs is None:
         return None
-    t4 = ctx.write_table(sec, "table4_strong_tg_pairs", tables.table4(pairs, ctx.paper_names), tables.TABLE_TITLES[4])
+    t4 = ctx.write_table(sec, "table4_strong_tg_pairs", ctx.with_significance(tables.table4(pairs, ctx.paper_names), "m_model", "q_model"),
+                         tables.TABLE_TITLES[4])
     main = t4[t4["m_model"] == ctx.main_model]
     sec.ranking = _ranking(main, main["q_model"] + "." + main["q"])
     return t4
@@ -553,6 +585,9 @@ def claims_section5(ctx: Context, sec: Section, t2: pd.DataFrame | None, t4: pd.
             bool((both["own"] > both["other"]).all()) if not both.empty else None,
             "; ".join(f"{m}: own {r.own:.3f} vs best other {r.other:.3f}" for m, r in both.iterrows()) + "."))
     sec.claims = claims
+    caution(claims[0], t2, "small_n_auc")
+    caution(claims[1], t2, "small_n_auc")
+    caution(claims[2], t4, "small_n_auc")
     return claims
 
 
@@ -579,7 +614,7 @@ def table3_zsclip(ctx: Context, sec: Section) -> pd.DataFrame | None:
         return None
     summary = ctx.read("summary")
     summary = summary[summary["task_model"].isin(ctx.task_models) & summary["scorer"].isin(ctx.scorers_of("zero_shot"))]
-    t3 = ctx.write_table(sec, "table3_zsclip", tables.table3(summary, ctx.paper_names), tables.TABLE_TITLES[3])
+    t3 = ctx.write_table(sec, "table3_zsclip", ctx.with_significance(tables.table3(summary, ctx.paper_names)), tables.TABLE_TITLES[3])
     main = t3[t3["task_model"] == ctx.main_model]
     sec.ranking = _ranking(main, main["scorer"] + "." + main["q"])
     return t3
@@ -626,6 +661,8 @@ def claims_section6(ctx: Context, sec: Section, t3: pd.DataFrame | None) -> list
               None if srcc.isna().all() else bool(srcc.min() >= STRONG_SRCC),
               f"|SRCC| {_span(srcc)}." if srcc.notna().any() else "no group-wise numbers (too few groups)."),
     ]
+    caution(sec.claims[0], t3, "small_n_auc")
+    caution(sec.claims[1], t3, "small_n_corr")
     return sec.claims
 
 
@@ -697,6 +734,7 @@ def claims_appendix_g(ctx: Context, sec: Section, per_label: pd.DataFrame) -> li
         f"per-label mean AUC {_span(mauc)} over {len(mauc)} (NR-IQA, task model) rows." if not mauc.empty
         else "no no-reference IQA scorer with a per-label fit.",
     )]
+    caution(sec.claims[0], rows, "small_n")
     return sec.claims
 
 
@@ -767,6 +805,8 @@ def claims_mixtures(ctx: Context, sec: Section, summary: pd.DataFrame | None) ->
               f"Q_l {zs.mean():.3f} vs CLIP-IQA {clip.mean():.3f}." if len(zs) and len(clip)
               else "ZSCLIP-IQA and CLIP-IQA are not both configured."),
     ]
+    caution(sec.claims[0], summary, "small_n")
+    caution(sec.claims[1], summary, "small_n")
     return sec.claims
 
 

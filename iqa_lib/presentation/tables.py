@@ -69,7 +69,8 @@ def _with_paper(ours: pd.DataFrame, table: int, q_col: str, m_col: str, names: M
 
 def _ours(summary: pd.DataFrame) -> pd.DataFrame:
     keep = ["auc", "auc_ci_low", "auc_ci_high", "auc_raw", "ce", "krcc", "srcc", "plcc",
-            "krcc_ci_low", "krcc_ci_high", "srcc_ci_low", "srcc_ci_high", "plcc_ci_low", "plcc_ci_high"]
+            "krcc_ci_low", "krcc_ci_high", "srcc_ci_low", "srcc_ci_high", "plcc_ci_low", "plcc_ci_high",
+            "n_test_images", "n_groups", "small_n_auc", "small_n_corr"]
     return summary[[c for c in summary.columns if c in keep]]
 
 
@@ -115,14 +116,73 @@ def _pm(mean: float | None, sd: float | None) -> str:
     return f"{mean:.3f}" + (f" ± {sd:.3f}" if sd is not None and np.isfinite(sd) else "")
 
 
+SMALL_N_MARK = "†"
+SMALL_N_NOTE = (f"{SMALL_N_MARK} n too small for the interval to mean anything: fewer than 30 test images "
+                "in a class (AUC) or fewer than 10 groups (correlations); see iqa_lib/analysis/sample_size.py.")
+VS_BEST_NOTE = ("*vs best*: each row against the table's best row for the same task model, on the same test "
+                "images: clustered DeLong for the AUC, paired bootstrap over groups for |SRCC|, p-values "
+                "Holm-adjusted over every pair of the table's rows for that model; *lower* is significant at "
+                "0.05, *n.s.* is not.")
+
+
+def mark_vs_best(
+    table: pd.DataFrame, pairs: pd.DataFrame, m_col: str = "task_model", scorer_col: str = "scorer"
+) -> pd.DataFrame:
+    """Add ``auc_vs_best`` and ``srcc_vs_best``: is each row significantly below its model's best row?
+
+    ``pairs``: :func:`iqa_lib.analysis.paired.within_table` for this table's rows (its
+    ``*_holm_table`` p-values). "best" on the best row, "lower (p ...)" where the
+    difference is significant, "n.s. (p ...)" where it is not, empty where untested.
+    """
+    out = table.copy()
+    lookup = {}
+    for r in pairs.itertuples(index=False):
+        key = frozenset({(r.scorer_a, r.q_a), (r.scorer_b, r.q_b)})
+        lookup[(r.task_model, key)] = r
+    for stat, p_col, sig_col in (("auc", "delong_p_holm_table", "significant_auc_table"),
+                                 ("srcc", "srcc_p_holm_table", "significant_srcc_table")):
+        marks = pd.Series("", index=out.index, dtype=object)
+        if stat in out.columns:
+            for model, rows in out.groupby(m_col):
+                if rows[stat].notna().sum() < 2:
+                    continue
+                best = rows.loc[rows[stat].idxmax()]
+                best_key = (best[scorer_col], best["q"])
+                for i, r in rows.iterrows():
+                    if (r[scorer_col], r["q"]) == best_key:
+                        marks[i] = "best"
+                        continue
+                    hit = lookup.get((model, frozenset({(r[scorer_col], r["q"]), best_key})))
+                    p = getattr(hit, p_col, np.nan) if hit is not None else np.nan
+                    if np.isfinite(p):
+                        marks[i] = f"{'lower' if getattr(hit, sig_col) else 'n.s.'} (p {p:.2g})"
+        out[f"{stat}_vs_best"] = marks
+    return out
+
+
+def _flagged(text: str, flag) -> str:
+    return f"{text} {SMALL_N_MARK}" if text and _true(flag) else text
+
+
+def _true(value) -> bool:
+    return isinstance(value, (bool, np.bool_)) and bool(value)
+
+
 def to_markdown(table: pd.DataFrame, title: str | None = None) -> str:
-    """A readable Markdown rendering: our value [95% CI] and the paper's beside it."""
+    """A readable Markdown rendering: our value [95% CI] and the paper's beside it.
+
+    With the columns present: n beside the intervals (test images / groups), a dagger on
+    results whose n is too small, and whether each row is significantly below the best.
+    """
     id_cols = [c for c in ("task_model", "m_model", "q_model", "scorer", "q") if c in table.columns]
     rows = []
     for _, r in table.iterrows():
         row = {c: r[c] for c in id_cols}
         if "auc" in table.columns:
-            row["AUC"] = _fmt(r.get("auc"), r.get("auc_ci_low"), r.get("auc_ci_high"))
+            row["AUC"] = _flagged(_fmt(r.get("auc"), r.get("auc_ci_low"), r.get("auc_ci_high")),
+                                  r.get("small_n_auc"))
+            if "auc_vs_best" in table.columns:
+                row["AUC vs best"] = r.get("auc_vs_best")
             if "auc_raw" in table.columns:
                 row["AUC (raw Q)"] = _fmt(r.get("auc_raw"))
             row["CE"] = _fmt(r.get("ce"))
@@ -136,7 +196,15 @@ def to_markdown(table: pd.DataFrame, title: str | None = None) -> str:
                     row[count.replace("_", " ")] = r.get(count)
         for stat in ("krcc", "srcc", "plcc"):
             if stat in table.columns:
-                row[f"\\|{stat.upper()}\\|"] = _fmt(r.get(stat), r.get(f"{stat}_ci_low"), r.get(f"{stat}_ci_high"))
+                row[f"\\|{stat.upper()}\\|"] = _flagged(
+                    _fmt(r.get(stat), r.get(f"{stat}_ci_low"), r.get(f"{stat}_ci_high")), r.get("small_n_corr"))
+        if "srcc_vs_best" in table.columns:
+            row["\\|SRCC\\| vs best"] = r.get("srcc_vs_best")
+        if "n_test_images" in table.columns and "auc" in table.columns:
+            groups = r.get("n_groups")
+            row["n (test images / groups)"] = (f"{_int(r.get('n_test_images'))} / {_int(groups)}"
+                                               if groups is not None and np.isfinite(groups)
+                                               else _int(r.get("n_test_images")))
         for stat in STATS:
             col = f"paper_{stat}"
             if col in table.columns and table[col].notna().any():
@@ -144,7 +212,20 @@ def to_markdown(table: pd.DataFrame, title: str | None = None) -> str:
                 row[f"paper {label}"] = _fmt(r.get(col))
         rows.append(row)
     body = pd.DataFrame(rows).to_markdown(index=False) if rows else "_(no rows: the scorers this table needs are not configured)_"
-    return (f"### {title}\n\n" if title else "") + body + "\n"
+    notes = []
+    if any(_true(r.get(c)) for _, r in table.iterrows() for c in ("small_n_auc", "small_n_corr")):
+        notes.append(SMALL_N_NOTE)
+    if "auc_vs_best" in table.columns and (table["auc_vs_best"].astype(str) != "").any():
+        notes.append(VS_BEST_NOTE)
+    tail = "".join(f"\n{note}\n" for note in notes)
+    return (f"### {title}\n\n" if title else "") + body + "\n" + tail
+
+
+def _int(value) -> str:
+    try:
+        return "" if value is None or not np.isfinite(value) else str(int(value))
+    except TypeError:
+        return ""
 
 
 def write_table(
