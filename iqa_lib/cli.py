@@ -11,7 +11,7 @@ from iqa_lib import __version__
 
 COMMANDS = (
     "validate", "quickstart", "prepare", "corrupt", "manifest", "score", "analyze", "describe", "notebook",
-    "audit", "reference", "correctness",
+    "audit", "reference", "correctness", "prior",
 )
 
 

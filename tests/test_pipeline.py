@@ -67,7 +67,7 @@ def check_executed_notebooks(repo: Path) -> None:
     """Every stage after the manifest ran a notebook: .ipynb and offline HTML, figures drawn."""
     notebooks = repo / "results" / "notebooks"
     names = ["score_tv", "score_lite0", "correctness_lite0", "analysis", "describe", "section4_nr_iqa",
-             "section5_strong_tg", "section6_zsclip", "appendix_g_content", "section6_3_mixtures", "figures"]
+             "section5_strong_tg", "section6_zsclip", "appendix_g_content", "section6_3_mixtures", "figures", "prior"]
     for name in names:
         assert (notebooks / f"{name}.ipynb").is_file() and (notebooks / f"{name}.html").is_file(), name
     assert json.loads((repo / "results" / "correctness" / "lite0" / "summary.json").read_text())
@@ -153,13 +153,16 @@ def test_dvc_repro_on_clean_images_only(repo_copy):
     # every section runs to the end (correctness and describe are the idempotent test's)
     sections = ["section4_nr_iqa", "section5_strong_tg", "section6_zsclip", "appendix_g_content",
                 "section6_3_mixtures"]
-    run(["dvc", "repro", *(f"section@{name}" for name in sections)], repo_copy)
+    run(["dvc", "repro", *(f"section@{name}" for name in sections), "prior"], repo_copy)
     results = repo_copy / "results"
     table1 = pd.read_csv(results / "tables" / "section4_nr_iqa" / "table1_nr_iqa.csv")
     assert table1["auc"].notna().all() and table1["srcc"].isna().all()
     assert "at least 3" in (results / "figures" / "section4_nr_iqa" / "NOTE.md").read_text()
     assert "mixtures need" in (results / "tables" / "section6_3_mixtures" / "NOTE.md").read_text()
     assert (results / "notebooks" / "section6_3_mixtures.html").is_file()
+    # no corruption to hold out: the prior stage says so instead of failing
+    assert "leave-one-corruption-out needs" in (results / "prior" / "NOTE.md").read_text()
+    assert (results / "notebooks" / "prior.html").is_file()
 
 
 def check_metrics_show_is_narrow(repo: Path) -> None:
@@ -217,6 +220,6 @@ def test_paper_profile_dag_shows_every_stage(repo_copy):
     shutil.copy(repo_copy / "profiles" / "paper.yaml", repo_copy / "params.yaml")
     dag = run(["dvc", "dag", "--dot"], repo_copy)
     scorers = ["clipiqa", "arniqa", "brisque", "tv", "resnet34", "convnext_base", "swin_b", "zsclip"]
-    sections = ["section4_nr_iqa", "section5_strong_tg", "section6_zsclip", "appendix_g_content", "section6_3_mixtures", "figures"]
+    sections = ["section4_nr_iqa", "section5_strong_tg", "section6_zsclip", "appendix_g_content", "section6_3_mixtures", "figures", "prior"]
     for stage in ["prepare", "manifest", "analyze", *(f"score@{s}" for s in scorers), *(f"section@{s}" for s in sections)]:
         assert stage in dag, stage

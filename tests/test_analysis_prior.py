@@ -1,0 +1,278 @@
+"""Accuracy estimators (Q-prior, AC, DoC, ATC, COT) and their leave-one-corruption-out check."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from iqa_lib.analysis.io import ScoreSet
+from iqa_lib.analysis.prior import (
+    average_confidence,
+    cot_exact_error,
+    cot_top1_error,
+    doc_accuracy,
+    estimate_accuracy,
+    fit_atc,
+    fit_q_prior,
+    label_marginal,
+    leave_one_corruption_out,
+    run_prior,
+    summarize,
+    top1_probs,
+    verdict,
+)
+
+
+def calibrated(n: int, a: float, b: float, rng: np.random.Generator):
+    """Confidences q ~ Beta(a, b) and correctness ~ Bernoulli(q): true accuracy = E[q]."""
+    q = rng.beta(a, b, n)
+    return q, (rng.random(n) < q).astype(np.int8), a / (a + b)
+
+
+def test_ac_is_the_mean_q_p_exactly():
+    q = np.random.default_rng(0).random(1001).astype(np.float32)
+    assert average_confidence(q) == float(np.mean(q.astype(np.float64)))
+
+
+def test_ac_and_doc_recover_a_known_accuracy_under_shift():
+    rng = np.random.default_rng(1)
+    q_ref, m_ref, _ = calibrated(40_000, 6, 2, rng)  # calibrated: reference accuracy 0.75
+    q_tgt, _, truth = calibrated(40_000, 2, 2, rng)  # shifted target: accuracy 0.5
+    assert abs(average_confidence(q_tgt) - truth) < 0.01
+    assert abs(doc_accuracy(m_ref.mean(), average_confidence(q_ref), average_confidence(q_tgt)) - truth) < 0.015
+
+
+def test_atc_recovers_accuracy_when_the_score_ranks_correctness():
+    """ATC's premise: M = 1 exactly above a score level; any shift of the score is then exact."""
+    rng = np.random.default_rng(11)
+    s_ref, s_tgt = rng.normal(1.0, 1.0, 40_000), rng.normal(0.0, 1.5, 40_000)
+    m_ref = (s_ref + rng.normal(0, 0.05, s_ref.size) > 0.5).astype(np.int8)
+    truth = float((s_tgt > 0.5).mean())
+    assert abs(fit_atc(s_ref, m_ref).predict(s_tgt) - truth) < 0.01
+
+
+def test_q_prior_recovers_accuracy_under_covariate_shift():
+    """P(M | Q) logistic and unchanged, Q shifted: the mean of the fitted P is the accuracy."""
+    from scipy.special import expit
+
+    rng = np.random.default_rng(12)
+    q_ref, q_tgt = rng.normal(0.5, 1.0, 40_000), rng.normal(-0.5, 0.8, 40_000)
+    m_ref = (rng.random(q_ref.size) < expit(0.5 + 1.5 * q_ref)).astype(np.int8)
+    truth = float(expit(0.5 + 1.5 * q_tgt).mean())
+    assert abs(fit_q_prior(q_ref, m_ref).predict(q_tgt) - truth) < 0.01
+
+
+def test_atc_threshold_reproduces_the_reference_accuracy_with_ties():
+    rng = np.random.default_rng(2)
+    q = np.round(rng.random(997), 1)  # heavy ties
+    q[:300] = 1.0  # saturated confidences, as float32 q_p
+    m = (rng.random(997) < q).astype(np.int8)
+    atc = fit_atc(q, m)
+    assert atc.predict(q) == pytest.approx(m.mean(), abs=1e-12)
+    assert 0 <= atc.tie_weight <= 1
+    assert fit_atc(q, np.zeros_like(m)).predict(q) == 0
+    assert fit_atc(q, np.ones_like(m)).predict(q) == pytest.approx(1.0)
+    neg_entropy = -rng.gamma(2, 1, 500)  # ATC-NE: the score is minus the entropy
+    mm = (rng.random(500) < 0.6).astype(np.int8)
+    assert fit_atc(neg_entropy, mm).predict(neg_entropy) == pytest.approx(mm.mean(), abs=1e-12)
+
+
+def test_q_prior_without_information_predicts_the_reference_accuracy():
+    rng = np.random.default_rng(3)
+    m = (rng.random(5000) < 0.7).astype(np.int8)
+    constant = fit_q_prior(np.full(5000, 0.3), m)
+    assert constant.predict(rng.random(800)) == pytest.approx(m.mean(), abs=1e-9)
+    noise = rng.normal(size=5000)  # independent of M
+    fit = fit_q_prior(noise, m)
+    assert fit.predict(noise) == pytest.approx(m.mean(), abs=1e-6)  # score equation of the MLE
+    assert fit.predict(rng.normal(1.0, 1.0, 5000)) == pytest.approx(m.mean(), abs=0.02)
+    assert fit_q_prior(noise, np.ones(5000)).predict(noise) == 1.0  # M constant: no fit
+
+
+def softmax_data(n: int, k: int, rng: np.random.Generator, signal: float = 2.0):
+    labels = rng.integers(0, k, n)
+    logits = rng.normal(size=(n, k))
+    logits[np.arange(n), labels] += signal
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    return p / p.sum(1, keepdims=True), labels
+
+
+def pot():
+    """POT without its torch/jax/tf/cupy backends (importing torch alone takes seconds)."""
+    for backend in ("PYTORCH", "JAX", "TENSORFLOW", "CUPY"):
+        os.environ.setdefault(f"POT_BACKEND_DISABLE_{backend}", "1")
+    return pytest.importorskip("ot")
+
+
+def test_cot_exact_matches_pot():
+    ot = pot()
+    rng = np.random.default_rng(4)
+    for n, k in ((30, 5), (57, 12)):
+        p, _ = softmax_data(n, k, rng)
+        marg = label_marginal(rng.integers(0, k, 3 * n), k)
+        expected = ot.emd2(np.full(n, 1 / n), marg, 1 - p)
+        assert cot_exact_error(p, marg) == pytest.approx(expected, abs=1e-9)
+
+
+def test_cot_top1_shortcut_is_exact_for_its_cost():
+    ot = pot()
+    rng = np.random.default_rng(5)
+    for n, k in ((40, 6), (80, 25), (50, 50)):
+        p, labels = softmax_data(n, k, rng, signal=1.0)
+        pred, q = p.argmax(1), p.max(1)
+        marg = label_marginal(rng.choice(k, 2 * n, p=rng.dirichlet(np.ones(k))), k)
+        expected = ot.emd2(np.full(n, 1 / n), marg, 1 - top1_probs(pred, q, k))
+        assert cot_top1_error(pred, q, marg) == pytest.approx(expected, abs=1e-9)
+
+
+def test_cot_predicts_error_of_a_calibrated_model_without_label_shift():
+    rng = np.random.default_rng(6)
+    n, k = 400, 10
+    p, labels = softmax_data(n, k, rng, signal=2.5)
+    sampled = np.array([rng.choice(k, p=row) for row in p])  # labels drawn from p: calibrated
+    marg = label_marginal(sampled, k)
+    err = 1 - (p.argmax(1) == sampled).mean()
+    assert abs(cot_exact_error(p, marg) - err) < 0.06
+    assert cot_top1_error(p.argmax(1), p.max(1), marg) >= 1 - p.max(1).mean() - 1e-12  # COT <= AC
+
+
+def tiny_scores(n_images: int = 60, corruptions=("blur", "noise", "snow"), seed: int = 0) -> ScoreSet:
+    """Clean + corruptions at severities 1-3; M ~ Bernoulli(q_p); NR-IQA q follows severity."""
+    rng = np.random.default_rng(seed)
+    names = pd.Index(sorted(["clean", *corruptions]))
+    keys = [(i, names.get_loc(c), s) for i in range(n_images) for c in names
+            for s in ((0,) if c == "clean" else (1, 2, 3))]
+    img, cor, sev = (np.array(v) for v in zip(*keys, strict=True))
+    q_p = np.clip(0.9 - 0.15 * sev + rng.normal(0, 0.1, sev.size), 0.05, 1)
+    m = (rng.random(sev.size) < q_p).astype(np.int8)
+    q_h = -np.log(q_p) + rng.normal(0, 0.05, sev.size)
+    s = ScoreSet(img.astype(np.int32), pd.Index([f"im{i:03d}" for i in range(n_images)]),
+                 cor.astype(np.int16), names, sev.astype(np.int16), rng.integers(0, 10, sev.size))
+    s.q = {("tv", "q"): sev + rng.normal(0, 1, sev.size), ("cls", "q_p"): q_p,
+           ("cls", "q_h"): q_h, ("cls", "q_l"): 5 * q_p}
+    s.m = {"cls": m}
+    s.kinds = {"tv": "nr_iqa", "cls": "classifier"}
+    return s
+
+
+def test_loco_table_shape_and_keys():
+    s = tiny_scores()
+    pred = np.where(s.m["cls"] == 1, s.label, (s.label + 1) % 10)
+    table = leave_one_corruption_out(s, predictions={"cls": pred}, n_classes=10)
+    methods = {"reference", "q_prior", "ac", "doc", "atc_mc", "atc_ne", "cot_top1"}
+    assert set(table["method"]) == methods
+    # 4 Q variables for the Q-prior + 6 other methods, 3 corruptions x 3 severities
+    assert len(table) == (4 + 6) * 9
+    assert not table.duplicated(["method", "scorer", "q", "task_model", "corruption", "severity"]).any()
+    assert (table["n"] == 60).all() and set(table["severity"]) == {1, 2, 3}
+    ac = table[table["method"] == "ac"].set_index(["corruption", "severity"])["predicted"]
+    for (c, sev), v in ac.items():
+        rows = (s.corruption == s.corruptions.get_loc(c)) & (s.severity == sev)
+        assert v == pytest.approx(s.q[("cls", "q_p")][rows].mean(), abs=1e-12)
+    assert set(table[table["method"] == "q_prior"]["kind"]) == {"own", "nr_iqa"}
+    summary = summarize(table, n_bootstrap=50, seed=1)
+    assert len(summary) == 10 and (summary["n_groups"] == 9).all() and (summary["n_corruptions"] == 3).all()
+    assert (summary["mean_ci_low"] <= summary["mean_abs_error_pts"] + 1e-9).all()
+    assert summary.equals(summarize(table, n_bootstrap=50, seed=1))  # seeded, deterministic
+    v = verdict(summary, table, n_bootstrap=50, seed=1)
+    assert len(v) == 1 and v.loc[0, "best_task_agnostic"] == "Q-prior(tv)"
+    best_own = summary[summary["kind"] == "own"]["mean_abs_error_pts"].min()
+    best_tv = summary[summary["scorer"] == "tv"]["mean_abs_error_pts"].iloc[0]
+    assert v.loc[0, "gap_pts"] == pytest.approx(best_tv - best_own)
+    assert v.loc[0, "gap_ci_low"] <= v.loc[0, "gap_pts"] <= v.loc[0, "gap_ci_high"]
+
+
+def test_held_out_labels_never_enter_the_fit():
+    s = tiny_scores(seed=7)
+    base = leave_one_corruption_out(s)
+    poisoned = s.take(np.arange(s.n_rows))
+    held = s.corruption == s.corruptions.get_loc("snow")
+    poisoned.m["cls"] = np.where(held, 1 - s.m["cls"], s.m["cls"]).astype(np.int8)
+    again = leave_one_corruption_out(poisoned)
+    rows = base["corruption"] == "snow"
+    pd.testing.assert_series_equal(base.loc[rows, "predicted"], again.loc[rows, "predicted"])
+    assert not np.allclose(base.loc[rows, "actual"], again.loc[rows, "actual"])
+
+
+def test_bad_data_is_a_clear_error():
+    s = tiny_scores()
+    with pytest.raises(ValueError, match="no clean rows"):
+        leave_one_corruption_out(s.take(s.corruption != s.corruptions.get_loc("clean")))
+    keep = np.isin(s.corruption, [s.corruptions.get_loc("clean"), s.corruptions.get_loc("snow")])
+    with pytest.raises(ValueError, match="at least 2"):
+        leave_one_corruption_out(s.take(keep))
+
+
+def write_scores(folder, s: ScoreSet, unlabelled: bool = False) -> None:
+    keys = s.keys_frame().assign(image_id=lambda d: d["image_id"].astype(str),
+                                 corruption=lambda d: d["corruption"].astype(str))
+    keys.assign(q=s.q[("tv", "q")]).to_parquet(folder / "tv.parquet", index=False)
+    task = keys.assign(pred=s.label, q_p=s.q[("cls", "q_p")], q_h=s.q[("cls", "q_h")],
+                       q_l=s.q[("cls", "q_l")])
+    if not unlabelled:
+        task["correct"] = s.m["cls"].astype(bool)
+    task.to_parquet(folder / "cls.parquet", index=False)
+
+
+def test_command_end_to_end_and_errors(tmp_path, capsys):
+    from iqa_lib.cli import main
+
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    write_scores(scores, tiny_scores())
+    out = tmp_path / "prior"
+    assert main(["prior", "--scores", str(scores), "--out", str(out), "--n-bootstrap", "20"]) == 0
+    table = pd.read_csv(out / "prior.csv")
+    summary = pd.read_csv(out / "prior_summary.csv")
+    assert {"method", "q", "task_model", "corruption", "severity", "n", "predicted", "actual",
+            "abs_error"} <= set(table.columns)
+    assert len(summary) == len(table.groupby(["method", "scorer", "q", "task_model"]))
+    assert (out / "prior_cls.png").is_file() and (out / "prior_cls.pdf").is_file()
+    assert not list(out.glob(".*tmp*"))
+
+    bad = tmp_path / "unlabelled"
+    bad.mkdir()
+    write_scores(bad, tiny_scores(), unlabelled=True)
+    assert main(["prior", "--scores", str(bad), "--out", str(tmp_path / "x"),
+                 "--task-models", "cls"]) == 2
+    assert "cls.parquet" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="cls.parquet"):
+        run_prior(bad, task_models=["cls"])
+    noclean = tmp_path / "noclean"
+    noclean.mkdir()
+    s = tiny_scores()
+    write_scores(noclean, s.take(s.corruption != s.corruptions.get_loc("clean")))
+    with pytest.raises(ValueError, match=f"{noclean}.*no clean rows"):
+        run_prior(noclean)
+
+
+def test_estimate_accuracy_on_unlabelled_images_has_intervals():
+    rng = np.random.default_rng(13)
+    q_ref, m_ref, _ = calibrated(4000, 6, 2, rng)
+    q_tgt, m_tgt, truth = calibrated(3000, 2, 2, rng)
+    ref = {"q_p": q_ref, "q_h": 1 - q_ref, "correct": m_ref}
+    est = estimate_accuracy(ref, {"q_p": q_tgt, "q_h": 1 - q_tgt}, n_bootstrap=100, seed=0)
+    assert list(est["method"]) == ["ac", "doc", "atc_mc", "atc_ne"]
+    assert est.loc[0, "predicted"] == average_confidence(q_tgt)
+    assert (est["ci_low"] <= est["predicted"]).all() and (est["predicted"] <= est["ci_high"]).all()
+    ac, doc = est.set_index("method").loc[["ac", "doc"], "predicted"]
+    assert abs(ac - truth) < 0.02 and abs(doc - truth) < 0.03
+    assert est.equals(estimate_accuracy(ref, {"q_p": q_tgt, "q_h": 1 - q_tgt}, n_bootstrap=100, seed=0))
+
+
+def test_notebook_is_parameterised_and_offline_friendly():
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).resolve().parents[1] / "notebooks" / "prior.ipynb").read_text())
+    params = [c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])]
+    assert len(params) == 1
+    source = "".join(params[0]["source"])
+    for name in ("params_file", "scores_dir", "out_dir"):
+        assert f"{name} =" in source
+    markdown = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    assert "$" not in markdown  # the offline HTML export has no MathJax
+    assert any("write_prior" in "".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
