@@ -12,8 +12,8 @@ from __future__ import annotations
 import pandas as pd
 
 OVERVIEW_COLUMNS = (
-    "Q", "M", "kind", "auc", "auc_ci_low", "auc_ci_high", "n_test",
-    "srcc", "srcc_ci_low", "srcc_ci_high", "n_groups",
+    "Q", "M", "kind", "auc", "auc_ci_low", "auc_ci_high", "n_test_images", "n_test",
+    "srcc", "srcc_ci_low", "srcc_ci_high", "n_groups", "small_n",
 )
 
 
@@ -22,9 +22,11 @@ def pair_overview(
 ) -> pd.DataFrame:
     """One row per (Q, M): AUC and |SRCC| with intervals and n, best AUC first.
 
-    ``Q`` is ``<scorer>.<q>`` (``brisque.q``, ``lite0.q_p``). ``n_test`` (test images
-    of the point-wise fit) and ``n_groups`` ((corruption, severity) groups of the
-    correlation) come from ``pointwise``/``groupwise`` when given.
+    ``Q`` is ``<scorer>.<q>`` (``brisque.q``, ``lite0.q_p``). ``n_test_images`` (held-out
+    image IDs, the bootstrap's unit) and ``n_test`` (held-out rows: every variant of those
+    images) size the AUC, ``n_groups`` ((corruption, severity) groups) the correlation;
+    ``small_n``: either is too small for its interval to mean anything
+    (:mod:`iqa_lib.analysis.sample_size`). ``n_test`` comes from ``pointwise`` when given.
     """
     keys = ["task_model", "scorer", "q"]
     df = summary.copy()
@@ -33,7 +35,7 @@ def pair_overview(
     if groupwise is not None and "n" in groupwise and "n_groups" not in df:  # older summaries
         srcc = groupwise[groupwise["stat"] == "srcc"][[*keys, "n"]].rename(columns={"n": "n_groups"})
         df = df.merge(srcc, on=keys, how="left")
-    for col in ("n_test", "n_groups", "srcc", "srcc_ci_low", "srcc_ci_high"):
+    for col in ("n_test_images", "n_test", "n_groups", "small_n", "srcc", "srcc_ci_low", "srcc_ci_high"):
         if col not in df:
             df[col] = pd.NA
     df.insert(0, "Q", df["scorer"] + "." + df["q"])
