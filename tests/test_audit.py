@@ -91,6 +91,11 @@ def test_audit_own_classes_end_to_end(own_dataset, own_checkpoint, tiny_clip, tm
     # no-reference scorers sit against the shipped references: these are clean ImageNet photos
     assert summary["scorers"]["brisque"]["variables"]["q"]["reference"]["closest"] == "clean"
     assert summary["scorers"]["torchvision-resnet18"]["variables"]["q_p"]["reference"] is None
+    # own classes have no ImageNet reference to fit accuracy estimators on: a note, not a number
+    for name in names[2:]:
+        pred = summary["scorers"][name]["predicted_accuracy"]
+        assert pred["value"] is None and "no matching reference" in pred["note"], name
+    assert summary["scorers"]["tv"]["predicted_accuracy"] is None
 
     second = run_audit(own_dataset, scorers, out, device="cpu", num_workers=0, progress=False, report=False)
     assert second.scored == [] and second.reused == names

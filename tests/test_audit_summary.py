@@ -150,3 +150,127 @@ def test_reference_command_scores_a_labelled_manifest(tmp_path, image_factory):
     # a score file of another scorer is refused
     assert main(["reference", "--scorer", "brisque", "--scores", str(tmp_path / "ref" / "scores" / "tv.parquet"),
                  "--out", str(tmp_path / "ref2")]) == 2
+
+
+# --------------------------------------------------------------------------- predicted accuracy
+
+
+def _task_scores(rng: np.random.Generator, n: int = 200) -> pd.DataFrame:
+    """A task model's scores: confidence falls with severity, P(correct) a steep logistic in
+    q_p above q_p itself around 0.4-0.5 (under-confident, like the Lite models), entropy
+    falling with confidence."""
+    rows = []
+    groups = [("clean", 0)] + [(c, s) for c in ("gaussian_noise", "fog", "blur") for s in (1, 3, 5)]
+    for corruption, s in groups:
+        q_p = rng.beta(6 - s, 1 + s / 2, n)
+        correct = rng.random(n) < 1 / (1 + np.exp(-25 * (q_p - 0.4)))
+        q_h = -np.log(q_p) * 3 + rng.normal(0, 0.2, n)
+        rows.append(pd.DataFrame({"image_id": [f"im{i}" for i in range(n)], "corruption": corruption,
+                                  "severity": s, "label": 0, "correct": correct, "q_p": q_p, "q_h": q_h,
+                                  "q_l": q_p}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def _task_reference(tmp_path, scores: pd.DataFrame, frame: pd.DataFrame | None = None) -> Reference:
+    info = scorer_identity("efficientnet_lite:lite0", {}, "resize_crop") | {"label_space": "imagenet",
+                                                                            "made_from": "synthetic"}
+    frame = reference_from_scores(scores) if frame is None else frame
+    return read_reference(write_reference(frame, info, tmp_path / "efficientnet_lite-lite0.parquet"))
+
+
+def test_reference_keeps_correct_aligned_by_row(tmp_path):
+    from iqa_lib.audit.reference import ReferenceError
+
+    scores = _task_scores(np.random.default_rng(3), 40)
+    ref = _task_reference(tmp_path, scores)
+    assert ref.has_correct and set(ref.variables) == {"q_p", "q_h", "q_l", "correct"}
+    data = ref.aligned(["q_p", "correct"])
+    assert data.index.tolist() == list(range(len(scores)))
+    np.testing.assert_array_equal(data["correct"], scores["correct"].astype(float))
+    np.testing.assert_array_equal(data["q_p"], scores["q_p"].astype(np.float32))
+    assert data["corruption"].tolist() == scores["corruption"].tolist()
+    # misaligned: the same row in another corruption for `correct` than for q_p
+    frame = reference_from_scores(scores)
+    rows = frame.index[frame["variable"] == "correct"]
+    shifted = frame.copy()
+    shifted.loc[rows, "row"] = np.roll(shifted.loc[rows, "row"].to_numpy(), 40)
+    with pytest.raises(ReferenceError, match="misaligned"):
+        _task_reference(tmp_path, scores, shifted).aligned(["q_p", "correct"])
+    repeated = frame.copy()
+    repeated.loc[rows[:2], "row"] = 0
+    with pytest.raises(ReferenceError, match="misaligned"):
+        _task_reference(tmp_path, scores, repeated).aligned(["q_p", "correct"])
+    # a predicted accuracy refuses misaligned data instead of predicting from it
+    from iqa_lib.audit.accuracy import predict_accuracy
+
+    with pytest.raises(ReferenceError, match="misaligned"):
+        predict_accuracy(_task_reference(tmp_path, scores, shifted), scores.head(10))
+
+
+def test_summary_predicts_accuracy_with_interval(tmp_path):
+    from iqa_lib.audit.accuracy import prediction_sentence, prediction_table
+    from iqa_lib.audit.summary import summarise_scorer
+
+    rng = np.random.default_rng(4)
+    scores = _task_scores(rng)
+    ref = _task_reference(tmp_path, scores)
+    target = scores[(scores["corruption"] == "fog") & (scores["severity"] == 3)]  # labelled, from the reference
+    meta = {"spec": "efficientnet_lite:lite0", "kind": "classifier", "label_space": "imagenet"}
+    entry = summarise_scorer("lite0", target, meta, {v: (ref, "") for v in ("q_p", "q_h", "q_l")})
+    pred = entry["predicted_accuracy"]
+    actual = target["correct"].mean()
+    assert pred["method"] in ("atc_mc", "atc_ne") and pred["n"] == len(target)
+    assert pred["value"] == pytest.approx(actual, abs=0.06)
+    assert pred["ci95"][0] < pred["value"] < pred["ci95"][1] and pred["ci95"][1] - pred["ci95"][0] < 0.3
+    assert pred["actual"] == entry["accuracy"] and pred["actual"]["value"] == pytest.approx(actual)
+    assert set(pred["estimates"]) == {"atc_mc", "atc_ne", "ac", "doc"}
+    assert pred["estimates"]["ac"]["value"] == pytest.approx(target["q_p"].mean())  # AC is mean q_p
+    band = pred["validation"]
+    assert band["groups"] == 9 and band["corruptions"] == 3 and 0 <= band["mean_abs_error_pts"] <= band["max_abs_error_pts"]
+    text = prediction_sentence("lite0", pred)
+    assert "should expect about" in text and "95% interval" in text and "Measured on these labelled images" in text
+    assert "$" not in text
+    table = prediction_table({"lite0": pred})
+    assert len(table) == 4 and table["estimator"].str.contains("(stated)", regex=False).sum() == 1
+    # a no-reference scorer predicts nothing; a task model without any reference says why
+    assert summarise_scorer("tv", scores.assign(q=1.0)[["q", "label"]], {"spec": "tv"}, {})["predicted_accuracy"] is None
+    none = summarise_scorer("lite0", target, meta, {})["predicted_accuracy"]
+    assert none["value"] is None and "no matching reference" in none["note"]
+
+
+def test_old_reference_without_correct_gives_a_note(tmp_path):
+    from iqa_lib.audit.accuracy import predict_accuracy, prediction_sentence
+
+    scores = _task_scores(np.random.default_rng(5), 30)
+    old = reference_from_scores(scores, ["q_p", "q_h", "q_l"]).drop(columns="row")  # an older kit's file
+    pred = predict_accuracy(_task_reference(tmp_path, scores, old), scores.head(20))
+    assert pred["value"] is None and "keeps no 'correct'" in pred["note"] and "iqa-kit reference" in pred["note"]
+    assert "no accuracy prediction" in prediction_sentence("lite0", pred)
+    no_row = reference_from_scores(scores).drop(columns="row")
+    pred = predict_accuracy(_task_reference(tmp_path, scores, no_row), scores.head(20))
+    assert pred["value"] is None and "no 'row'" in pred["note"]
+
+
+def test_shipped_lite0_reference_predicts_and_reproduces_its_validation():
+    """The shipped reference's own leave-one-corruption-out errors are prior.md's; labelled
+    images drawn from it are predicted within a few points."""
+    from iqa_lib.audit.accuracy import (
+        PRIOR_MD_LITE0,
+        loco_validation,
+        predict_accuracy,
+        reference_outputs,
+        validation_bands,
+    )
+
+    (path,) = [p for p in shipped_reference_files() if p.name == "efficientnet_lite-lite0.parquet"]
+    ref = read_reference(path)
+    data = reference_outputs(ref)
+    assert len(data) == 38000 and data["correct"].mean() == pytest.approx(0.4724, abs=1e-4)
+    bands = validation_bands(loco_validation(data, list(PRIOR_MD_LITE0)))
+    for method, want in PRIOR_MD_LITE0.items():
+        for key, value in want.items():
+            assert bands[method][key] == pytest.approx(value, abs=0.05), (method, key)
+    target = data[(data["corruption"] == "clean")].rename(columns={"correct": "label_correct"})
+    pred = predict_accuracy(ref, target, n_bootstrap=200)
+    assert pred["method"] == "atc_ne"  # as prior.md found for Lite0
+    assert pred["value"] == pytest.approx(target["label_correct"].mean(), abs=0.05)

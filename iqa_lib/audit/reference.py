@@ -1,9 +1,20 @@
 """Reference distributions: how a scorer's Q is distributed on clean ImageNet and on ImageNet-C.
 
 An audit compares a user's images with these. A reference is one tidy Parquet
-file per scorer (``variable, corruption, severity, value``: every scored image of
-a labelled reference set, clean rows with severity 0), with metadata saying what
-made it (spec, options, geometry, SCORES_VERSION, image count, the command).
+file per scorer (``variable, corruption, severity, value, row``: every scored
+image of a labelled reference set, clean rows with severity 0), with metadata
+saying what made it (spec, options, geometry, SCORES_VERSION, image count, the
+command).
+
+A task model's reference also keeps ``correct`` (1 when its top-1 prediction was
+right, else 0) as one more variable, so an audit can predict the model's
+accuracy on unlabelled images (``iqa_lib.audit.accuracy``). ``row`` is what
+aligns the variables: the position of the image in the score file the reference
+was made from, the same for all variables of one image; the values of one
+variable keep the score file's order. :meth:`Reference.aligned` joins variables
+on it and refuses a file whose rows disagree about their corruption and
+severity. References made before ``row`` and ``correct`` were kept still read:
+they give distributions, and no accuracy prediction.
 The kit ships references for its offline scorers in
 ``iqa_lib/resources/reference/`` (made from a documented 500-image ImageNet
 sample and the ImageNet-C rendered from it; see that folder's README);
@@ -30,6 +41,8 @@ import pyarrow.parquet as pq
 
 CLEAN = "clean"
 REFERENCE_COLUMNS = ("variable", "corruption", "severity", "value")
+ROW = "row"  # the image's position in the score file: aligns the variables of one image
+CORRECT = "correct"
 METADATA_KEY = b"iqa_kit.reference"
 SHIPPED = "iqa_lib.resources.reference"
 Q_VARIABLES = ("q", "q_p", "q_h", "q_l")
@@ -37,6 +50,10 @@ Q_VARIABLES = ("q", "q_p", "q_h", "q_l")
 
 class ReferenceError(ValueError):
     """A reference that cannot be built or does not match the scorer it is asked for."""
+
+
+class MisalignedReference(ReferenceError):
+    """A reference whose variables disagree about which image a ``row`` is, or repeat one."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +80,61 @@ class Reference:
             out[f"severity {int(severity)}"] = values.to_numpy(np.float64)
         return out
 
+    @property
+    def variables(self) -> list[str]:
+        return sorted(self.frame["variable"].unique().tolist())
+
+    @property
+    def has_correct(self) -> bool:
+        """Whether this reference can fit accuracy estimators: ``correct`` aligned by ``row``."""
+        return ROW in self.frame.columns and CORRECT in set(self.frame["variable"].unique())
+
+    def aligned(self, variables: Iterable[str]) -> pd.DataFrame:
+        """One row per reference image: ``corruption, severity`` and each of ``variables``.
+
+        Joined on ``row``; only images with a finite value of every variable are kept,
+        in ``row`` order. Raises :class:`ReferenceError` when the file has no ``row``
+        column (made before it was kept), lacks a variable, repeats a row within a
+        variable, or gives one row different corruptions or severities in different
+        variables (misaligned data).
+        """
+        variables = list(variables)
+        where = f"reference {str(self.path or self.spec)!r}"
+        if ROW not in self.frame.columns:
+            raise ReferenceError(f"{where} has no {ROW!r} column to align its variables by (made before it was kept)")
+        missing = [v for v in variables if v not in set(self.frame["variable"].unique())]
+        if missing:
+            raise ReferenceError(f"{where} has no variable(s) {missing}")
+        out: pd.DataFrame | None = None
+        for variable in variables:
+            df = self.frame[self.frame["variable"] == variable]
+            rows = df[ROW].to_numpy(np.int64)
+            if len(np.unique(rows)) != len(rows):
+                raise MisalignedReference(f"{where}: variable {variable!r} repeats a {ROW!r}: misaligned data")
+            part = pd.DataFrame(
+                {"corruption": df["corruption"].to_numpy(), "severity": df["severity"].to_numpy(np.int64),
+                 variable: df["value"].to_numpy(np.float64)},
+                index=pd.Index(rows, name=ROW),
+            )
+            if out is None:
+                out = part
+                continue
+            common = out.index.intersection(part.index)
+            a, b = out.loc[common], part.loc[common]
+            bad = (a["corruption"].to_numpy() != b["corruption"].to_numpy()) | (
+                a["severity"].to_numpy() != b["severity"].to_numpy()
+            )
+            if bad.any():
+                first = common[np.flatnonzero(bad)[0]]
+                raise MisalignedReference(
+                    f"{where}: {int(bad.sum())} row(s) of {variable!r} sit in another corruption or "
+                    f"severity than the same row of {variables[0]!r} (first: {ROW} {first}): misaligned data"
+                )
+            out = out.loc[common].assign(**{variable: b[variable].to_numpy()})
+        assert out is not None, "aligned() needs at least one variable"
+        out = out.sort_index()
+        return out[np.isfinite(out[variables].to_numpy()).all(axis=1)]
+
 
 def spec_slug(spec_text: str) -> str:
     """A file-name-safe stem for a spec: ``efficientnet_lite:lite0`` -> ``efficientnet_lite-lite0``."""
@@ -81,15 +153,25 @@ def scorer_identity(spec_text: str, options: Mapping[str, Any], geometry: str) -
 def reference_from_scores(
     scores: pd.DataFrame, variables: Iterable[str] | None = None
 ) -> pd.DataFrame:
-    """Tidy reference rows of a score frame with clean and corrupted rows."""
-    variables = [v for v in (variables or Q_VARIABLES) if v in scores.columns]
-    if not variables:
+    """Tidy reference rows of a score frame with clean and corrupted rows.
+
+    By default the Q columns and, for a task model, ``correct`` (as 0/1); ``row`` is
+    each value's position in ``scores`` (see the module docstring). Each variable's
+    values keep the order of ``scores``; non-finite values are left out.
+    """
+    wanted = list(variables) if variables is not None else [*Q_VARIABLES, CORRECT]
+    variables = [v for v in wanted if v in scores.columns]
+    if not [v for v in variables if v != CORRECT]:
         raise ReferenceError(f"the score file has none of the Q columns {', '.join(Q_VARIABLES)}")
     if not (scores["corruption"] == CLEAN).any():
         raise ReferenceError("a reference needs clean images (corruption 'clean'); the score file has none")
+    rows = np.arange(len(scores), dtype=np.int32)
     frames = []
     for variable in variables:
-        values = scores[variable].to_numpy(np.float64)
+        column = scores[variable]
+        if variable == CORRECT:
+            column = column.astype("Float64")  # bool or nullable boolean -> 0/1 with NA kept
+        values = column.to_numpy(np.float64, na_value=np.nan)
         keep = np.isfinite(values)
         frames.append(
             pd.DataFrame(
@@ -98,6 +180,7 @@ def reference_from_scores(
                     "corruption": scores["corruption"].to_numpy()[keep],
                     "severity": scores["severity"].to_numpy(np.int64)[keep],
                     "value": values[keep].astype(np.float32),
+                    ROW: rows[keep],
                 }
             )
         )
@@ -109,10 +192,14 @@ def write_reference(frame: pd.DataFrame, info: Mapping[str, Any], path: str | os
     """Write a reference atomically with its provenance in the Parquet metadata."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pandas(frame[list(REFERENCE_COLUMNS)], preserve_index=False)
+    columns = [*REFERENCE_COLUMNS, *([ROW] if ROW in frame.columns else [])]
+    table = pa.Table.from_pandas(frame[columns], preserve_index=False)
     meta = {**(table.schema.metadata or {}), METADATA_KEY: json.dumps(dict(info), sort_keys=True).encode()}
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
+    # row counts up within each variable: delta-encoded it costs next to nothing
+    encoding = {ROW: "DELTA_BINARY_PACKED"} if ROW in columns else None
+    pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd",
+                   use_dictionary=["variable", "corruption"], column_encoding=encoding)
     os.replace(tmp, path)
     return path
 

@@ -5,6 +5,10 @@ the same as pandas' default), the Wasserstein-1 distance from the dataset's
 values to the reference's clean ImageNet values and to each ImageNet-C severity
 (corruptions pooled), and the closest of those groups. With a task model
 (a score file with a ``correct`` column): its accuracy with a Wilson interval.
+For a task model (``q_p``) whose reference keeps ``correct``: its predicted
+accuracy on these images (ATC, with AC and DoC beside it; see
+:mod:`iqa_lib.audit.accuracy`), with a bootstrap interval and the error band of
+the estimator's leave-one-corruption-out validation on the reference.
 The numbers go to ``summary.json``; the report draws them.
 """
 
@@ -165,6 +169,16 @@ def summarise_scorer(
             item["reference"] = None
             item["no_reference"] = why
         entry["variables"][variable] = item
+    entry["predicted_accuracy"] = None
+    if "q_p" in scores.columns:
+        from iqa_lib.audit.accuracy import predict_accuracy
+
+        ref, why = references.get("q_p", (None, "no reference"))
+        if ref is not None:
+            entry["predicted_accuracy"] = predict_accuracy(ref, scores, entry["accuracy"])
+        else:
+            entry["predicted_accuracy"] = {"value": None, "actual": entry["accuracy"],
+                                           "note": f"no matching reference to fit the estimators on: {why}"}
     return entry
 
 

@@ -66,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
         if entry.get("accuracy"):
             acc = entry["accuracy"]
             print(f"{name}: accuracy {acc['value']:.3f} (95% CI {acc['ci95'][0]:.3f}-{acc['ci95'][1]:.3f}, n={acc['n']})")
+        if entry.get("predicted_accuracy") is not None:
+            from iqa_lib.audit.accuracy import prediction_sentence
+
+            print(prediction_sentence(name, entry["predicted_accuracy"]))
     print(f"reused {len(result.reused)} score file(s), scored {len(result.scored)}; "
           f"wrote {result.out_dir / 'summary.json'}" + (f" and {result.report}" if result.report else ""))
     return 0

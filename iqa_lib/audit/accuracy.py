@@ -1,0 +1,301 @@
+"""A task model's predicted accuracy on an audited (possibly unlabelled) image set.
+
+Fitted on the model's reference (its ``q_p``, ``q_h`` and ``correct`` on clean
+ImageNet and ImageNet-C, aligned by ``row``; see :mod:`iqa_lib.audit.reference`),
+applied to the model's outputs on the user's images:
+
+- ATC (Garg et al. 2022), the estimator the kit validated as usable
+  (docs/mini-reproduction/prior.md): a threshold on the model's confidence chosen
+  so that the share of reference images above it equals the reference accuracy;
+  the prediction is the share of the user's images above it. Two scores:
+  max-softmax ``q_p`` (ATC-MC) and negative entropy ``-q_h`` (ATC-NE). The audit
+  states the one with the lower leave-one-corruption-out error on the reference
+  (ATC-MC when that cannot be computed, the safer of the two in prior.md: for
+  Lite0 NE 2.3 vs MC 2.4 points, for Lite1 MC 3.3 vs NE 4.5).
+- AC (average confidence) and DoC (Guillory et al. 2021), for comparison; both
+  are biased low for the under-confident EfficientNet-Lite models.
+
+Two kinds of uncertainty, reported side by side:
+
+- the 95% interval: a percentile bootstrap over the user's images (the reference
+  fit held fixed): how much the estimate would move with another sample of
+  images like these;
+- the validated error band: leave-one-corruption-out on the reference itself
+  (fit on clean plus the other corruptions, predict each severity group of the
+  held-out one), the mean and the largest absolute error in accuracy points:
+  how far the estimator is off under a shift it has not seen. It is computed
+  from the reference at each audit (15 x 2 threshold fits, well under a second)
+  and for the shipped Lite0 reference reproduces prior.md's table
+  (:data:`PRIOR_MD_LITE0`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from iqa_lib.analysis.prior import AtcThreshold, fit_atc
+from iqa_lib.audit.reference import (
+    CLEAN,
+    CORRECT,
+    ROW,
+    MisalignedReference,
+    Reference,
+    ReferenceError,
+)
+
+N_BOOTSTRAP = 1000
+LEVEL = 0.95
+SEED = 0
+METHOD_WORDS = {
+    "atc_mc": "ATC-MC (threshold on max-softmax confidence q_p)",
+    "atc_ne": "ATC-NE (threshold on negative entropy -q_h)",
+    "ac": "AC (average max-softmax confidence)",
+    "doc": "DoC (reference accuracy minus the drop in average confidence)",
+}
+SHORT = {"atc_mc": "ATC-MC", "atc_ne": "ATC-NE", "ac": "AC", "doc": "DoC"}
+DEFAULT_ATC = "atc_mc"
+# The validation in docs/mini-reproduction/prior.md (leave-one-corruption-out on the 500-image
+# ImageNet sample and its ImageNet-C, 75 held-out groups), Lite0, accuracy points: what the
+# shipped reference's own validation must reproduce (tests/test_audit_summary.py checks it).
+PRIOR_MD_LITE0 = {
+    "atc_ne": {"mean_abs_error_pts": 2.3, "max_abs_error_pts": 8.0},
+    "atc_mc": {"mean_abs_error_pts": 2.4, "max_abs_error_pts": 8.8},
+    "doc": {"mean_abs_error_pts": 7.0, "max_abs_error_pts": 15.8},
+    "ac": {"mean_abs_error_pts": 8.0, "max_abs_error_pts": 15.4},
+}
+REBUILD = (
+    "rebuild it from the labelled score file it was made from: `iqa-kit reference --scorer SPEC "
+    "--scores SCORES.parquet --out DIR` (or `--manifest` to score a labelled reference manifest), "
+    "then audit with `--reference DIR`"
+)
+
+
+def reference_outputs(ref: Reference) -> pd.DataFrame:
+    """The model's aligned reference outputs: corruption, severity, q_p, (q_h), correct.
+
+    Raises :class:`ReferenceError` saying why a reference cannot predict accuracy.
+    """
+    where = ref.path.name if ref.path else ref.spec
+    if CORRECT not in set(ref.frame["variable"].unique()):
+        raise ReferenceError(
+            f"the reference {where} keeps no {CORRECT!r} (made before references kept it, or from "
+            f"unlabelled images), so no accuracy can be predicted from it; {REBUILD}"
+        )
+    if ROW not in ref.frame.columns:
+        raise ReferenceError(
+            f"the reference {where} has {CORRECT!r} but no {ROW!r} column to align it with q_p; {REBUILD}"
+        )
+    if "q_p" not in set(ref.frame["variable"].unique()):
+        raise ReferenceError(f"the reference {where} has no q_p (not a task model's reference)")
+    variables = ["q_p", *(["q_h"] if "q_h" in set(ref.frame["variable"].unique()) else []), CORRECT]
+    data = ref.aligned(variables)
+    if not np.isin(data[CORRECT].to_numpy(), (0.0, 1.0)).all():
+        raise MisalignedReference(f"the reference {where}: {CORRECT!r} must be 0 or 1")
+    if data.empty:
+        raise ReferenceError(f"the reference {where} has no image with both q_p and {CORRECT!r}")
+    return data
+
+
+def _scores(data: Mapping[str, Any], method: str) -> np.ndarray:
+    """The score an ATC variant thresholds (higher = more confident)."""
+    if method == "atc_mc":
+        return np.asarray(data["q_p"], dtype=np.float64)
+    return -np.asarray(data["q_h"], dtype=np.float64)
+
+
+def _contributions(atc: AtcThreshold, scores: np.ndarray) -> np.ndarray:
+    """Each image's share in ATC's prediction (1 above the threshold, the tie weight at it)."""
+    return np.where(scores > atc.threshold, 1.0, np.where(scores == atc.threshold, atc.tie_weight, 0.0))
+
+
+def loco_validation(data: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
+    """Leave-one-corruption-out on the reference: per method, held-out corruption and severity,
+    the predicted and actual accuracy (fit on clean plus every other corruption).
+
+    Empty when the reference has fewer than two corruptions besides clean.
+    """
+    corruption = data["corruption"].to_numpy()
+    severity = data["severity"].to_numpy()
+    m = data[CORRECT].to_numpy(np.float64)
+    q_p = data["q_p"].to_numpy(np.float64)
+    held = [c for c in pd.unique(corruption) if c != CLEAN]
+    rows: list[dict[str, Any]] = []
+    if len(held) < 2 or not (corruption == CLEAN).any():
+        return pd.DataFrame(columns=["method", "corruption", "severity", "n", "predicted", "actual"])
+    for c in held:
+        fit = corruption != c
+        acc, ac_ref = float(m[fit].mean()), float(q_p[fit].mean())
+        thresholds = {k: fit_atc(_scores(data, k)[fit], m[fit]) for k in methods if k.startswith("atc")}
+        for s in np.unique(severity[~fit]):
+            group = (~fit) & (severity == s)
+            ac_t = float(q_p[group].mean())
+            pred = {"ac": ac_t, "doc": acc - (ac_ref - ac_t)}
+            for k, t in thresholds.items():
+                pred[k] = t.predict(_scores(data, k)[group])
+            for k in methods:
+                rows.append({"method": k, "corruption": str(c), "severity": int(s), "n": int(group.sum()),
+                             "predicted": pred[k], "actual": float(m[group].mean())})
+    return pd.DataFrame(rows)
+
+
+def validation_bands(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per method: mean and largest absolute error (accuracy points) and the bias."""
+    out = {}
+    for method, g in table.groupby("method", sort=False):
+        err = 100 * (g["predicted"] - g["actual"])
+        out[str(method)] = {
+            "mean_abs_error_pts": float(err.abs().mean()),
+            "max_abs_error_pts": float(err.abs().max()),
+            "bias_pts": float(err.mean()),
+            "groups": int(len(g)),
+            "corruptions": int(g["corruption"].nunique()),
+        }
+    return out
+
+
+def _percentile_ci(samples: np.ndarray, level: float) -> list[float]:
+    lo, hi = np.quantile(samples, [(1 - level) / 2, (1 + level) / 2])
+    return [float(lo), float(hi)]
+
+
+def predict_accuracy(
+    ref: Reference,
+    target: pd.DataFrame,
+    actual: Mapping[str, Any] | None = None,
+    n_bootstrap: int = N_BOOTSTRAP,
+    seed: int = SEED,
+    level: float = LEVEL,
+) -> dict[str, Any]:
+    """The summary's ``predicted_accuracy`` of one task model on ``target`` (its score rows).
+
+    ``actual``: the measured accuracy on labelled images (the summary's ``accuracy``
+    entry), put beside the prediction. A reference that cannot predict (no
+    ``correct``, no ``row``) gives ``{"value": None, "note": why}``; misaligned data raises.
+    """
+    try:
+        data = reference_outputs(ref)
+    except MisalignedReference:
+        raise  # a broken file is an error to fix, not a reference without correctness
+    except ReferenceError as exc:
+        return {"value": None, "note": str(exc), "actual": dict(actual) if actual else None}
+    t_qp = target["q_p"].to_numpy(np.float64)
+    t_qh = target["q_h"].to_numpy(np.float64) if "q_h" in target and "q_h" in data else None
+    keep = np.isfinite(t_qp) & (np.isfinite(t_qh) if t_qh is not None else True)
+    t_qp = t_qp[keep]
+    t_qh = t_qh[keep] if t_qh is not None else None
+    if t_qp.size == 0:
+        return {"value": None, "note": "no image of this dataset has a finite q_p",
+                "actual": dict(actual) if actual else None}
+    methods = ["atc_mc", *(["atc_ne"] if t_qh is not None else []), "ac", "doc"]
+    m = data[CORRECT].to_numpy(np.float64)
+    r_qp = data["q_p"].to_numpy(np.float64)
+    ref_acc, ref_ac = float(m.mean()), float(r_qp.mean())
+    target_data = {"q_p": t_qp, "q_h": t_qh}
+    # per image, each method's prediction is a mean of per-image values with the reference fixed
+    per_image = {"ac": t_qp, "doc": ref_acc - ref_ac + t_qp}
+    for k in ("atc_mc", "atc_ne"):
+        if k in methods:
+            per_image[k] = _contributions(fit_atc(_scores(data, k), m), _scores(target_data, k))
+    point = {k: float(per_image[k].mean()) for k in methods}
+    rng = np.random.default_rng(seed)
+    n = t_qp.size
+    boot = {k: np.empty(n_bootstrap) for k in methods}
+    chunk = max(1, min(n_bootstrap, 2_000_000 // n))
+    for start in range(0, n_bootstrap, chunk):
+        idx = rng.integers(0, n, size=(min(chunk, n_bootstrap - start), n))
+        for k in methods:
+            boot[k][start:start + len(idx)] = per_image[k][idx].mean(axis=1)
+    bands = validation_bands(loco_validation(data, methods))
+    atc = [k for k in ("atc_ne", "atc_mc") if k in methods and k in bands]
+    chosen = min(atc, key=lambda k: bands[k]["mean_abs_error_pts"]) if atc else DEFAULT_ATC
+    estimates = {
+        k: {"method": k, "name": SHORT[k], "value": point[k], "ci95": _percentile_ci(boot[k], level),
+            "validation": bands.get(k)}
+        for k in methods
+    }
+    why = ("the ATC score with the lower leave-one-corruption-out error on this reference"
+           if chosen in bands else "ATC-MC: this reference has too few corruptions to validate on")
+    return {
+        "value": point[chosen],
+        "ci95": estimates[chosen]["ci95"],
+        "method": chosen,
+        "method_name": SHORT[chosen],
+        "method_words": METHOD_WORDS[chosen],
+        "why_method": why,
+        "n": int(n),
+        "n_bootstrap": int(n_bootstrap),
+        "interval": f"{level:.0%} percentile bootstrap over this dataset's images (reference fit fixed)",
+        "validation": bands.get(chosen),
+        "validation_how": (
+            "leave-one-corruption-out on the reference: fit on clean and the other corruptions, "
+            "predict each severity group of the held-out one; absolute errors in accuracy points"
+        ),
+        "reference_accuracy": ref_acc,
+        "reference_images": int(len(data)),
+        "estimates": estimates,
+        "actual": dict(actual) if actual else None,
+        "note": None,
+    }
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def prediction_sentence(name: str, pred: Mapping[str, Any] | None) -> str:
+    """The prediction in words, for the report."""
+    if not pred:
+        return f"{name}: not a task model with an ImageNet reference; no accuracy is predicted."
+    if pred.get("value") is None:
+        return f"{name}: no accuracy prediction. {pred.get('note') or ''}".strip()
+    lo, hi = pred["ci95"]
+    text = (
+        f"{name} should expect about {_pct(pred['value'])} top-1 accuracy here "
+        f"({pred['method_name']}, 95% interval {100 * lo:.0f}-{100 * hi:.0f}% over these "
+        f"{pred['n']} images"
+    )
+    band = pred.get("validation")
+    if band:
+        text += (
+            f"; on ImageNet-C, with each corruption left out in turn, this estimator was off by "
+            f"{band['mean_abs_error_pts']:.1f} points on average and {band['max_abs_error_pts']:.1f} at worst)."
+        )
+    else:
+        text += "; not validated: the reference has too few corruptions to leave one out)."
+    actual = pred.get("actual")
+    if actual and actual.get("value") is not None:
+        a_lo, a_hi = actual["ci95"]
+        text += (
+            f" Measured on these labelled images: {_pct(actual['value'])} "
+            f"(95% CI {100 * a_lo:.0f}-{100 * a_hi:.0f}%, n = {actual['n']})."
+        )
+    return text
+
+
+def prediction_table(predictions: Mapping[str, Mapping[str, Any] | None]) -> pd.DataFrame:
+    """One row per task model and estimator: prediction, interval, validated error, actual."""
+    rows = []
+    for name, pred in predictions.items():
+        if not pred or pred.get("value") is None:
+            continue
+        actual = pred.get("actual") or {}
+        for k, est in pred["estimates"].items():
+            band = est.get("validation") or {}
+            rows.append({
+                "task model": name,
+                "estimator": est["name"] + (" (stated)" if k == pred["method"] else ""),
+                "predicted": est["value"],
+                "95% low": est["ci95"][0],
+                "95% high": est["ci95"][1],
+                "LOCO mean abs. error (pts)": band.get("mean_abs_error_pts", math.nan),
+                "LOCO worst (pts)": band.get("max_abs_error_pts", math.nan),
+                "LOCO bias (pts)": round(band.get("bias_pts", math.nan), 1) + 0.0,  # no "-0.0"
+                "actual": actual.get("value", math.nan) if actual else math.nan,
+                "n": pred["n"],
+            })
+    return pd.DataFrame(rows)
