@@ -220,6 +220,9 @@ def test_paper_profile_dag_shows_every_stage(repo_copy):
     shutil.copy(repo_copy / "profiles" / "paper.yaml", repo_copy / "params.yaml")
     dag = run(["dvc", "dag", "--dot"], repo_copy)
     scorers = ["clipiqa", "arniqa", "brisque", "tv", "resnet34", "convnext_base", "swin_b", "zsclip"]
-    sections = ["section4_nr_iqa", "section5_strong_tg", "section6_zsclip", "appendix_g_content", "section6_3_mixtures", "figures", "prior"]
-    for stage in ["prepare", "manifest", "analyze", *(f"score@{s}" for s in scorers), *(f"section@{s}" for s in sections)]:
+    sections = ["section4_nr_iqa", "section5_strong_tg", "section6_zsclip", "appendix_g_content", "section6_3_mixtures"]
+    task_models = ["resnet34", "convnext_base", "swin_b"]
+    for stage in ["prepare", "manifest", "analyze", "describe", "prior", "figures",
+                  *(f"score@{s}" for s in scorers), *(f"section@{s}" for s in sections),
+                  *(f"correctness@{m}" for m in task_models)]:
         assert stage in dag, stage
