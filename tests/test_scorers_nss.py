@@ -142,6 +142,8 @@ def test_batch_scores_equal_one_by_one(family, monkeypatch):
     alone = np.concatenate([scorer.score(batch[i : i + 1], None)["q"] for i in range(5)])
     np.testing.assert_allclose(together, alone, rtol=0, atol=1e-6)
     assert len(set(np.round(together, 6))) == 5
+    if family == "brisque":  # image by image on the CPU, the SVR in libsvm's order: same bits
+        assert np.array_equal(together, alone)
 
 
 @pytest.mark.parametrize("family", _scorers())
@@ -153,6 +155,56 @@ def test_tensor_path_equals_cpu_kernel(family, monkeypatch):
     monkeypatch.setattr(nss, "USE_CPU_KERNEL", False)
     tensor = scorer.score(batch, None)["q"]
     np.testing.assert_allclose(tensor, kernel, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("size", [(224, 224), (37, 50), (31, 33), (5, 7), (2, 2)])
+def test_cpu_kernels_do_the_tensor_ops(size, monkeypatch, tmp_path):
+    """Each compiled CPU kernel gives its tensor counterpart's bits (widths of 4k and not)."""
+    h, w = size
+    rng = np.random.default_rng(h * w)
+    noise = rng.integers(0, 256, (h, w, 3), np.uint8)
+    rgb = _batch([_natural(s, max(h, w))[:h, :w] for s in range(2)] + [noise])
+    gray = nss.matlab_rgb2gray(rgb)
+    z = nss.mscn(gray, "zeros")
+    z_rep = nss.mscn(gray, "replicate")
+    half = nss.imresize_half(gray)
+    sums = np.empty((3, 5, 5))
+    nss._kernels().brisque_moments(z[:, 0].numpy(), np.asarray(nss.BRISQUE_SHIFTS, np.int64), sums)
+    scaled = torch.from_numpy(rng.uniform(-1, 1, (3, 36)))
+    model = brisque_mod.parse_libsvm_model(_tiny_model(rng, tmp_path / "model"))
+    sv, coef = torch.from_numpy(model.sv), torch.from_numpy(model.coef)
+    q = brisque_mod.svr_predict(scaled, sv, coef, model.gamma, model.rho)
+    # the tensor ops
+    monkeypatch.setattr(nss, "USE_CPU_KERNEL", False)
+    assert torch.equal(gray, nss.matlab_rgb2gray(rgb))
+    for got, padding in ((z, "zeros"), (z_rep, "replicate")):
+        mu, mu2 = nss.gaussian_filter(torch.cat([gray, gray * gray]), padding).chunk(2)
+        sigma = np.sqrt(np.abs((mu2 - mu * mu).numpy())) + 1  # IEEE sqrt, as the kernel's
+        assert np.array_equal(got.numpy(), (gray.numpy() - mu.numpy()) / sigma)
+        # torch's vectorised sqrt may be 1 ulp off: otherwise equal to the tensor mscn
+        np.testing.assert_allclose(got, nss.mscn(gray, padding), rtol=1e-14, atol=1e-14)
+    zz = z[:, 0]
+    for j, x in enumerate([zz, *nss.pair_products(zz, nss.BRISQUE_SHIFTS).unbind(1)]):
+        monkeypatch.setattr(nss, "USE_CPU_KERNEL", True)  # the moments kernel, same order
+        m = nss.moments(x.reshape(3, -1))
+        ref = torch.stack([m.sq_neg, m.n_neg, m.sq_pos, m.n_pos, m.sum_abs], -1).numpy()
+        assert np.array_equal(sums[:, j], ref), j
+    monkeypatch.setattr(nss, "USE_CPU_KERNEL", False)
+    wh, ww = (torch.from_numpy(nss.imresize_weights(n, 0.5)) for n in (h, w))
+    assert torch.equal(half, (wh @ gray) @ ww.T)
+    d2 = (scaled[:, None, :] - sv[None]).pow(2).sum(-1)
+    np.testing.assert_allclose(q, torch.exp(-model.gamma * d2) @ coef - model.rho, rtol=1e-13)
+
+
+def _tiny_model(rng: np.random.Generator, path: Path) -> Path:
+    """A libsvm RBF epsilon-SVR file with 20 random support vectors of 36 features."""
+    rows = [
+        f"{c:.6f} " + " ".join(f"{i + 1}:{v:.6f}" for i, v in enumerate(rng.uniform(-1, 1, 36)))
+        for c in rng.normal(0, 50, 20)
+    ]
+    header = "svm_type epsilon_svr\nkernel_type rbf\ngamma 0.05\ntotal_sv 20\nrho -153.591\nSV\n"
+    path.write_text(header + "\n".join(rows) + "\n")
+    return path
 
 
 @pytest.mark.gpu
