@@ -14,6 +14,11 @@ end-to-end runs are interleaved for several rounds and the best of each is
 kept, because other jobs may share the machine. On CUDA the models run in bf16 autocast, and every
 scorer given is reported (images/s per model).
 
+For the CPU bounds of issue 15 as whole processes (TV against the decode-only
+rate, Lite0 through the engine against a bare decode + forward loop, with and
+without the allocator setting of :mod:`iqa_lib.scoring.allocator`), see
+``bench_decode_bound.py``; results in ``README.md`` here.
+
     python benchmarks/bench_scoring.py                      # CPU: EfficientNet-Lite0, 256 images
     python benchmarks/bench_scoring.py --images 2000 --scorer efficientnet_lite:lite0 \\
         --scorer efficientnet_lite:lite2 --scorer torchvision:resnet34   # on a GPU machine

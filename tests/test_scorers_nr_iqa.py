@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from iqa_lib.scorers.nr_iqa import TotalVariationScorer, _cache_clipiqa_text, total_variation
+from iqa_lib.scorers.nr_iqa import (
+    TotalVariationScorer,
+    _cache_clipiqa_text,
+    total_variation,
+    total_variation_uint8,
+)
 from iqa_lib.scorers.registry import build_scorer
 from iqa_lib.scorers.spec import SpecError, parse_spec
 from iqa_lib.scorers.weights import WeightsError
@@ -34,6 +39,41 @@ def test_total_variation_matches_numpy():
     out = scorer.score(torch.from_numpy(img), None)
     np.testing.assert_allclose(out["q"], ref, rtol=1e-5)
     assert total_variation(torch.zeros(1, 3, 1, 1)).item() == 0.0
+
+
+def _float_tv(img: np.ndarray) -> np.ndarray:
+    """The float32 batch path (the definition) on uint8 (N, C, H, W) pixels."""
+    return total_variation(torch.from_numpy(img).float().div_(255.0)).double().numpy()
+
+
+@pytest.mark.parametrize("shape", [(3, 3, 224, 224), (2, 3, 17, 23), (2, 3, 1, 9), (2, 3, 9, 1),
+                                   (1, 3, 1, 1)])
+def test_total_variation_uint8_equals_the_float_path(shape):
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, shape, dtype=np.uint8)
+    img[:1, :, : shape[2] // 2] = 7  # a flat region, and images of very different TV
+    np.testing.assert_allclose(total_variation_uint8(img), _float_tv(img), rtol=1e-6, atol=0)
+    scorer = TotalVariationScorer(parse_spec("tv"), torch.device("cpu"))
+    np.testing.assert_allclose(scorer.score(torch.from_numpy(img), None)["q"], _float_tv(img), rtol=1e-6)
+    # a strided (non-contiguous) batch, as a one-image retry slices it
+    view = torch.from_numpy(img).permute(0, 1, 3, 2)
+    np.testing.assert_allclose(scorer.score(view, None)["q"], _float_tv(view.contiguous().numpy()),
+                               rtol=1e-6)
+    assert total_variation_uint8(np.full((1, 3, 5, 5), 200, np.uint8))[0] == 0.0
+    assert total_variation_uint8(np.zeros((0, 3, 8, 8), np.uint8)).shape == (0,)
+
+
+def test_total_variation_uint8_equals_the_float_path_on_real_images(imagenet_sample):
+    from iqa_lib.scoring.dataset import ManifestImages
+
+    files = sorted(imagenet_sample.glob("*.JPEG"))[:64]
+    ds = ManifestImages([str(f) for f in files], [True] * len(files))
+    clean = torch.stack([ds[i][1] for i in range(len(files))]).numpy()  # Resize 256 + crop 224
+    np.testing.assert_allclose(total_variation_uint8(clean), _float_tv(clean), rtol=1e-6, atol=0)
+    stored = ManifestImages([str(f) for f in files[:8]], [False] * 8)  # as stored: own sizes
+    for i in range(8):
+        one = stored[i][1][None].numpy()
+        np.testing.assert_allclose(total_variation_uint8(one), _float_tv(one), rtol=1e-6, atol=0)
 
 
 def test_total_variation_orders_noise_above_clean():

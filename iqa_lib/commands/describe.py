@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from iqa_lib.commands.analyze import names_list
 from iqa_lib.commands.arguments import integer
+
+if TYPE_CHECKING:  # pandas is imported where it is used: not at `iqa-kit --help`
+    import pandas as pd
 
 STEM = "q_distribution"
 
@@ -62,6 +64,8 @@ def default_out(scores: str | Path) -> Path:
 
 
 def _num(x: float) -> str:
+    import pandas as pd
+
     return "-" if pd.isna(x) else f"{x:.4g}"
 
 

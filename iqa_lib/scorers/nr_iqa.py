@@ -47,12 +47,18 @@ class TotalVariationScorer(Scorer):
         return to_unit_float(images)
 
     def score(self, images: torch.Tensor, labels: torch.Tensor | None) -> dict[str, np.ndarray]:
+        if images.device.type == "cpu" and images.dtype == torch.uint8:
+            return {"q": total_variation_uint8(images.numpy())}
         with torch.inference_mode():
             return {"q": total_variation(self.preprocess(images)).double().cpu().numpy()}
 
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
-    """Per-image mean |vertical diff| + mean |horizontal diff| of (N, C, H, W) floats."""
+    """Per-image mean |vertical diff| + mean |horizontal diff| of (N, C, H, W) floats.
+
+    The definition: on CPU the scorer computes the same number from the uint8
+    pixels with :func:`total_variation_uint8`.
+    """
     n = x.shape[0]
     tv = x.new_zeros(n)
     if x.shape[-2] > 1:
@@ -60,6 +66,36 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     if x.shape[-1] > 1:
         tv = tv + (x[..., :, 1:] - x[..., :, :-1]).abs().reshape(n, -1).mean(dim=1)
     return tv
+
+
+def total_variation_uint8(images: np.ndarray) -> np.ndarray:
+    """:func:`total_variation` of ``images / 255`` from uint8 (N, C, H, W) pixels, in float64.
+
+    Image by image: ``|a - b|`` as ``max(a, b) - min(a, b)`` in uint8 (exact),
+    summed exactly in integers and divided once. No float copy of the batch (at
+    the CPU batch of 64 that was a 38 MB tensor per op, above glibc's mmap
+    threshold, so every op paid a fresh mapping and its page faults),
+    single-threaded, ~12x the float path per core. The values are the exact
+    ratios that the float32 path approximates (they agree to ~1e-7 relative).
+    """
+    n, c, h, w = images.shape
+    out = np.zeros(n, dtype=np.float64)
+    # a uint32 sum is exact up to 2**32 / 255 elements per image (5.6 Mpx RGB); uint64 beyond
+    acc = np.uint32 if c * h * w * 255 < 2**32 else np.uint64
+    v_count, h_count = c * (h - 1) * w * 255, c * h * (w - 1) * 255
+    for i in range(n):
+        x = images[i]
+        if h > 1:
+            a, b = x[:, 1:], x[:, :-1]
+            d = np.maximum(a, b)
+            d -= np.minimum(a, b)
+            out[i] += int(np.add.reduce(d, axis=None, dtype=acc)) / v_count
+        if w > 1:
+            a, b = x[:, :, 1:], x[:, :, :-1]
+            d = np.maximum(a, b)
+            d -= np.minimum(a, b)
+            out[i] += int(np.add.reduce(d, axis=None, dtype=acc)) / h_count
+    return out
 
 
 # ----------------------------------------------------------------------- pyiqa

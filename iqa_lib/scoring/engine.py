@@ -202,8 +202,10 @@ def run_scoring(
     """
     from iqa_lib.locks import output_lock
     from iqa_lib.scoring import complete
+    from iqa_lib.scoring.allocator import tune_allocator
 
     started = time.perf_counter()
+    tune_allocator()  # big buffers stay mapped between batches (IQA_KIT_MALLOPT=0: off)
     scorer = spec if isinstance(spec, Scorer) else None
     parsed = scorer.spec if scorer is not None else as_spec(spec)  # type: ignore[union-attr]
     out = Path(out_path)
@@ -461,10 +463,12 @@ def _score_chunks(
 
 
 def _die_with(parent: int, worker_id: int) -> None:
-    """Loader workers die with the run: a killed run leaves no decoder behind."""
+    """Loader workers die with the run: a killed run leaves no decoder behind; malloc as the run's."""
     from iqa_lib.data.workers import die_with_parent
+    from iqa_lib.scoring.allocator import tune_allocator
 
     die_with_parent(parent)
+    tune_allocator()
 
 
 def _score_group(

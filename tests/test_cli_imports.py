@@ -1,0 +1,41 @@
+"""`iqa-kit --help` and argument errors stay cheap: no heavy library is imported to build the parser."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+HEAVY = ("pandas", "numpy", "torch", "scipy", "pyarrow", "matplotlib", "numba", "PIL", "pydantic",
+         "sklearn", "yaml")
+
+
+def _modules_after(code: str) -> set[str]:
+    probe = f"""
+import sys
+{code}
+print(__import__("json").dumps(sorted(m.split(".")[0] for m in sys.modules)))
+"""
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True,
+                         check=True)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_building_the_parser_imports_no_heavy_library():
+    # every sub-command's add_parser runs here, as for `iqa-kit --help`
+    loaded = _modules_after("from iqa_lib.cli import build_parser; build_parser()")
+    assert not loaded & set(HEAVY), f"imported at parser build: {sorted(loaded & set(HEAVY))}"
+
+
+def test_an_argument_error_imports_no_heavy_library():
+    code = """
+from iqa_lib.cli import main
+try:
+    main(["score", "--batch-size", "-1"])
+except SystemExit as exc:
+    assert exc.code == 2, exc.code
+"""
+    loaded = _modules_after(code)
+    assert not loaded & set(HEAVY), f"imported on an argument error: {sorted(loaded & set(HEAVY))}"
