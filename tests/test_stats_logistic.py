@@ -266,8 +266,12 @@ def test_pure_python_kernels_give_the_same_numbers():
     groups = np.repeat(np.arange(4), 50).astype(np.int64)
     starts = np.arange(0, 201, 50, dtype=np.int64)
     folds = (np.arange(200) % 5).astype(np.int16)
+    o = K.argsort_groups(q, starts)  # the kernel takes rows sorted by score in each group
+    np.testing.assert_array_equal(o, K.argsort_groups_serial.py_func(q, starts))
+    q, y, folds = q[o], y[o], folds[o]
     fast = K.cv_groups(q, y, folds, starts, 5, 100, 1e-8, 1e-3)
     slow = K.cv_groups.py_func(q, y, folds, starts, 5, 100, 1e-8, 1e-3)
+    np.testing.assert_array_equal(np.stack(fast[:3]), np.stack(K.cv_groups_serial(q, y, folds, starts, 5, 100, 1e-8, 1e-3)[:3]))
     for a, b in zip(fast, slow, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-12)
     del groups

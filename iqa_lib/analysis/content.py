@@ -23,11 +23,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from iqa_lib.analysis.common import combos, label_cols, resolve
+from iqa_lib.analysis.common import label_cols, n_workers, parallel_map, resolve
 from iqa_lib.analysis.io import ScoreSet
 from iqa_lib.analysis.sample_size import small_groups
 from iqa_lib.stats import _kernels as K
-from iqa_lib.stats.logistic import cv_groups, group_starts
+from iqa_lib.stats.logistic import cv_groups, group_score_order, group_starts
 from iqa_lib.stats.splits import kfold_by_cluster, kfold_within_groups
 
 
@@ -79,24 +79,52 @@ def _run(
     progress,
     desc,
     return_groups,
+    workers=None,
 ):
+    """One CV per (Q, task model). With ``workers`` > 1 (default: numba's thread count) the
+    Qs run on a pool of threads, each Q's pairs on one thread (nogil kernels); with 1 they
+    run in turn and each kernel spreads its groups over numba's threads. Both give the
+    same numbers, bit for bit."""
     n_groups = int(groups.max()) + 1
     presorted = group_starts(groups, n_groups)
-    rows, per_group = [], []
-    folds_cache: dict[str, np.ndarray] = {}
-    for q, model in combos(qs, models, progress, desc):
-        y = scores.m[model]
-        if model not in folds_cache:
-            folds_cache[model] = folds_for(y)
-        res = cv_groups(
-            scores.q[q], y, groups, folds_cache[model], n_folds, n_groups, presorted=presorted
-        )
-        both = _both_classes(y, groups, n_groups)
-        rows.append({**label_cols(scores, q, model), **summarise_cv(res, both)})
-        if return_groups:
-            per_group.append(_group_frame(res, both, label_cols(scores, q, model)))
-    table = pd.DataFrame(rows)
-    return (table, pd.concat(per_group, ignore_index=True)) if return_groups else table
+    workers = n_workers() if workers is None else int(workers)
+    if workers > len(qs):  # too few Qs to keep the pool busy: spread each kernel's groups
+        workers = 1
+    # folds and class counts depend on the task model only: computed once, up front
+    folds = {m: folds_for(scores.m[m]) for m in models}
+    both = {m: _both_classes(scores.m[m], groups, n_groups) for m in models}
+
+    def one(q):
+        # one sort by Q inside every group serves all the task models
+        order = group_score_order(scores.q[q], presorted, parallel=workers <= 1)
+        out = []
+        for model in models:
+            res = cv_groups(
+                scores.q[q],
+                scores.m[model],
+                groups,
+                folds[model],
+                n_folds,
+                n_groups,
+                presorted=presorted,
+                parallel=workers <= 1,
+                score_order=order,
+            )
+            cols = label_cols(scores, q, model)
+            row = {**cols, **summarise_cv(res, both[model])}
+            out.append((row, _group_frame(res, both[model], cols) if return_groups else None))
+        return out
+
+    # one task per Q, Q-major as before: the row order does not depend on the workers
+    out = [
+        pair
+        for per_q in parallel_map(one, qs, workers, progress=progress, desc=desc)
+        for pair in per_q
+    ]
+    table = pd.DataFrame([row for row, _ in out])
+    if return_groups:
+        return table, pd.concat([g for _, g in out], ignore_index=True)
+    return table
 
 
 def _group_frame(res, both, cols) -> pd.DataFrame:
@@ -128,11 +156,13 @@ def per_label(
     seed: int = 0,
     progress: bool = False,
     return_groups: bool = False,
+    workers: int | None = None,
 ):
     """Per-label 5-fold CV summary, one row per (task model, Q); see the module docstring.
 
     With ``return_groups`` also a per-label table (``group`` = position in the sorted
-    labels).
+    labels). ``workers``: threads running the Q variables at once (default: numba's thread
+    count); any value gives the same numbers, bit for bit.
     """
     qs, models = resolve(scores, q_names, task_models)
     _, groups = np.unique(scores.label, return_inverse=True)
@@ -147,6 +177,7 @@ def per_label(
         progress,
         "per-label",
         return_groups,
+        workers,
     )
 
 
@@ -159,11 +190,12 @@ def per_image(
     seed: int = 0,
     progress: bool = False,
     return_groups: bool = False,
+    workers: int | None = None,
 ):
     """Per-image-ID 5-fold CV summary over each image's variants, stratified by M.
 
     With ``return_groups`` also a per-image table (``group`` = position among the image IDs
-    present, in ``scores.image_ids`` order).
+    present, in ``scores.image_ids`` order). ``workers`` as in :func:`per_label`.
     """
     qs, models = resolve(scores, q_names, task_models)
     _, groups = np.unique(scores.image, return_inverse=True)
@@ -178,4 +210,5 @@ def per_image(
         progress,
         "per-image",
         return_groups,
+        workers,
     )

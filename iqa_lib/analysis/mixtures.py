@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from iqa_lib.analysis.common import label_cols, resolve
+from iqa_lib.analysis.common import label_cols, parallel_map, resolve
 from iqa_lib.analysis.io import ScoreSet
 from iqa_lib.analysis.pointwise import fit_and_score
 from iqa_lib.analysis.sample_size import class_image_counts, small_auc
@@ -106,6 +106,7 @@ def mixtures(
     seed: int = 0,
     n_bins: int = 50,
     progress: bool = False,
+    workers: int | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Point-wise AUC per mixture and Q distributions; a dict of tidy tables.
 
@@ -118,74 +119,86 @@ def mixtures(
     mixture flagged).
     ``quantiles``: per (p_c, Q) the quantiles ``QUANTILES``, mean and sd of Q.
     ``histogram``: per (p_c, Q) counts in ``n_bins`` bins shared by all mixtures of a Q.
+    ``workers``: threads running the (p_c, Q) combinations at once (default: numba's thread
+    count); any value gives the same numbers, bit for bit.
     """
-    from tqdm import tqdm  # text bars: tqdm.auto warns in kernels without ipywidgets
-
     qs, models = resolve(scores, q_names, task_models)
     mixes = {
         float(f): make_mixture(scores, float(f), corruptions, severities, seed) for f in fractions
     }
-    auc_rows, q_rows, h_rows = [], [], []
     edges = {}
     for q in qs:
         x = scores.q[q]
         lo = min(float(x[r].min()) for r in mixes.values())
         hi = max(float(x[r].max()) for r in mixes.values())
         edges[q] = np.linspace(lo, hi if hi > lo else lo + 1.0, n_bins + 1)
-    for frac, rows in tqdm(mixes.items(), desc="mixtures", disable=not progress, leave=False):
+    splits = {}
+    for frac, rows in mixes.items():
         img = scores.image[rows]
         test = group_test_mask(img, test_fraction, seed)
-        n_corrupted = int((~scores.clean_mask()[rows]).sum())
-        for q in qs:
-            x = scores.q[q][rows].astype(np.float64)
-            x_tr, x_te = np.ascontiguousarray(x[~test]), np.ascontiguousarray(x[test])
-            quant, hist = _describe(x, edges[q])
-            q_rows.append(
+        splits[frac] = (rows, img, test, int((~scores.clean_mask()[rows]).sum()))
+
+    def one(item):
+        """Every row one (p_c, Q) contributes: its description and its fit per task model."""
+        frac, q = item
+        rows, img, test, n_corrupted = splits[frac]
+        x = scores.q[q][rows].astype(np.float64)
+        x_tr, x_te = np.ascontiguousarray(x[~test]), np.ascontiguousarray(x[test])
+        quant, hist = _describe(x, edges[q])
+        q_row = {
+            "p_c": frac,
+            "scorer": q[0],
+            "q": q[1],
+            "kind": scores.kinds[q[0]],
+            "n": int(x.size),
+            "mean": float(x.mean()),
+            "sd": float(x.std()),
+            **{f"q{round(p * 100):02d}": v for p, v in zip(QUANTILES, quant, strict=True)},
+        }
+        e = edges[q]
+        h_row = pd.DataFrame(
+            {
+                "p_c": frac,
+                "scorer": q[0],
+                "q": q[1],
+                "bin_left": e[:-1],
+                "bin_right": e[1:],
+                "count": hist,
+            }
+        )
+        fits = []
+        for model in models:
+            y = scores.m[model][rows]
+            n_pos_img, n_neg_img = class_image_counts(y[test], img[test])
+            res = fit_and_score(
+                x_tr, np.ascontiguousarray(y[~test]), x_te, np.ascontiguousarray(y[test])
+            )
+            fits.append(
                 {
                     "p_c": frac,
-                    "scorer": q[0],
-                    "q": q[1],
-                    "kind": scores.kinds[q[0]],
-                    "n": int(x.size),
-                    "mean": float(x.mean()),
-                    "sd": float(x.std()),
-                    **{f"q{round(p * 100):02d}": v for p, v in zip(QUANTILES, quant, strict=True)},
+                    **label_cols(scores, q, model),
+                    "n_images": int(rows.size),
+                    "n_corrupted": n_corrupted,
+                    "accuracy": float(y.mean()),
+                    **res,
+                    "n_test": int(test.sum()),
+                    "n_test_images": int(np.unique(img[test]).size),
+                    "n_test_pos_images": n_pos_img,
+                    "n_test_neg_images": n_neg_img,
+                    "small_n": bool(small_auc(n_pos_img, n_neg_img)),
                 }
             )
-            e = edges[q]
-            h_rows.append(
-                pd.DataFrame(
-                    {
-                        "p_c": frac,
-                        "scorer": q[0],
-                        "q": q[1],
-                        "bin_left": e[:-1],
-                        "bin_right": e[1:],
-                        "count": hist,
-                    }
-                )
-            )
-            for model in models:
-                y = scores.m[model][rows]
-                n_pos_img, n_neg_img = class_image_counts(y[test], img[test])
-                res = fit_and_score(
-                    x_tr, np.ascontiguousarray(y[~test]), x_te, np.ascontiguousarray(y[test])
-                )
-                auc_rows.append(
-                    {
-                        "p_c": frac,
-                        **label_cols(scores, q, model),
-                        "n_images": int(rows.size),
-                        "n_corrupted": n_corrupted,
-                        "accuracy": float(y.mean()),
-                        **res,
-                        "n_test": int(test.sum()),
-                        "n_test_images": int(np.unique(img[test]).size),
-                        "n_test_pos_images": n_pos_img,
-                        "n_test_neg_images": n_neg_img,
-                        "small_n": bool(small_auc(n_pos_img, n_neg_img)),
-                    }
-                )
+        return q_row, h_row, fits
+
+    # every (p_c, Q) is independent: a pool of threads (nogil kernels), results in order
+    items = [(frac, q) for frac in mixes for q in qs]
+    auc_rows, q_rows, h_rows = [], [], []
+    for q_row, h_row, fits in parallel_map(
+        one, items, workers, progress=progress, desc="mixtures"
+    ):
+        q_rows.append(q_row)
+        h_rows.append(h_row)
+        auc_rows.extend(fits)
     auc = pd.DataFrame(auc_rows)
     summary = (
         auc.groupby(["task_model", "scorer", "q", "kind"], sort=False)

@@ -36,20 +36,18 @@ from tqdm import tqdm  # text bars: tqdm.auto warns in kernels without ipywidget
 from iqa_lib.analysis.common import resolve
 from iqa_lib.analysis.groupwise import MIN_GROUPS, group_codes
 from iqa_lib.analysis.io import ScoreSet
+from iqa_lib.analysis.pointwise import AucWork, auc_work, check_work
 from iqa_lib.analysis.sample_size import class_image_counts, small_auc, small_groups
-from iqa_lib.stats import _kernels as K
 from iqa_lib.stats.bootstrap import bootstrap_indices
 from iqa_lib.stats.delong import delong_from_placements, paired_z, placement_values
-from iqa_lib.stats.logistic import MAX_ITER, RIDGE, STATUS_NAMES, TOL, sorted_blocks
+from iqa_lib.stats.logistic import STATUS_NAMES
 from iqa_lib.stats.multiple import holm
 from iqa_lib.stats.paired_bootstrap import (
-    auc_weights,
     diff_summary,
     spearman,
     srcc_reps,
     unit_rank_rows,
 )
-from iqa_lib.stats.splits import group_test_mask
 
 
 def _orientation(slope: float, status: str) -> float:
@@ -81,6 +79,7 @@ def paired_tests(
     level: float = 0.95,
     include_clean: bool = False,
     progress: bool = False,
+    work: AucWork | None = None,
 ) -> pd.DataFrame:
     """One row per (task model, q_a, q_b), q_a before q_b in ``q_names`` order.
 
@@ -90,30 +89,33 @@ def paired_tests(
     delong_p, delong_p_holm, n_groups, srcc_a, srcc_b, srcc_diff, srcc_diff_ci_low/high,
     srcc_p_boot, srcc_p_holm, significant_auc, significant_srcc, small_n_auc,
     small_n_srcc, small_n, n_boot_valid_auc, n_boot_valid_srcc. See the module docstring.
+    ``work``: :func:`iqa_lib.analysis.pointwise.auc_work` output for the same arguments
+    (the point-wise table's fits and bootstrap replicates), computed here when not given.
     """
     qs, models = resolve(scores, q_names, task_models)
     alpha = 1.0 - level
-    test = group_test_mask(scores.image, test_fraction, seed)
-    train = ~test
-    test_img, test_cluster = np.unique(scores.image[test], return_inverse=True)
-    n_img = int(test_img.size)
-    test_cluster = test_cluster.astype(np.int64)
-    wt = auc_weights(n_img, n_bootstrap, seed) if n_bootstrap > 0 else None
-
-    # orientation of every (Q, task model): the point-wise fit on the training rows
-    y_tr = np.concatenate([scores.m[m][train] for m in models])
-    n_tr = int(train.sum())
-    starts = np.arange(len(models) + 1, dtype=np.int64) * n_tr
+    # the point-wise fits (orientation) and bootstrap AUC replicates: shared with pointwise
+    if work is None:
+        work = auc_work(
+            scores,
+            qs,
+            models,
+            test_fraction=test_fraction,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+        )
+    else:
+        check_work(work, scores, qs, models, test_fraction, n_bootstrap, seed)
+    test = work.test
+    n_img = work.n_img
+    test_cluster = work.test_cluster
     sign = np.empty((len(qs), len(models)))
     sorted_q = []
     for i, q in enumerate(qs):
-        x = scores.q[q].astype(np.float64)
-        _, b, status, _ = K.fit_groups(
-            np.tile(x[train], len(models)), y_tr, starts, MAX_ITER, TOL, RIDGE
-        )
+        _, b, status = work.fits[q]
         sign[i] = [_orientation(b[j], STATUS_NAMES[int(status[j])]) for j in range(len(models))]
-        order, blocks = sorted_blocks(np.ascontiguousarray(x[test]))
-        sorted_q.append((order, blocks, np.ascontiguousarray(test_cluster[order])))
+        order, _ = work.sorted_test[q]
+        sorted_q.append(order)
 
     # group-wise: accuracy and mean Q per group, one set of group resamples
     codes, groups = group_codes(scores, include_clean)
@@ -137,12 +139,11 @@ def paired_tests(
         n_pos_img, n_neg_img = class_image_counts(yt, test_cluster)
         v = np.empty((len(qs), yt.size))
         reps = np.full((len(qs), max(n_bootstrap, 0)), np.nan)
-        for i, (order, blocks, cl_sorted) in enumerate(sorted_q):
+        for i, order in enumerate(sorted_q):
             x_te = scores.q[qs[i]][test]
             v[i] = _orient(placement_values(x_te, yt, order), sign[i, j])
-            if wt is not None:
-                raw = K.bootstrap_auc_sorted(yt[order], cl_sorted, blocks, wt)
-                reps[i] = _orient(raw, sign[i, j])
+            if n_bootstrap > 0:
+                reps[i] = _orient(work.raw[qs[i]][j][1:], sign[i, j])
         dl = delong_from_placements(v, yt, test_cluster)
         if do_srcc:
             acc = gmean(scores.m[model])
@@ -173,7 +174,7 @@ def paired_tests(
                     "auc_b": t.auc_b,
                     "auc_diff": t.diff,
                 }
-                boot = diff_summary(t.diff, reps[a] - reps[b], level) if wt is not None else {}
+                boot = diff_summary(t.diff, reps[a] - reps[b], level) if n_bootstrap > 0 else {}
                 row["auc_diff_ci_low"] = boot.get("ci_low", np.nan)
                 row["auc_diff_ci_high"] = boot.get("ci_high", np.nan)
                 row["auc_p_boot"] = boot.get("p_value", np.nan)

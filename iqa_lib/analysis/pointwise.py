@@ -8,6 +8,8 @@ are not independent). One split and one set of resamples serve every (task model
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from tqdm import tqdm  # text bars: tqdm.auto warns in kernels without ipywidgets
@@ -48,6 +50,83 @@ def row_losses(x: np.ndarray, y: np.ndarray, a: float, b: float) -> np.ndarray:
     return np.minimum(np.logaddexp(0.0, eta) - y * eta, K.LOSS_CAP)
 
 
+@dataclass
+class AucWork:
+    """The point-wise fits and raw-AUC bootstrap replicates of every (Q, task model), which
+    the point-wise table and the paired tests share (computed once by :func:`auc_work`).
+
+    ``raw[q][j]``: raw-score AUC of Q for task model ``models[j]`` on the test image IDs
+    (column 0) and on each of the ``n_bootstrap`` cluster resamples (columns 1..B).
+    ``fits[q]``: (intercept, slope, status code) arrays over the task models.
+    ``sorted_test[q]``: (order, blocks) of Q's test rows sorted by score.
+    """
+
+    key: tuple
+    test: np.ndarray
+    test_cluster: np.ndarray
+    n_img: int
+    weights: np.ndarray
+    fits: dict
+    sorted_test: dict
+    raw: dict
+
+
+def _work_key(scores, qs, models, test_fraction, n_bootstrap, seed) -> tuple:
+    return (id(scores), tuple(qs), tuple(models), float(test_fraction), int(n_bootstrap), seed)
+
+
+def auc_work(
+    scores: ScoreSet,
+    q_names=None,
+    task_models=None,
+    *,
+    test_fraction: float = 0.2,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    progress: bool = False,
+) -> AucWork:
+    """Fit every (Q, task model) on the training image IDs and bootstrap its raw AUC on the
+    test image IDs: the expensive part of :func:`pointwise` and of
+    :func:`iqa_lib.analysis.paired.paired_tests`, done once for both (pass ``work=``)."""
+    qs, models = resolve(scores, q_names, task_models)
+    test = group_test_mask(scores.image, test_fraction, seed)
+    train = ~test
+    test_img, test_cluster = np.unique(scores.image[test], return_inverse=True)
+    test_cluster = test_cluster.astype(np.int64)
+    n_img = test_img.size
+    # row 0: every test image once (the point estimate); rows 1..B: resamples of image IDs
+    weights = np.ones((1 + max(n_bootstrap, 0), n_img))
+    if n_bootstrap > 0:
+        weights[1:] = cluster_weights(n_img, n_bootstrap, np.random.default_rng([seed, 1]))
+    weights_t = weights_for_kernel(weights)
+    y_tr = np.concatenate([scores.m[m][train] for m in models])
+    y_te = {m: np.ascontiguousarray(scores.m[m][test]) for m in models}
+    n_tr = int(train.sum())
+    starts = np.arange(len(models) + 1, dtype=np.int64) * n_tr
+    fits, sorted_test, raw = {}, {}, {}
+    for q in tqdm(qs, desc="point-wise", disable=not progress, leave=False):
+        x = scores.q[q].astype(np.float64)
+        # one parallel call fits this Q against every task model
+        a, b, status, _ = K.fit_groups(
+            np.tile(x[train], len(models)), y_tr, starts, MAX_ITER, TOL, RIDGE
+        )
+        fits[q] = (a, b, status)
+        order, blocks = sorted_blocks(np.ascontiguousarray(x[test]))
+        sorted_test[q] = (order, blocks)
+        cl_sorted = test_cluster[order]
+        raw[q] = [
+            K.bootstrap_auc_sorted(y_te[m][order], cl_sorted, blocks, weights_t) for m in models
+        ]
+    key = _work_key(scores, qs, models, test_fraction, n_bootstrap, seed)
+    return AucWork(key, test, test_cluster, int(n_img), weights, fits, sorted_test, raw)
+
+
+def check_work(work: AucWork, scores, qs, models, test_fraction, n_bootstrap, seed) -> None:
+    """Refuse shared work computed for other scores, variables or options."""
+    if work.key != _work_key(scores, qs, models, test_fraction, n_bootstrap, seed):
+        raise ValueError("work= was computed for other scores, Q variables, task models or options")
+
+
 def pointwise(
     scores: ScoreSet,
     q_names=None,
@@ -58,6 +137,7 @@ def pointwise(
     seed: int = 0,
     level: float = 0.95,
     progress: bool = False,
+    work: AucWork | None = None,
 ) -> pd.DataFrame:
     """One row per (task model, Q): fit, AUC/AUC_raw/CE on the held-out image IDs with CIs.
 
@@ -66,37 +146,34 @@ def pointwise(
     small_n (too few of either for the AUC interval to mean anything, see
     :mod:`iqa_lib.analysis.sample_size`), test_accuracy, intercept, slope, status, auc,
     auc_ci_low, auc_ci_high, auc_raw, auc_raw_ci_low, auc_raw_ci_high, ce, ce_ci_low,
-    ce_ci_high, n_boot_valid.
+    ce_ci_high, n_boot_valid. ``work``: :func:`auc_work` output for the same arguments
+    (shared with the paired tests), computed here when not given.
     """
     qs, models = resolve(scores, q_names, task_models)
-    test = group_test_mask(scores.image, test_fraction, seed)
-    train = ~test
-    test_img, test_cluster = np.unique(scores.image[test], return_inverse=True)
-    n_img = test_img.size
-    # row 0: every test image once (the point estimate); rows 1..B: resamples of image IDs
-    weights = np.ones((1 + max(n_bootstrap, 0), n_img))
-    if n_bootstrap > 0:
-        weights[1:] = cluster_weights(n_img, n_bootstrap, np.random.default_rng([seed, 1]))
+    if work is None:
+        work = auc_work(
+            scores,
+            qs,
+            models,
+            test_fraction=test_fraction,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            progress=progress,
+        )
+    else:
+        check_work(work, scores, qs, models, test_fraction, n_bootstrap, seed)
+    test, test_cluster, n_img, weights = work.test, work.test_cluster, work.n_img, work.weights
     boot_n = weights[1:] @ np.bincount(test_cluster, minlength=n_img).astype(np.float64)
-    weights_t = weights_for_kernel(weights)
-    y_tr = np.concatenate([scores.m[m][train] for m in models])
     y_te = {m: np.ascontiguousarray(scores.m[m][test]) for m in models}
-    n_tr = int(train.sum())
-    starts = np.arange(len(models) + 1, dtype=np.int64) * n_tr
+    n_tr = int((~test).sum())
     class_images = {m: class_image_counts(y_te[m], test_cluster) for m in models}
     rows = []
-    for q in tqdm(qs, desc="point-wise", disable=not progress, leave=False):
-        x = scores.q[q].astype(np.float64)
-        x_te = np.ascontiguousarray(x[test])
-        # one parallel call fits this Q against every task model
-        a, b, status, _ = K.fit_groups(
-            np.tile(x[train], len(models)), y_tr, starts, MAX_ITER, TOL, RIDGE
-        )
-        order, blocks = sorted_blocks(x_te)
-        cl_sorted = test_cluster[order].astype(np.int64)
+    for q in qs:
+        x_te = np.ascontiguousarray(scores.q[q].astype(np.float64)[test])
+        a, b, status = work.fits[q]
         for j, model in enumerate(models):
             yt = y_te[model]
-            raw = K.bootstrap_auc_sorted(yt[order], cl_sorted, blocks, weights_t)
+            raw = work.raw[q][j]
             st = STATUS_NAMES[int(status[j])]
             fitted = _fitted_auc(raw, b[j], st)
             loss = row_losses(x_te, yt, a[j], b[j])

@@ -47,7 +47,7 @@ from iqa_lib.analysis.io import load_scores
 from iqa_lib.analysis.mixtures import DEFAULT_FRACTIONS, DEFAULT_SEVERITIES, mixtures
 from iqa_lib.analysis.paired import paired_tests
 from iqa_lib.analysis.pairs import pairs, summary_table
-from iqa_lib.analysis.pointwise import pointwise
+from iqa_lib.analysis.pointwise import auc_work, pointwise
 from iqa_lib.fileio import atomic_write_text, write_csv
 
 ANALYSES = ("groupwise", "pointwise", "paired", "per_label", "per_image", "mixtures")
@@ -158,6 +158,21 @@ def run_all(
                 means=means,
             ),
         )
+    work = None
+    if "pointwise" in analyses or "paired" in analyses:
+        # the fits and bootstrap AUC replicates of every (Q, M): one pass, both tables
+        work = timed(
+            "point-wise fits and bootstrap",
+            lambda: auc_work(
+                scores,
+                None,
+                models,
+                test_fraction=test_fraction,
+                n_bootstrap=n_bootstrap,
+                seed=seed,
+                progress=progress,
+            ),
+        )
     if "pointwise" in analyses:
         tables["pointwise"] = timed(
             "point-wise",
@@ -170,6 +185,7 @@ def run_all(
                 seed=seed,
                 level=level,
                 progress=progress,
+                work=work,
             ),
         )
     if "groupwise" in analyses and "pointwise" in analyses:
@@ -188,6 +204,7 @@ def run_all(
                 level=level,
                 include_clean=include_clean_group,
                 progress=progress,
+                work=work,
             ),
         )
     if "per_label" in analyses:

@@ -17,7 +17,7 @@ OK, SEPARABLE, CONSTANT_M, CONSTANT_Q, NOT_CONVERGED, EMPTY = 0, 1, 2, 3, 4, 5
 LOSS_CAP = -math.log(np.finfo(np.float64).eps)  # log_loss clips p to [eps, 1 - eps]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _pass(x, y, mu, inv, b0, b1, want_ll):
     """Gradient, negated Hessian (and log-likelihood if asked) at (b0, b1), z = (x - mu) * inv."""
     ll = 0.0
@@ -44,7 +44,7 @@ def _pass(x, y, mu, inv, b0, b1, want_ll):
     return ll, g0, g1, h00, h01, h11
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fit_one(x, y, max_iter, tol, ridge, a_start=np.nan, b_start=np.nan):
     """Maximum-likelihood P(y=1|x) = sigmoid(a + b x); returns (a, b, status, n_iter).
 
@@ -135,7 +135,7 @@ def fit_one(x, y, max_iter, tol, ridge, a_start=np.nan, b_start=np.nan):
     return b0 - b1 * mu * inv, b1 * inv, status, n_iter
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def auc_raw(s, y):
     """Mann-Whitney AUC of score s for y (ties count 1/2); NaN when y is constant."""
     n = s.shape[0]
@@ -166,7 +166,7 @@ def auc_raw(s, y):
     return num / (n1 * n0)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def eval_fit(x, y, a, b):
     """(fitted-model AUC, raw-score AUC, cross-entropy) of a fit on held-out rows."""
     n = x.shape[0]
@@ -215,7 +215,7 @@ def auc_groups(s, y, starts):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _auc_sorted_subset(xs, ys, fs, f):
     """Raw AUC of the rows of fold f, given rows already sorted by score."""
     n1 = 0.0
@@ -244,68 +244,118 @@ def _auc_sorted_subset(xs, ys, fs, f):
     return num / (n1 * n0)
 
 
-@njit(parallel=True, cache=True)
-def cv_groups(x, y, fold, starts, n_folds, max_iter, tol, ridge):
-    """K-fold CV inside every group: fit on the other folds, score on the held-out fold.
+@njit(cache=True, nogil=True)
+def _argsort_group(x, lo, hi, perm):
+    """perm[lo:hi] = lo + argsort(x[lo:hi]): rows of one group in score order."""
+    order = np.argsort(x[lo:hi])
+    for i in range(hi - lo):
+        perm[lo + i] = lo + order[i]
 
-    Returns (n_groups, n_folds) arrays: fitted AUC, raw AUC, cross-entropy, status of the
-    training fit, slope, number of held-out rows. Each group is sorted by score once, so
-    every held-out fold is scanned in score order for its AUC.
-    """
-    g = starts.shape[0] - 1
+
+@njit(parallel=True, cache=True)
+def argsort_groups(x, starts):
+    """Row order that sorts every contiguous group by score (groups stay in place)."""
+    perm = np.empty(x.shape[0], np.int64)
+    for k in prange(starts.shape[0] - 1):
+        _argsort_group(x, starts[k], starts[k + 1], perm)
+    return perm
+
+
+@njit(cache=True, nogil=True)
+def argsort_groups_serial(x, starts):
+    """:func:`argsort_groups` on the calling thread without the GIL; the same order."""
+    perm = np.empty(x.shape[0], np.int64)
+    for k in range(starts.shape[0] - 1):
+        _argsort_group(x, starts[k], starts[k + 1], perm)
+    return perm
+
+
+@njit(cache=True, nogil=True)
+def _cv_group(xs, ys, fs, k, n_folds, max_iter, tol, ridge, auc, aucr, ce, status, slope, n_test):
+    """CV of one group whose rows (xs, ys, fs) are sorted by score; writes row k of the outputs."""
+    m = xs.shape[0]
+    xtr = np.empty(m)
+    ytr = np.empty(m, np.int8)
+    for f in range(n_folds):
+        nt = 0
+        for i in range(m):
+            if fs[i] == f:
+                nt += 1
+        n_test[k, f] = nt
+        if nt == 0 or nt == m:
+            continue
+        itr = 0
+        for i in range(m):
+            if fs[i] != f:
+                xtr[itr] = xs[i]
+                ytr[itr] = ys[i]
+                itr += 1
+        a, b, st, _ = fit_one(xtr[:itr], ytr[:itr], max_iter, tol, ridge, np.nan, np.nan)
+        status[k, f] = st
+        slope[k, f] = b
+        if not np.isfinite(a):
+            continue
+        ar = _auc_sorted_subset(xs, ys, fs, f)
+        aucr[k, f] = ar
+        if b > 0.0:
+            auc[k, f] = ar
+        elif b < 0.0:
+            auc[k, f] = 1.0 - ar
+        elif np.isfinite(ar):
+            auc[k, f] = 0.5
+        c = 0.0
+        for i in range(m):
+            if fs[i] == f:
+                eta = a + b * xs[i]
+                loss = max(eta, 0.0) + math.log1p(math.exp(-abs(eta))) - ys[i] * eta
+                c += min(loss, LOSS_CAP)
+        ce[k, f] = c / nt
+
+
+@njit(cache=True)
+def _cv_outputs(g, n_folds):
     auc = np.full((g, n_folds), np.nan)
     aucr = np.full((g, n_folds), np.nan)
     ce = np.full((g, n_folds), np.nan)
     status = np.full((g, n_folds), EMPTY, np.int8)
     slope = np.full((g, n_folds), np.nan)
     n_test = np.zeros((g, n_folds), np.int32)
+    return auc, aucr, ce, status, slope, n_test
+
+
+@njit(parallel=True, cache=True)
+def cv_groups(xs, ys, fs, starts, n_folds, max_iter, tol, ridge):
+    """K-fold CV inside every group: fit on the other folds, score on the held-out fold.
+
+    Rows come grouped (``starts``) and sorted by score inside each group
+    (:func:`argsort_groups`), so every held-out fold is scanned in score order for its AUC.
+    Returns (n_groups, n_folds) arrays: fitted AUC, raw AUC, cross-entropy, status of the
+    training fit, slope, number of held-out rows. Groups run in parallel (numba threads);
+    :func:`cv_groups_serial` is the same on the calling thread.
+    """
+    g = starts.shape[0] - 1
+    auc, aucr, ce, status, slope, n_test = _cv_outputs(g, n_folds)
     for k in prange(g):
         lo, hi = starts[k], starts[k + 1]
-        m = hi - lo
-        order = np.argsort(x[lo:hi])
-        xs = np.empty(m)
-        ys = np.empty(m, np.int8)
-        fs = np.empty(m, np.int16)
-        for i in range(m):
-            xs[i] = x[lo + order[i]]
-            ys[i] = y[lo + order[i]]
-            fs[i] = fold[lo + order[i]]
-        xtr = np.empty(m)
-        ytr = np.empty(m, np.int8)
-        for f in range(n_folds):
-            nt = 0
-            for i in range(m):
-                if fs[i] == f:
-                    nt += 1
-            n_test[k, f] = nt
-            if nt == 0 or nt == m:
-                continue
-            itr = 0
-            for i in range(m):
-                if fs[i] != f:
-                    xtr[itr] = xs[i]
-                    ytr[itr] = ys[i]
-                    itr += 1
-            a, b, st, _ = fit_one(xtr[:itr], ytr[:itr], max_iter, tol, ridge, np.nan, np.nan)
-            status[k, f] = st
-            slope[k, f] = b
-            if not np.isfinite(a):
-                continue
-            ar = _auc_sorted_subset(xs, ys, fs, f)
-            aucr[k, f] = ar
-            if b > 0.0:
-                auc[k, f] = ar
-            elif b < 0.0:
-                auc[k, f] = 1.0 - ar
-            elif np.isfinite(ar):
-                auc[k, f] = 0.5
-            c = 0.0
-            for i in range(m):
-                if fs[i] == f:
-                    eta = a + b * xs[i]
-                    loss = max(eta, 0.0) + math.log1p(math.exp(-abs(eta))) - ys[i] * eta
-                    c += min(loss, LOSS_CAP)
-            ce[k, f] = c / nt
+        _cv_group(
+            xs[lo:hi], ys[lo:hi], fs[lo:hi], k, n_folds, max_iter, tol, ridge,
+            auc, aucr, ce, status, slope, n_test,
+        )  # fmt: skip
+    return auc, aucr, ce, status, slope, n_test
+
+
+@njit(cache=True, nogil=True)
+def cv_groups_serial(xs, ys, fs, starts, n_folds, max_iter, tol, ridge):
+    """:func:`cv_groups` on the calling thread without the GIL (for a pool of threads
+    running several (Q, M) pairs at once); the same results, bit for bit."""
+    g = starts.shape[0] - 1
+    auc, aucr, ce, status, slope, n_test = _cv_outputs(g, n_folds)
+    for k in range(g):
+        lo, hi = starts[k], starts[k + 1]
+        _cv_group(
+            xs[lo:hi], ys[lo:hi], fs[lo:hi], k, n_folds, max_iter, tol, ridge,
+            auc, aucr, ce, status, slope, n_test,
+        )  # fmt: skip
     return auc, aucr, ce, status, slope, n_test
 
 

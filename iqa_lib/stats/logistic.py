@@ -154,6 +154,16 @@ def grouped_auc(score, m, groups, n_groups: int | None = None) -> np.ndarray:
     return K.auc_groups(x[order], y[order], starts)
 
 
+def group_score_order(q, presorted: tuple[np.ndarray, np.ndarray], parallel: bool = True) -> np.ndarray:
+    """Row order that groups the rows as ``presorted`` (``group_starts`` output) does and
+    sorts each group by ``q``: what :func:`cv_groups` needs, computed once per score column
+    and reusable for every label column (``score_order=``)."""
+    x = np.ascontiguousarray(as_float(q, "q"))
+    order, starts = presorted
+    kernel = K.argsort_groups if parallel else K.argsort_groups_serial
+    return order[kernel(x[order], starts)]
+
+
 def cv_groups(
     q,
     m,
@@ -166,22 +176,32 @@ def cv_groups(
     tol: float = TOL,
     ridge: float = RIDGE,
     presorted: tuple[np.ndarray, np.ndarray] | None = None,
+    parallel: bool = True,
+    score_order: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """K-fold cross-validated fits inside every group (fold ids 0..n_folds-1 per row).
 
     Returns (n_groups, n_folds) arrays ``auc`` (fitted model), ``auc_raw``, ``ce``,
     ``status`` (of the training fit; ``empty`` when the fold has no test or no training
     rows), ``slope`` and ``n_test``. ``presorted`` may pass ``group_starts`` output to
-    reuse one sort for many score columns.
+    reuse one sort for many score columns, ``score_order`` :func:`group_score_order` output (for
+    this ``q`` and ``presorted``) to reuse the sort by score for many label columns.
+    ``parallel=False`` runs the groups on the calling thread without holding the GIL (the
+    same numbers, bit for bit): for callers that run several calls at once from a thread
+    pool.
     """
     x, y = _inputs(q, m)
     f = np.asarray(folds)
     same_length(q=x, groups=np.asarray(groups), folds=f)
     if f.size and (f.min() < 0 or f.max() >= n_folds):
         raise ValueError(f"fold ids must be in 0..{n_folds - 1}")
-    order, starts = presorted if presorted is not None else group_starts(groups, n_groups)
-    auc, aucr, ce, st, slope, nt = K.cv_groups(
-        x[order], y[order], f[order].astype(np.int16), starts, n_folds, max_iter, tol, ridge
+    presorted = presorted if presorted is not None else group_starts(groups, n_groups)
+    if score_order is None:
+        score_order = group_score_order(x, presorted, parallel)
+    o = score_order
+    kernel = K.cv_groups if parallel else K.cv_groups_serial
+    auc, aucr, ce, st, slope, nt = kernel(
+        x[o], y[o], f[o].astype(np.int16), presorted[1], n_folds, max_iter, tol, ridge
     )
     return {"auc": auc, "auc_raw": aucr, "ce": ce, "status": st, "slope": slope, "n_test": nt}
 
