@@ -226,3 +226,4 @@ def test_tables_mark_significance_against_the_best_row_and_small_n(paper_like):
     assert "†" in md and "n too small" in md and "n (test images / groups)" in md and "vs best" in md
     claims = built["section4_nr_iqa"].claims
     assert claims[0].small_n and "(small n)" in claims[0].markdown()
+    assert built["section4_nr_iqa"].metrics["best_auc_small_n"] is True  # and `dvc metrics show`

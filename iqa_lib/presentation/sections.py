@@ -40,6 +40,7 @@ METRIC_KEYS = (
     "best_auc_metric", "best_auc", "paper_auc",  # best point-wise AUC, and the paper's for that row
     "best_srcc_metric", "best_srcc", "paper_srcc",  # best group-wise |SRCC|, and the paper's
     "claims_checked", "claims_holding",  # the paper's claims we could test, and those that hold
+    "best_auc_small_n",  # the best AUC rests on too few test images for its interval to mean anything
     "status",  # complete, partial or empty; why is in NOTE.md beside the tables (kept short: one column)
 )
 # thresholds of the verdicts, stated in each claim's text
@@ -304,6 +305,8 @@ def headline(task_model: str | None, ranking: pd.DataFrame | None, claims: list[
         for stat in ("auc", "srcc"):
             if stat in ranking.columns and ranking[stat].notna().any():
                 best = ranking.loc[ranking[stat].idxmax()]
+                if stat == "auc" and best.get("small_n") is not None:
+                    out["best_auc_small_n"] = bool(best["small_n"] is True or best["small_n"] == 1)
                 out[f"best_{stat}_metric"] = str(best["metric"])
                 out[f"best_{stat}"] = _number(best[stat])
                 out[f"paper_{stat}"] = _number(best.get(f"paper_{stat}"))
@@ -315,6 +318,8 @@ def _ranking(rows: pd.DataFrame, metric: pd.Series, auc: str = "auc") -> pd.Data
     out = pd.DataFrame({"metric": metric, "auc": rows[auc]})
     for col in ("srcc", "paper_auc", "paper_srcc"):
         out[col] = rows[col] if col in rows.columns else float("nan")
+    flag = next((c for c in ("small_n_auc", "small_n") if c in rows.columns), None)
+    out["small_n"] = rows[flag].to_numpy() if flag else None
     return out.reset_index(drop=True)
 
 
