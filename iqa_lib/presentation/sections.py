@@ -33,10 +33,10 @@ from iqa_lib.presentation import plots, tables
 
 PAPER_MAIN_MODEL = "convnext_base"  # the paper's Figures 3, 5 and 7 use ConvNeXt-B
 TASK_QS = ("q_h", "q_l", "q_p")  # the paper's row order in Figures 14-19
-# the same keys in every section's metrics file: one row per file in `dvc metrics show`
+# the same keys in every section's metrics file: one row per file in `dvc metrics show`, and
+# with its Path column at most 12 columns even where every key has a value (the paper profile)
 METRIC_KEYS = (
     "task_model",  # the main task model (M) the other keys are about
-    "n_metrics",  # how many (scorer, Q) rows the section ranks for it
     "best_auc_metric", "best_auc", "paper_auc",  # best point-wise AUC, and the paper's for that row
     "best_srcc_metric", "best_srcc", "paper_srcc",  # best group-wise |SRCC|, and the paper's
     "claims_checked", "claims_holding",  # the paper's claims we could test, and those that hold
@@ -301,7 +301,6 @@ def headline(task_model: str | None, ranking: pd.DataFrame | None, claims: list[
                claims_checked=sum(c.holds is not None for c in claims),
                claims_holding=sum(c.holds is True for c in claims))
     if ranking is not None and not ranking.empty:
-        out["n_metrics"] = len(ranking)
         for stat in ("auc", "srcc"):
             if stat in ranking.columns and ranking[stat].notna().any():
                 best = ranking.loc[ranking[stat].idxmax()]
