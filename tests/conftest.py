@@ -29,6 +29,22 @@ def imagenet_sample() -> Path:
     return SHARED_SAMPLE
 
 
+def fail_one_render(monkeypatch, key: tuple[str, str, int], message: str = "boom"):
+    """Make ImageNet-C rendering raise for one (image ID, corruption, severity); return the real
+    renderer (to put back)."""
+    from iqa_lib.data import corrupt as C
+
+    real = C._render_preprocessed
+
+    def flaky(pixels, image_id, corruption, severity):
+        if (image_id, corruption, severity) == key:
+            raise RuntimeError(message)
+        return real(pixels, image_id, corruption, severity)
+
+    monkeypatch.setattr(C, "_render_preprocessed", flaky)
+    return real
+
+
 def write_image(path: Path, size: tuple[int, int] = (40, 32), mode: str = "RGB", seed: int = 0) -> Path:
     """Write a small random image in any PIL mode (by extension)."""
     rng = np.random.default_rng(seed)

@@ -18,6 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from iqa_lib.data import corrupt as C  # noqa: E402
 from iqa_lib.imagenet import wnid_of  # noqa: E402
+from tests.conftest import fail_one_render  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared/data/imagenet-sample"
 
@@ -308,14 +309,7 @@ def test_undecodable_sources_are_listed_and_the_run_goes_on(clean, tmp_path):
 
 
 def test_a_failing_render_is_recorded_and_the_others_written(clean, tmp_path, monkeypatch):
-    real = C._render_preprocessed
-
-    def flaky(pixels, image_id, corruption, severity):
-        if (image_id, corruption, severity) == ("img_b", "frost", 5):
-            raise RuntimeError("boom")
-        return real(pixels, image_id, corruption, severity)
-
-    monkeypatch.setattr(C, "_render_preprocessed", flaky)
+    fail_one_render(monkeypatch, ("img_b", "frost", 5), "boom")
     out = tmp_path / "out"
     report = _generate(clean, out, workers=1)
     assert report.failed == 1

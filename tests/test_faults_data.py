@@ -33,6 +33,7 @@ from PIL import Image
 from iqa_lib import cli, fileio
 from iqa_lib.data import corrupt as C
 from iqa_lib.locks import output_lock
+from tests.conftest import fail_one_render
 
 TENCH = "n01440764"
 CORRUPTIONS = ("contrast", "gaussian_noise")
@@ -197,14 +198,7 @@ def test_stale_temporary_files_of_a_killed_run_are_removed(src, reference, tmp_p
 def test_a_failed_render_is_listed_and_fails_the_command_but_an_undecodable_source_does_not(
     src, tmp_path, monkeypatch, capsys
 ):
-    real = C._render_preprocessed
-
-    def flaky(pixels, image_id, corruption, severity):
-        if (image_id, corruption, severity) == ("img001", "contrast", 2):
-            raise RuntimeError("boom")
-        return real(pixels, image_id, corruption, severity)
-
-    monkeypatch.setattr(C, "_render_preprocessed", flaky)
+    fail_one_render(monkeypatch, ("img001", "contrast", 2), "boom")
     rc, _, err = _run(capsys, _corrupt_argv(src, tmp_path / "out"))
     assert rc == 1 and "1 render(s) failed (not an undecodable source" in err
     failures = pd.read_csv(tmp_path / "out" / C.FAILURES_FILE)
@@ -319,14 +313,7 @@ def test_prepare_fails_when_a_render_is_missing_for_another_reason_than_an_undec
     src, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.chdir(tmp_path)
-    real = C._render_preprocessed
-
-    def flaky(pixels, image_id, corruption, severity):
-        if (image_id, corruption, severity) == ("img002", "gaussian_noise", 1):
-            raise RuntimeError("out of\nluck")
-        return real(pixels, image_id, corruption, severity)
-
-    monkeypatch.setattr(C, "_render_preprocessed", flaky)
+    real = fail_one_render(monkeypatch, ("img002", "gaussian_noise", 1), "out of\nluck")
     argv = ["prepare", "--params", str(_params(tmp_path, src)), "--workers", "1"]
     rc, _, err = _run(capsys, argv)
     assert rc == 2 and [ln for ln in err.splitlines() if ln.startswith("iqa-kit")] == [err.strip().splitlines()[-1]]

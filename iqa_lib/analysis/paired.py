@@ -36,7 +36,7 @@ from tqdm import tqdm  # text bars: tqdm.auto warns in kernels without ipywidget
 from iqa_lib.analysis.common import resolve
 from iqa_lib.analysis.groupwise import MIN_GROUPS, group_codes
 from iqa_lib.analysis.io import ScoreSet
-from iqa_lib.analysis.pointwise import AucWork, auc_work, check_work
+from iqa_lib.analysis.pointwise import AucWork, ensure_work
 from iqa_lib.analysis.sample_size import class_image_counts, small_auc, small_groups
 from iqa_lib.stats.bootstrap import bootstrap_indices
 from iqa_lib.stats.delong import delong_from_placements, paired_z, placement_values
@@ -95,17 +95,7 @@ def paired_tests(
     qs, models = resolve(scores, q_names, task_models)
     alpha = 1.0 - level
     # the point-wise fits (orientation) and bootstrap AUC replicates: shared with pointwise
-    if work is None:
-        work = auc_work(
-            scores,
-            qs,
-            models,
-            test_fraction=test_fraction,
-            n_bootstrap=n_bootstrap,
-            seed=seed,
-        )
-    else:
-        check_work(work, scores, qs, models, test_fraction, n_bootstrap, seed)
+    work = ensure_work(work, scores, qs, models, test_fraction, n_bootstrap, seed)
     test = work.test
     n_img = work.n_img
     test_cluster = work.test_cluster

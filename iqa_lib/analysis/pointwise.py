@@ -121,10 +121,17 @@ def auc_work(
     return AucWork(key, test, test_cluster, int(n_img), weights, fits, sorted_test, raw)
 
 
-def check_work(work: AucWork, scores, qs, models, test_fraction, n_bootstrap, seed) -> None:
-    """Refuse shared work computed for other scores, variables or options."""
+def ensure_work(
+    work: AucWork | None, scores, qs, models, test_fraction, n_bootstrap, seed, progress=False
+) -> AucWork:
+    """``work`` when it was computed for these scores, variables and options (else an error);
+    computed here when ``None``."""
+    if work is None:
+        return auc_work(scores, qs, models, test_fraction=test_fraction, n_bootstrap=n_bootstrap,
+                        seed=seed, progress=progress)
     if work.key != _work_key(scores, qs, models, test_fraction, n_bootstrap, seed):
         raise ValueError("work= was computed for other scores, Q variables, task models or options")
+    return work
 
 
 def pointwise(
@@ -150,18 +157,7 @@ def pointwise(
     (shared with the paired tests), computed here when not given.
     """
     qs, models = resolve(scores, q_names, task_models)
-    if work is None:
-        work = auc_work(
-            scores,
-            qs,
-            models,
-            test_fraction=test_fraction,
-            n_bootstrap=n_bootstrap,
-            seed=seed,
-            progress=progress,
-        )
-    else:
-        check_work(work, scores, qs, models, test_fraction, n_bootstrap, seed)
+    work = ensure_work(work, scores, qs, models, test_fraction, n_bootstrap, seed, progress)
     test, test_cluster, n_img, weights = work.test, work.test_cluster, work.n_img, work.weights
     boot_n = weights[1:] @ np.bincount(test_cluster, minlength=n_img).astype(np.float64)
     y_te = {m: np.ascontiguousarray(scores.m[m][test]) for m in models}

@@ -76,6 +76,11 @@ class AtcThreshold:
     threshold: float
     tie_weight: float
 
+    def contributions(self, scores) -> np.ndarray:
+        """Each image's share of the prediction: 1 above the threshold, the tie weight at it."""
+        s = np.asarray(scores, dtype=np.float64)
+        return np.where(s > self.threshold, 1.0, np.where(s == self.threshold, self.tie_weight, 0.0))
+
     def predict(self, scores) -> float:
         """Estimated accuracy: the (tie-weighted) share of ``scores`` above the threshold."""
         s = np.asarray(scores, dtype=np.float64)
@@ -234,6 +239,28 @@ def cot_top1_error(pred, q_p, marginal) -> float:
     return float(1.0 - value)
 
 
+def own_contributions(reference: dict, target: dict) -> dict[str, np.ndarray]:
+    """Per target image, its share of each own-output estimate, the fits made on ``reference``.
+
+    ``reference``: M's labelled outputs (``q_p``, ``correct``, optionally ``q_h``, aligned);
+    ``target``: ``q_p`` (and ``q_h``) on the new images. Each method's estimate is the mean of
+    its array: AC (q_p), DoC (q_p shifted by reference accuracy minus reference AC), ATC-MC
+    and ATC-NE (the tie-weighted indicator of the threshold). The one place these formulas
+    live: the validation and the audit use it.
+    """
+    r_qp = np.asarray(reference["q_p"], dtype=np.float64)
+    r_m = np.asarray(reference["correct"]).astype(np.int8)
+    t_qp = np.asarray(target["q_p"], dtype=np.float64)
+    if r_qp.size != r_m.size or not r_qp.size:
+        raise ValueError("need aligned, non-empty reference q_p/correct")
+    out = {"ac": t_qp, "doc": float(r_m.mean()) - average_confidence(r_qp) + t_qp,
+           "atc_mc": fit_atc(r_qp, r_m).contributions(t_qp)}
+    if reference.get("q_h") is not None and target.get("q_h") is not None:
+        r_ne = -np.asarray(reference["q_h"], dtype=np.float64)
+        out["atc_ne"] = fit_atc(r_ne, r_m).contributions(-np.asarray(target["q_h"], dtype=np.float64))
+    return out
+
+
 def estimate_accuracy(
     reference: dict[str, np.ndarray],
     target: dict[str, np.ndarray],
@@ -243,43 +270,38 @@ def estimate_accuracy(
 ) -> pd.DataFrame:
     """M's accuracy on unlabelled ``target`` images by AC, DoC, ATC-MC and ATC-NE.
 
-    ``reference`` holds M's labelled reference outputs (``q_p``, ``correct`` and optionally
-    ``q_h``, aligned row by row); ``target`` holds ``q_p`` (and ``q_h``) on the new images.
-    The interval resamples reference and target images independently (sampling error
-    only): the error under shift that :func:`leave_one_corruption_out` measures comes on
-    top, so an audit should show both. This is the building block for ``iqa-kit audit``.
+    The interval is a percentile bootstrap over the target images with the reference fit
+    held fixed: how much the estimate moves with another sample of images like these. The
+    error under shift that :func:`leave_one_corruption_out` measures comes on top, so an
+    audit shows both. What ``iqa-kit audit`` reports.
     """
-    from iqa_lib.stats.bootstrap import bootstrap_indices, percentile_ci
+    from iqa_lib.stats.bootstrap import percentile_ci
 
-    r_qp = np.asarray(reference["q_p"], dtype=np.float64)
-    r_m = np.asarray(reference["correct"]).astype(np.int8)
-    t_qp = np.asarray(target["q_p"], dtype=np.float64)
-    if r_qp.size != r_m.size or not r_qp.size or not t_qp.size:
-        raise ValueError("need aligned, non-empty reference q_p/correct and target q_p")
-    scores = {"atc_mc": (r_qp, t_qp)}
-    if "q_h" in reference and "q_h" in target:
-        scores["atc_ne"] = (-np.asarray(reference["q_h"], dtype=np.float64),
-                            -np.asarray(target["q_h"], dtype=np.float64))
-
-    def estimates(ri: np.ndarray | slice, ti: np.ndarray | slice) -> dict[str, float]:
-        acc, ac_r, ac_t = float(r_m[ri].mean()), float(r_qp[ri].mean()), float(t_qp[ti].mean())
-        out = {"ac": ac_t, "doc": doc_accuracy(acc, ac_r, ac_t)}
-        for name, (rs, ts) in scores.items():
-            out[name] = fit_atc(rs[ri], r_m[ri]).predict(ts[ti])
-        return out
-
-    point = estimates(slice(None), slice(None))
+    per_image = own_contributions(reference, target)
+    n = per_image["ac"].size
+    if not n:
+        raise ValueError("need at least one target image")
     rng = np.random.default_rng(seed)
-    r_idx = bootstrap_indices(r_qp.size, n_bootstrap, rng)
-    t_idx = bootstrap_indices(t_qp.size, n_bootstrap, rng)
-    boot = pd.DataFrame([estimates(r_idx[b], t_idx[b]) for b in range(n_bootstrap)])
+    boot = {k: np.empty(n_bootstrap) for k in per_image}
+    chunk = max(1, min(n_bootstrap, 2_000_000 // n))  # bounded memory for large targets
+    for start in range(0, n_bootstrap, chunk):
+        idx = rng.integers(0, n, size=(min(chunk, n_bootstrap - start), n))
+        for k, values in per_image.items():
+            boot[k][start:start + len(idx)] = values[idx].mean(axis=1)
+    r_m = np.asarray(reference["correct"]).astype(np.int8)
     rows = []
-    for method, value in point.items():
-        lo, hi = percentile_ci(boot[method].to_numpy(), level)
-        rows.append({"method": method, "predicted": value, "ci_low": lo, "ci_high": hi,
-                     "n_target": int(t_qp.size), "n_reference": int(r_qp.size),
+    for method, values in per_image.items():
+        lo, hi = percentile_ci(boot[method], level)
+        rows.append({"method": method, "predicted": float(values.mean()), "ci_low": lo, "ci_high": hi,
+                     "n_target": int(n), "n_reference": int(r_m.size),
                      "reference_accuracy": float(r_m.mean())})
     return pd.DataFrame(rows)
+
+
+def own_group_predictions(reference: dict, target: dict, inv: np.ndarray, n_groups: int) -> dict[str, np.ndarray]:
+    """Each own-output estimate per target group (``inv``: each target row's group code)."""
+    counts = np.bincount(inv, minlength=n_groups).astype(np.float64)
+    return {k: _group_mean(v, inv, counts) for k, v in own_contributions(reference, target).items()}
 
 
 # --------------------------------------------------------------------------- validation
@@ -380,21 +402,17 @@ def leave_one_corruption_out(
             qp = scores.q.get((model, "q_p"))
             qh = scores.q.get((model, "q_h"))
             if qp is not None:
-                ac_ref = average_confidence(qp[ref])
-                ac_t = _group_mean(qp[tgt], inv, n)
-                preds.append(("ac", model, "q_p", "own", ac_t))
-                preds.append(("doc", model, "q_p", "own", ref_acc - (ac_ref - ac_t)))
-                atc = fit_atc(qp[ref], m[ref])
-                preds.append(("atc_mc", model, "q_p", "own", _atc_groups(atc, qp[tgt], inv, sev.size)))
+                own = own_group_predictions(
+                    {"q_p": qp[ref], "q_h": None if qh is None else qh[ref], "correct": m[ref]},
+                    {"q_p": qp[tgt], "q_h": None if qh is None else qh[tgt]}, inv, sev.size)
+                for method in ("ac", "doc", "atc_mc", "atc_ne"):
+                    if method in own:
+                        preds.append((method, model, "q_h" if method == "atc_ne" else "q_p", "own", own[method]))
                 if pred is not None:
                     marg = label_marginal(scores.label[ref], n_classes)
                     cot = [1.0 - cot_top1_error(pred[tgt][inv == j], qp[tgt][inv == j], marg)
                            for j in range(sev.size)]
                     preds.append(("cot_top1", model, "q_p", "own", np.asarray(cot)))
-            if qh is not None:
-                atc = fit_atc(-qh[ref].astype(np.float64), m[ref])
-                preds.append(("atc_ne", model, "q_h", "own",
-                              _atc_groups(atc, -qh[tgt].astype(np.float64), inv, sev.size)))
             for method, scorer, variant, kind, p in preds:
                 for j in range(sev.size):
                     rows.append({
@@ -408,10 +426,6 @@ def leave_one_corruption_out(
     table["abs_error"] = table["error"].abs()
     table["abs_error_pts"] = 100 * table["abs_error"]
     return table[TABLE_COLUMNS]
-
-
-def _atc_groups(atc: AtcThreshold, s: np.ndarray, inv: np.ndarray, n_groups: int) -> np.ndarray:
-    return np.array([atc.predict(s[inv == j]) for j in range(n_groups)])
 
 
 SUMMARY_KEYS = ["method", "scorer", "q", "kind", "task_model"]

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from iqa_lib.analysis.prior import AtcThreshold, fit_atc
+from iqa_lib.analysis.prior import estimate_accuracy, own_group_predictions
 from iqa_lib.audit.reference import (
     CLEAN,
     CORRECT,
@@ -101,45 +101,37 @@ def reference_outputs(ref: Reference) -> pd.DataFrame:
     return data
 
 
-def _scores(data: Mapping[str, Any], method: str) -> np.ndarray:
-    """The score an ATC variant thresholds (higher = more confident)."""
-    if method == "atc_mc":
-        return np.asarray(data["q_p"], dtype=np.float64)
-    return -np.asarray(data["q_h"], dtype=np.float64)
-
-
-def _contributions(atc: AtcThreshold, scores: np.ndarray) -> np.ndarray:
-    """Each image's share in ATC's prediction (1 above the threshold, the tie weight at it)."""
-    return np.where(scores > atc.threshold, 1.0, np.where(scores == atc.threshold, atc.tie_weight, 0.0))
+def _reference_dict(data: pd.DataFrame) -> dict[str, np.ndarray | None]:
+    return {"q_p": data["q_p"].to_numpy(np.float64), "correct": data[CORRECT].to_numpy(np.float64),
+            "q_h": data["q_h"].to_numpy(np.float64) if "q_h" in data else None}
 
 
 def loco_validation(data: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     """Leave-one-corruption-out on the reference: per method, held-out corruption and severity,
-    the predicted and actual accuracy (fit on clean plus every other corruption).
+    the predicted and actual accuracy (fit on clean plus every other corruption), with the
+    estimators of :func:`iqa_lib.analysis.prior.own_group_predictions`, as prior.md's.
 
     Empty when the reference has fewer than two corruptions besides clean.
     """
     corruption = data["corruption"].to_numpy()
     severity = data["severity"].to_numpy()
-    m = data[CORRECT].to_numpy(np.float64)
-    q_p = data["q_p"].to_numpy(np.float64)
+    ref = _reference_dict(data)
     held = [c for c in pd.unique(corruption) if c != CLEAN]
     rows: list[dict[str, Any]] = []
     if len(held) < 2 or not (corruption == CLEAN).any():
         return pd.DataFrame(columns=["method", "corruption", "severity", "n", "predicted", "actual"])
     for c in held:
-        fit = corruption != c
-        acc, ac_ref = float(m[fit].mean()), float(q_p[fit].mean())
-        thresholds = {k: fit_atc(_scores(data, k)[fit], m[fit]) for k in methods if k.startswith("atc")}
-        for s in np.unique(severity[~fit]):
-            group = (~fit) & (severity == s)
-            ac_t = float(q_p[group].mean())
-            pred = {"ac": ac_t, "doc": acc - (ac_ref - ac_t)}
-            for k, t in thresholds.items():
-                pred[k] = t.predict(_scores(data, k)[group])
+        fit, tgt = corruption != c, corruption == c
+        sev, inv = np.unique(severity[tgt], return_inverse=True)
+        pick = {k: (None if v is None else v[fit]) for k, v in ref.items()}
+        target = {k: (None if v is None else v[tgt]) for k, v in ref.items()}
+        pred = own_group_predictions(pick, target, inv, sev.size)
+        actual = np.bincount(inv, weights=ref["correct"][tgt]) / np.bincount(inv)
+        n = np.bincount(inv)
+        for j, s in enumerate(sev):
             for k in methods:
-                rows.append({"method": k, "corruption": str(c), "severity": int(s), "n": int(group.sum()),
-                             "predicted": pred[k], "actual": float(m[group].mean())})
+                rows.append({"method": k, "corruption": str(c), "severity": int(s), "n": int(n[j]),
+                             "predicted": float(pred[k][j]), "actual": float(actual[j])})
     return pd.DataFrame(rows)
 
 
@@ -156,11 +148,6 @@ def validation_bands(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
             "corruptions": int(g["corruption"].nunique()),
         }
     return out
-
-
-def _percentile_ci(samples: np.ndarray, level: float) -> list[float]:
-    lo, hi = np.quantile(samples, [(1 - level) / 2, (1 + level) / 2])
-    return [float(lo), float(hi)]
 
 
 def predict_accuracy(
@@ -186,42 +173,27 @@ def predict_accuracy(
     t_qp = target["q_p"].to_numpy(np.float64)
     t_qh = target["q_h"].to_numpy(np.float64) if "q_h" in target and "q_h" in data else None
     keep = np.isfinite(t_qp) & (np.isfinite(t_qh) if t_qh is not None else True)
-    t_qp = t_qp[keep]
-    t_qh = t_qh[keep] if t_qh is not None else None
-    if t_qp.size == 0:
+    if not keep.any():
         return {"value": None, "note": "no image of this dataset has a finite q_p",
                 "actual": dict(actual) if actual else None}
-    methods = ["atc_mc", *(["atc_ne"] if t_qh is not None else []), "ac", "doc"]
-    m = data[CORRECT].to_numpy(np.float64)
-    r_qp = data["q_p"].to_numpy(np.float64)
-    ref_acc, ref_ac = float(m.mean()), float(r_qp.mean())
-    target_data = {"q_p": t_qp, "q_h": t_qh}
-    # per image, each method's prediction is a mean of per-image values with the reference fixed
-    per_image = {"ac": t_qp, "doc": ref_acc - ref_ac + t_qp}
-    for k in ("atc_mc", "atc_ne"):
-        if k in methods:
-            per_image[k] = _contributions(fit_atc(_scores(data, k), m), _scores(target_data, k))
-    point = {k: float(per_image[k].mean()) for k in methods}
-    rng = np.random.default_rng(seed)
-    n = t_qp.size
-    boot = {k: np.empty(n_bootstrap) for k in methods}
-    chunk = max(1, min(n_bootstrap, 2_000_000 // n))
-    for start in range(0, n_bootstrap, chunk):
-        idx = rng.integers(0, n, size=(min(chunk, n_bootstrap - start), n))
-        for k in methods:
-            boot[k][start:start + len(idx)] = per_image[k][idx].mean(axis=1)
+    reference = _reference_dict(data)
+    table = estimate_accuracy(reference, {"q_p": t_qp[keep], "q_h": None if t_qh is None else t_qh[keep]},
+                              n_bootstrap=n_bootstrap, seed=seed, level=level).set_index("method")
+    methods = [k for k in ("atc_mc", "atc_ne", "ac", "doc") if k in table.index]
+    n = int(keep.sum())
+    ref_acc = float(table["reference_accuracy"].iloc[0])
     bands = validation_bands(loco_validation(data, methods))
     atc = [k for k in ("atc_ne", "atc_mc") if k in methods and k in bands]
     chosen = min(atc, key=lambda k: bands[k]["mean_abs_error_pts"]) if atc else DEFAULT_ATC
     estimates = {
-        k: {"method": k, "name": SHORT[k], "value": point[k], "ci95": _percentile_ci(boot[k], level),
-            "validation": bands.get(k)}
+        k: {"method": k, "name": SHORT[k], "value": float(table.at[k, "predicted"]),
+            "ci95": [float(table.at[k, "ci_low"]), float(table.at[k, "ci_high"])], "validation": bands.get(k)}
         for k in methods
     }
     why = ("the ATC score with the lower leave-one-corruption-out error on this reference"
            if chosen in bands else "ATC-MC: this reference has too few corruptions to validate on")
     return {
-        "value": point[chosen],
+        "value": estimates[chosen]["value"],
         "ci95": estimates[chosen]["ci95"],
         "method": chosen,
         "method_name": SHORT[chosen],

@@ -23,7 +23,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from iqa_lib.config import Params
@@ -80,7 +79,7 @@ class Claim:
 def caution(claim: Claim, rows: pd.DataFrame | None, column: str) -> Claim:
     """Mark ``claim`` when any of the ``rows`` behind it is flagged ``column`` (small n)."""
     if rows is not None and column in rows.columns:
-        flagged = rows[column].map(lambda v: v is True or (isinstance(v, bool | np.bool_) and bool(v)))
+        flagged = rows[column].map(tables.is_flagged)
         if flagged.any():
             claim.small_n = (f"{int(flagged.sum())} of {len(rows)} results behind this verdict rest on too few "
                              "test images or groups for their intervals to mean anything (marked † in the "
@@ -305,7 +304,7 @@ def headline(task_model: str | None, ranking: pd.DataFrame | None, claims: list[
             if stat in ranking.columns and ranking[stat].notna().any():
                 best = ranking.loc[ranking[stat].idxmax()]
                 if stat == "auc" and best.get("small_n") is not None:
-                    out["best_auc_small_n"] = bool(best["small_n"] is True or best["small_n"] == 1)
+                    out["best_auc_small_n"] = tables.is_flagged(best["small_n"])
                 out[f"best_{stat}_metric"] = str(best["metric"])
                 out[f"best_{stat}"] = _number(best[stat])
                 out[f"paper_{stat}"] = _number(best.get(f"paper_{stat}"))

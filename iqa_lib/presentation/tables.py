@@ -161,10 +161,11 @@ def mark_vs_best(
 
 
 def _flagged(text: str, flag) -> str:
-    return f"{text} {SMALL_N_MARK}" if text and _true(flag) else text
+    return f"{text} {SMALL_N_MARK}" if text and is_flagged(flag) else text
 
 
-def _true(value) -> bool:
+def is_flagged(value) -> bool:
+    """A small-n flag that is set (True, numpy's True); NaN or missing is not set."""
     return isinstance(value, (bool, np.bool_)) and bool(value)
 
 
@@ -213,7 +214,7 @@ def to_markdown(table: pd.DataFrame, title: str | None = None) -> str:
         rows.append(row)
     body = pd.DataFrame(rows).to_markdown(index=False) if rows else "_(no rows: the scorers this table needs are not configured)_"
     notes = []
-    if any(_true(r.get(c)) for _, r in table.iterrows() for c in ("small_n_auc", "small_n_corr")):
+    if any(is_flagged(r.get(c)) for _, r in table.iterrows() for c in ("small_n_auc", "small_n_corr")):
         notes.append(SMALL_N_NOTE)
     if "auc_vs_best" in table.columns and (table["auc_vs_best"].astype(str) != "").any():
         notes.append(VS_BEST_NOTE)
