@@ -93,18 +93,18 @@ def score_command(args: argparse.Namespace, manifest: Path, out: Path) -> list[s
 def child(argv: list[str]) -> int:
     """``iqa-kit score`` that appends the number of rows of every scored group to $BENCH_RESUME_LOG."""
     from iqa_lib.cli import main
-    from iqa_lib.scoring import engine
+    from iqa_lib.scoring import stream
 
     log = os.environ.get(LOG_ENV)
     if log:
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        add = engine._Chunk.add
+        add = stream.ChunkResults.add
 
         def logged(self, rows, scored, failed):
             add(self, rows, scored, failed)
             os.write(fd, f"{len(rows)}\n".encode())  # in the kernel at once: survives a SIGKILL
 
-        engine._Chunk.add = logged
+        stream.ChunkResults.add = logged
     return main(argv)
 
 

@@ -236,7 +236,7 @@ def test_brisque_scores_tiny_images_and_refuses_undefined_ones():
 
 
 def test_niqe_needs_one_block_and_the_engine_records_the_failure():
-    from iqa_lib.scoring.engine import _score_group
+    from iqa_lib.scoring.stream import score_group as _score_group
 
     scorer = build_scorer("niqe", "cpu")
     tiny = _batch([_natural(0, 16)])

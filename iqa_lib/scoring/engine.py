@@ -19,10 +19,9 @@ import functools
 import hashlib
 import json
 import os
-import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,11 +41,11 @@ from iqa_lib.data.manifest import (
     manifest_classnames,
     read_manifest,
 )
-from iqa_lib.scorers.base import COLUMN_DTYPES, COLUMNS, Scorer
+from iqa_lib.scorers.base import COLUMNS, Scorer
 from iqa_lib.scorers.label_space import LabelSpace, resolve_label_space
 from iqa_lib.scorers.registry import as_spec, build_scorer
 from iqa_lib.scorers.spec import ScorerSpec
-from iqa_lib.scoring import parts
+from iqa_lib.scoring import parts, stream
 from iqa_lib.scoring.checks import nonnegative_int, positive_int, positive_seconds
 from iqa_lib.scoring.dataset import ChunkBatchSampler, ManifestImages, collate_images
 from iqa_lib.scoring.device import pick_device
@@ -66,10 +65,8 @@ DEFAULT_PART_SECONDS = 10.0  # a kill loses at most about this much scoring
 # Dataset-level geometry: ``resize_crop`` = the ImageNet-C protocol (clean images
 # Resize(256) + CenterCrop(224), corrupted ones as stored); ``none`` = every image as stored.
 GEOMETRIES = ("resize_crop", "none")
-# Test hook: SIGKILL this process after it has written this many parts.
-KILL_AFTER_PARTS_ENV = "IQA_KIT_KILL_AFTER_PARTS"
-# Test hook: sleep this many seconds after each batch, so that a kill can land mid-run.
-BATCH_DELAY_ENV = "IQA_KIT_BATCH_DELAY"
+# Test hooks (kill after N parts, sleep after each batch): :mod:`.stream`.
+KILL_AFTER_PARTS_ENV, BATCH_DELAY_ENV = stream.KILL_AFTER_PARTS_ENV, stream.BATCH_DELAY_ENV
 
 
 def manifest_fingerprint(df: pd.DataFrame) -> str:
@@ -115,14 +112,19 @@ class ScoringResult:
     batch_size: int = 0
     num_workers: int = 0
     seconds: float = 0.0
+    # the other scorers the same pass scored (one decode for all), and why an optional job of
+    # run_scoring_many was left out ("" = it was not)
+    together: tuple[str, ...] = ()
+    dropped: str = ""
 
 
 @dataclass(frozen=True)
 class _Plan:
-    """Rank 0's decision after taking the lock, broadcast to every rank."""
+    """Rank 0's decision for one output after taking its lock, broadcast to every rank."""
 
     reused: bool
     kept: int
+    skip: str = ""  # an optional job left out, and why
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,25 @@ class _Stopped:
     """Rank 0 failed before scoring: the other ranks stop too instead of waiting."""
 
     message: str
+
+
+@dataclass(frozen=True)
+class ScoringJob:
+    """One scorer and its output, for a run that decodes each image once for several scorers.
+
+    ``batch_size`` None: the spec's option, else the family default for the
+    device. ``optional``: if this scorer cannot be set up, its output is busy,
+    or it fails while scoring, it is dropped with a warning (its result says
+    why) and the others go on; and when its output exists without a completion
+    record (made elsewhere, e.g. fetched with ``dvc pull``), it is left alone
+    rather than scored again. The pipeline passes the other configured scorers
+    this way, so that a stage never fails for another stage's scorer.
+    """
+
+    spec: str | Mapping[str, Any] | ScorerSpec | Scorer
+    out: str | os.PathLike
+    batch_size: int | None = None
+    optional: bool = False
 
 
 def score_manifest(
@@ -199,6 +220,55 @@ def run_scoring(
     ``progress`` shows a tqdm bar when stderr is a terminal; otherwise, and with
     ``progress=False``, rank 0 prints a line per written part instead
     (:mod:`.progress`): a run under ``dvc repro`` or in a log is never silent.
+
+    Several scorers over one decode: :func:`run_scoring_many`.
+    """
+    return run_scoring_many(
+        [ScoringJob(spec, out_path, batch_size)], manifest_path, num_workers=num_workers,
+        device=device, resume=resume, part_size=part_size, progress=progress, geometry=geometry,
+        part_seconds=part_seconds, wait=wait,
+    )[0]
+
+
+@dataclass
+class _Job:
+    """A job once set up: what its output must record, its parts, and what is left to score."""
+
+    given: ScoringJob
+    parsed: ScorerSpec
+    out: Path
+    scorer: Scorer | None
+    space: LabelSpace
+    columns: list[str]
+    meta: dict[str, Any]
+    record: dict[str, Any]
+    batch_size: int
+    plan: _Plan | None = None
+    dropped: str = ""  # why an optional job was left out ("" = it was not)
+
+    @property
+    def pdir(self) -> Path:
+        return parts.parts_dir(self.out)
+
+
+def run_scoring_many(
+    jobs: Sequence[ScoringJob],
+    manifest_path: str | os.PathLike,
+    num_workers: int | None = None,
+    device: torch.device | str | None = None,
+    resume: bool = True,
+    part_size: int = DEFAULT_PART_SIZE,
+    progress: bool = True,
+    geometry: str = "resize_crop",
+    part_seconds: float = DEFAULT_PART_SECONDS,
+    wait: bool = False,
+) -> list[ScoringResult]:
+    """Score the manifest with several scorers, decoding each image once; a result per job.
+
+    Each job keeps what :func:`run_scoring` gives one scorer: its own lock,
+    parts, resume, completion record, batch size and output, identical to a
+    run of that scorer alone (:mod:`.stream`). The loader reads the union of
+    the rows the jobs still need, in batches of the largest job batch size.
     """
     from iqa_lib.locks import output_lock
     from iqa_lib.scoring import complete
@@ -206,20 +276,22 @@ def run_scoring(
 
     started = time.perf_counter()
     tune_allocator()  # big buffers stay mapped between batches (IQA_KIT_MALLOPT=0: off)
-    scorer = spec if isinstance(spec, Scorer) else None
-    parsed = scorer.spec if scorer is not None else as_spec(spec)  # type: ignore[union-attr]
-    out = Path(out_path)
+    if not jobs:
+        raise ValueError("no scorers to run")
+    outs = [Path(j.out).resolve() for j in jobs]
+    if len(set(outs)) < len(outs):
+        raise ValueError(f"two scorers write the same output: {sorted(str(o) for o in outs if outs.count(o) > 1)[0]!r}")
     part_size = positive_int(part_size, "part_size")
     part_seconds = positive_seconds(part_seconds, "part_seconds")
-    if batch_size is not None:
-        batch_size = positive_int(batch_size, "batch_size")
     if num_workers is not None:
         num_workers = nonnegative_int(num_workers, "num_workers")
     if geometry not in GEOMETRIES:
         raise ValueError(f"geometry {geometry!r} is not one of {', '.join(GEOMETRIES)}")
     manifest = read_manifest(manifest_path)
-    dev = scorer.device if scorer is not None else pick_device(device)
-    batch_size = batch_size or default_batch_size(parsed, dev)
+    built = {j.spec.device for j in jobs if isinstance(j.spec, Scorer)}
+    if len(built) > 1:
+        raise ValueError(f"built scorers on different devices ({', '.join(map(str, built))}) cannot share a run")
+    dev = built.pop() if built else pick_device(device)
     num_workers = default_num_workers(dev) if num_workers is None else num_workers
     unlabelled = manifest["label"].to_numpy() == UNLABELLED
     if unlabelled.any() and not unlabelled.all():
@@ -238,20 +310,115 @@ def run_scoring(
                 f"{int(labels[bad][0])} (e.g. {manifest.loc[bad, 'path'].iloc[0]!r}); labels index "
                 "the classes: rebuild the manifest with `iqa-kit manifest`"
             )
-    space = resolve_label_space(parsed, classes, classnames, bool(unlabelled.all()))
+    n = len(manifest)
+    n_chunks = -(-n // part_size)
+    fingerprint = manifest_fingerprint(manifest)
+    context = (manifest_path, classes, classnames, bool(unlabelled.all()), fingerprint, n, geometry, part_size)
+    set_up: list[_Job] = []
+    failed_setup: dict[int, str] = {}
+    for i, given in enumerate(jobs):
+        try:
+            set_up.append(_set_up(given, dev, *context))
+        except (ValueError, TypeError, KeyError) as exc:
+            if not given.optional:
+                raise
+            failed_setup[i] = f"{type(exc).__name__}: {exc}"
+    info_main = dist_info().is_main
+    for i, why in failed_setup.items():
+        if info_main:
+            _say(f"warning: {jobs[i].out} left to its own run: {why}")
+
+    def prepare(held: ExitStack) -> list[_Plan]:
+        """Rank 0, before any other rank goes on: lock, reuse or resume, check the parts."""
+        plans = []
+        for job in set_up:
+            plans.append(_prepare_job(job, held, resume, wait, n, part_size, complete, output_lock))
+        return plans
+
+    created = init_distributed(dev)
+    try:
+        info = dist_info()
+        with ExitStack() as held:
+            for job, plan in zip(set_up, _agree(lambda: prepare(held), info.is_main), strict=True):
+                job.plan = plan
+            how = {"device": str(dev), "num_workers": num_workers}
+            for job in set_up:
+                if job.plan.skip and info.is_main:
+                    _say(f"warning: {job.out} left to its own run: {job.plan.skip}")
+                elif job.plan.reused and info.is_main:
+                    _say(f"reusing {job.out}: complete for this spec, options, labels, manifest, "
+                         "geometry and SCORES_VERSION (--no-resume scores it again)")
+                elif info.is_main and job.plan.kept:
+                    _say(f"resuming {job.out}: {job.plan.kept} of {n} rows kept from {job.pdir}; "
+                         f"scoring the other {n - job.plan.kept}")
+                if job.plan.skip:
+                    job.dropped = job.plan.skip
+            active = [j for j in set_up if not (j.plan.reused or j.plan.skip)]
+            scored = _score_active(active, manifest, n, n_chunks, part_size, part_seconds, dev,
+                                   num_workers, progress, geometry, classes, classnames,
+                                   bool(unlabelled.all()), info)
+            if info.world_size > 1 and active:
+                print(f"[rank {info.rank}/{info.world_size}] scored {scored} part(s)", file=sys.stderr)
+            barrier()
+            if info.is_main:
+                for job in active:
+                    if job.dropped:
+                        continue
+                    parts.merge_parts(
+                        job.pdir, n_chunks, manifest, KEY_COLUMNS, job.out,
+                        metadata={
+                            "spec": job.parsed.text, "kind": job.parsed.kind, "geometry": geometry,
+                            **job.space.metadata(),
+                        },
+                        columns=job.columns,
+                        on_merged=functools.partial(complete.mark_complete, job.out, job.record),
+                    )
+            barrier()
+        seconds = time.perf_counter() - started
+        names = [j.parsed.text for j in active if not j.dropped]
+        results: list[ScoringResult] = []
+        by_given = {id(j.given): j for j in set_up}
+        for i, given in enumerate(jobs):
+            job = by_given.get(id(given))
+            if job is None:
+                results.append(ScoringResult(Path(given.out), False, n, 0, 0, seconds=seconds,
+                                             dropped=failed_setup[i], **how))
+                continue
+            reused = bool(job.plan.reused)
+            scored_rows = 0 if (reused or job.dropped) else n - job.plan.kept
+            results.append(ScoringResult(
+                job.out, reused, n, n if reused else job.plan.kept, scored_rows,
+                scorer=None if reused else job.scorer, batch_size=job.batch_size, seconds=seconds,
+                together=tuple(t for t in names if t != job.parsed.text) if scored_rows else (),
+                dropped=job.dropped, **how,
+            ))
+        return results
+    finally:
+        shutdown(created)
+
+
+def _set_up(
+    given: ScoringJob, dev: torch.device, manifest_path: Any, classes: Any, classnames: Any,
+    unlabelled: bool, fingerprint: str, n: int, geometry: str, part_size: int,
+) -> _Job:
+    """The job's spec, label space, columns and the records its parts and output must carry."""
+    from iqa_lib.scoring import complete
+
+    scorer = given.spec if isinstance(given.spec, Scorer) else None
+    parsed = scorer.spec if scorer is not None else as_spec(given.spec)  # type: ignore[union-attr]
+    batch_size = given.batch_size
+    if batch_size is not None:
+        batch_size = positive_int(batch_size, "batch_size")
+    batch_size = batch_size or default_batch_size(parsed, dev)
+    space = resolve_label_space(parsed, classes, classnames, unlabelled)
     if scorer is not None:
         space = _built_scorer_space(scorer, space, manifest_path)
     columns = [c for c in COLUMNS[parsed.kind] if c != "correct" or space.defines_correct]
-
-    n = len(manifest)
-    n_chunks = -(-n // part_size)
-    pdir = parts.parts_dir(out)
     options = json.loads(
         json.dumps(
             {k: v for k, v in parsed.options.items() if k not in RUNTIME_OPTIONS}, default=str
         )
     )
-    fingerprint = manifest_fingerprint(manifest)
     meta = {
         "spec": parsed.text,
         "options": options,
@@ -263,88 +430,135 @@ def run_scoring(
         "part_size": part_size,
     }
     record = complete.completion_record(parsed.text, options, space.resume_key(), fingerprint, n, geometry)
+    return _Job(given, parsed, Path(given.out), scorer, space, columns, meta, record, batch_size)
 
-    def prepare(held: ExitStack) -> _Plan:
-        """Rank 0, before any other rank goes on: lock, reuse or resume, check the parts."""
-        held.enter_context(output_lock(out, wait))
-        with fileio.writing(out.parent):
-            out.parent.mkdir(parents=True, exist_ok=True)
-        parts.remove_trash(pdir)
-        if resume and complete.is_complete(out, record):
-            if pdir.exists():  # killed after the record was written, before the parts went
-                parts.remove_tree(pdir)
-            return _Plan(True, n)
-        complete.forget_complete(out)
-        parts.prepare_parts_dir(pdir, meta, resume)
-        return _Plan(False, parts.check_parts(pdir, n, part_size))
 
-    created = init_distributed(dev)
+def _prepare_job(
+    job: _Job, held: ExitStack, resume: bool, wait: bool, n: int, part_size: int, complete: Any,
+    output_lock: Any,
+) -> _Plan:
+    """Lock the job's output, then reuse it, skip it (optional, made elsewhere) or resume its parts."""
+    from iqa_lib.locks import LockBusy
+
+    out, pdir = job.out, job.pdir
     try:
-        info = dist_info()
-        with ExitStack() as held:
-            plan = _agree(lambda: prepare(held), info.is_main)
-            how = {"device": str(dev), "batch_size": batch_size, "num_workers": num_workers}
-            if plan.reused:
+        held.enter_context(output_lock(out, wait and not job.given.optional))
+    except LockBusy as exc:
+        if not job.given.optional:
+            raise
+        return _Plan(False, 0, f"another run is writing it ({exc})")
+    with fileio.writing(out.parent):
+        out.parent.mkdir(parents=True, exist_ok=True)
+    parts.remove_trash(pdir)
+    if resume and complete.is_complete(out, job.record):
+        if pdir.exists():  # killed after the record was written, before the parts went
+            parts.remove_tree(pdir)
+        return _Plan(True, n)
+    if job.given.optional and out.exists() and not complete.record_path(out).exists() and not pdir.exists():
+        return _Plan(False, 0, "it exists without a completion record (made elsewhere)")
+    complete.forget_complete(out)
+    parts.prepare_parts_dir(pdir, job.meta, resume)
+    return _Plan(False, parts.check_parts(pdir, n, part_size))
+
+
+def _score_active(
+    active: list[_Job], manifest: pd.DataFrame, n: int, n_chunks: int, part_size: int,
+    part_seconds: float, dev: torch.device, num_workers: int, progress: bool, geometry: str,
+    classes: Any, classnames: Any, unlabelled: bool, info: Any,
+) -> int:
+    """This rank's share of every active job: one loader over the rows any of them needs."""
+    from iqa_lib.scoring.stream import ScorerStream, score_streams
+
+    labels = torch.from_numpy(manifest["label"].to_numpy(np.int64, copy=True))
+    streams: dict[str, ScorerStream] = {}
+    by_name: dict[str, _Job] = {}
+    union = np.zeros(n, dtype=bool)
+    chunks: set[int] = set()
+    mine_total = 0
+    for job in active:
+        done = parts.done_chunks(job.pdir)
+        mine = [c for c in range(n_chunks) if c % info.world_size == info.rank and c not in done]
+        mine_total += len(mine)
+        needed = np.zeros(n, dtype=bool)
+        earlier = {}
+        todo = []
+        for c in mine:
+            sub = parts.read_sub_parts(job.pdir, c)
+            lo, hi = c * part_size, min((c + 1) * part_size, n)
+            needed[lo:hi] = True
+            needed[sub.rows] = False
+            if needed[lo:hi].any():
+                todo.append(c)
+                earlier[c] = sub
+            else:  # every row already in sub-parts: make them the chunk's part
+                from iqa_lib.scoring.stream import ChunkResults
+
+                parts.write_chunk(job.pdir, c, *ChunkResults(0, sub).frames())
+        if not todo:
+            if job.scorer is None and info.is_main and job.space.warning:
+                print(f"warning: {job.space.warning}", file=sys.stderr)  # resumed: nothing was built
+            continue
+        if job.scorer is None:
+            try:
+                job.scorer = build_scorer(
+                    job.parsed, dev, classes, classnames, unlabelled, warn=info.is_main
+                )
+            except Exception as exc:
+                if not job.given.optional:
+                    raise
+                job.dropped = f"{type(exc).__name__}: {exc}"
                 if info.is_main:
-                    _say(f"reusing {out}: complete for this spec, options, labels, manifest, geometry "
-                         "and SCORES_VERSION (--no-resume scores it again)")
-                return ScoringResult(out, True, n, n, 0, seconds=time.perf_counter() - started, **how)
-            if info.is_main and plan.kept:
-                _say(f"resuming {out}: {plan.kept} of {n} rows kept from {pdir}; scoring the other "
-                     f"{n - plan.kept}")
-            done = parts.done_chunks(pdir)
-            mine = [c for c in range(n_chunks) if c % info.world_size == info.rank and c not in done]
-            earlier = {c: parts.read_sub_parts(pdir, c) for c in mine}
-            sampler = ChunkBatchSampler(
-                mine, part_size, n, batch_size, {c: sub.rows for c, sub in earlier.items()}
-            )
-            todo = [c for c in mine if sampler.todo_count(c)]
-            for c in mine:
-                if c not in todo:  # every row already in sub-parts: make them the chunk's part
-                    parts.write_chunk(pdir, c, *_Chunk(0, earlier[c]).frames())
-            if todo and scorer is None:
-                scorer = build_scorer(
-                    parsed, dev, classes, classnames, bool(unlabelled.all()), warn=info.is_main
-                )
-            elif scorer is None and info.is_main and space.warning:
-                print(f"warning: {space.warning}", file=sys.stderr)  # resumed: nothing was built
-            if todo:
-                sampler.chunks = todo
-                bar = progress and info.is_main and sys.stderr.isatty()
-                lines = None
-                if info.is_main and not bar:
-                    share = sum(sampler.todo_count(c) for c in todo)
-                    lines = (
-                        ProgressLines(parsed.text, n, plan.kept) if info.world_size == 1
-                        else ProgressLines(f"{parsed.text} [rank 0 of {info.world_size}]", share)
-                    )
-                _score_chunks(
-                    scorer, manifest, sampler, pdir, num_workers, bar,
-                    geometry, part_seconds, {c: earlier[c] for c in todo}, lines,
-                )
-            if info.world_size > 1:
-                print(f"[rank {info.rank}/{info.world_size}] scored {len(mine)} part(s)", file=sys.stderr)
-            barrier()
-            if info.is_main:
-                parts.merge_parts(
-                    pdir, n_chunks, manifest, KEY_COLUMNS, out,
-                    metadata={
-                        "spec": parsed.text, "kind": parsed.kind, "geometry": geometry,
-                        **space.metadata(),
-                    },
-                    columns=columns,
-                    on_merged=lambda: complete.mark_complete(out, record),
-                )
-            barrier()
-        return ScoringResult(
-            out, False, n, plan.kept, n - plan.kept, scorer=scorer,
-            seconds=time.perf_counter() - started, **how,
+                    _say(f"warning: {job.out} left to its own run: {job.dropped}")
+                continue
+        name = str(job.out)
+        by_name[name] = job
+        streams[name] = ScorerStream(
+            job.scorer, job.pdir, needed, todo, part_size, job.batch_size, labels, earlier,
+            optional=job.given.optional,
         )
-    finally:
-        shutdown(created)
+        union |= needed
+        chunks.update(todo)
+    if not streams:
+        return mine_total
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # batches are almost all one shape
+    order = sorted(chunks)
+    load_batch = max(s.batch_size for s in streams.values())
+    done_rows = {}
+    for c in order:
+        lo, hi = c * part_size, min((c + 1) * part_size, n)
+        if not union[lo:hi].all():
+            done_rows[c] = (np.flatnonzero(~union[lo:hi]) + lo).tolist()
+    sampler = ChunkBatchSampler(order, part_size, n, load_batch, done_rows)
+    # rows that get the clean-image Resize + CenterCrop (none with geometry "none")
+    clean = manifest["corruption"].eq("clean").to_numpy() & (geometry == "resize_crop")
+    dataset = ManifestImages(manifest["path"].tolist(), clean)
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate_images,
+        pin_memory=dev.type == "cuda",
+        prefetch_factor=4 if num_workers > 0 else None,
+        worker_init_fn=functools.partial(_die_with, os.getpid()) if num_workers > 0 else None,
+    )
+    name = " + ".join(j.parsed.text for j in by_name.values())
+    bar_on = progress and info.is_main and sys.stderr.isatty()
+    lines = None
+    share = int(union.sum())
+    if info.is_main and not bar_on:
+        lines = (
+            ProgressLines(name, n, n - share) if info.world_size == 1
+            else ProgressLines(f"{name} [rank 0 of {info.world_size}]", share)
+        )
+    with tqdm(total=share, unit="img", desc=name, disable=not bar_on, smoothing=0.05) as bar:
+        dropped = score_streams(streams, loader, order, part_seconds, bar, lines)
+    for key, why in dropped.items():
+        by_name[key].dropped = why
+    return mine_total
 
 
-def _agree(prepare: Callable[[], _Plan], is_main: bool) -> _Plan:
+def _agree(prepare: Callable[[], list[_Plan]], is_main: bool) -> list[_Plan]:
     """Rank 0 prepares, every rank gets its plan; a failure on rank 0 stops every rank."""
     if not is_main:
         got = broadcast_object(None)
@@ -385,83 +599,6 @@ def _built_scorer_space(scorer: Scorer, wanted: LabelSpace, manifest_path: Any) 
     return wanted
 
 
-def _score_chunks(
-    scorer: Scorer,
-    manifest: pd.DataFrame,
-    sampler: ChunkBatchSampler,
-    pdir: Path,
-    num_workers: int,
-    progress: bool,
-    geometry: str = "resize_crop",
-    part_seconds: float = DEFAULT_PART_SECONDS,
-    earlier: Mapping[int, parts.SubParts] | None = None,
-    lines: ProgressLines | None = None,
-) -> None:
-    """Score the sampler's rows; a chunk's part when it completes, sub-parts on time before that.
-
-    ``progress`` shows a tqdm bar; ``lines`` prints progress lines instead (logs, dvc repro).
-    """
-    dev = scorer.device
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # batches are almost all one shape
-    # rows that get the clean-image Resize + CenterCrop (none with geometry "none")
-    clean = manifest["corruption"].eq("clean").to_numpy() & (geometry == "resize_crop")
-    dataset = ManifestImages(manifest["path"].tolist(), clean)
-    loader = DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        num_workers=num_workers,
-        collate_fn=collate_images,
-        pin_memory=dev.type == "cuda",
-        prefetch_factor=4 if num_workers > 0 else None,
-        worker_init_fn=functools.partial(_die_with, os.getpid()) if num_workers > 0 else None,
-    )
-    labels = torch.from_numpy(manifest["label"].to_numpy(np.int64, copy=True))
-    kill_after = int(os.environ.get(KILL_AFTER_PARTS_ENV, "0") or 0)
-    delay = float(os.environ.get(BATCH_DELAY_ENV, "0") or 0)
-    columns = scorer.columns
-    earlier = earlier or {}
-    pending = {c: _Chunk(sampler.todo_count(c), earlier.get(c)) for c in sampler.chunks}
-    written = 0
-    total = sum(acc.size for acc in pending.values())
-    last_write = time.monotonic()
-    with tqdm(total=total, unit="img", desc=scorer.name, disable=not progress, smoothing=0.05) as bar:
-        for batch in loader:
-            chunk = int(batch.rows[0]) // sampler.part_size
-            acc = pending[chunk]
-            acc.start_batch(int(batch.rows[0]))
-            for rows, images in batch.groups:
-                images = images.to(dev, non_blocking=True)
-                scored, failed = _score_group(scorer, images, rows, labels[rows])
-                acc.add(rows, scored, failed)
-            acc.failures.extend(batch.failures)
-            acc.seen += len(batch.rows)
-            bar.update(len(batch.rows))
-            if lines is not None:
-                lines.update(len(batch.rows))
-            if acc.seen == acc.size:
-                parts.write_chunk(pdir, chunk, *acc.frames(columns))
-                del pending[chunk]
-                if lines is not None:
-                    lines.part_written()
-                last_write = time.monotonic()
-                written += 1
-                if kill_after and written >= kill_after:
-                    os.kill(os.getpid(), signal.SIGKILL)
-            elif time.monotonic() - last_write >= part_seconds:
-                for c, open_chunk in pending.items():
-                    if open_chunk.first_new is not None:
-                        parts.write_sub_part(
-                            pdir, c, open_chunk.first_new, *open_chunk.frames(columns, new_only=True)
-                        )
-                        open_chunk.mark_written()
-                last_write = time.monotonic()
-            if delay:
-                time.sleep(delay)
-    if pending:
-        raise RuntimeError(f"chunks {sorted(pending)} were not completed by the loader")
-
-
 def _die_with(parent: int, worker_id: int) -> None:
     """Loader workers die with the run: a killed run leaves no decoder behind; malloc as the run's."""
     from iqa_lib.data.workers import die_with_parent
@@ -471,94 +608,3 @@ def _die_with(parent: int, worker_id: int) -> None:
     tune_allocator()
 
 
-def _score_group(
-    scorer: Scorer, images: torch.Tensor, rows: torch.Tensor, labels: torch.Tensor
-) -> tuple[dict[str, np.ndarray] | None, list[tuple[int, str]]]:
-    """Score a uniform group; on an error, retry image by image so one bad image fails alone.
-
-    If every image of a multi-image group fails, the error is the scorer's, not
-    the images': it is raised rather than written as thousands of failures.
-    """
-    lab = labels if scorer.needs_labels else None
-    try:
-        return scorer.score(images, lab), []
-    except torch.cuda.OutOfMemoryError:
-        raise
-    except Exception as exc:
-        if len(rows) == 1:
-            return None, [(int(rows[0]), f"scorer error: {type(exc).__name__}: {exc}")]
-        first_exc = exc
-    results: list[dict[str, np.ndarray] | None] = []
-    failures: list[tuple[int, str]] = []
-    for i in range(len(rows)):
-        res, fail = _score_group(scorer, images[i : i + 1], rows[i : i + 1], labels[i : i + 1])
-        results.append(res)
-        failures.extend(fail)
-    if len(failures) == len(rows):
-        raise first_exc
-    keep = [i for i, r in enumerate(results) if r is not None]
-    merged = {k: np.concatenate([results[i][k] for i in keep]) for k in results[keep[0]]}
-    return merged | {"__rows__": rows[keep].numpy()}, failures
-
-
-class _Chunk:
-    """Results of one chunk while its batches come in, after what its sub-parts already hold."""
-
-    def __init__(self, size: int, earlier: parts.SubParts | None = None):
-        self.size = size  # rows this run scores
-        self.seen = 0
-        self.rows: list[np.ndarray] = []
-        self.values: list[dict[str, np.ndarray]] = []
-        self.failures: list[tuple[int, str]] = []
-        for frame in earlier.scores if earlier else ():
-            self.rows.append(frame[parts.ROW].to_numpy(np.int64))
-            self.values.append({c: frame[c].to_numpy() for c in frame.columns if c != parts.ROW})
-        for frame in earlier.failures if earlier else ():
-            rows = frame[parts.ROW].to_numpy(np.int64).tolist()
-            self.failures.extend(zip(rows, frame["reason"].astype(str).tolist(), strict=True))
-        self.columns = tuple(earlier.scores[0].columns.drop(parts.ROW)) if earlier and earlier.scores else ()
-        self.first_new: int | None = None  # first row scored since the last write
-        self.mark_written()
-
-    def start_batch(self, first_row: int) -> None:
-        if self.first_new is None:
-            self.first_new = first_row
-
-    def mark_written(self) -> None:
-        self.written = (len(self.rows), len(self.failures))
-        self.first_new = None
-
-    def add(
-        self, rows: torch.Tensor, scored: dict[str, np.ndarray] | None, failed: list[tuple[int, str]]
-    ) -> None:
-        self.failures.extend(failed)
-        if scored is not None:
-            scored = dict(scored)
-            kept = scored.pop("__rows__", None)
-            self.rows.append(rows.numpy() if kept is None else kept)
-            self.values.append(scored)
-
-    def frames(
-        self, columns: tuple[str, ...] | None = None, new_only: bool = False
-    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """(scores, failures) of the whole chunk, or of what was scored since the last write."""
-        return self.scores_frame(columns or self.columns, new_only), self.failures_frame(new_only)
-
-    def scores_frame(self, columns: tuple[str, ...], new_only: bool = False) -> pd.DataFrame:
-        start = self.written[0] if new_only else 0
-        rows = np.concatenate(self.rows[start:]) if self.rows[start:] else np.zeros(0, dtype=np.int64)
-        data: dict[str, Any] = {parts.ROW: rows.astype(np.int64)}
-        for col in columns:
-            vals = [v[col] for v in self.values[start:]]
-            arr = np.concatenate(vals) if vals else np.zeros(0)
-            data[col] = arr.astype(COLUMN_DTYPES[col])
-        return pd.DataFrame(data).sort_values(parts.ROW, kind="stable")
-
-    def failures_frame(self, new_only: bool = False) -> pd.DataFrame:
-        failures = self.failures[self.written[1]:] if new_only else self.failures
-        return pd.DataFrame(
-            {
-                parts.ROW: np.array([r for r, _ in failures], dtype=np.int64),
-                "reason": pd.Series([str(m) for _, m in failures], dtype=object),
-            }
-        )

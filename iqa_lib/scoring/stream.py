@@ -1,0 +1,326 @@
+"""One loader, several scorers: every decoded batch goes to each scorer that still needs its rows.
+
+Decoding is a large share of what cheap scorers cost (TV is bound by it), so a
+run with several scorers decodes each image once (:func:`score_streams`). Each
+scorer keeps its own batch grid: its batches start at every chunk's first row
+in steps of its own batch size, less the rows it scored before (its
+sub-parts), exactly as a run of that scorer alone would batch them. A
+:class:`ScorerStream` therefore collects the loader's images into its own
+batches (a batch is scored the moment its last needed row arrives), so
+batch-dependent numerics give the values of a single-scorer run, and it keeps
+its own chunk results, parts and sub-parts (:mod:`.parts`). When its batch
+is exactly the loader's batch, the loader's groups go straight to the scorer.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from iqa_lib.scorers.base import COLUMN_DTYPES, Scorer
+from iqa_lib.scoring import parts
+from iqa_lib.scoring.dataset import ImageBatch, collate_images
+from iqa_lib.scoring.progress import ProgressLines
+
+# Test hook: SIGKILL this process after it has written this many parts.
+KILL_AFTER_PARTS_ENV = "IQA_KIT_KILL_AFTER_PARTS"
+# Test hook: sleep this many seconds after each batch, so that a kill can land mid-run.
+BATCH_DELAY_ENV = "IQA_KIT_BATCH_DELAY"
+
+
+class ScorerDropped(Exception):
+    """An optional scorer failed: the others go on, its parts so far are kept for its own run."""
+
+
+def score_group(
+    scorer: Scorer, images: torch.Tensor, rows: torch.Tensor, labels: torch.Tensor
+) -> tuple[dict[str, np.ndarray] | None, list[tuple[int, str]]]:
+    """Score a uniform group; on an error, retry image by image so one bad image fails alone.
+
+    If every image of a multi-image group fails, the error is the scorer's, not
+    the images': it is raised rather than written as thousands of failures.
+    """
+    lab = labels if scorer.needs_labels else None
+    try:
+        return scorer.score(images, lab), []
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except Exception as exc:
+        if len(rows) == 1:
+            return None, [(int(rows[0]), f"scorer error: {type(exc).__name__}: {exc}")]
+        first_exc = exc
+    results: list[dict[str, np.ndarray] | None] = []
+    failures: list[tuple[int, str]] = []
+    for i in range(len(rows)):
+        res, fail = score_group(scorer, images[i : i + 1], rows[i : i + 1], labels[i : i + 1])
+        results.append(res)
+        failures.extend(fail)
+    if len(failures) == len(rows):
+        raise first_exc
+    keep = [i for i, r in enumerate(results) if r is not None]
+    merged = {k: np.concatenate([results[i][k] for i in keep]) for k in results[keep[0]]}
+    return merged | {"__rows__": rows[keep].numpy()}, failures
+
+
+class ChunkResults:
+    """Results of one chunk while its batches come in, after what its sub-parts already hold."""
+
+    def __init__(self, size: int, earlier: parts.SubParts | None = None):
+        self.size = size  # rows this run scores
+        self.seen = 0
+        self.rows: list[np.ndarray] = []
+        self.values: list[dict[str, np.ndarray]] = []
+        self.failures: list[tuple[int, str]] = []
+        for frame in earlier.scores if earlier else ():
+            self.rows.append(frame[parts.ROW].to_numpy(np.int64))
+            self.values.append({c: frame[c].to_numpy() for c in frame.columns if c != parts.ROW})
+        for frame in earlier.failures if earlier else ():
+            rows = frame[parts.ROW].to_numpy(np.int64).tolist()
+            self.failures.extend(zip(rows, frame["reason"].astype(str).tolist(), strict=True))
+        self.columns = tuple(earlier.scores[0].columns.drop(parts.ROW)) if earlier and earlier.scores else ()
+        self.first_new: int | None = None  # first row scored since the last write
+        self.mark_written()
+
+    def start_batch(self, first_row: int) -> None:
+        if self.first_new is None:
+            self.first_new = first_row
+
+    def mark_written(self) -> None:
+        self.written = (len(self.rows), len(self.failures))
+        self.first_new = None
+
+    def add(
+        self, rows: torch.Tensor, scored: dict[str, np.ndarray] | None, failed: list[tuple[int, str]]
+    ) -> None:
+        self.failures.extend(failed)
+        if scored is not None:
+            scored = dict(scored)
+            kept = scored.pop("__rows__", None)
+            self.rows.append(rows.numpy() if kept is None else kept)
+            self.values.append(scored)
+
+    def frames(
+        self, columns: tuple[str, ...] | None = None, new_only: bool = False
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(scores, failures) of the whole chunk, or of what was scored since the last write."""
+        return self.scores_frame(columns or self.columns, new_only), self.failures_frame(new_only)
+
+    def scores_frame(self, columns: tuple[str, ...], new_only: bool = False) -> pd.DataFrame:
+        start = self.written[0] if new_only else 0
+        rows = np.concatenate(self.rows[start:]) if self.rows[start:] else np.zeros(0, dtype=np.int64)
+        data: dict[str, Any] = {parts.ROW: rows.astype(np.int64)}
+        for col in columns:
+            vals = [v[col] for v in self.values[start:]]
+            arr = np.concatenate(vals) if vals else np.zeros(0)
+            data[col] = arr.astype(COLUMN_DTYPES[col])
+        return pd.DataFrame(data).sort_values(parts.ROW, kind="stable")
+
+    def failures_frame(self, new_only: bool = False) -> pd.DataFrame:
+        failures = self.failures[self.written[1]:] if new_only else self.failures
+        return pd.DataFrame(
+            {
+                parts.ROW: np.array([r for r, _ in failures], dtype=np.int64),
+                "reason": pd.Series([str(m) for _, m in failures], dtype=object),
+            }
+        )
+
+
+class ScorerStream:
+    """One scorer's share of a run: the rows it needs, its batch grid, its chunks and parts.
+
+    ``needed`` marks the manifest rows this scorer scores in this run (its
+    chunks, less the rows of its sub-parts); ``earlier`` holds those sub-parts
+    per chunk. ``optional``: an error of this scorer drops it
+    (:class:`ScorerDropped`) instead of ending the run.
+    """
+
+    def __init__(
+        self,
+        scorer: Scorer,
+        pdir: Path,
+        needed: np.ndarray,
+        chunks: Sequence[int],
+        part_size: int,
+        batch_size: int,
+        labels: torch.Tensor,
+        earlier: Mapping[int, parts.SubParts] | None = None,
+        optional: bool = False,
+    ):
+        self.scorer, self.pdir, self.needed = scorer, pdir, needed
+        self.part_size, self.batch_size, self.labels = part_size, batch_size, labels
+        self.optional = optional
+        self.columns = scorer.columns
+        n = len(needed)
+        earlier = earlier or {}
+        self.pending = {
+            c: ChunkResults(int(needed[c * part_size : min((c + 1) * part_size, n)].sum()), earlier.get(c))
+            for c in chunks
+        }
+        self._cell: tuple[int, int] | None = None  # (chunk, first row) of the batch being collected
+        self._expected = 0
+        self._images: dict[int, torch.Tensor] = {}
+        self._failed: dict[int, str] = {}
+        self._rows: list[int] = []
+
+    def _cell_of(self, row: int) -> tuple[int, int]:
+        chunk = row // self.part_size
+        start = chunk * self.part_size
+        return chunk, start + (row - start) // self.batch_size * self.batch_size
+
+    def _expect(self, cell: tuple[int, int]) -> int:
+        stop = min(cell[1] + self.batch_size, (cell[0] + 1) * self.part_size, len(self.needed))
+        return int(self.needed[cell[1] : stop].sum())
+
+    def feed(self, batch: ImageBatch, rows: np.ndarray) -> list[int]:
+        """Take the loader batch's rows this scorer needs; score each of its batches once whole.
+
+        Returns the chunks whose part this call wrote.
+        """
+        mask = self.needed[rows]
+        if not mask.any():
+            return []
+        if self._cell is None and mask.all():
+            cell = self._cell_of(int(rows[0]))
+            if self._cell_of(int(rows[-1])) == cell and self._expect(cell) == len(rows):
+                return self._score(cell, batch.groups, batch.failures, len(rows))  # the loader's batch is ours
+        by_row = {}
+        for group_rows, images in batch.groups:
+            for i, row in enumerate(group_rows.tolist()):
+                by_row[row] = images[i]
+        failed = dict(batch.failures)
+        written: list[int] = []
+        for row in rows[mask].tolist():
+            cell = self._cell_of(row)
+            if self._cell != cell:
+                if self._cell is not None:
+                    raise RuntimeError(
+                        f"{self.scorer.name}: rows of batch {self._cell} did not all arrive before row {row}"
+                    )
+                self._cell, self._expected = cell, self._expect(cell)
+            self._rows.append(row)
+            if row in by_row:
+                self._images[row] = by_row[row]
+            else:
+                self._failed[row] = failed.get(row, "unknown error")
+            if len(self._rows) == self._expected:
+                written += self._flush()
+        return written
+
+    def _flush(self) -> list[int]:
+        """Score the collected batch (size groups in order of first appearance, as the loader's)."""
+        items = [(r, self._images.get(r), self._failed.get(r)) for r in self._rows]
+        cell, count = self._cell, len(self._rows)
+        self._cell, self._expected, self._rows, self._images, self._failed = None, 0, [], {}, {}
+        collated = collate_images(items)
+        return self._score(cell, collated.groups, collated.failures, count)
+
+    def _score(
+        self,
+        cell: tuple[int, int],
+        groups: list[tuple[torch.Tensor, torch.Tensor]],
+        failures: list[tuple[int, str]],
+        count: int,
+    ) -> list[int]:
+        chunk, first = cell
+        acc = self.pending[chunk]
+        acc.start_batch(first)
+        dev = self.scorer.device
+        try:
+            for rows, images in groups:
+                images = images.to(dev, non_blocking=True)
+                scored, failed = score_group(self.scorer, images, rows, self.labels[rows])
+                acc.add(rows, scored, failed)
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as exc:
+            if self.optional:
+                raise ScorerDropped(f"{type(exc).__name__}: {exc}") from exc
+            raise
+        acc.failures.extend(failures)
+        acc.seen += count
+        if acc.seen == acc.size:
+            parts.write_chunk(self.pdir, chunk, *acc.frames(self.columns))
+            del self.pending[chunk]
+            return [chunk]
+        return []
+
+    def write_sub_parts(self) -> None:
+        """Write what each unfinished chunk scored since its last write (a kill loses less)."""
+        for c, acc in self.pending.items():
+            if acc.first_new is not None:
+                parts.write_sub_part(self.pdir, c, acc.first_new, *acc.frames(self.columns, new_only=True))
+                acc.mark_written()
+
+
+def score_streams(
+    streams: Mapping[str, ScorerStream],
+    loader: Any,
+    chunks: Sequence[int],
+    part_seconds: float,
+    bar: Any,
+    lines: ProgressLines | None = None,
+    warn: Any = None,
+) -> dict[str, str]:
+    """Feed every loader batch to every stream; return the optional scorers dropped, with why.
+
+    A chunk counts as written (a progress line) when the last stream needing it
+    wrote its part.
+    """
+    warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
+    kill_after = int(os.environ.get(KILL_AFTER_PARTS_ENV, "0") or 0)
+    delay = float(os.environ.get(BATCH_DELAY_ENV, "0") or 0)
+    open_chunks = {c: sum(c in s.pending for s in streams.values()) for c in chunks}
+    live = dict(streams)
+    dropped: dict[str, str] = {}
+    written = 0
+    last_write = time.monotonic()
+
+    def close(chunk: int) -> None:
+        open_chunks[chunk] -= 1
+        if open_chunks[chunk] == 0 and lines is not None:
+            lines.part_written()
+
+    for batch in loader:
+        rows = batch.rows.numpy()
+        wrote = False
+        for name, stream in list(live.items()):
+            try:
+                done = stream.feed(batch, rows)
+            except ScorerDropped as exc:
+                dropped[name] = str(exc)
+                warn(f"warning: {name} failed ({exc}); the other scorers go on, its own run scores "
+                     "it again (its parts so far are kept)")
+                del live[name]
+                for c in stream.pending:
+                    close(c)
+                continue
+            for c in done:
+                close(c)
+                wrote = True
+                written += 1
+                if kill_after and written >= kill_after:
+                    os.kill(os.getpid(), signal.SIGKILL)
+        bar.update(len(rows))
+        if lines is not None:
+            lines.update(len(rows))
+        if wrote:
+            last_write = time.monotonic()
+        elif time.monotonic() - last_write >= part_seconds:
+            for stream in live.values():
+                stream.write_sub_parts()
+            last_write = time.monotonic()
+        if delay:
+            time.sleep(delay)
+    for name, stream in live.items():
+        if stream.pending:
+            raise RuntimeError(f"{name}: chunks {sorted(stream.pending)} were not completed by the loader")
+    return dropped
