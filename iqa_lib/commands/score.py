@@ -1,4 +1,4 @@
-"""``iqa-kit score``: score every image of a manifest with one scorer into a Parquet file.
+"""``iqa-kit score``: score every image of a manifest with one scorer (or several, decoding once).
 
 Also runnable as ``python -m iqa_lib.commands.score ...`` so that
 ``torchrun --nproc_per_node N -m iqa_lib.commands.score ...`` scales it out.
@@ -40,47 +40,89 @@ class ScoreOptions:
     resume: bool = True
     wait: bool = False
     progress: bool = True
+    # other scorers scored in the same pass (one decode for all): (name, spec, out, batch size,
+    # optional); an optional one is scored only when its output is missing or stale, and its
+    # failure leaves it to its own run (``scoring.decode_once``)
+    others: tuple[tuple[str, Any, str, int | None, bool], ...] = ()
 
     def run_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`iqa_lib.scoring.engine.run_scoring` (after spec, manifest, out)."""
-        skip = ("name", "spec", "manifest", "out")
+        skip = ("name", "spec", "manifest", "out", "others")
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
-def options_from_params(name: str, params_file: str = "params.yaml", **overrides: Any) -> ScoreOptions:
+def options_from_params(
+    name: str, params_file: str = "params.yaml", alone: bool = False, **overrides: Any
+) -> ScoreOptions:
     """Scorer ``name`` of ``params_file`` with the scoring section's settings; ``overrides``
-    (not None) win, as explicit command-line options do."""
+    (not None) win, as explicit command-line options do.
+
+    ``name`` may list several scorers (``tv,brisque,lite0``): they are scored in
+    one pass, each image decoded once. With one name and ``scoring.decode_once``
+    (the default) the pass also takes every other configured scorer, optionally:
+    the engine scores one only when its output is missing or stale, so the
+    first ``score@`` stage of ``dvc repro`` decodes for all of them and the
+    later stages find their outputs complete. ``alone`` scores ``name`` only.
+    """
     from iqa_lib.config import MANIFEST_PATH, SCORES_DIR, load_params
 
     params = load_params(params_file)
-    if name not in params.scorers:
+    names = [n.strip() for n in name.split(",") if n.strip()]
+    unknown = [n for n in names if n not in params.scorers]
+    if not names or unknown:
         raise ValueError(
-            f"--from-params {name!r} is not a scorer of {params_file}; valid choices: "
-            f"{', '.join(params.scorers) or '(none configured)'}"
+            f"--from-params {(unknown or [name])[0]!r} is not a scorer of {params_file}; valid "
+            f"choices: {', '.join(params.scorers) or '(none configured)'} (several: a,b,c)"
         )
-    spec = params.scorer_spec(name)
+    if len(set(names)) < len(names):
+        raise ValueError(f"--from-params {name!r} names a scorer twice")
     scoring = params.scoring
+
+    def batch_size(key: str) -> int | None:  # a batch_size option of the spec wins over the section's
+        return None if "batch_size" in params.scorer_spec(key).options else scoring.batch_size
+
+    first = names[0]
+    if len(names) > 1:
+        others = [(n, False) for n in names[1:]]  # named: required
+    elif scoring.decode_once and not alone:
+        others = [(n, True) for n in params.scorers if n != first]
+    else:
+        others = []
     opts = ScoreOptions(
-        name=name,
-        spec=params.scorers[name],
+        name=first,
+        spec=params.scorers[first],
         manifest=MANIFEST_PATH,
-        out=f"{SCORES_DIR}/{name}.parquet",
+        out=f"{SCORES_DIR}/{first}.parquet",
         device=scoring.device,
         geometry=params.data.geometry,
-        # a batch_size option of the spec wins over the scoring section's
-        batch_size=None if "batch_size" in spec.options else scoring.batch_size,
+        batch_size=batch_size(first),
         num_workers=scoring.num_workers,
         part_size=scoring.part_size,
         part_seconds=scoring.part_seconds,
+        others=tuple(
+            (n, params.scorers[n], f"{SCORES_DIR}/{n}.parquet", batch_size(n), optional)
+            for n, optional in others
+        ),
     )
     return replace(opts, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def run_options(opts: ScoreOptions) -> ScoringResult:
-    """Score as ``opts`` say (:func:`~iqa_lib.scoring.engine.run_scoring`'s result)."""
-    from iqa_lib.scoring.engine import run_scoring
+    """Score as ``opts`` say; the result of ``opts.name`` (with ``opts.others`` in the same pass)."""
+    return run_options_all(opts)[0]
 
-    return run_scoring(opts.spec, opts.manifest, opts.out, **opts.run_kwargs())
+
+def run_options_all(opts: ScoreOptions) -> list[ScoringResult]:
+    """Score as ``opts`` say: a result for ``opts.name``, then one per ``opts.others``."""
+    from iqa_lib.scoring.engine import ScoringJob, run_scoring, run_scoring_many
+
+    if not opts.others:
+        return [run_scoring(opts.spec, opts.manifest, opts.out, **opts.run_kwargs())]
+    jobs = [ScoringJob(opts.spec, opts.out, opts.batch_size)] + [
+        ScoringJob(spec, out, batch, optional) for _, spec, out, batch, optional in opts.others
+    ]
+    kwargs = {k: v for k, v in opts.run_kwargs().items() if k != "batch_size"}
+    return run_scoring_many(jobs, opts.manifest, **kwargs)
 
 
 def score_from_params(name: str, params_file: str = "params.yaml", **overrides: Any) -> ScoringResult:
@@ -134,7 +176,13 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         help="take scorer NAME of --params: its spec, data/manifest.parquet, "
         "results/scores/NAME.parquet and the scoring section's device, batch size, workers, "
         "part size and part seconds "
-        "(explicit options still win); this is what dvc.yaml runs",
+        "(explicit options still win); this is what dvc.yaml runs. NAME,NAME,...: score several "
+        "in one pass, decoding each image once",
+    )
+    parser.add_argument(
+        "--alone", action="store_true",
+        help="with --from-params NAME: score NAME only (by default, with scoring.decode_once, the "
+        "same pass also scores every other configured scorer whose output is missing or stale)",
     )
     parser.add_argument("--params", default="params.yaml", help="parameters file for --from-params (default: %(default)s)")
     parser.add_argument(
@@ -204,7 +252,7 @@ def device_arg(text: str) -> str:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "score",
-        help="score a manifest's images with one scorer",
+        help="score a manifest's images with one scorer (or several in one pass)",
         description="Score every image of a manifest with one quality scorer or classifier; write "
         "<out> (keys image_id, corruption, severity, label + q or pred, correct, q_p, q_h, q_l) and "
         "<out stem>.failures.csv. Resumable: rerun the same command after an interruption. "
@@ -215,13 +263,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from iqa_lib.scoring.distributed import dist_info
     from iqa_lib.scoring.engine import DEFAULT_PART_SECONDS, DEFAULT_PART_SIZE, run_scoring
-    from iqa_lib.scoring.parts import failures_path
 
+    explicit = [f"--{k}" for k in ("scorer", "manifest", "out", "images") if getattr(args, k) is not None]
+    if args.from_params and not explicit:
+        return _run_from_params(args)
     if args.from_params:
+        if "," in args.from_params:
+            raise ValueError(f"--from-params {args.from_params!r} names several scorers: leave out "
+                             f"{', '.join(explicit)} (each scorer writes results/scores/<name>.parquet)")
         _fill_from_params(args)
     if args.images is not None:
         if args.manifest is not None:
@@ -250,12 +300,40 @@ def run(args: argparse.Namespace) -> int:
         part_seconds=DEFAULT_PART_SECONDS if args.part_seconds is None else args.part_seconds,
         wait=args.wait,
     )
-    out = result.out
-    if dist_info().is_main:
-        n_rows = len(pd.read_parquet(out, columns=["image_id"]))
-        n_fail = len(pd.read_csv(failures_path(Path(out))))
-        print(f"{out}: {n_rows} rows scored; {n_fail} failed (see {failures_path(Path(out))})")
+    _summarise([result])
     return 0
+
+
+def _run_from_params(args: argparse.Namespace) -> int:
+    """``--from-params NAME[,NAME...]``: what the pipeline's score stages run (one decode for all)."""
+    opts = options_from_params(
+        args.from_params, args.params, alone=args.alone, device=args.device, geometry=args.geometry,
+        batch_size=args.batch_size, num_workers=args.num_workers, part_size=args.part_size,
+        part_seconds=args.part_seconds, resume=False if args.no_resume else None,
+        wait=True if args.wait else None, progress=False if args.no_progress else None,
+    )
+    if args.batch_size is not None:  # an explicit batch size is every scorer's of the pass
+        opts = replace(opts, others=tuple((*o[:3], args.batch_size, o[4]) for o in opts.others))
+    _summarise(run_options_all(opts))
+    return 0
+
+
+def _summarise(results: Sequence[ScoringResult]) -> None:
+    """A line per output: rows and failures, or why an optional scorer was left to its own run."""
+    import pandas as pd
+
+    from iqa_lib.scoring.distributed import dist_info
+    from iqa_lib.scoring.parts import failures_path
+
+    if not dist_info().is_main:
+        return
+    for result in results:
+        out = Path(result.out)
+        if result.dropped:
+            continue  # the engine said why when it left it out
+        n_rows = len(pd.read_parquet(out, columns=["image_id"]))
+        n_fail = len(pd.read_csv(failures_path(out)))
+        print(f"{out}: {n_rows} rows scored; {n_fail} failed (see {failures_path(out)})")
 
 
 def _folder_manifest(folder: Path, out: Path) -> Path:

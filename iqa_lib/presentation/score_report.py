@@ -104,6 +104,8 @@ def speed_table(result: ScoringResult) -> pd.DataFrame:
         status = f"resumed: {result.kept_rows} rows kept from the parts of an interrupted run"
     else:
         status = "scored"
+    if result.together:  # one decode for several scorers: the time and rate are the whole pass's
+        status += f", in one pass with {', '.join(result.together)} (each image decoded once)"
     rate = result.scored_rows / result.seconds if result.scored_rows and result.seconds > 0 else np.nan
     return pd.DataFrame([{
         "status": status, "rows": result.rows, "kept rows": result.kept_rows,

@@ -345,7 +345,7 @@ def run_scoring_many(
             for job in set_up:
                 if job.plan.skip and info.is_main:
                     _say(f"warning: {job.out} left to its own run: {job.plan.skip}")
-                elif job.plan.reused and info.is_main:
+                elif job.plan.reused and info.is_main and not job.given.optional:  # others: quiet
                     _say(f"reusing {job.out}: complete for this spec, options, labels, manifest, "
                          "geometry and SCORES_VERSION (--no-resume scores it again)")
                 elif info.is_main and job.plan.kept:

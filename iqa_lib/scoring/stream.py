@@ -291,27 +291,26 @@ def score_streams(
 
     for batch in loader:
         rows = batch.rows.numpy()
-        wrote = False
+        closed: list[int] = []  # chunks a stream wrote the part of
+        released: list[int] = []  # chunks a dropped stream will not write
         for name, stream in list(live.items()):
             try:
-                done = stream.feed(batch, rows)
+                closed += stream.feed(batch, rows)
             except ScorerDropped as exc:
                 dropped[name] = str(exc)
                 warn(f"warning: {name} failed ({exc}); the other scorers go on, its own run scores "
                      "it again (its parts so far are kept)")
                 del live[name]
-                for c in stream.pending:
-                    close(c)
-                continue
-            for c in done:
-                close(c)
-                wrote = True
-                written += 1
-                if kill_after and written >= kill_after:
-                    os.kill(os.getpid(), signal.SIGKILL)
+                released += list(stream.pending)
         bar.update(len(rows))
         if lines is not None:
             lines.update(len(rows))
+        for c in closed + released:  # after the rows are counted: a part's line includes them
+            close(c)
+        wrote = len(closed) > 0
+        written += len(closed)
+        if kill_after and written >= kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
         if wrote:
             last_write = time.monotonic()
         elif time.monotonic() - last_write >= part_seconds:
