@@ -7,7 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
+from iqa_lib.scoring import dataset
 from iqa_lib.scoring.dataset import ChunkBatchSampler, clean_geometry, collate_images
+from tests.conftest import write_image
 
 
 @pytest.mark.parametrize("size", [(8, 8), (300, 100), (100, 300), (500, 375), (256, 256), (223, 500)])
@@ -43,7 +45,6 @@ def test_chunk_batches_never_cross_parts():
 
 
 def test_bad_files_are_reported_but_bugs_are_raised(tmp_path, monkeypatch):
-    from iqa_lib.scoring import dataset
 
     (tmp_path / "zero.jpg").write_bytes(b"")
     good = tmp_path / "good.png"
@@ -55,3 +56,22 @@ def test_bad_files_are_reported_but_bugs_are_raised(tmp_path, monkeypatch):
     monkeypatch.setattr(dataset, "clean_geometry", lambda *a: undefined_name)  # noqa: F821
     with pytest.raises(NameError):
         images[1]
+
+
+def test_items_are_planar_copies_of_the_decoded_image(tmp_path):
+    from iqa_lib.data.images import load_rgb_array, planar
+
+    path = write_image(tmp_path / "a.png", (37, 23), seed=3)
+    item = dataset.ManifestImages([str(path)], [False])[0][1]
+    hwc = load_rgb_array(path)
+    assert item.shape == (3, 23, 37) and item.is_contiguous()
+    assert np.array_equal(item.numpy(), hwc.transpose(2, 0, 1))
+    assert np.array_equal(planar(Image.fromarray(hwc)), hwc.transpose(2, 0, 1))
+
+
+def test_worker_batches_are_stacked_into_shared_memory(monkeypatch):
+    a, b = torch.full((3, 4, 5), 7, dtype=torch.uint8), torch.full((3, 4, 5), 9, dtype=torch.uint8)
+    assert not collate_images([(0, a, None), (1, b, None)]).groups[0][1].is_shared()
+    monkeypatch.setattr(dataset, "get_worker_info", lambda: object())  # as inside a loader worker
+    images = collate_images([(0, a, None), (1, b, None)]).groups[0][1]
+    assert images.is_shared() and torch.equal(images, torch.stack([a, b]))

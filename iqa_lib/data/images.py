@@ -16,6 +16,7 @@ their own cache, keyed by pid) never share a file position.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
@@ -23,6 +24,7 @@ import tarfile
 import threading
 import warnings
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -227,6 +229,31 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
 
     Raises :class:`ImageDecodeError` (with the reason for the failures file) otherwise.
     """
+    with opened_rgb(path) as img:
+        return img.copy()  # the file's image is released when the block ends
+
+
+def load_rgb_array(path: str | os.PathLike) -> np.ndarray:
+    """``load_rgb`` as a contiguous HxWx3 uint8 array."""
+    with opened_rgb(path) as img:
+        return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
+
+
+def planar(img: Image.Image) -> np.ndarray:
+    """An RGB image as a 3xHxW uint8 array, band by band: no HxWx3 array and no strided copy."""
+    out = np.empty((3, img.height, img.width), dtype=np.uint8)
+    for c, band in enumerate(img.split()):
+        out[c] = np.asarray(band)
+    return out
+
+
+@contextlib.contextmanager
+def opened_rgb(path: str | os.PathLike) -> Iterator[Image.Image]:
+    """``path`` decoded and in RGB, valid inside the block only (no copy for RGB files).
+
+    What the block raises while reading pixels (a truncated file, a decoder
+    error) becomes an :class:`ImageDecodeError` with the reason, as in :func:`load_rgb`.
+    """
     if split_member(path) is None:
         path = Path(path)
         try:
@@ -246,7 +273,7 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
                 img.load()
                 if img.width < 1 or img.height < 1:
                     raise ImageDecodeError(path, f"empty image ({img.width}x{img.height})")
-                return _to_rgb(img).copy()
+                yield _to_rgb(img)
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as exc:
@@ -258,11 +285,6 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
         if "truncated" in msg.lower():
             msg = f"truncated file ({msg})"
         raise ImageDecodeError(path, msg) from None
-
-
-def load_rgb_array(path: str | os.PathLike) -> np.ndarray:
-    """``load_rgb`` as a contiguous HxWx3 uint8 array."""
-    return np.ascontiguousarray(np.asarray(load_rgb(path), dtype=np.uint8))
 
 
 def check_image(path: str | os.PathLike, full: bool = True) -> str | None:
