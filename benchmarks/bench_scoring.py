@@ -22,6 +22,8 @@ without the allocator setting of :mod:`iqa_lib.scoring.allocator`), see
     python benchmarks/bench_scoring.py                      # CPU: EfficientNet-Lite0, 256 images
     python benchmarks/bench_scoring.py --images 2000 --scorer efficientnet_lite:lite0 \\
         --scorer efficientnet_lite:lite2 --scorer torchvision:resnet34   # on a GPU machine
+    python benchmarks/bench_scoring.py --decode-on-device --scorer efficientnet_lite:lite0 \\
+        --scorer tv   # + an end-to-end arm with the JPEGs decoded on the GPU (nvJPEG)
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 from iqa_lib.imagenet import label_of  # noqa: E402
 from iqa_lib.scorers.registry import build_scorer  # noqa: E402
@@ -83,9 +86,11 @@ def time_loop(fn, batches, device: torch.device, n_images: int, repeats: int = 1
 
 
 def bench_one(spec: str, manifest: pd.DataFrame, manifest_path: Path, device: torch.device,
-              batch_size: int, num_workers: int, work: Path, rounds: int = 3) -> dict:
+              batch_size: int, num_workers: int, work: Path, rounds: int = 3,
+              stored: bool = False, device_decode: bool = False) -> dict:
     scorer = build_scorer(spec, device)
-    ds = ManifestImages(manifest["path"].tolist(), [True] * len(manifest))
+    geometry = "none" if stored else "resize_crop"
+    ds = ManifestImages(manifest["path"].tolist(), [not stored] * len(manifest))
     # decode each distinct file once; reuse tensors for repeated rows
     cache: dict[str, torch.Tensor] = {}
     images = []
@@ -113,14 +118,18 @@ def bench_one(spec: str, manifest: pd.DataFrame, manifest_path: Path, device: to
     pairs = list(zip(uint8_batches, label_batches, strict=True))
     n = len(manifest)
     out = work / f"{spec.replace(':', '_').replace('/', '_')}.parquet"
-    bare_runs, e2e_runs = [], []
+    bare_runs, e2e_runs, dev_runs = [], [], []
     for _ in range(rounds):  # interleaved, best of each: robust to other jobs on the machine
         bare_runs.append(time_loop(bare, inputs, device, n))
-        t0 = time.perf_counter()
-        score_manifest(scorer, manifest_path, out, batch_size=batch_size, num_workers=num_workers,
-                       resume=False, part_size=max(batch_size * 8, 1024), progress=False)
-        sync(device)
-        e2e_runs.append(n / (time.perf_counter() - t0))
+        for runs, on_device in ((e2e_runs, False), (dev_runs, True)):
+            if on_device and not device_decode:
+                continue
+            t0 = time.perf_counter()
+            score_manifest(scorer, manifest_path, out, batch_size=batch_size, num_workers=num_workers,
+                           resume=False, part_size=max(batch_size * 8, 1024), progress=False,
+                           geometry=geometry, decode_on_device=on_device)
+            sync(device)
+            runs.append(n / (time.perf_counter() - t0))
     scorer_ips = time_loop(lambda bl: scorer.score(bl[0], bl[1]), pairs, device, n)
     bare_ips, e2e = max(bare_runs), max(e2e_runs)
     acc = float(pd.read_parquet(out)["correct"].mean()) if scorer.kind != "nr_iqa" else None
@@ -133,6 +142,10 @@ def bench_one(spec: str, manifest: pd.DataFrame, manifest_path: Path, device: to
         "end_to_end_runs_ips": [round(x, 1) for x in e2e_runs], "scorer_ips": round(scorer_ips, 1),
         "end_to_end_ips": round(e2e, 1), "ratio_e2e_over_bare": round(e2e / bare_ips, 3),
         "top1": None if acc is None else round(acc, 4),
+        "images_as": "stored 224 px JPEGs (geometry none)" if stored else "clean: Resize 256 + CenterCrop 224",
+        **({"end_to_end_device_decode_ips": round(max(dev_runs), 1),
+            "ratio_device_decode_over_bare": round(max(dev_runs) / bare_ips, 3),
+            "device_decode_runs_ips": [round(x, 1) for x in dev_runs]} if dev_runs else {}),
     }
 
 
@@ -145,8 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved bare/end-to-end rounds (best kept)")
     ap.add_argument("--sample", type=Path, default=SAMPLE, help="folder of <wnid>_<name>.JPEG images")
+    ap.add_argument("--stored", action="store_true",
+                    help="score rendered 224 px JPEGs as stored (as ImageNet-C), not clean crops")
+    ap.add_argument("--decode-on-device", action="store_true",
+                    help="also run end-to-end with JPEGs decoded on the device (implies --stored)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args(argv)
+    stored = args.stored or args.decode_on_device
 
     device = pick_device(args.device)
     cuda = device.type == "cuda"
@@ -160,18 +178,29 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        manifest = make_manifest(args.sample, n, work / "manifest.parquet")
+        sample = args.sample
+        if stored:  # 224 px JPEGs named <wnid>_..., as make_manifest wants them
+            from bench_decode_bound import render
+
+            sample = work / "stored"
+            for path, wnid in render(args.sample, work / "rendered", min(n, 1000)):
+                sample.mkdir(exist_ok=True)
+                path.rename(sample / f"{wnid}_{path.stem}.JPEG")
+        manifest = make_manifest(sample, n, work / "manifest.parquet")
         for spec in specs:
             try:
                 res = bench_one(spec, manifest, work / "manifest.parquet", device, batch_size,
-                                num_workers, work, args.rounds)
+                                num_workers, work, args.rounds, stored, args.decode_on_device)
             except WeightsError as exc:
                 print(f"skip {spec}: {exc}", file=sys.stderr)
                 continue
             results.append(res)
             print(f"{spec:32s} {res['dtype']} bare {res['bare_forward_ips']:8.1f} img/s | "
                   f"scorer {res['scorer_ips']:8.1f} | end-to-end {res['end_to_end_ips']:8.1f} | "
-                  f"ratio {res['ratio_e2e_over_bare']:.3f} | top-1 {res['top1']}", flush=True)
+                  f"ratio {res['ratio_e2e_over_bare']:.3f} | top-1 {res['top1']}"
+                  + (f" | device decode {res['end_to_end_device_decode_ips']:8.1f} "
+                     f"(ratio {res['ratio_device_decode_over_bare']:.3f})" if args.decode_on_device else ""),
+                  flush=True)
     print(json.dumps(results, indent=1))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

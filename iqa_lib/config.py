@@ -120,6 +120,9 @@ class ScoringParams(_Strict):
     # a scorer's run also scores every other configured scorer whose output is missing or stale,
     # decoding each image once for all of them (iqa_lib.scoring.engine.run_scoring_many)
     decode_once: bool = True
+    # JPEGs scored as stored are decoded on the scoring device (nvJPEG on CUDA); changes pixels
+    # by a few levels against libjpeg, so it is a dependency of the score stages
+    decode_on_device: bool = False
 
     @field_validator("device")
     @classmethod

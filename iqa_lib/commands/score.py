@@ -40,6 +40,7 @@ class ScoreOptions:
     resume: bool = True
     wait: bool = False
     progress: bool = True
+    decode_on_device: bool = False
     # other scorers scored in the same pass (one decode for all): (name, spec, out, batch size,
     # optional); an optional one is scored only when its output is missing or stale, and its
     # failure leaves it to its own run (``scoring.decode_once``)
@@ -99,6 +100,7 @@ def options_from_params(
         num_workers=scoring.num_workers,
         part_size=scoring.part_size,
         part_seconds=scoring.part_seconds,
+        decode_on_device=scoring.decode_on_device,
         others=tuple(
             (n, params.scorers[n], f"{SCORES_DIR}/{n}.parquet", batch_size(n), optional)
             for n, optional in others
@@ -209,6 +211,13 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "at most about that much work (default: 10)",
     )
     parser.add_argument(
+        "--decode-on-device", action="store_true", default=None,
+        help="decode JPEGs scored as stored (ImageNet-C) on the scoring device, in batches (nvJPEG "
+        "on CUDA) instead of in the loader workers; pixels may differ from libjpeg's by a few "
+        "levels, so the output records it (default: scoring.decode_on_device with --from-params, "
+        "else off)",
+    )
+    parser.add_argument(
         "--no-resume", action="store_true",
         help="discard parts of an earlier interrupted run, and rescore a complete output",
     )
@@ -299,6 +308,7 @@ def run(args: argparse.Namespace) -> int:
         geometry=args.geometry or "resize_crop",
         part_seconds=DEFAULT_PART_SECONDS if args.part_seconds is None else args.part_seconds,
         wait=args.wait,
+        decode_on_device=bool(args.decode_on_device),
     )
     _summarise([result])
     return 0
@@ -311,6 +321,7 @@ def _run_from_params(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, num_workers=args.num_workers, part_size=args.part_size,
         part_seconds=args.part_seconds, resume=False if args.no_resume else None,
         wait=True if args.wait else None, progress=False if args.no_progress else None,
+        decode_on_device=args.decode_on_device,
     )
     if args.batch_size is not None:  # an explicit batch size is every scorer's of the pass
         opts = replace(opts, others=tuple((*o[:3], args.batch_size, o[4]) for o in opts.others))
@@ -349,7 +360,7 @@ def _fill_from_params(args: argparse.Namespace) -> None:
     """Options left out on the command line come from params.yaml (:func:`options_from_params`)."""
     opts = options_from_params(args.from_params, args.params)
     for key in ("manifest", "out", "device", "geometry", "batch_size", "num_workers", "part_size",
-                "part_seconds"):
+                "part_seconds", "decode_on_device"):
         if getattr(args, key) is None:
             setattr(args, key, getattr(opts, key))
     args.scorer = args.scorer or opts.spec

@@ -14,6 +14,8 @@ failure row with its reason, never an exception that ends the run.
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -29,7 +31,12 @@ CLEAN_CROP = 224
 
 
 class ManifestImages(Dataset):
-    """Item ``i`` = (manifest row, uint8 (3, H, W) tensor or None, failure reason or None)."""
+    """Item ``i`` = (manifest row, uint8 (3, H, W) tensor or None, failure reason or None).
+
+    With ``encoded``, a JPEG scored as stored (no clean geometry) is not decoded
+    here: its item holds the file's bytes as a 1-D uint8 tensor, for
+    :func:`decode_on_device` to decode on the scoring device.
+    """
 
     def __init__(
         self,
@@ -37,10 +44,12 @@ class ManifestImages(Dataset):
         clean: Sequence[bool],
         resize: int | None = CLEAN_RESIZE,
         crop: int | None = CLEAN_CROP,
+        encoded: bool = False,
     ):
         self.paths = list(paths)
         self.clean = np.asarray(clean, dtype=bool)
         self.resize, self.crop = resize, crop
+        self.encoded = encoded
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -48,6 +57,10 @@ class ManifestImages(Dataset):
     def __getitem__(self, row: int) -> tuple[int, torch.Tensor | None, str | None]:
         from iqa_lib.data.images import ImageDecodeError, opened_rgb, planar
 
+        if self.encoded and not self.clean[row]:
+            data = _jpeg_bytes(self.paths[row])
+            if data is not None:
+                return row, data, None
         try:
             with opened_rgb(self.paths[row]) as img:
                 if self.clean[row]:
@@ -58,6 +71,54 @@ class ManifestImages(Dataset):
         except (OSError, ValueError, EOFError, SyntaxError, MemoryError, Image.DecompressionBombError) as exc:
             # what odd pixel data can raise; a NameError or TypeError is a bug and must stop the run
             return row, None, f"{type(exc).__name__}: {exc}"
+
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def _decode_jpegs(datas: list[torch.Tensor], device: torch.device) -> list[torch.Tensor | str]:
+    """Each JPEG decoded to RGB on ``device``, or why it could not be."""
+    with warnings.catch_warnings():  # torchvision 0.29 deprecates its image IO for TorchCodec's
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        try:
+            return list(decode_jpeg(datas, mode=ImageReadMode.RGB, device=device))
+        except RuntimeError:  # one bad file fails the whole call: decode one by one to name it
+            decoded: list[torch.Tensor | str] = []
+            for data in datas:
+                try:
+                    decoded.append(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
+                except RuntimeError as exc:
+                    decoded.append(_decoder_reason(exc, device))
+            return decoded
+
+
+def _decoder_reason(exc: BaseException, device: torch.device) -> str:
+    """torchvision's message without its source location, worded as the loader's reasons."""
+    text = (str(exc).strip().splitlines() or [""])[0]
+    text = re.sub(r"^decode_jpeg, \S+:\d+, ", "", text) or type(exc).__name__
+    if "truncated" in text.lower():
+        return f"truncated file ({text}; JPEG decode on {device.type})"
+    return f"JPEG decode on {device.type}: {text}"
+
+
+def _jpeg_bytes(path: str) -> torch.Tensor | None:
+    """The file's bytes if it is a JPEG; None otherwise or when it cannot be read (decoded
+    here instead, where a failure gets its reason)."""
+    from iqa_lib.data.images import ImageDecodeError, read_member, split_member
+
+    try:
+        if split_member(path) is not None:
+            data = read_member(path)
+        else:
+            with open(path, "rb") as f:
+                data = f.read()
+    except (OSError, ImageDecodeError):
+        return None
+    if not data.startswith(JPEG_MAGIC):
+        return None
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
 def clean_geometry(img: Image.Image, resize: int | None, crop: int | None) -> Image.Image:
@@ -72,6 +133,7 @@ class ImageBatch:
     rows: torch.Tensor  # every manifest row in the batch (scored or failed)
     groups: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # (rows, uint8)
     failures: list[tuple[int, str]] = field(default_factory=list)
+    encoded: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (row, JPEG bytes)
 
     def pin_memory(self) -> ImageBatch:
         self.groups = [(r, x.pin_memory()) for r, x in self.groups]
@@ -88,16 +150,76 @@ def collate_images(items: Sequence[tuple[int, torch.Tensor | None, str | None]])
     rows = torch.tensor([it[0] for it in items], dtype=torch.long)
     by_size: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
     failures = []
+    encoded = []
     for row, img, reason in items:
         if img is None:
             failures.append((row, reason or "unknown error"))
+        elif img.ndim == 1:
+            encoded.append((row, img))
         else:
             by_size.setdefault(tuple(img.shape), []).append((row, img))
     groups = [
         (torch.tensor([r for r, _ in g], dtype=torch.long), _stack([x for _, x in g]))
         for g in by_size.values()
     ]
-    return ImageBatch(rows, groups, failures)
+    return ImageBatch(rows, groups, failures, _pack(encoded))
+
+
+def _pack(encoded: list[tuple[int, torch.Tensor]]) -> list[tuple[int, torch.Tensor]]:
+    """The JPEG bytes as views of one buffer: a worker sends one shared-memory block, not one per file."""
+    if len(encoded) < 2:
+        return encoded
+    buffer = _stack([torch.cat([d for _, d in encoded])])[0]
+    views, start = [], 0
+    for row, data in encoded:
+        views.append((row, buffer[start : start + len(data)]))
+        start += len(data)
+    return views
+
+
+def decode_on_device(batch: ImageBatch, device: torch.device) -> ImageBatch:
+    """Decode the batch's JPEG bytes on ``device`` (nvJPEG on CUDA) and regroup it by size.
+
+    The groups are those :func:`collate_images` makes of decoded items (sizes in
+    order of first appearance, rows ascending), so the scorers see the batches
+    of the loader's own decoding. A JPEG the device cannot decode is a failure
+    row with the decoder's reason. On CPU the decoder is libjpeg-turbo, equal to
+    Pillow's pixels; nvJPEG's may differ by a few levels, which is why a run
+    that decodes on the device records so (the engine's completion record).
+    """
+    if not batch.encoded:
+        return batch
+    decoded = _decode_jpegs([d for _, d in batch.encoded], device)
+    items: dict[int, torch.Tensor | str] = dict(batch.failures)
+    for rows, images in batch.groups:
+        for i, row in enumerate(rows.tolist()):
+            items[row] = images[i].to(device, non_blocking=True)
+    for (row, _), image in zip(batch.encoded, decoded, strict=True):
+        items[row] = image
+    by_size: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
+    failures = []
+    for row in sorted(items):
+        item = items[row]
+        if isinstance(item, str):
+            failures.append((row, item))
+        else:
+            by_size.setdefault(tuple(item.shape), []).append((row, item))
+    groups = [
+        (torch.tensor([r for r, _ in g], dtype=torch.long), _stack_decoded([x for _, x in g]))
+        for g in by_size.values()
+    ]
+    return ImageBatch(batch.rows, groups, failures)
+
+
+def _stack_decoded(images: list[torch.Tensor]) -> torch.Tensor:
+    """Stack decoded images (channel-last in memory); on CPU through numpy, whose transposing
+    copy is single-threaded (torch's spreads a small copy over busy cores)."""
+    if images[0].device.type != "cpu":
+        return torch.stack(images)
+    out = np.empty((len(images), *images[0].shape), dtype=np.uint8)
+    for i, image in enumerate(images):
+        out[i] = image.numpy()
+    return torch.from_numpy(out)
 
 
 def _stack(images: list[torch.Tensor]) -> torch.Tensor:

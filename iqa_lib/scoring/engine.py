@@ -48,6 +48,7 @@ from iqa_lib.scorers.spec import ScorerSpec
 from iqa_lib.scoring import parts, stream
 from iqa_lib.scoring.checks import nonnegative_int, positive_int, positive_seconds
 from iqa_lib.scoring.dataset import ChunkBatchSampler, ManifestImages, collate_images
+from iqa_lib.scoring.dataset import decode_on_device as decode_on_device_fn
 from iqa_lib.scoring.device import pick_device
 from iqa_lib.scoring.distributed import (
     barrier,
@@ -166,6 +167,7 @@ def score_manifest(
     geometry: str = "resize_crop",
     part_seconds: float = DEFAULT_PART_SECONDS,
     wait: bool = False,
+    decode_on_device: bool = False,
 ) -> Path:
     """Score ``manifest_path`` into ``out_path`` (Parquet contract); return ``out_path``.
 
@@ -174,7 +176,7 @@ def score_manifest(
     return run_scoring(
         spec, manifest_path, out_path, batch_size=batch_size, num_workers=num_workers,
         device=device, resume=resume, part_size=part_size, progress=progress, geometry=geometry,
-        part_seconds=part_seconds, wait=wait,
+        part_seconds=part_seconds, wait=wait, decode_on_device=decode_on_device,
     ).out
 
 
@@ -191,6 +193,7 @@ def run_scoring(
     geometry: str = "resize_crop",
     part_seconds: float = DEFAULT_PART_SECONDS,
     wait: bool = False,
+    decode_on_device: bool = False,
 ) -> ScoringResult:
     """Score ``manifest_path`` into ``out_path`` (Parquet contract).
 
@@ -221,12 +224,19 @@ def run_scoring(
     ``progress=False``, rank 0 prints a line per written part instead
     (:mod:`.progress`): a run under ``dvc repro`` or in a log is never silent.
 
+    ``decode_on_device``: JPEGs scored as stored (ImageNet-C) are read, not
+    decoded, by the loader workers and decoded on the scoring device in batches
+    (nvJPEG on CUDA; :func:`~.dataset.decode_on_device`); other files and clean
+    images with their Resize + CenterCrop are decoded by the workers as usual.
+    nvJPEG's pixels may differ from libjpeg's by a few levels, so the completion
+    record says how the images were decoded.
+
     Several scorers over one decode: :func:`run_scoring_many`.
     """
     return run_scoring_many(
         [ScoringJob(spec, out_path, batch_size)], manifest_path, num_workers=num_workers,
         device=device, resume=resume, part_size=part_size, progress=progress, geometry=geometry,
-        part_seconds=part_seconds, wait=wait,
+        part_seconds=part_seconds, wait=wait, decode_on_device=decode_on_device,
     )[0]
 
 
@@ -262,6 +272,7 @@ def run_scoring_many(
     geometry: str = "resize_crop",
     part_seconds: float = DEFAULT_PART_SECONDS,
     wait: bool = False,
+    decode_on_device: bool = False,
 ) -> list[ScoringResult]:
     """Score the manifest with several scorers, decoding each image once; a result per job.
 
@@ -313,7 +324,9 @@ def run_scoring_many(
     n = len(manifest)
     n_chunks = -(-n // part_size)
     fingerprint = manifest_fingerprint(manifest)
-    context = (manifest_path, classes, classnames, bool(unlabelled.all()), fingerprint, n, geometry, part_size)
+    decode = dev.type if decode_on_device else ""
+    context = (manifest_path, classes, classnames, bool(unlabelled.all()), fingerprint, n, geometry,
+               part_size, decode)
     set_up: list[_Job] = []
     failed_setup: dict[int, str] = {}
     for i, given in enumerate(jobs):
@@ -356,7 +369,7 @@ def run_scoring_many(
             active = [j for j in set_up if not (j.plan.reused or j.plan.skip)]
             scored = _score_active(active, manifest, n, n_chunks, part_size, part_seconds, dev,
                                    num_workers, progress, geometry, classes, classnames,
-                                   bool(unlabelled.all()), info)
+                                   bool(unlabelled.all()), info, decode_on_device)
             if info.world_size > 1 and active:
                 print(f"[rank {info.rank}/{info.world_size}] scored {scored} part(s)", file=sys.stderr)
             barrier()
@@ -399,7 +412,7 @@ def run_scoring_many(
 
 def _set_up(
     given: ScoringJob, dev: torch.device, manifest_path: Any, classes: Any, classnames: Any,
-    unlabelled: bool, fingerprint: str, n: int, geometry: str, part_size: int,
+    unlabelled: bool, fingerprint: str, n: int, geometry: str, part_size: int, decode: str = "",
 ) -> _Job:
     """The job's spec, label space, columns and the records its parts and output must carry."""
     from iqa_lib.scoring import complete
@@ -430,6 +443,8 @@ def _set_up(
         "part_size": part_size,
     }
     record = complete.completion_record(parsed.text, options, space.resume_key(), fingerprint, n, geometry)
+    if decode:  # images decoded on the device (its decoder's pixels): not the files of a CPU decode
+        meta["decode"] = record["decode"] = decode
     return _Job(given, parsed, Path(given.out), scorer, space, columns, meta, record, batch_size)
 
 
@@ -464,7 +479,7 @@ def _prepare_job(
 def _score_active(
     active: list[_Job], manifest: pd.DataFrame, n: int, n_chunks: int, part_size: int,
     part_seconds: float, dev: torch.device, num_workers: int, progress: bool, geometry: str,
-    classes: Any, classnames: Any, unlabelled: bool, info: Any,
+    classes: Any, classnames: Any, unlabelled: bool, info: Any, decode_on_device: bool = False,
 ) -> int:
     """This rank's share of every active job: one loader over the rows any of them needs."""
     from iqa_lib.scoring.stream import ScorerStream, score_streams
@@ -532,8 +547,8 @@ def _score_active(
     sampler = ChunkBatchSampler(order, part_size, n, load_batch, done_rows)
     # rows that get the clean-image Resize + CenterCrop (none with geometry "none")
     clean = manifest["corruption"].eq("clean").to_numpy() & (geometry == "resize_crop")
-    dataset = ManifestImages(manifest["path"].tolist(), clean)
-    loader = DataLoader(
+    dataset = ManifestImages(manifest["path"].tolist(), clean, encoded=decode_on_device)
+    loader: Any = DataLoader(
         dataset,
         batch_sampler=sampler,
         num_workers=num_workers,
@@ -542,6 +557,8 @@ def _score_active(
         prefetch_factor=4 if num_workers > 0 else None,
         worker_init_fn=functools.partial(_die_with, os.getpid()) if num_workers > 0 else None,
     )
+    if decode_on_device:
+        loader = (decode_on_device_fn(batch, dev) for batch in loader)
     name = " + ".join(j.parsed.text for j in by_name.values())
     bar_on = progress and info.is_main and sys.stderr.isatty()
     lines = None
