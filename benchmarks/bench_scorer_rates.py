@@ -356,7 +356,8 @@ def markdown(summary: dict, command: str, machine: str, n_images: int, reps: int
         + (" (changed between runs: the tree was edited during the run)" if len(codes) > 1 else "") + ".",
         "* Scorers: the images decoded once (untimed) into uint8 (3, 224, 224) tensors, stacked into batches "
         "of the scorer's CPU default (`default_batch_size`); `build_scorer(spec, 'cpu')`; one untimed warm-up "
-        "`score` call on the first batch (numba compile, ZSCLIP's 1000 text embeddings, first allocations); "
+        "`score` call on the first batch (numba compile, first allocations; ZSCLIP's 1000 text embeddings in the "
+        "first round, read back from the kit's `text_cache` option after); "
         "then `scorer.score(batch, labels)` over all batches timed, labels the images' real ImageNet labels. "
         "`(cap)`: fewer images per round for the slowest models, to keep the run short.",
         "* img/s per core: images / wall of the timed region; per CPU-s: images / (user + system CPU of the "
