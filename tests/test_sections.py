@@ -227,3 +227,24 @@ def test_tables_mark_significance_against_the_best_row_and_small_n(paper_like):
     claims = built["section4_nr_iqa"].claims
     assert claims[0].small_n and "(small n)" in claims[0].markdown()
     assert built["section4_nr_iqa"].metrics["best_auc_small_n"] is True  # and `dvc metrics show`
+
+
+def test_saved_figures_are_byte_identical_across_runs(tmp_path):
+    """No creation date in PNG or PDF: rerunning a stage gives the same md5 in dvc.lock."""
+    import time
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from iqa_lib.presentation.plots import save_figure
+
+    def draw(stem):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1, 2], [1, 0, 2])
+        return [p.read_bytes() for p in save_figure(fig, stem)]
+
+    first = draw(tmp_path / "a" / "fig")
+    time.sleep(1.1)  # PDF dates have one-second resolution
+    assert draw(tmp_path / "b" / "fig") == first

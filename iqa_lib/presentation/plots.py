@@ -111,6 +111,10 @@ def scatter_grid(
     return fig
 
 
+# No creation date in the files: the same figure gives the same bytes (and the same md5 in dvc.lock).
+REPRODUCIBLE_METADATA = {"png": {}, "pdf": {"CreationDate": None}}
+
+
 def save_figure(fig: plt.Figure, stem: str | os.PathLike, dpi: int = 150) -> list[Path]:
     """Write ``<stem>.png`` and ``<stem>.pdf``; close the figure."""
     stem = Path(stem)
@@ -118,7 +122,9 @@ def save_figure(fig: plt.Figure, stem: str | os.PathLike, dpi: int = 150) -> lis
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
     try:
         for path in paths:
-            atomic_write_with(path, lambda tmp, p=path: fig.savefig(tmp, format=p.suffix[1:], dpi=dpi, bbox_inches="tight"))
+            fmt = path.suffix[1:]
+            atomic_write_with(path, lambda tmp, f=fmt: fig.savefig(
+                tmp, format=f, dpi=dpi, bbox_inches="tight", metadata=REPRODUCIBLE_METADATA[f]))
     finally:
         plt.close(fig)
     return paths
