@@ -176,3 +176,13 @@ def test_decode_once_off_and_named_lists(project, capsys):
     assert "'nope' is not a scorer of params.yaml" in capsys.readouterr().err
     assert main(["score", "--from-params", "tv,tv2", "--out", "x.parquet"]) == 2
     assert "names several scorers" in capsys.readouterr().err
+
+
+def test_report_says_which_scorers_shared_the_pass(project):
+    _params(project)
+    first = report.run_from_params("tv", "params.yaml", progress=False)
+    assert report.speed_table(first.result)["status"].iloc[0] == "scored in one pass with 1 other(s)"
+    assert report.together_table(first.result)["scored in the same pass"].tolist() == ["tv"]  # tv2's spec
+    later = report.run_from_params("tv2", "params.yaml", progress=False)
+    assert report.speed_table(later.result)["status"].iloc[0].startswith("reused")
+    assert report.together_table(later.result).empty

@@ -105,13 +105,18 @@ def speed_table(result: ScoringResult) -> pd.DataFrame:
     else:
         status = "scored"
     if result.together:  # one decode for several scorers: the time and rate are the whole pass's
-        status += f", in one pass with {', '.join(result.together)} (each image decoded once)"
+        status += f" in one pass with {len(result.together)} other(s)"
     rate = result.scored_rows / result.seconds if result.scored_rows and result.seconds > 0 else np.nan
     return pd.DataFrame([{
         "status": status, "rows": result.rows, "kept rows": result.kept_rows,
         "scored rows": result.scored_rows, "wall time (s)": round(result.seconds, 2),
         "images/s": round(rate, 2) if np.isfinite(rate) else np.nan,
     }])
+
+
+def together_table(result: ScoringResult) -> pd.DataFrame:
+    """The other scorers of the same pass (each image decoded once for all); empty when alone."""
+    return pd.DataFrame({"scored in the same pass": list(result.together)})
 
 
 def failures_table(out: str | os.PathLike) -> pd.DataFrame:

@@ -388,7 +388,7 @@ def run_scoring_many(
                     )
             barrier()
         seconds = time.perf_counter() - started
-        names = [j.parsed.text for j in active if not j.dropped]
+        scored_together = [j for j in active if not j.dropped]
         results: list[ScoringResult] = []
         by_given = {id(j.given): j for j in set_up}
         for i, given in enumerate(jobs):
@@ -402,7 +402,7 @@ def run_scoring_many(
             results.append(ScoringResult(
                 job.out, reused, n, n if reused else job.plan.kept, scored_rows,
                 scorer=None if reused else job.scorer, batch_size=job.batch_size, seconds=seconds,
-                together=tuple(t for t in names if t != job.parsed.text) if scored_rows else (),
+                together=tuple(j.parsed.text for j in scored_together if j is not job) if scored_rows else (),
                 dropped=job.dropped, **how,
             ))
         return results
