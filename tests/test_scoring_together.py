@@ -217,3 +217,17 @@ def test_each_stream_gets_exactly_its_own_batches(tmp_path, load_batch):
 class _NoBar:
     def update(self, n):
         pass
+
+
+def test_an_optional_output_being_written_elsewhere_is_left_alone(reference, tmp_path):
+    from iqa_lib.locks import LockBusy, output_lock
+
+    manifest, alone = reference
+    busy = tmp_path / "niqe.parquet"
+    with output_lock(busy):  # another run is writing it
+        results = run_scoring_many([ScoringJob("tv", tmp_path / "tv.parquet", 4),
+                                    ScoringJob("niqe", busy, 3, optional=True)], manifest, **RUN)
+        with pytest.raises(LockBusy, match="being written"):
+            run_scoring_many([ScoringJob("niqe", busy, 3)], manifest, **RUN)  # required: an error
+    assert "another run is writing it" in results[1].dropped and not busy.exists()
+    pdt.assert_frame_equal(pd.read_parquet(tmp_path / "tv.parquet"), alone["tv"][0])

@@ -281,7 +281,6 @@ def run_scoring_many(
     run of that scorer alone (:mod:`.stream`). The loader reads the union of
     the rows the jobs still need, in batches of the largest job batch size.
     """
-    from iqa_lib.locks import output_lock
     from iqa_lib.scoring import complete
     from iqa_lib.scoring.allocator import tune_allocator
 
@@ -345,7 +344,7 @@ def run_scoring_many(
         """Rank 0, before any other rank goes on: lock, reuse or resume, check the parts."""
         plans = []
         for job in set_up:
-            plans.append(_prepare_job(job, held, resume, wait, n, part_size, complete, output_lock))
+            plans.append(_prepare_job(job, held, resume, wait, n, part_size))
         return plans
 
     created = init_distributed(dev)
@@ -448,12 +447,10 @@ def _set_up(
     return _Job(given, parsed, Path(given.out), scorer, space, columns, meta, record, batch_size)
 
 
-def _prepare_job(
-    job: _Job, held: ExitStack, resume: bool, wait: bool, n: int, part_size: int, complete: Any,
-    output_lock: Any,
-) -> _Plan:
+def _prepare_job(job: _Job, held: ExitStack, resume: bool, wait: bool, n: int, part_size: int) -> _Plan:
     """Lock the job's output, then reuse it, skip it (optional, made elsewhere) or resume its parts."""
-    from iqa_lib.locks import LockBusy
+    from iqa_lib.locks import LockBusy, output_lock
+    from iqa_lib.scoring import complete
 
     out, pdir = job.out, job.pdir
     try:
