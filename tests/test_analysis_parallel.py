@@ -95,3 +95,14 @@ def test_work_for_other_options_is_refused(scores):
         pointwise(scores, n_bootstrap=20, seed=1, work=work)
     with pytest.raises(ValueError, match="work="):
         paired_tests(scores, n_bootstrap=30, seed=0, work=work)
+
+
+def test_work_for_other_scores_is_refused_even_if_equal(scores):
+    """The work names the very ScoreSet it came from: an equal copy (or a new set that reuses a
+    freed one's id) is refused rather than silently paired with the old fits."""
+    import copy
+
+    work = auc_work(scores, n_bootstrap=20, seed=0)
+    with pytest.raises(ValueError, match="work="):
+        pointwise(copy.copy(scores), n_bootstrap=20, seed=0, work=work)
+    pointwise(scores, n_bootstrap=20, seed=0, work=work)  # its own scores: accepted

@@ -8,6 +8,7 @@ are not independent). One split and one set of resamples serve every (task model
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +63,7 @@ class AucWork:
     """
 
     key: tuple
+    source: weakref.ref  # the ScoreSet it was computed from (an id could be reused once freed)
     test: np.ndarray
     test_cluster: np.ndarray
     n_img: int
@@ -71,8 +73,8 @@ class AucWork:
     raw: dict
 
 
-def _work_key(scores, qs, models, test_fraction, n_bootstrap, seed) -> tuple:
-    return (id(scores), tuple(qs), tuple(models), float(test_fraction), int(n_bootstrap), seed)
+def _work_key(qs, models, test_fraction, n_bootstrap, seed) -> tuple:
+    return (tuple(qs), tuple(models), float(test_fraction), int(n_bootstrap), seed)
 
 
 def auc_work(
@@ -117,8 +119,8 @@ def auc_work(
         raw[q] = [
             K.bootstrap_auc_sorted(y_te[m][order], cl_sorted, blocks, weights_t) for m in models
         ]
-    key = _work_key(scores, qs, models, test_fraction, n_bootstrap, seed)
-    return AucWork(key, test, test_cluster, int(n_img), weights, fits, sorted_test, raw)
+    key = _work_key(qs, models, test_fraction, n_bootstrap, seed)
+    return AucWork(key, weakref.ref(scores), test, test_cluster, int(n_img), weights, fits, sorted_test, raw)
 
 
 def ensure_work(
@@ -129,7 +131,7 @@ def ensure_work(
     if work is None:
         return auc_work(scores, qs, models, test_fraction=test_fraction, n_bootstrap=n_bootstrap,
                         seed=seed, progress=progress)
-    if work.key != _work_key(scores, qs, models, test_fraction, n_bootstrap, seed):
+    if work.source() is not scores or work.key != _work_key(qs, models, test_fraction, n_bootstrap, seed):
         raise ValueError("work= was computed for other scores, Q variables, task models or options")
     return work
 
