@@ -378,3 +378,39 @@ def test_workers_must_be_positive(tmp_path):
     for bad in (0, -2, 1.5):
         with pytest.raises(ManifestError, match=f"workers must be a whole number of at least 1, got {bad}"):
             build_manifest(tmp_path, workers=bad, progress=False)
+
+
+@pytest.mark.parametrize("check", ["full", "none"])
+def test_images_in_formats_the_kit_does_not_read_are_listed_not_skipped(tmp_path, check):
+    """A .heic or a camera raw among the images is a failure row naming the format, whatever the layout."""
+    from iqa_lib.data.manifest import images_manifest
+    from iqa_lib.data.sources import dataset_manifest
+
+    clean, imc = make_tree(tmp_path, ids=("a",), corruptions=("fog",), severities=(1,))
+    (clean / TENCH / "phone.heic").write_bytes(b"ftypheic")
+    (imc / "fog" / "1" / TENCH / "raw.DNG").write_bytes(b"II*\x00")
+    result = build_manifest(clean, imc, check=check, progress=False)
+    assert result.manifest["image_id"].tolist() == ["a", "a"]
+    reasons = {(r.image_id, r.corruption): r.reason for r in result.failures.itertuples()}
+    assert set(reasons) == {("phone", "clean"), ("raw", "fog")}
+    assert reasons[("phone", "clean")].startswith("unsupported image format (.heic): convert it to one of")
+    assert reasons[("raw", "fog")].startswith("unsupported image format (.dng)")
+    # a flat wnid-named folder, an unlabelled one, and a folder scored directly do the same
+    named = tmp_path / "named"
+    write_image(named / f"{TENCH}_b.png")
+    (named / f"{TENCH}_c.avif").write_bytes(b"....ftypavif")
+    assert build_manifest(named, check=check, progress=False).failures["image_id"].tolist() == [f"{TENCH}_c"]
+    flat = tmp_path / "flat"
+    write_image(flat / "b.png")
+    (flat / "c.jxl").write_bytes(b"\xff\x0a")
+    assert dataset_manifest(flat, check=check, progress=False).failures["image_id"].tolist() == ["c.jxl"]
+    assert images_manifest(flat)["image_id"].tolist() == ["b.png", "c.jxl"]  # scoring lists it
+
+
+def test_scoring_names_the_unsupported_format(tmp_path):
+    from iqa_lib.data.images import ImageDecodeError, load_rgb
+
+    path = tmp_path / "x.heic"
+    path.write_bytes(b"\x00\x00\x00\x18ftypheic")
+    with pytest.raises(ImageDecodeError, match=r"unsupported image format \(.heic\)"):
+        load_rgb(path)

@@ -65,6 +65,24 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
 
 
+# Image formats the kit does not read (camera, HDR, layered, vector, newer codecs): a file of
+# one of these is listed as a failure with this reason, never skipped without a word.
+UNSUPPORTED_IMAGE_EXTENSIONS = frozenset({
+    ".heic", ".heif", ".avif", ".jxl", ".jp2", ".j2k", ".jpx", ".jpf", ".dng", ".cr2", ".cr3",
+    ".nef", ".arw", ".orf", ".rw2", ".raf", ".psd", ".exr", ".hdr", ".svg", ".ico", ".tga",
+})
+
+
+def unsupported_image_reason(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is listed but not read, when its extension is an image format the kit does
+    not read; ``None`` otherwise."""
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    if ext not in UNSUPPORTED_IMAGE_EXTENSIONS:
+        return None
+    return (f"unsupported image format ({ext}): convert it to one of "
+            f"{', '.join(sorted(IMAGE_EXTENSIONS))} (e.g. PNG or JPEG)")
+
+
 # --------------------------------------------------------------------- tar members
 def split_member(path: str | os.PathLike) -> tuple[str, str] | None:
     """``(shard, member)`` of a ``<shard>::<member>`` path, ``None`` for a plain file path."""
@@ -279,7 +297,7 @@ def opened_rgb(path: str | os.PathLike) -> Iterator[Image.Image]:
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError(path, f"image too large: {exc}") from None
     except Image.UnidentifiedImageError:
-        raise ImageDecodeError(path, "not a recognised image format") from None
+        raise ImageDecodeError(path, unsupported_image_reason(path) or "not a recognised image format") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         msg = str(exc) or type(exc).__name__
         if "truncated" in msg.lower():

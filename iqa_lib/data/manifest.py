@@ -28,7 +28,13 @@ from tqdm import tqdm  # text bars: tqdm.auto warns in kernels without ipywidget
 
 from iqa_lib import imagenet
 from iqa_lib.corruptions import ALL_CORRUPTIONS, CORRUPTION_ORDER, SEVERITIES
-from iqa_lib.data.images import IMAGE_EXTENSIONS, check_image, is_image_file, missing_reason
+from iqa_lib.data.images import (
+    IMAGE_EXTENSIONS,
+    check_image,
+    is_image_file,
+    missing_reason,
+    unsupported_image_reason,
+)
 from iqa_lib.data.workers import process_pool
 from iqa_lib.fileio import atomic_write_with, temporary_name, writing
 
@@ -154,6 +160,16 @@ def _image_entry(entry: os.DirEntry, problems: dict[str, str] | None) -> bool:
     return True
 
 
+def _unsupported_entry(entry: os.DirEntry, problems: dict[str, str] | None) -> bool:
+    """Whether ``entry`` is a file in an image format the kit does not read, recorded in
+    ``problems`` so that it becomes a failure row instead of vanishing from the manifest."""
+    reason = unsupported_image_reason(entry.name)
+    if reason is None or problems is None or not _is_file(entry):
+        return False
+    problems[entry.path] = reason
+    return True
+
+
 def walk_images(
     top: str | os.PathLike, recursive: bool = True, problems: dict[str, str] | None = None
 ) -> tuple[list[str], list[str]]:
@@ -165,7 +181,8 @@ def walk_images(
     to folders below ``top`` are not (as ``Path.rglob``), so a link loop cannot
     trap the walk. The order is that of sorted ``Path`` objects. An image-named
     link that leads to no file (dangling, or a loop) is listed too, so that it
-    is reported, and ``problems`` (when given) maps its path to the reason.
+    is reported, and ``problems`` (when given) maps its path to the reason; so is a
+    file in an image format the kit does not read (``.heic``, ``.avif``, raw, ...).
     """
     paths: list[str] = []
     names: list[str] = []
@@ -173,7 +190,9 @@ def walk_images(
     def visit(folder: str) -> None:
         for e in _entries(folder):
             name = e.name
-            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and _image_entry(e, problems):
+            if (
+                os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and _image_entry(e, problems)
+            ) or _unsupported_entry(e, problems):
                 paths.append(e.path)
                 names.append(name)
             elif recursive and _is_dir(e, follow=False):
@@ -322,7 +341,10 @@ def scan_labelled_folder(
         return _columns(stems, [labels[s] for s in stems], CLEAN, 0, paths), None
     top = [e for e in _entries(str(root)) if not e.name.startswith("_")]
     dirs = [e for e in top if _is_dir(e)]
-    files = [e for e in top if is_image_file(e.name) and _image_entry(e, problems)]
+    files = [
+        e for e in top
+        if (is_image_file(e.name) and _image_entry(e, problems)) or _unsupported_entry(e, problems)
+    ]
     if dirs and files:
         raise ManifestError(
             f"image folder {str(root)!r} mixes {len(files)} image file(s) at its top level "
@@ -721,7 +743,8 @@ def images_manifest(folder: str | os.PathLike) -> pd.DataFrame:
 
     def visit(current: str) -> None:
         for e in _entries(current):
-            if is_image_file(e.name) and not _is_dir(e):  # files, and links to nothing
+            # files, links to nothing, and unsupported formats: scoring lists each with its reason
+            if (is_image_file(e.name) or unsupported_image_reason(e.name)) and not _is_dir(e):
                 paths.append(e.path)
             elif _is_dir(e, follow=False):
                 visit(e.path)
