@@ -103,8 +103,9 @@ def bench_one(spec: str, manifest: pd.DataFrame, manifest_path: Path, device: to
                      for i in range(0, len(images), batch_size)]
     label_batches = [labels[i : i + batch_size] for i in range(0, len(images), batch_size)]
     model = getattr(scorer, "model", None)
-    with torch.inference_mode():
-        inputs = [scorer.preprocess(b) for b in uint8_batches]
+    network = model is not None and hasattr(scorer, "logits") or hasattr(scorer, "cosines")
+    with torch.inference_mode():  # an NR-IQA scorer's bare pass is its score on the uint8 batch
+        inputs = [scorer.preprocess(b) for b in uint8_batches] if network else uint8_batches
 
     def bare(x: torch.Tensor) -> None:
         with torch.inference_mode(), scorer.autocast():
