@@ -186,3 +186,14 @@ def test_report_says_which_scorers_shared_the_pass(project):
     later = report.run_from_params("tv2", "params.yaml", progress=False)
     assert report.speed_table(later.result)["status"].iloc[0].startswith("reused")
     assert report.together_table(later.result).empty
+
+
+def test_a_batch_size_override_is_every_scorer_of_the_pass(project):
+    from iqa_lib.commands.score import options_from_params
+
+    _params(project)  # tv2 has its own batch_size option 3; the section says 2
+    plain = options_from_params("tv", "params.yaml")
+    assert plain.batch_size == 2 and [(o.name, o.batch_size, o.optional) for o in plain.others] == [("tv2", None, True)]
+    forced = options_from_params("tv", "params.yaml", batch_size=5)
+    assert forced.batch_size == 5 and [o.batch_size for o in forced.others] == [5]
+    assert options_from_params("tv", "params.yaml", alone=True).others == ()

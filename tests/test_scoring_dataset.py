@@ -75,3 +75,9 @@ def test_worker_batches_are_stacked_into_shared_memory(monkeypatch):
     monkeypatch.setattr(dataset, "get_worker_info", lambda: object())  # as inside a loader worker
     images = collate_images([(0, a, None), (1, b, None)]).groups[0][1]
     assert images.is_shared() and torch.equal(images, torch.stack([a, b]))
+    # JPEG bytes for decoding on the device: views of one shared block
+    jpegs = [torch.arange(5, dtype=torch.uint8), torch.arange(3, dtype=torch.uint8)]
+    encoded = collate_images([(2, jpegs[0], None), (3, jpegs[1], None)]).encoded
+    assert [r for r, _ in encoded] == [2, 3] and all(d.is_shared() for _, d in encoded)
+    assert all(torch.equal(d, j) for (_, d), j in zip(encoded, jpegs, strict=True))
+    assert encoded[0][1].untyped_storage().data_ptr() == encoded[1][1].untyped_storage().data_ptr()

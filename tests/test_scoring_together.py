@@ -10,18 +10,20 @@ from pathlib import Path
 import pandas as pd
 import pandas.testing as pdt
 import pytest
+import torch
 
 from iqa_lib.scorers.registry import build_scorer
 from iqa_lib.scoring import complete, parts
 from iqa_lib.scoring.dataset import ManifestImages
 from iqa_lib.scoring.engine import ScoringJob, run_scoring, run_scoring_many
 from iqa_lib.scoring.stream import KILL_AFTER_PARTS_ENV
+from tests.conftest import write_image
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = [(112, 96), (112, 96), (96, 112), (112, 96), (128, 128)]  # several size groups per batch
 
 
-def _manifest(tmp: Path, image_factory, n: int = 29) -> Path:
+def _manifest(tmp: Path, n: int = 29) -> Path:
     rows = []
     for i in range(n):
         path = tmp / "img" / f"im{i:03d}.png"
@@ -29,7 +31,7 @@ def _manifest(tmp: Path, image_factory, n: int = 29) -> Path:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"not an image")
         else:
-            image_factory(path, SIZES[i % len(SIZES)], seed=i)
+            write_image(path, SIZES[i % len(SIZES)], seed=i)
         rows.append({"image_id": f"im{i:03d}", "label": i % 1000, "corruption": "gaussian_noise",
                      "severity": 1 + i % 5, "path": str(path)})
     path = tmp / "manifest.parquet"
@@ -52,17 +54,10 @@ def _alone(manifest: Path, folder: Path) -> dict[str, tuple[pd.DataFrame, pd.Dat
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, image_factory_module):
+def reference(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("together")
-    manifest = _manifest(tmp, image_factory_module)
+    manifest = _manifest(tmp)
     return manifest, _alone(manifest, tmp / "alone")
-
-
-@pytest.fixture(scope="module")
-def image_factory_module():
-    from tests.conftest import write_image
-
-    return write_image
 
 
 def _jobs(folder: Path, **extra) -> list[ScoringJob]:
@@ -149,7 +144,11 @@ def test_optional_scorers_are_dropped_not_fatal(reference, tmp_path):
 def test_a_required_scorer_error_ends_the_run(reference, tmp_path):
     manifest, _ = reference
     niqe = build_scorer("niqe", "cpu")
-    niqe.score = lambda images, labels=None: (_ for _ in ()).throw(RuntimeError("weights on fire"))
+
+    def broken(images, labels=None):
+        raise RuntimeError("weights on fire")
+
+    niqe.score = broken
     with pytest.raises(RuntimeError, match="weights on fire"):
         run_scoring_many([ScoringJob("tv", tmp_path / "tv.parquet"), ScoringJob(niqe, tmp_path / "n.parquet")],
                          manifest, **RUN)
@@ -164,8 +163,6 @@ class _Recorder:
     name, columns, needs_labels = "recorder", ("q",), False
 
     def __init__(self):
-        import torch
-
         self.device = torch.device("cpu")
         self.batches: list[list[int]] = []
 
@@ -178,7 +175,6 @@ class _Recorder:
 def test_each_stream_gets_exactly_its_own_batches(tmp_path, load_batch):
     """Whatever the loader's batches, a stream scores the batches its scorer alone would get."""
     import numpy as np
-    import torch
 
     from iqa_lib.scoring.dataset import ChunkBatchSampler, collate_images
     from iqa_lib.scoring.stream import ScorerStream, score_streams

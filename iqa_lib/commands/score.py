@@ -11,12 +11,23 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from iqa_lib.scoring.checks import check_device, nonnegative_int, positive_int, positive_seconds
 
 if TYPE_CHECKING:
     from iqa_lib.scoring.engine import ScoringResult
+
+
+class PassScorer(NamedTuple):
+    """Another scorer of the same pass: its name, spec, output, batch size, and whether it is
+    optional (scored only when its output is missing or stale; a failure leaves it to its own run)."""
+
+    name: str
+    spec: Any
+    out: str
+    batch_size: int | None
+    optional: bool
 
 
 @dataclass(frozen=True)
@@ -41,10 +52,8 @@ class ScoreOptions:
     wait: bool = False
     progress: bool = True
     decode_on_device: bool = False
-    # other scorers scored in the same pass (one decode for all): (name, spec, out, batch size,
-    # optional); an optional one is scored only when its output is missing or stale, and its
-    # failure leaves it to its own run (``scoring.decode_once``)
-    others: tuple[tuple[str, Any, str, int | None, bool], ...] = ()
+    # other scorers scored in the same pass, one decode for all (``scoring.decode_once``)
+    others: tuple[PassScorer, ...] = ()
 
     def run_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`iqa_lib.scoring.engine.run_scoring` (after spec, manifest, out)."""
@@ -56,7 +65,8 @@ def options_from_params(
     name: str, params_file: str = "params.yaml", alone: bool = False, **overrides: Any
 ) -> ScoreOptions:
     """Scorer ``name`` of ``params_file`` with the scoring section's settings; ``overrides``
-    (not None) win, as explicit command-line options do.
+    (not None) win, as explicit command-line options do (a ``batch_size`` override is every
+    scorer's of the pass).
 
     ``name`` may list several scorers (``tv,brisque,lite0``): they are scored in
     one pass, each image decoded once. With one name and ``scoring.decode_once``
@@ -79,7 +89,9 @@ def options_from_params(
         raise ValueError(f"--from-params {name!r} names a scorer twice")
     scoring = params.scoring
 
-    def batch_size(key: str) -> int | None:  # a batch_size option of the spec wins over the section's
+    def batch_size(key: str) -> int | None:  # an override, else a spec option, else the section's
+        if overrides.get("batch_size") is not None:
+            return overrides["batch_size"]
         return None if "batch_size" in params.scorer_spec(key).options else scoring.batch_size
 
     first = names[0]
@@ -102,7 +114,7 @@ def options_from_params(
         part_seconds=scoring.part_seconds,
         decode_on_device=scoring.decode_on_device,
         others=tuple(
-            (n, params.scorers[n], f"{SCORES_DIR}/{n}.parquet", batch_size(n), optional)
+            PassScorer(n, params.scorers[n], f"{SCORES_DIR}/{n}.parquet", batch_size(n), optional)
             for n, optional in others
         ),
     )
@@ -121,7 +133,7 @@ def run_options_all(opts: ScoreOptions) -> list[ScoringResult]:
     if not opts.others:
         return [run_scoring(opts.spec, opts.manifest, opts.out, **opts.run_kwargs())]
     jobs = [ScoringJob(opts.spec, opts.out, opts.batch_size)] + [
-        ScoringJob(spec, out, batch, optional) for _, spec, out, batch, optional in opts.others
+        ScoringJob(o.spec, o.out, o.batch_size, o.optional) for o in opts.others
     ]
     kwargs = {k: v for k, v in opts.run_kwargs().items() if k != "batch_size"}
     return run_scoring_many(jobs, opts.manifest, **kwargs)
@@ -323,8 +335,6 @@ def _run_from_params(args: argparse.Namespace) -> int:
         wait=True if args.wait else None, progress=False if args.no_progress else None,
         decode_on_device=args.decode_on_device,
     )
-    if args.batch_size is not None:  # an explicit batch size is every scorer's of the pass
-        opts = replace(opts, others=tuple((*o[:3], args.batch_size, o[4]) for o in opts.others))
     _summarise(run_options_all(opts))
     return 0
 

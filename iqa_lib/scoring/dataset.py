@@ -169,7 +169,8 @@ def _pack(encoded: list[tuple[int, torch.Tensor]]) -> list[tuple[int, torch.Tens
     """The JPEG bytes as views of one buffer: a worker sends one shared-memory block, not one per file."""
     if len(encoded) < 2:
         return encoded
-    buffer = _stack([torch.cat([d for _, d in encoded])])[0]
+    datas = [d for _, d in encoded]
+    buffer = torch.cat(datas, out=_shared_out(datas[0], (sum(len(d) for d in datas),)))
     views, start = [], 0
     for row, data in encoded:
         views.append((row, buffer[start : start + len(data)]))
@@ -223,12 +224,18 @@ def _stack_decoded(images: list[torch.Tensor]) -> torch.Tensor:
 
 
 def _stack(images: list[torch.Tensor]) -> torch.Tensor:
-    out = None
-    if get_worker_info() is not None:
-        first = images[0]
-        storage = first._typed_storage()._new_shared(first.numel() * len(images), device=first.device)
-        out = first.new(storage).resize_(len(images), *first.shape)
-    return torch.stack(images, out=out)
+    return torch.stack(images, out=_shared_out(images[0], (len(images), *images[0].shape)))
+
+
+def _shared_out(like: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor | None:
+    """In a loader worker, an empty tensor in shared memory to write a batch into (sending it
+    to the scoring process then copies nothing, as torch's default collate does); else None."""
+    if get_worker_info() is None:
+        return None
+    numel = 1
+    for size in shape:
+        numel *= size
+    return like.new(like._typed_storage()._new_shared(numel, device=like.device)).resize_(*shape)
 
 
 class ChunkBatchSampler(Sampler[list[int]]):

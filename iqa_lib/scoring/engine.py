@@ -326,15 +326,16 @@ def run_scoring_many(
     decode = dev.type if decode_on_device else ""
     context = (manifest_path, classes, classnames, bool(unlabelled.all()), fingerprint, n, geometry,
                part_size, decode)
-    set_up: list[_Job] = []
+    by_index: dict[int, _Job] = {}  # the jobs that could be set up, by their place in ``jobs``
     failed_setup: dict[int, str] = {}
     for i, given in enumerate(jobs):
         try:
-            set_up.append(_set_up(given, dev, *context))
+            by_index[i] = _set_up(given, dev, *context)
         except (ValueError, TypeError, KeyError) as exc:
             if not given.optional:
                 raise
             failed_setup[i] = f"{type(exc).__name__}: {exc}"
+    set_up = list(by_index.values())
     info_main = dist_info().is_main
     for i, why in failed_setup.items():
         if info_main:
@@ -389,9 +390,8 @@ def run_scoring_many(
         seconds = time.perf_counter() - started
         scored_together = [j for j in active if not j.dropped]
         results: list[ScoringResult] = []
-        by_given = {id(j.given): j for j in set_up}
         for i, given in enumerate(jobs):
-            job = by_given.get(id(given))
+            job = by_index.get(i)
             if job is None:
                 results.append(ScoringResult(Path(given.out), False, n, 0, 0, seconds=seconds,
                                              dropped=failed_setup[i], **how))
@@ -479,10 +479,8 @@ def _score_active(
     classes: Any, classnames: Any, unlabelled: bool, info: Any, decode_on_device: bool = False,
 ) -> int:
     """This rank's share of every active job: one loader over the rows any of them needs."""
-    from iqa_lib.scoring.stream import ScorerStream, score_streams
-
     labels = torch.from_numpy(manifest["label"].to_numpy(np.int64, copy=True))
-    streams: dict[str, ScorerStream] = {}
+    streams: dict[str, stream.ScorerStream] = {}
     by_name: dict[str, _Job] = {}
     union = np.zeros(n, dtype=bool)
     chunks: set[int] = set()
@@ -503,9 +501,7 @@ def _score_active(
                 todo.append(c)
                 earlier[c] = sub
             else:  # every row already in sub-parts: make them the chunk's part
-                from iqa_lib.scoring.stream import ChunkResults
-
-                parts.write_chunk(job.pdir, c, *ChunkResults(0, sub).frames())
+                parts.write_chunk(job.pdir, c, *stream.ChunkResults(0, sub).frames())
         if not todo:
             if job.scorer is None and info.is_main and job.space.warning:
                 print(f"warning: {job.space.warning}", file=sys.stderr)  # resumed: nothing was built
@@ -524,7 +520,7 @@ def _score_active(
                 continue
         name = str(job.out)
         by_name[name] = job
-        streams[name] = ScorerStream(
+        streams[name] = stream.ScorerStream(
             job.scorer, job.pdir, needed, todo, part_size, job.batch_size, labels, earlier,
             optional=job.given.optional,
         )
@@ -566,7 +562,7 @@ def _score_active(
             else ProgressLines(f"{name} [rank 0 of {info.world_size}]", share)
         )
     with tqdm(total=share, unit="img", desc=name, disable=not bar_on, smoothing=0.05) as bar:
-        dropped = score_streams(streams, loader, order, part_seconds, bar, lines)
+        dropped = stream.score_streams(streams, loader, order, part_seconds, bar, lines)
     for key, why in dropped.items():
         by_name[key].dropped = why
     return mine_total
