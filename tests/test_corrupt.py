@@ -226,6 +226,19 @@ def test_a_tree_rendered_by_an_older_kit_is_refused_not_completed(clean, tmp_pat
     C.generate_imagenet_c(clean, out, ["frost"], [1], workers=1, progress=False)  # stamped: fine
 
 
+def test_spatter_of_an_older_kit_is_refused_and_dispatched_to_the_original(clean, tmp_path):
+    # spatter 2: the original's float32 mud (iqa_lib.data.imagenet_c_original), not the package's.
+    from iqa_lib.data.imagenet_c_original import ORIGINAL_CORRUPTIONS
+
+    assert C.RENDER_VERSIONS["spatter"] == 2 and "spatter" in ORIGINAL_CORRUPTIONS
+    out = tmp_path / "out"
+    (out / "spatter" / "4" / "n01440764").mkdir(parents=True)
+    (out / "spatter" / "4" / "n01440764" / "x.JPEG").write_bytes(b"old")
+    (out / C.RENDER_VERSIONS_FILE).write_text('{"elastic_transform": 2, "frost": 2}\n')
+    with pytest.raises(ValueError, match=r"spatter were rendered by an older iqa-kit"):
+        C.generate_imagenet_c(clean, out, ["saturate"], [1], workers=1, progress=False)
+
+
 def test_one_worker_and_two_workers_give_identical_bytes(clean, tmp_path):
     one = _generate(clean, tmp_path / "one", workers=1)
     two = _generate(clean, tmp_path / "two", workers=2)

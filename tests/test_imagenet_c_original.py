@@ -1,13 +1,18 @@
-"""The kit's elastic_transform and frost against ImageNet-C's make_imagenet_c.py.
+"""The kit's ImageNet-C corruptions against ImageNet-C's make_imagenet_c.py.
 
-``REFERENCE`` below is a verbatim transcription of the two functions of
+``REFERENCE`` below is a verbatim transcription of six functions of
 hendrycks/robustness ``ImageNet-C/create_c/make_imagenet_c.py`` (the 224 px
-script), the only changes being the texture paths (the package's copies) and a
-memoised ``cv2.imread``. Three kinds of check:
+script): ``elastic_transform``, ``frost`` and ``spatter``, which the kit
+transcribes itself, and ``speckle_noise``, ``gaussian_blur`` and ``saturate``,
+which it takes from ``imagecorruptions``. The only changes: the texture paths
+(the package's copies), a memoised ``cv2.imread``, and scikit-image's
+``channel_axis=-1`` for the removed ``multichannel=True``. Checks:
 
 - same seed, same values: pins parameters, algorithm and the order of the draws;
 - frost composes a native-size window of one of the first five textures, found by
   searching every window of textures loaded independently (PIL, RGB);
+- spatter, speckle_noise, gaussian_blur and saturate against the original's formulas
+  written out independently (SciPy filters, ``colorsys``), from the published numbers;
 - statistics, with different seeds (so not a tautology): mean PSNR to the clean
   image per severity, the kit (through ``corrupt_array``) against the reference.
 """
@@ -104,9 +109,106 @@ def ref_elastic_transform(image, severity=1):
     return np.clip(map_coordinates(image, indices, order=1, mode='reflect').reshape(shape), 0, 1) * 255
 
 
+def ref_speckle_noise(x, severity=1):
+    c = [.15, .2, 0.35, 0.45, 0.6][severity - 1]
+
+    x = np.array(x) / 255.
+    return np.clip(x + x * np.random.normal(size=x.shape, scale=c), 0, 1) * 255
+
+
+def ref_gaussian_blur(x, severity=1):
+    from skimage.filters import gaussian
+
+    c = [1, 2, 3, 4, 6][severity - 1]
+
+    x = gaussian(np.array(x) / 255., sigma=c, channel_axis=-1)  # original: multichannel=True
+    return np.clip(x, 0, 1) * 255
+
+
+def ref_spatter(x, severity=1):
+    import cv2
+    from skimage.filters import gaussian
+
+    c = [(0.65, 0.3, 4, 0.69, 0.6, 0),
+         (0.65, 0.3, 3, 0.68, 0.6, 0),
+         (0.65, 0.3, 2, 0.68, 0.5, 0),
+         (0.65, 0.3, 1, 0.65, 1.5, 1),
+         (0.67, 0.4, 1, 0.65, 1.5, 1)][severity - 1]
+    x = np.array(x, dtype=np.float32) / 255.
+
+    liquid_layer = np.random.normal(size=x.shape[:2], loc=c[0], scale=c[1])
+
+    liquid_layer = gaussian(liquid_layer, sigma=c[2])
+    liquid_layer[liquid_layer < c[3]] = 0
+    if c[5] == 0:
+        liquid_layer = (liquid_layer * 255).astype(np.uint8)
+        dist = 255 - cv2.Canny(liquid_layer, 50, 150)
+        dist = cv2.distanceTransform(dist, cv2.DIST_L2, 5)
+        _, dist = cv2.threshold(dist, 20, 20, cv2.THRESH_TRUNC)
+        dist = cv2.blur(dist, (3, 3)).astype(np.uint8)
+        dist = cv2.equalizeHist(dist)
+        #     ker = np.array([[-1,-2,-3],[-2,0,0],[-3,0,1]], dtype=np.float32)
+        #     ker -= np.mean(ker)
+        ker = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]])
+        dist = cv2.filter2D(dist, cv2.CV_8U, ker)
+        dist = cv2.blur(dist, (3, 3)).astype(np.float32)
+
+        m = cv2.cvtColor(liquid_layer * dist, cv2.COLOR_GRAY2BGRA)
+        m /= np.max(m, axis=(0, 1))
+        m *= c[4]
+
+        # water is pale turqouise
+        color = np.concatenate((175 / 255. * np.ones_like(m[..., :1]),
+                                238 / 255. * np.ones_like(m[..., :1]),
+                                238 / 255. * np.ones_like(m[..., :1])), axis=2)
+
+        color = cv2.cvtColor(color, cv2.COLOR_BGR2BGRA)
+        x = cv2.cvtColor(x, cv2.COLOR_BGR2BGRA)
+
+        return cv2.cvtColor(np.clip(x + m * color, 0, 1), cv2.COLOR_BGRA2BGR) * 255
+    else:
+        m = np.where(liquid_layer > c[3], 1, 0)
+        m = gaussian(m.astype(np.float32), sigma=c[4])
+        m[m < 0.8] = 0
+        #         m = np.abs(m) ** (1/c[4])
+
+        # mud brown
+        color = np.concatenate((63 / 255. * np.ones_like(x[..., :1]),
+                                42 / 255. * np.ones_like(x[..., :1]),
+                                20 / 255. * np.ones_like(x[..., :1])), axis=2)
+
+        color *= m[..., np.newaxis]
+        x *= (1 - m[..., np.newaxis])
+
+        return np.clip(x + color, 0, 1) * 255
+
+
+def ref_saturate(x, severity=1):
+    import skimage as sk
+    import skimage.color  # noqa: F401 - the original's `import skimage as sk` then sk.color
+
+    c = [(0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (20, 0.2)][severity - 1]
+
+    x = np.array(x) / 255.
+    x = sk.color.rgb2hsv(x)
+    x[:, :, 1] = np.clip(x[:, :, 1] * c[0] + c[1], 0, 1)
+    x = sk.color.hsv2rgb(x)
+
+    return np.clip(x, 0, 1) * 255
+
+
 # fmt: on
-REFERENCE = {"elastic_transform": ref_elastic_transform, "frost": ref_frost}
+REFERENCE = {
+    "elastic_transform": ref_elastic_transform,
+    "frost": ref_frost,
+    "spatter": ref_spatter,
+    "speckle_noise": ref_speckle_noise,
+    "gaussian_blur": ref_gaussian_blur,
+    "saturate": ref_saturate,
+}
 # ======================================================================== END REFERENCE
+TRANSCRIBED = ("elastic_transform", "frost", "spatter")  # the kit's own (imagenet_c_original)
+FROM_PACKAGE = ("speckle_noise", "gaussian_blur", "saturate")  # extras kept from the package
 
 
 def _image(seed: int = 0) -> np.ndarray:
@@ -158,7 +260,11 @@ def _native_windows(out: np.ndarray, weight: float) -> list[tuple[int, int, int]
 # ------------------------------------------------------------------ parameters and draws
 
 
-@pytest.mark.parametrize("name", ["elastic_transform", "frost"])
+def test_the_transcribed_corruptions_are_the_dispatched_ones():
+    assert tuple(O.ORIGINAL_CORRUPTIONS) == TRANSCRIBED
+
+
+@pytest.mark.parametrize("name", TRANSCRIBED)
 def test_same_seed_gives_the_reference_values(name):
     # Parameters, algorithm and draw order, every severity (values, not just statistics).
     img = _image(1)
@@ -179,9 +285,16 @@ def test_parameters_are_the_published_ones():
     assert O.ELASTIC_PARAMS[2] == (244 * 0.05, 244 * 0.01, 244 * 0.02)
     assert O.FROST_PARAMS == ((1, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75))
     assert O.N_FROST_TEXTURES_DRAWN == 5 and len(O.FROST_FILES) == 6
+    assert O.SPATTER_PARAMS == (
+        (0.65, 0.3, 4, 0.69, 0.6, 0),
+        (0.65, 0.3, 3, 0.68, 0.6, 0),
+        (0.65, 0.3, 2, 0.68, 0.5, 0),
+        (0.65, 0.3, 1, 0.65, 1.5, 1),
+        (0.67, 0.4, 1, 0.65, 1.5, 1),
+    )
 
 
-@pytest.mark.parametrize("name", ["elastic_transform", "frost"])
+@pytest.mark.parametrize("name", TRANSCRIBED + FROM_PACKAGE)
 def test_corrupt_array_is_deterministic_and_restores_the_global_rng(name):
     img = _image(2)
     np.random.seed(3)
@@ -192,10 +305,11 @@ def test_corrupt_array_is_deterministic_and_restores_the_global_rng(name):
     np.random.seed(99)  # the caller's RNG state does not matter
     assert np.array_equal(corrupt_array(img, "a", name, 4), first)
     assert first.dtype == np.uint8 and first.shape == (224, 224, 3) and first.flags.c_contiguous
-    assert not np.array_equal(corrupt_array(img, "b", name, 4), first)
+    if name != "gaussian_blur" and name != "saturate":  # these two draw nothing
+        assert not np.array_equal(corrupt_array(img, "b", name, 4), first)
 
 
-@pytest.mark.parametrize("name", ["elastic_transform", "frost"])
+@pytest.mark.parametrize("name", TRANSCRIBED)
 @pytest.mark.parametrize(
     "bad",
     [
@@ -259,6 +373,169 @@ def test_the_packages_frost_is_not_a_native_window():
     np.random.seed(0)
     out = corrupt(np.zeros((224, 224, 3), np.uint8), corruption_name="frost", severity=1)
     assert _native_windows(out, 0.4) == []
+
+
+# ------------------------------------------------------------------ spatter
+
+
+def _gauss(a: np.ndarray, sigma: float) -> np.ndarray:
+    """scikit-image ``gaussian``'s defaults, written with SciPy: mode 'nearest', truncate 4."""
+    from scipy.ndimage import gaussian_filter
+
+    return gaussian_filter(a, sigma, mode="nearest", truncate=4.0)
+
+
+def _liquid(c) -> np.ndarray:
+    """The original's liquid layer: the one normal draw, smoothed, zero below the threshold."""
+    layer = _gauss(np.random.normal(size=(224, 224), loc=c[0], scale=c[1]), c[2])
+    layer[layer < c[3]] = 0
+    return layer
+
+
+def _mud_mask(c) -> np.ndarray:
+    m = _gauss((_liquid(c) > c[3]).astype(np.float32), c[4])
+    m[m < 0.8] = 0
+    return m
+
+
+MUD = np.array([63, 42, 20]) / 255.0  # "mud brown", RGB
+WATER = np.array([175, 238, 238]) / 255.0  # "pale turquoise", R G B as it lands on the RGB image
+
+
+@pytest.mark.parametrize("severity", [4, 5])
+def test_spatter_mud_is_the_originals_float32_blend(severity):
+    # Severities 4-5, written out from the published numbers: a normal(c0, c1) layer,
+    # smoothed (sigma c2), thresholded at c3, its mask smoothed (sigma c4) and cut below 0.8;
+    # x <- x (1 - m) + mud m, all in float32 as the original (its x is float32).
+    c = O.SPATTER_PARAMS[severity - 1]
+    assert c[5] == 1
+    img = _image(4)
+    np.random.seed(severity)
+    m = _mud_mask(c)
+    assert m.dtype == np.float32 and (m > 0).mean() > 0.01  # some mud to test
+    x = img.astype(np.float32) / 255
+    expected = np.clip(x * (1 - m[..., None]) + MUD.astype(np.float32) * m[..., None], 0, 1) * 255
+    np.random.seed(severity)
+    got = O.spatter(img, severity)
+    assert got.dtype == np.float32 and got.shape == (224, 224, 3)
+    assert got.min() >= 0 and got.max() <= 255
+    assert np.allclose(got, expected, rtol=0, atol=1e-4)
+    assert np.array_equal(np.uint8(got), np.uint8(expected))
+    # The package's (imagecorruptions-imaug 1.1.5) mud colour is float64 (np.ones_like of the
+    # uint8 image), so it blends in float64: exactly that, and a few values 1 apart from ours.
+    from imagecorruptions import corrupt
+
+    np.random.seed(severity)
+    package = corrupt(img, corruption_name="spatter", severity=severity)
+    as_float64 = np.clip(x * (1 - m[..., None]) + MUD * m[..., None], 0, 1) * 255
+    assert np.array_equal(package, np.uint8(as_float64))
+    diff = package.astype(int) - np.uint8(got)
+    # 7 (severity 4) and 10 (severity 5) of 150,528 values here: the test tells the two apart
+    assert np.abs(diff).max() <= 1 and 0 < (diff != 0).sum() < 150
+
+
+@pytest.mark.parametrize("severity", [1, 2, 3])
+def test_spatter_water_is_an_additive_pale_turquoise_layer(severity):
+    # Severities 1-3: x + m * (175, 238, 238)/255, one weight m for all channels, scaled so
+    # that its maximum is c4, and zero wherever the liquid layer is below the threshold.
+    c = O.SPATTER_PARAMS[severity - 1]
+    assert c[5] == 0
+    img = _image(5)
+    np.random.seed(10 + severity)
+    liquid = _liquid(c)
+    np.random.seed(10 + severity)
+    layer = O.spatter(np.zeros_like(img), severity)  # black image: the water alone
+    np.random.seed(10 + severity)
+    got = O.spatter(img, severity)
+    assert got.dtype == layer.dtype == np.float32 and got.shape == (224, 224, 3)
+    w = layer[..., 1] / (255 * WATER[1])  # the weight m
+    assert np.isclose(w.max(), c[4], atol=1e-5)
+    assert np.allclose(layer, w[..., None] * WATER * 255, atol=1e-3)
+    assert not (w[liquid == 0] > 0).any() and (w > 0).mean() > 0.01
+    expected = np.clip(img.astype(np.float32) / 255 + layer / 255, 0, 1) * 255
+    assert np.allclose(got, expected, atol=1e-3)
+    # and the package's water is the original's to the byte
+    from imagecorruptions import corrupt
+
+    np.random.seed(10 + severity)
+    assert np.array_equal(corrupt(img, corruption_name="spatter", severity=severity), np.uint8(got))
+
+
+def test_spatter_is_deterministic_per_seed():
+    img = _image(6)
+    for s in SEVERITIES:
+        np.random.seed(7)
+        first = O.spatter(img, s)
+        np.random.seed(7)
+        assert first.tobytes() == O.spatter(img, s).tobytes()
+        np.random.seed(8)
+        assert not np.array_equal(O.spatter(img, s), first)
+
+
+# ------------------------------------------------------------------ the extras kept from the package
+
+
+def _is_truncation_of(got: np.ndarray, expected: np.ndarray, eps: float = 1e-6) -> bool:
+    """``got`` is ``np.uint8(expected)`` up to float rounding: values that land on a whole
+    number (a channel HSV keeps, a flat region a blur keeps) may truncate either way."""
+    lo = np.uint8(np.clip(expected - eps, 0, 255))
+    hi = np.uint8(np.clip(expected + eps, 0, 255))
+    return bool(((got == lo) | (got == hi)).all())
+
+
+@pytest.mark.parametrize("name", FROM_PACKAGE)
+def test_the_packages_extras_give_the_originals_bytes(name):
+    # Why they stay with imagecorruptions: seeded alike, the same uint8 image as the original.
+    img = _image(7)
+    for s in SEVERITIES:
+        np.random.seed(corruption_seed("img", name, s))
+        expected = np.uint8(REFERENCE[name](Image.fromarray(img), s))
+        assert np.array_equal(corrupt_array(img, "img", name, s), expected), (name, s)
+
+
+def test_speckle_noise_is_multiplicative_gaussian_noise():
+    # x + x * N(0, c) on [0, 1], c = .15 .2 .35 .45 .6, the draw shaped like the image.
+    img = _image(8)[:32, :40]
+    img[:4] = 0  # black stays black: the noise is multiplicative
+    for s, c in zip(SEVERITIES, (0.15, 0.2, 0.35, 0.45, 0.6), strict=True):
+        np.random.seed(corruption_seed("sp", "speckle_noise", s))
+        x = img / 255.0
+        expected = np.uint8(np.clip(x + x * np.random.normal(0, c, x.shape), 0, 1) * 255)
+        got = corrupt_array(img, "sp", "speckle_noise", s)
+        assert got.shape == img.shape and got.dtype == np.uint8
+        assert np.array_equal(got, expected) and not got[:4].any()
+
+
+def test_gaussian_blur_sigma_per_severity():
+    # A per-channel Gaussian of sigma 1 2 3 4 6 (scikit-image defaults: 'nearest', truncate 4).
+    from scipy.ndimage import gaussian_filter
+
+    img = _image(9)[:48, :40]
+    for s, sigma in zip(SEVERITIES, (1, 2, 3, 4, 6), strict=True):
+        blurred = gaussian_filter(img / 255.0, (sigma, sigma, 0), mode="nearest", truncate=4.0)
+        got = corrupt_array(img, "b", "gaussian_blur", s)
+        assert got.shape == img.shape and got.dtype == np.uint8
+        assert _is_truncation_of(got, np.clip(blurred, 0, 1) * 255), s
+
+
+def test_saturate_scales_hsv_saturation():
+    # S <- clip(S * c0 + c1, 0, 1) in HSV, hue and value kept: (0.3, 0) (0.1, 0) (2, 0)
+    # (5, 0.1) (20, 0.2); written with colorsys, pixel by pixel.
+    import colorsys
+
+    img = _image(10)[:32, :32]
+    img[0, :3] = [[0, 0, 0], [255, 255, 255], [128, 128, 128]]  # greys: hue 0, S from c1 only
+    params = ((0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (20, 0.2))
+    for s, (a, b) in zip(SEVERITIES, params, strict=True):
+        expected = np.empty(img.shape)
+        for i, j in np.ndindex(img.shape[:2]):
+            h, sat, v = colorsys.rgb_to_hsv(*(img[i, j] / 255.0))
+            rgb = colorsys.hsv_to_rgb(h, min(max(sat * a + b, 0.0), 1.0), v)
+            expected[i, j] = np.clip(rgb, 0, 1) * 255
+        got = corrupt_array(img, "s", "saturate", s)
+        assert got.shape == img.shape and got.dtype == np.uint8
+        assert _is_truncation_of(got, expected), s
+        assert not np.array_equal(got, img)  # it did change the saturation
 
 
 # ------------------------------------------------------------------ statistics on real images

@@ -12,10 +12,16 @@ same labels. Unlabelled images (label -1) are refused: the tree's folders are
 classes, and a made-up ``unlabelled`` class could not be told from a real one.
 
 The corruptions come from ``imagecorruptions`` (the ``imagecorruptions-imaug``
-fork), except ``elastic_transform`` and ``frost``: the package's versions of
-those two are not the original's (a different warp without the affine; frost
-textures from six files, upscaled), so they come from the kit's own
-transcription of the original, :mod:`iqa_lib.data.imagenet_c_original`.
+fork), except ``elastic_transform``, ``frost`` and ``spatter``: the package's
+versions of those are not the original's (a different warp without the affine;
+frost textures from six files, upscaled; spatter's mud, severities 4-5, blended
+in float64 instead of float32, 1 apart in a few values per image), so they come
+from the kit's own transcription of the original,
+:mod:`iqa_lib.data.imagenet_c_original`. Of the four extra corruptions, the
+package's ``speckle_noise``, ``gaussian_blur`` and ``saturate`` are the
+original's code and give the original's bytes (checked: same image, same seed,
+every severity, identical ``np.uint8`` output; ``tests/test_imagenet_c_original.py``),
+so they come from the package.
 
 Determinism: every random draw is seeded from a stable hash of
 ``(image_id, corruption, severity)``. The corruptions of ``imagecorruptions``
@@ -203,7 +209,7 @@ def _takes_seed(corruption: str) -> bool:
 def corrupt_array(image: np.ndarray, image_id: str, corruption: str, severity: int) -> np.ndarray:
     """Seeded corruption of a preprocessed HxWx3 uint8 array (no resize, no JPEG).
 
-    ``elastic_transform`` and ``frost`` (the original's, from
+    ``elastic_transform``, ``frost`` and ``spatter`` (the original's, from
     :mod:`iqa_lib.data.imagenet_c_original`) take 224x224x3 images only.
     """
     from imagecorruptions import corrupt
@@ -666,7 +672,8 @@ def generate_imagenet_c(
 
 # Bumped when a corruption's rendering changes; a tree rendered by an older kit
 # must not be completed with newer renders (two algorithms in one group).
-RENDER_VERSIONS: dict[str, int] = {"elastic_transform": 2, "frost": 2}
+# spatter 2: the original's float32 mud (severities 4-5) instead of the package's float64.
+RENDER_VERSIONS: dict[str, int] = {"elastic_transform": 2, "frost": 2, "spatter": 2}
 RENDER_VERSIONS_FILE = ".iqa_kit_render.json"  # hidden: tree scanners skip it
 
 
