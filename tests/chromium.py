@@ -58,7 +58,8 @@ def inspect_page(html: Path, screenshot: Path, width: int = 1280, timeout: float
 
         targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10).read())
         page = next(t for t in targets if t.get("type") == "page")
-        ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=timeout)
+        # Chromium 111+ refuses DevTools sockets that send an Origin header it was not told to allow.
+        ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=timeout, suppress_origin=True)
         counter = iter(range(1, 10**6))
 
         def send(method: str, **params) -> int:
