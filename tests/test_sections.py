@@ -118,7 +118,8 @@ def test_every_metrics_file_has_the_same_few_keys(paper_like):
         assert tuple(metrics) == METRIC_KEYS, name
         assert all(v is None or isinstance(v, (int, float, str)) for v in metrics.values()), name
         assert metrics["task_model"] == ctx.main_model == "convnext_base"  # as in the paper
-        assert metrics["claims_checked"] == sum(c.holds is not None for c in section.claims), name
+        assert metrics["claims_checked"] == sum(c.tested for c in section.claims), name
+        assert metrics["claims_holding"] == sum(c.verdict == "holds" for c in section.claims), name
         # one image per label in the synthetic set: the per-label claim cannot be tested, the others can
         assert metrics["claims_checked"] >= (name != "appendix_g_content"), name
     s4 = built["section4_nr_iqa"].metrics
@@ -142,10 +143,16 @@ def test_claims_carry_a_verdict_and_our_numbers(paper_like):
     _, built = paper_like
     for name, section in built.items():
         for claim in section.claims:
-            assert claim.verdict in ("holds", "does not hold", "not tested"), name
+            assert claim.verdict in ("holds", "does not hold", "inconclusive", "not tested"), name
             assert claim.evidence and claim.markdown().startswith(f"- **{claim.verdict}**"), name
     # the synthetic ZSCLIP-IQA is not CLIP-IQA's rival here, but both are configured: testable
-    assert built["section6_3_mixtures"].claims[1].holds is not None
+    assert built["section6_3_mixtures"].claims[1].tested
+    # 60 images (12 test images): no point-wise claim can hold or fail on such evidence (the group-wise
+    # ones rest on 75 groups and may be decided)
+    pointwise = [built["section4_nr_iqa"].claims[0], *built["section5_strong_tg"].claims,
+                 built["section6_zsclip"].claims[0], *built["section6_3_mixtures"].claims]
+    for claim in pointwise:
+        assert claim.verdict in ("inconclusive", "not tested"), (claim.text, claim.verdict)
 
 
 def test_figure14_title_says_whose_confidence_is_plotted():
@@ -210,15 +217,11 @@ def test_tables_mark_significance_against_the_best_row_and_small_n(paper_like):
     t1 = built["section4_nr_iqa"].tables["table1_nr_iqa"]
     assert (t1.groupby("task_model")["auc_vs_best"].apply(lambda s: (s == "best").sum()) == 1).all()
     others = t1[t1["auc_vs_best"] != "best"]
-    assert others["auc_vs_best"].str.match(r"^(lower|n\.s\.) \(p ").all()
-    # the mark is the Holm-within-table DeLong test of that row against the best row
+    # 12 test images: no paired test is valid, so no row gets a p-value or a significance mark
+    assert (others["auc_vs_best"] == "n too small").all()
     pairs = within_table(pd.read_csv(ctx.analysis_dir / "paired_tests.csv"), t1[["task_model", "scorer", "q"]])
-    row = others.iloc[0]
-    best = t1[(t1["task_model"] == row["task_model"]) & (t1["auc_vs_best"] == "best")].iloc[0]
-    hit = pairs[(pairs["task_model"] == row["task_model"])
-                & (pairs[["scorer_a", "scorer_b"]].isin([row["scorer"], best["scorer"]]).all(axis=1))].iloc[0]
-    assert row["auc_vs_best"].startswith("lower" if hit["significant_auc_table"] else "n.s.")
-    assert f"(p {hit['delong_p_holm_table']:.2g})" in row["auc_vs_best"]
+    assert not pairs["auc_test_valid"].any() and pairs["significant_auc_table"].isna().all()
+    assert pairs["delong_p_holm_table"].isna().all()
     for table in ("table2_strong_tg_same_model", "table4_strong_tg_pairs"):
         assert "auc_vs_best" in built["section5_strong_tg"].tables[table].columns, table
     # 60 images: 12 test images, every AUC flagged; the tables and the verdicts say so
@@ -226,7 +229,7 @@ def test_tables_mark_significance_against_the_best_row_and_small_n(paper_like):
     assert "†" in md and "n too small" in md and "n (test images / groups)" in md and "vs best" in md
     claims = built["section4_nr_iqa"].claims
     assert claims[0].small_n and "(small n)" in claims[0].markdown()
-    assert built["section4_nr_iqa"].metrics["best_auc_small_n"] is True  # and `dvc metrics show`
+    assert built["section4_nr_iqa"].metrics["small_n"] is True  # and `dvc metrics show`
 
 
 def test_saved_figures_are_byte_identical_across_runs(tmp_path):

@@ -18,8 +18,10 @@ so each comparison is paired:
   :mod:`iqa_lib.stats.paired_bootstrap`). NaN with fewer than 3 groups.
 
 Holm's adjustment (``*_p_holm``) runs over one family: every Q pair of one task model in
-this table (``holm_family``). The paper's tables are separate families: call with that
-table's Qs (NR-IQA and ZSCLIP-IQA scores for Tables 1/3; classifier confidences for
+this table (``holm_family``) whose test is valid at its n (``auc_test_valid``,
+``srcc_test_valid``: the rule of :mod:`iqa_lib.analysis.inference`); an invalid test keeps
+its raw statistic but gets no adjusted p-value and ``significant_*`` NA (untested). The
+paper's tables are separate families: call with that table's Qs (NR-IQA and ZSCLIP-IQA scores for Tables 1/3; classifier confidences for
 Tables 2/4) to get their adjustment. ``significant_auc`` / ``significant_srcc``: the Holm
 p-value is below 1 - level. ``small_n_*`` follow :mod:`iqa_lib.analysis.sample_size`.
 
@@ -35,13 +37,13 @@ from tqdm import tqdm  # text bars: tqdm.auto warns in kernels without ipywidget
 
 from iqa_lib.analysis.common import resolve
 from iqa_lib.analysis.groupwise import MIN_GROUPS, group_codes
+from iqa_lib.analysis.inference import auc_test_valid, holm_valid, significance, srcc_test_valid
 from iqa_lib.analysis.io import ScoreSet
 from iqa_lib.analysis.pointwise import AucWork, ensure_work
 from iqa_lib.analysis.sample_size import class_image_counts, small_auc, small_groups
 from iqa_lib.stats.bootstrap import bootstrap_indices
 from iqa_lib.stats.delong import delong_from_placements, paired_z, placement_values
 from iqa_lib.stats.logistic import STATUS_NAMES
-from iqa_lib.stats.multiple import holm
 from iqa_lib.stats.paired_bootstrap import (
     diff_summary,
     spearman,
@@ -87,7 +89,8 @@ def paired_tests(
     n_test, n_test_images, n_test_pos_images, n_test_neg_images, auc_a, auc_b, auc_diff
     (a - b), auc_diff_ci_low/high, auc_p_boot, delong_clustered, delong_var, delong_z,
     delong_p, delong_p_holm, n_groups, srcc_a, srcc_b, srcc_diff, srcc_diff_ci_low/high,
-    srcc_p_boot, srcc_p_holm, significant_auc, significant_srcc, small_n_auc,
+    srcc_p_boot, srcc_p_holm, auc_test_valid, srcc_test_valid, significant_auc,
+    significant_srcc, small_n_auc,
     small_n_srcc, small_n, n_boot_valid_auc, n_boot_valid_srcc. See the module docstring.
     ``work``: :func:`iqa_lib.analysis.pointwise.auc_work` output for the same arguments
     (the point-wise table's fits and bootstrap replicates), computed here when not given.
@@ -188,14 +191,19 @@ def paired_tests(
                 block.append(row)
         if block:
             frame = pd.DataFrame(block)
-            frame["delong_p_holm"] = holm(frame["delong_p"].to_numpy())
-            frame["srcc_p_holm"] = holm(frame["srcc_p_boot"].to_numpy())
+            # Holm over the valid tests only (iqa_lib.analysis.inference): an invalid test has no
+            # adjusted p-value and cannot move the others'
+            frame["delong_p_holm"] = holm_valid(
+                frame["delong_p"], auc_test_valid(frame["n_test_pos_images"], frame["n_test_neg_images"]))
+            frame["srcc_p_holm"] = holm_valid(frame["srcc_p_boot"], srcc_test_valid(frame["n_groups"]))
             rows.append(frame)
     if not rows:
         return pd.DataFrame(columns=COLUMNS)
     out = pd.concat(rows, ignore_index=True)
-    out["significant_auc"] = out["delong_p_holm"] < alpha
-    out["significant_srcc"] = out["srcc_p_holm"] < alpha
+    out["auc_test_valid"] = auc_test_valid(out["n_test_pos_images"], out["n_test_neg_images"])
+    out["srcc_test_valid"] = srcc_test_valid(out["n_groups"]) & do_srcc
+    out["significant_auc"] = significance(out["delong_p_holm"], out["auc_test_valid"], alpha)
+    out["significant_srcc"] = significance(out["srcc_p_holm"], out["srcc_test_valid"], alpha)
     out["small_n_auc"] = small_auc(out["n_test_pos_images"], out["n_test_neg_images"])
     out["small_n_srcc"] = small_groups(out["n_groups"]) & do_srcc
     out["small_n"] = out["small_n_auc"] | out["small_n_srcc"]
@@ -234,6 +242,8 @@ COLUMNS = [
     "srcc_diff_ci_high",
     "srcc_p_boot",
     "srcc_p_holm",
+    "auc_test_valid",
+    "srcc_test_valid",
     "significant_auc",
     "significant_srcc",
     "small_n_auc",
@@ -260,11 +270,15 @@ def within_table(paired: pd.DataFrame, members: pd.DataFrame, level: float = 0.9
     in_a = [(m, s, q) in keep for m, s, q in zip(paired["task_model"], paired["scorer_a"], paired["q_a"], strict=True)]
     in_b = [(m, s, q) in keep for m, s, q in zip(paired["task_model"], paired["scorer_b"], paired["q_b"], strict=True)]
     out = paired[np.asarray(in_a) & np.asarray(in_b)].copy()
+    # validity from the counts, so that a file written before the rule is judged by it too
+    out["auc_test_valid"] = auc_test_valid(out["n_test_pos_images"], out["n_test_neg_images"])
+    out["srcc_test_valid"] = srcc_test_valid(out["n_groups"]) & out["srcc_p_boot"].notna().to_numpy()
     out["delong_p_holm_table"] = np.nan
     out["srcc_p_holm_table"] = np.nan
     for _, index in out.groupby("task_model").groups.items():
-        out.loc[index, "delong_p_holm_table"] = holm(out.loc[index, "delong_p"].to_numpy())
-        out.loc[index, "srcc_p_holm_table"] = holm(out.loc[index, "srcc_p_boot"].to_numpy())
-    out["significant_auc_table"] = out["delong_p_holm_table"] < alpha
-    out["significant_srcc_table"] = out["srcc_p_holm_table"] < alpha
+        rows = out.loc[index]
+        out.loc[index, "delong_p_holm_table"] = holm_valid(rows["delong_p"], rows["auc_test_valid"])
+        out.loc[index, "srcc_p_holm_table"] = holm_valid(rows["srcc_p_boot"], rows["srcc_test_valid"])
+    out["significant_auc_table"] = significance(out["delong_p_holm_table"], out["auc_test_valid"], alpha)
+    out["significant_srcc_table"] = significance(out["srcc_p_holm_table"], out["srcc_test_valid"], alpha)
     return out.reset_index(drop=True)

@@ -105,3 +105,15 @@ def gallery(figures_dir: str | os.PathLike = "results/figures") -> pd.DataFrame:
                 rows.append({"figure": number, "section": entry.section, "caption": entry.caption,
                              "png": png, "missing": why})
     return pd.DataFrame(rows, columns=["figure", "section", "caption", "png", "missing"])
+
+
+CAVEAT_FILE = "CAVEAT.md"  # what the section stages write beside their figures when the run is a demo
+
+
+def run_caveat(figures_dir: str | os.PathLike = "results/figures") -> str | None:
+    """The run's caveat (a demo, or too few images for findings) as the sections wrote it, if any."""
+    for folder in sorted(Path(figures_dir).glob("*")):
+        caveat = folder / CAVEAT_FILE
+        if caveat.is_file():
+            return caveat.read_text().strip() or None
+    return None

@@ -25,10 +25,23 @@ from typing import Any
 
 import pandas as pd
 
+from iqa_lib.analysis.inference import (
+    HOLDS,
+    NOT_TESTED,
+    VERDICT_RULE_TEXT,
+    VERDICTS,
+    Comparison,
+    Estimate,
+    Verdict,
+    comparison_verdict,
+    mean_interval,
+    threshold_verdict,
+)
 from iqa_lib.config import Params
 from iqa_lib.fileio import atomic_write_text, write_csv
 from iqa_lib.paper import paper_text_values
 from iqa_lib.presentation import plots, tables
+from iqa_lib.presentation.gallery import CAVEAT_FILE
 
 PAPER_MAIN_MODEL = "convnext_base"  # the paper's Figures 3, 5 and 7 use ConvNeXt-B
 TASK_QS = ("q_h", "q_l", "q_p")  # the paper's row order in Figures 14-19
@@ -39,7 +52,7 @@ METRIC_KEYS = (
     "best_auc_metric", "best_auc", "paper_auc",  # best point-wise AUC, and the paper's for that row
     "best_srcc_metric", "best_srcc", "paper_srcc",  # best group-wise |SRCC|, and the paper's
     "claims_checked", "claims_holding",  # the paper's claims we could test, and those that hold
-    "best_auc_small_n",  # the best AUC rests on too few test images for its interval to mean anything
+    "small_n",  # the best AUC or |SRCC| rests on too small an n for its interval to mean anything, or the run is a demo
     "status",  # complete, partial or empty; why is in NOTE.md beside the tables (kept short: one column)
 )
 # thresholds of the verdicts, stated in each claim's text
@@ -47,6 +60,21 @@ NEAR_CHANCE_AUC = 0.65
 WEAK_SRCC = 0.5
 STRONG_SRCC = 0.7
 GOOD_AUC = 0.7
+
+DEMO_NOTE = (
+    "**Demo data: no finding here.** This run used the quickstart photographs (a handful of images "
+    "and their rendered ImageNet-C), far too few for any interval, p-value or verdict to mean "
+    "anything: every number and verdict below shows the machinery, not evidence. For a run that "
+    "supports findings, point the kit at any ImageNet validation folder (500 images or more): "
+    "`cp docs/mini-reproduction/params.yaml params.yaml`, set `data.clean_root` to the folder, "
+    "`dvc repro`."
+)
+SMALL_RUN_NOTE = (
+    "**Too few images for findings.** Every result of this run rests on too few test images "
+    "(at most {n} per class) or groups for its interval to mean anything: read the verdicts as "
+    "inconclusive. For a run that supports findings, use 500 images or more (e.g. "
+    "`docs/mini-reproduction/params.yaml` with `data.clean_root` set to an ImageNet validation folder)."
+)
 
 TITLES = {
     "section4_nr_iqa": "Section 4: no-reference IQA metrics",
@@ -59,21 +87,37 @@ TITLES = {
 
 @dataclass
 class Claim:
-    """One claim of the paper and whether our numbers bear it out (``None``: not testable here)."""
+    """One claim of the paper and our verdict on it, with the evidence that decides it.
+
+    ``verdict`` is one of :data:`iqa_lib.analysis.inference.VERDICTS`: holds, does not
+    hold, inconclusive, not tested (the rules are in that module).
+    """
 
     text: str
-    holds: bool | None
+    verdict: str
     evidence: str
+    reason: str = ""  # why inconclusive (or why it fails), in words
     small_n: str | None = None  # set when numbers behind the verdict rest on too small an n
+    comparison: str | None = None  # numbers beside the claim that it is not about (own confidence)
+
+    def __post_init__(self):
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict {self.verdict!r} is not one of {VERDICTS}")
+
+    @classmethod
+    def judged(cls, text: str, verdict: Verdict, comparison: str | None = None) -> Claim:
+        return cls(text, verdict.verdict, verdict.evidence, verdict.reason, comparison=comparison)
 
     @property
-    def verdict(self) -> str:
-        return {True: "holds", False: "does not hold", None: "not tested"}[self.holds]
+    def tested(self) -> bool:
+        return self.verdict != NOT_TESTED
 
     def markdown(self) -> str:
-        caution = f" *Caution:* {self.small_n}" if self.small_n and self.holds is not None else ""
+        caution = f" *Caution:* {self.small_n}" if self.small_n and self.tested else ""
         flag = " (small n)" if caution else ""
-        return f"- **{self.verdict}**{flag}: {self.text} *Ours:* {self.evidence}{caution}"
+        why = f" *Why:* {self.reason}." if self.reason and self.verdict != HOLDS else ""
+        beside = f" *For comparison (not part of the claim):* {self.comparison}" if self.comparison else ""
+        return f"- **{self.verdict}**{flag}: {self.text} *Ours:* {self.evidence}.{why}{beside}{caution}"
 
 
 def caution(claim: Claim, rows: pd.DataFrame | None, column: str) -> Claim:
@@ -133,6 +177,36 @@ class Context:
         if why:
             section.note = f"Group-wise columns and scatter plots are empty: {why}."
         return why is None
+
+    @cached_property
+    def run_caveat(self) -> str | None:
+        """What the whole run can support, said first: a demo, or a run too small for findings."""
+        data = self.params.data
+        if data.clean_root is None and data.imagenet_c_root is None:
+            return DEMO_NOTE
+        path = self.analysis_dir / "summary.csv"
+        if not path.is_file():
+            return None
+        summary = pd.read_csv(path)
+        if summary.empty or "small_n_auc" not in summary.columns:
+            return None
+        auc_small = summary["small_n_auc"].map(tables.is_flagged)
+        corr = summary["small_n_corr"] if "small_n_corr" in summary.columns else pd.Series(True, summary.index)
+        corr_small = corr.map(tables.is_flagged) | summary.get("srcc", pd.Series(float("nan"), summary.index)).isna()
+        if auc_small.all() and corr_small.all():
+            most = pd.concat([summary.get("n_test_pos_images", pd.Series(dtype=float)),
+                              summary.get("n_test_neg_images", pd.Series(dtype=float))]).min()
+            n = int(most) if pd.notna(most) else "a few"
+            return SMALL_RUN_NOTE.format(n=n)
+        return None
+
+    def pairs_within(self, members: pd.DataFrame) -> pd.DataFrame | None:
+        """The paired tests among ``members`` (task_model, scorer, q), Holm within them; None without tests."""
+        from iqa_lib.analysis.paired import within_table
+
+        if members.empty or not (self.analysis_dir / "paired_tests.csv").is_file():
+            return None
+        return within_table(self.read("paired_tests"), members[["task_model", "scorer", "q"]])
 
     def read(self, name: str) -> pd.DataFrame:
         path = self.analysis_dir / f"{name}.csv"
@@ -263,8 +337,14 @@ class Context:
                 atomic_write_text(note, f"# {section.title}\n\n{section.note}\n")
             else:
                 note.unlink(missing_ok=True)  # from an earlier run with less data
+            caveat = folder / section.name / CAVEAT_FILE
+            if self.run_caveat and not section.unavailable:
+                atomic_write_text(caveat, f"{self.run_caveat}\n")
+            else:
+                caveat.unlink(missing_ok=True)
         self.metrics_dir.mkdir(parents=True, exist_ok=True)
-        section.metrics = headline(self.main_model, section.ranking, section.claims, status(section))
+        section.metrics = headline(self.main_model, section.ranking, section.claims, status(section),
+                                   small_run=self.run_caveat is not None and not section.unavailable)
         atomic_write_text(self.metrics_dir / f"{section.name}.json", json.dumps(section.metrics, indent=2) + "\n")
         return section
 
@@ -293,21 +373,30 @@ def status(section: Section) -> str:
     return "empty" if section.unavailable else "partial" if section.note else "complete"
 
 
-def headline(task_model: str | None, ranking: pd.DataFrame | None, claims: list[Claim], state: str) -> dict:
-    """The metrics every section writes: :data:`METRIC_KEYS`, ``None`` where a key does not apply."""
+def headline(task_model: str | None, ranking: pd.DataFrame | None, claims: list[Claim], state: str,
+             small_run: bool = False) -> dict:
+    """The metrics every section writes: :data:`METRIC_KEYS`, ``None`` where a key does not apply.
+
+    ``small_n`` is True when the best AUC or |SRCC| shown is flagged, or the whole run is a
+    demo or too small for findings (``small_run``): `dvc metrics show` must not headline
+    an AUC of 1.0 from two test images without saying so.
+    """
     out: dict[str, Any] = dict.fromkeys(METRIC_KEYS)
     out.update(task_model=task_model, status=state,
-               claims_checked=sum(c.holds is not None for c in claims),
-               claims_holding=sum(c.holds is True for c in claims))
+               claims_checked=sum(c.tested for c in claims),
+               claims_holding=sum(c.verdict == HOLDS for c in claims))
+    flags = [True] if small_run else []
     if ranking is not None and not ranking.empty:
         for stat in ("auc", "srcc"):
             if stat in ranking.columns and ranking[stat].notna().any():
                 best = ranking.loc[ranking[stat].idxmax()]
-                if stat == "auc" and best.get("small_n") is not None:
-                    out["best_auc_small_n"] = tables.is_flagged(best["small_n"])
+                flag = best.get(f"small_n_{stat}")
+                if flag is not None:
+                    flags.append(tables.is_flagged(flag))
                 out[f"best_{stat}_metric"] = str(best["metric"])
                 out[f"best_{stat}"] = _number(best[stat])
                 out[f"paper_{stat}"] = _number(best.get(f"paper_{stat}"))
+    out["small_n"] = any(flags) if flags else None
     return out
 
 
@@ -317,8 +406,76 @@ def _ranking(rows: pd.DataFrame, metric: pd.Series, auc: str = "auc") -> pd.Data
     for col in ("srcc", "paper_auc", "paper_srcc"):
         out[col] = rows[col] if col in rows.columns else float("nan")
     flag = next((c for c in ("small_n_auc", "small_n") if c in rows.columns), None)
-    out["small_n"] = rows[flag].to_numpy() if flag else None
+    out["small_n_auc"] = rows[flag].to_numpy() if flag else None
+    out["small_n_srcc"] = rows["small_n_corr"].to_numpy() if "small_n_corr" in rows.columns else None
     return out.reset_index(drop=True)
+
+
+# --- evidence for the verdicts (rules: iqa_lib.analysis.inference) ---------------------------
+
+
+def _num(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _auc_estimates(rows: pd.DataFrame, label: Any) -> list[Estimate]:
+    """Each row's AUC with its interval and test images (``label``: row -> words)."""
+    return [Estimate(label(r), _num(r.get("auc")), _num(r.get("auc_ci_low")), _num(r.get("auc_ci_high")),
+                     f"{_int_text(r.get('n_test_images'))} test images", tables.is_flagged(r.get("small_n_auc")))
+            for _, r in rows.iterrows()]
+
+
+def _srcc_estimates(rows: pd.DataFrame, label: Any) -> list[Estimate]:
+    """Each row's |SRCC| over groups with its interval and number of groups."""
+    return [Estimate(label(r), _num(r.get("srcc")), _num(r.get("srcc_ci_low")), _num(r.get("srcc_ci_high")),
+                     f"{_int_text(r.get('n_groups'))} groups", tables.is_flagged(r.get("small_n_corr")))
+            for _, r in rows.iterrows() if pd.notna(r.get("srcc"))]
+
+
+def _mean_estimates(rows: pd.DataFrame, label: Any, unit: str) -> list[Estimate]:
+    """Cross-validated means (per label, per image ID) with a t interval over the scored groups."""
+    out = []
+    for _, r in rows.iterrows():
+        n = _num(r.get("n_groups_scored"))
+        low, high = mean_interval(_num(r.get("mean_auc")), _num(r.get("sd_auc")), n)
+        out.append(Estimate(label(r), _num(r.get("mean_auc")), low, high, f"{_int_text(n)} {unit}",
+                            tables.is_flagged(r.get("small_n"))))
+    return out
+
+
+def _int_text(value: Any) -> str:
+    v = _num(value)
+    return str(int(v)) if math.isfinite(v) else "?"
+
+
+def _paired(pairs: pd.DataFrame | None, model: str, better: tuple[str, str], worse: tuple[str, str],
+            label: str) -> Comparison | None:
+    """The paired AUC test of ``better`` against ``worse`` for ``model`` from :meth:`Context.pairs_within`."""
+    if pairs is None or pairs.empty:
+        return None
+    a = list(zip(pairs["scorer_a"], pairs["q_a"], strict=True))
+    b = list(zip(pairs["scorer_b"], pairs["q_b"], strict=True))
+    for i, (pa, pb) in enumerate(zip(a, b, strict=True)):
+        if pairs["task_model"].iloc[i] != model or {pa, pb} != {better, worse}:
+            continue
+        r = pairs.iloc[i]
+        hi, lo = (r["auc_a"], r["auc_b"]) if pa == better else (r["auc_b"], r["auc_a"])
+        return Comparison(label, _num(hi), _num(lo), _num(r.get("delong_p_holm_table")),
+                          tables.is_flagged(r.get("auc_test_valid")),
+                          f"{_int_text(r.get('n_test_images'))} test images", "clustered DeLong, Holm")
+    return None
+
+
+def _untested(label: str, better: float, worse: float) -> Comparison:
+    """A comparison with no paired test (none was computed): it can never decide."""
+    return Comparison(label, better, worse, float("nan"), True, "", "paired test")
+
+
+def _member_rows(frame: pd.DataFrame, m_col: str, scorer_col: str) -> pd.DataFrame:
+    return frame.rename(columns={m_col: "task_model", scorer_col: "scorer"})[["task_model", "scorer", "q"]]
 
 
 def _label(scorer: str, q: str) -> str:
@@ -366,11 +523,19 @@ def show_table(section: Section, key: str):
     return Markdown(section.markdown.get(key, f"_({key}: nothing to show; {section.note})_"))
 
 
-def show_claims(claims: list[Claim]):
-    """The paper's claims with our verdicts, as Markdown for a notebook cell."""
+def show_claims(claims: list[Claim], ctx: Context | None = None):
+    """The paper's claims with our verdicts, as Markdown for a notebook cell.
+
+    With ``ctx``, the run's caveat (a demo, or too small for findings) comes first, and the
+    verdict rules close the cell.
+    """
     from IPython.display import Markdown
 
-    return Markdown("\n".join(c.markdown() for c in claims) or "_(no claim can be tested with these scorers)_")
+    lines = [f"> {ctx.run_caveat}", ""] if ctx is not None and ctx.run_caveat else []
+    lines += [c.markdown() for c in claims] or ["_No claim of this section can be tested with the configured scorers._"]
+    if claims:
+        lines += ["", f"_{VERDICT_RULE_TEXT}_"]
+    return Markdown("\n".join(lines))
 
 
 def _first_three(models: list[str]) -> list[tuple[int, str]]:
@@ -433,18 +598,16 @@ def claims_section4(ctx: Context, sec: Section, t1: pd.DataFrame | None) -> list
     """Section 4's claims: no-reference IQA is a poor predictor, point-wise and group-wise."""
     if t1 is None or t1.empty:
         return sec.claims
-    auc, srcc = t1["auc"], t1["srcc"]
-    best = t1.loc[auc.idxmax()] if auc.notna().any() else None
+    who = lambda r: f"{r['scorer']} for {r['task_model']}"  # noqa: E731
+    srcc = _srcc_estimates(t1, who)
     sec.claims = [
-        Claim(f"No-reference IQA barely predicts whether a classifier is right: point-wise AUC 0.48-0.60 "
-              f"in Table 1 (verdict: every AUC below {NEAR_CHANCE_AUC}).",
-              None if best is None else bool(auc.max() < NEAR_CHANCE_AUC),
-              f"AUC {_span(auc)} over {auc.notna().sum()} rows" +
-              ("" if best is None else f"; best {best['scorer']} for {best['task_model']} ({best['auc']:.3f})") + "."),
-        Claim(f"Group-wise, no-reference IQA tracks accuracy only weakly: |SRCC| at most 0.43 in Table 1 "
-              f"(verdict: every |SRCC| below {WEAK_SRCC}).",
-              None if srcc.isna().all() else bool(srcc.max() < WEAK_SRCC),
-              f"|SRCC| {_span(srcc)}." if srcc.notna().any() else "no group-wise numbers (too few groups)."),
+        Claim.judged(f"No-reference IQA barely predicts whether a classifier is right: point-wise AUC 0.48-0.60 "
+                     f"in Table 1 (verdict: every AUC interval below {NEAR_CHANCE_AUC}).",
+                     threshold_verdict(_auc_estimates(t1, who), NEAR_CHANCE_AUC, "below", "AUC")),
+        Claim.judged(f"Group-wise, no-reference IQA tracks accuracy only weakly: |SRCC| at most 0.43 in Table 1 "
+                     f"(verdict: every |SRCC| interval below {WEAK_SRCC}).",
+                     threshold_verdict(srcc, WEAK_SRCC, "below", "|SRCC|") if srcc else
+                     Verdict(NOT_TESTED, "too few groups for a correlation", "no group-wise numbers")),
     ]
     caution(sec.claims[0], t1, "small_n_auc")
     caution(sec.claims[1], t1, "small_n_corr")
@@ -563,30 +726,46 @@ def claims_section5(ctx: Context, sec: Section, t2: pd.DataFrame | None, t4: pd.
     """Section 5's claims: own confidence predicts correctness; Q_p is best; own beats another's."""
     if t2 is None or t2.empty:
         return sec.claims
-    scored = t2.dropna(subset=["auc"])
-    best_q = scored.loc[scored.groupby("m_model")["auc"].idxmax()]
-    claims = [
-        Claim(f"A classifier's own confidence predicts its correctness: Table 2 AUC 0.73-0.85 "
-              f"(verdict: every same-model AUC at least {GOOD_AUC}).",
-              None if t2["auc"].isna().all() else bool(t2["auc"].min() >= GOOD_AUC),
-              f"same-model AUC {_span(t2['auc'])} ({len(t2)} rows)."),
-        Claim("Q_p (max probability) is the best of Q_p, Q_h, Q_l for the same model (Table 2, all three models).",
-              None if best_q.empty else bool((best_q["q"] == "q_p").all()),
-              "; ".join(f"{r.m_model}: {r.q} ({r.auc:.3f})" for r in best_q.itertuples()) + "."),
-    ]
+    own_label = lambda r: f"{r['m_model']} {r['q']}"  # noqa: E731
+    claims = [Claim.judged(
+        f"A classifier's own confidence predicts its correctness: Table 2 AUC 0.73-0.85 "
+        f"(verdict: every same-model AUC interval at least {GOOD_AUC}).",
+        threshold_verdict(_auc_estimates(t2, own_label), GOOD_AUC, "at_least", "AUC"))]
+    # Q_p against Q_h and Q_l of the same model, by the paired test within Table 2
+    pairs2 = ctx.pairs_within(_member_rows(t2, "m_model", "q_model"))
+    comparisons = []
+    for model, rows in t2.groupby("m_model", sort=False):
+        auc = dict(zip(rows["q"], rows["auc"], strict=True))
+        if "q_p" not in auc:
+            continue
+        for other in ("q_h", "q_l"):
+            if other in auc:
+                label = f"{model}: q_p vs {other}"
+                comparisons.append(_paired(pairs2, model, (model, "q_p"), (model, other), label)
+                                   or _untested(label, _num(auc["q_p"]), _num(auc[other])))
+    claims.append(Claim.judged(
+        "Q_p (max probability) is the best of Q_p, Q_h, Q_l for the same model (Table 2, all three models; "
+        "verdict: Q_p significantly above Q_h and Q_l for every model, by the paired test).",
+        comparison_verdict(comparisons) if comparisons else Verdict(NOT_TESTED, "no Q_p", "none")))
     other = t4[~t4["same_model"]] if t4 is not None else pd.DataFrame()
+    text = ("Confidence from the same model beats confidence from any other model point-wise (Table 4: "
+            "0.826 vs 0.791 for ConvNeXt-B, 0.850 vs 0.801 for ResNet-34, 0.807 vs 0.791 for Swin-B; "
+            "verdict: the model's best own Q significantly above the best other model's Q, for every model).")
     if other.empty or other["auc"].isna().all():
-        claims.append(Claim("Confidence from the same model beats confidence from another model (Table 4).",
-                            None, "only one classifier is configured."))
+        claims.append(Claim(text, NOT_TESTED, "only one classifier is configured"))
     else:
-        own = t4[t4["same_model"]].groupby("m_model")["auc"].max()
-        best_other = other.groupby("m_model")["auc"].max()
-        both = pd.concat({"own": own, "other": best_other}, axis=1).dropna()
-        claims.append(Claim(
-            "Confidence from the same model beats confidence from any other model point-wise (Table 4: "
-            "0.826 vs 0.791 for ConvNeXt-B, 0.850 vs 0.801 for ResNet-34, 0.807 vs 0.791 for Swin-B).",
-            bool((both["own"] > both["other"]).all()) if not both.empty else None,
-            "; ".join(f"{m}: own {r.own:.3f} vs best other {r.other:.3f}" for m, r in both.iterrows()) + "."))
+        pairs4 = ctx.pairs_within(_member_rows(t4, "m_model", "q_model"))
+        comparisons = []
+        for model, rows in t4.dropna(subset=["auc"]).groupby("m_model", sort=False):
+            own, others = rows[rows["same_model"]], rows[~rows["same_model"]]
+            if own.empty or others.empty:
+                continue
+            a, b = own.loc[own["auc"].idxmax()], others.loc[others["auc"].idxmax()]
+            label = f"{model}: own {a['q']} vs {b['q_model']} {b['q']}"
+            comparisons.append(_paired(pairs4, model, (a["q_model"], a["q"]), (b["q_model"], b["q"]), label)
+                               or _untested(label, _num(a["auc"]), _num(b["auc"])))
+        claims.append(Claim.judged(text, comparison_verdict(comparisons) if comparisons
+                                   else Verdict(NOT_TESTED, "no model with both own and other Q", "none")))
     sec.claims = claims
     caution(claims[0], t2, "small_n_auc")
     caution(claims[1], t2, "small_n_auc")
@@ -648,21 +827,31 @@ def claims_section6(ctx: Context, sec: Section, t3: pd.DataFrame | None) -> list
     """Section 6's claims: ZSCLIP-IQA's Q_l beats no-reference IQA; it tracks group accuracy."""
     if t3 is None or t3.empty:
         return sec.claims
-    q_l = t3[t3["q"] == "q_l"].groupby("task_model")["auc"].max()
     summary = ctx.read("summary")
-    nr = summary[(summary["kind"] == "nr_iqa") & summary["task_model"].isin(q_l.index)].groupby("task_model")["auc"].max()
-    both = pd.concat({"zs": q_l, "nr": nr}, axis=1).dropna()
-    srcc = t3["srcc"]
+    nr = summary[(summary["kind"] == "nr_iqa") & summary["task_model"].isin(t3["task_model"])]
+    q_l = t3[t3["q"] == "q_l"].dropna(subset=["auc"])
+    text = ("ZSCLIP-IQA's Q_l predicts correctness point-wise better than any no-reference IQA metric "
+            "(Tables 1 and 3: AUC 0.67-0.69 vs at most 0.60; verdict: Q_l significantly above every "
+            "no-reference metric, by the paired test, for every task model).")
+    if nr.empty or q_l.empty:
+        first = Claim(text, NOT_TESTED, "no no-reference IQA scorer to compare with")
+    else:
+        members = pd.concat([q_l[["task_model", "scorer", "q"]], nr[["task_model", "scorer", "q"]]])
+        pairs = ctx.pairs_within(members)
+        comparisons = []
+        for r in q_l.itertuples(index=False):
+            for n in nr[nr["task_model"] == r.task_model].itertuples(index=False):
+                label = f"{r.task_model}: {r.scorer} q_l vs {n.scorer}"
+                comparisons.append(_paired(pairs, r.task_model, (r.scorer, "q_l"), (n.scorer, n.q), label)
+                                   or _untested(label, _num(r.auc), _num(n.auc)))
+        first = Claim.judged(text, comparison_verdict(comparisons))
+    srcc = _srcc_estimates(t3, lambda r: f"{r['scorer']} {r['q']} for {r['task_model']}")
     sec.claims = [
-        Claim("ZSCLIP-IQA's Q_l predicts correctness point-wise better than any no-reference IQA metric "
-              "(Tables 1 and 3: AUC 0.67-0.69 vs at most 0.60).",
-              bool((both["zs"] > both["nr"]).all()) if not both.empty else None,
-              "; ".join(f"{m}: Q_l {r.zs:.3f} vs best NR-IQA {r.nr:.3f}" for m, r in both.iterrows()) + "."
-              if not both.empty else "no no-reference IQA scorer to compare with."),
-        Claim(f"Group-wise, ZSCLIP-IQA tracks accuracy closely: |SRCC| 0.74-0.96 in Table 3 "
-              f"(verdict: every |SRCC| at least {STRONG_SRCC}).",
-              None if srcc.isna().all() else bool(srcc.min() >= STRONG_SRCC),
-              f"|SRCC| {_span(srcc)}." if srcc.notna().any() else "no group-wise numbers (too few groups)."),
+        first,
+        Claim.judged(f"Group-wise, ZSCLIP-IQA tracks accuracy closely: |SRCC| 0.74-0.96 in Table 3 "
+                     f"(verdict: every |SRCC| interval at least {STRONG_SRCC}).",
+                     threshold_verdict(srcc, STRONG_SRCC, "at_least", "|SRCC|") if srcc else
+                     Verdict(NOT_TESTED, "too few groups for a correlation", "no group-wise numbers")),
     ]
     caution(sec.claims[0], t3, "small_n_auc")
     caution(sec.claims[1], t3, "small_n_corr")
@@ -725,20 +914,52 @@ def figure20(ctx: Context, sec: Section, per_image: pd.DataFrame, per_label: pd.
     return figures
 
 
-def claims_appendix_g(ctx: Context, sec: Section, per_label: pd.DataFrame) -> list[Claim]:
-    """Appendix G's claim: per label, no-reference IQA stays near chance."""
+def _confidence_beside(table: pd.DataFrame, models: list[str], unit: str) -> str | None:
+    """The task models' own (and other classifiers') confidence on the same control: numbers beside
+    a claim about quality metrics, which the claim is not about."""
+    rows = table[table["task_model"].isin(models) & (table["kind"] == "classifier")].dropna(subset=["mean_auc"])
+    if rows.empty:
+        return None
+    parts = []
+    for r in rows.itertuples(index=False):
+        whose = "own" if r.scorer == r.task_model else r.scorer
+        low, high = mean_interval(_num(r.mean_auc), _num(r.sd_auc), _num(r.n_groups_scored))
+        interval = f" [{low:.3f}, {high:.3f}]" if math.isfinite(low) else ""
+        parts.append(f"{r.task_model} {whose} {r.q} {r.mean_auc:.3f}{interval}")
+    return f"classifier confidence, mean AUC per {unit}: " + "; ".join(parts[:9]) + (
+        f"; and {len(parts) - 9} more" if len(parts) > 9 else "") + "."
+
+
+def claims_appendix_g(ctx: Context, sec: Section, per_label: pd.DataFrame,
+                      per_image: pd.DataFrame | None = None) -> list[Claim]:
+    """Appendix G's claims: with the label, or the image, held fixed, no-reference IQA stays weak.
+
+    The task models' confidence on the same control is shown beside each claim, as the
+    comparison it is: the claims are about quality metrics.
+    """
     ref = paper_text_values()["per_label_nr_iqa"]
-    rows = per_label[per_label["task_model"].isin(ctx.task_models) & (per_label["kind"] == "nr_iqa")]
-    mauc = rows["mean_auc"].dropna()
-    sec.claims = [Claim(
-        f"With the label held fixed, no-reference IQA stays near chance: mean AUC {ref['mauc']} "
-        f"(sd {ref['mauc_sd']}) over {ref['labels']} labels (verdict: every per-label mean AUC below {NEAR_CHANCE_AUC}).",
-        bool(mauc.max() < NEAR_CHANCE_AUC) if not mauc.empty else None,
-        f"per-label mean AUC {_span(mauc)} over {len(mauc)} (NR-IQA, task model) rows." if not mauc.empty
-        else "no no-reference IQA scorer with a per-label fit.",
-    )]
-    caution(sec.claims[0], rows, "small_n")
-    return sec.claims
+    label = lambda r: f"{r['scorer']} for {r['task_model']}"  # noqa: E731
+    claims = []
+    for level, table, unit, text in (
+        ("label", per_label, "labels",
+         f"With the label held fixed, no-reference IQA stays near chance: mean AUC {ref['mauc']} "
+         f"(sd {ref['mauc_sd']}) over {ref['labels']} labels (verdict: every per-label mean AUC interval "
+         f"below {NEAR_CHANCE_AUC})."),
+        ("image", per_image, "image IDs",
+         "With the image held fixed (its clean and corrupted variants, Figure 20a), no-reference IQA stays a "
+         f"weak predictor (verdict: every per-image-ID mean AUC interval below {NEAR_CHANCE_AUC})."),
+    ):
+        if table is None:
+            continue
+        rows = table[table["task_model"].isin(ctx.task_models) & (table["kind"] == "nr_iqa")]
+        rows = rows.dropna(subset=["mean_auc"])
+        estimates = _mean_estimates(rows, label, unit)
+        verdict = (threshold_verdict(estimates, NEAR_CHANCE_AUC, "below", "mean AUC") if estimates else
+                   Verdict(NOT_TESTED, f"no no-reference IQA scorer with a per-{level} fit", "none"))
+        claim = Claim.judged(text, verdict, comparison=_confidence_beside(table, ctx.task_models, unit))
+        claims.append(caution(claim, rows, "small_n"))
+    sec.claims = claims
+    return claims
 
 
 def appendix_g_content(ctx: Context) -> Section:
@@ -747,7 +968,7 @@ def appendix_g_content(ctx: Context) -> Section:
     per_image, per_label = ctx.read("per_image"), ctx.read("per_label")
     content_tables(ctx, sec, per_image, per_label)
     figure20(ctx, sec, per_image, per_label)
-    claims_appendix_g(ctx, sec, per_label)
+    claims_appendix_g(ctx, sec, per_label, per_image)
     return ctx.finish(sec)
 
 
@@ -788,28 +1009,76 @@ def figure22(ctx: Context, sec: Section, auc: pd.DataFrame | None, summary: pd.D
     return ctx.save(sec, "fig22_auc_vs_fraction", plots.auc_vs_fraction(auc, ctx.task_models, _mixture_metrics(summary)))
 
 
+QUALITY_KINDS = ("nr_iqa", "zero_shot")  # what the paper's quality claims are about (not a task model's confidence)
+
+
+def _mixture_intervals(ctx: Context, summary: pd.DataFrame) -> pd.DataFrame:
+    """Per (task model, scorer, q): the mean over mixtures of each mixture's Hanley-McNeil interval
+    and SE (one row per image ID in a mixture, so its rows are independent images). The mixtures
+    share most of their images, so the mean AUC is about as uncertain as one mixture's AUC."""
+    from iqa_lib.stats.hanley_mcneil import hanley_mcneil_interval, hanley_mcneil_se
+
+    keys = ["task_model", "scorer", "q"]
+    if not (ctx.analysis_dir / "mixtures_auc.csv").is_file():
+        return summary.assign(auc_ci_low=float("nan"), auc_ci_high=float("nan"), auc_se=float("nan"))
+    auc = ctx.read("mixtures_auc")
+    low, high = hanley_mcneil_interval(auc["auc"], auc["n_test_pos_images"], auc["n_test_neg_images"])
+    se = hanley_mcneil_se(auc["auc"], auc["n_test_pos_images"], auc["n_test_neg_images"])
+    per = auc[keys].assign(auc_ci_low=low, auc_ci_high=high, auc_se=se).groupby(keys, sort=False).mean()
+    return summary.merge(per.reset_index(), on=keys, how="left")
+
+
+def _mixture_estimates(rows: pd.DataFrame) -> list[Estimate]:
+    return [Estimate(f"{_label(r['scorer'], r['q'])} for {r['task_model']}", _num(r["mean_auc"]),
+                     _num(r["auc_ci_low"]), _num(r["auc_ci_high"]),
+                     f"{int(r['n_mixtures'])} mixtures, at least {_int_text(r.get('n_test_images'))} test images each",
+                     tables.is_flagged(r.get("small_n")))
+            for _, r in rows.iterrows()]
+
+
 def claims_mixtures(ctx: Context, sec: Section, summary: pd.DataFrame | None) -> list[Claim]:
-    """Section 6.3's claims: mild corruption is hard to detect; ZSCLIP-IQA Q_l beats CLIP-IQA."""
+    """Section 6.3's claims: mild corruption is hard to detect; ZSCLIP-IQA Q_l beats CLIP-IQA.
+
+    The claims are about quality metrics (no-reference IQA and ZSCLIP-IQA): the task models'
+    own confidence is judged apart and shown beside, never counted among the metrics.
+    """
+    from scipy import stats
+
     if summary is None or summary["mean_auc"].isna().all():
         return sec.claims
     ref = paper_text_values()["mixtures_mauc"]
-    best = summary.loc[summary["mean_auc"].idxmax()]
-    names = summary["scorer"].map(ctx.paper_names)
-    zs = summary[(names == "zsclip") & (summary["q"] == "q_l")]["mean_auc"]
-    clip = summary[names == "CLIP-IQA"]["mean_auc"]
-    sec.claims = [
-        Claim(f"On mild-corruption mixtures every metric is a weak predictor: the best mean AUC is {ref['zsclip_q_l']} "
-              f"(verdict: every mean AUC below {GOOD_AUC}).",
-              bool(summary["mean_auc"].max() < GOOD_AUC),
-              f"mean AUC {_span(summary['mean_auc'])}; best {_label(best['scorer'], best['q'])} for "
-              f"{best['task_model']} ({best['mean_auc']:.3f})."),
-        Claim(f"ZSCLIP-IQA's Q_l beats CLIP-IQA on the mixtures ({ref['zsclip_q_l']} vs {ref['clip_iqa']}).",
-              bool(zs.mean() > clip.mean()) if len(zs) and len(clip) else None,
-              f"Q_l {zs.mean():.3f} vs CLIP-IQA {clip.mean():.3f}." if len(zs) and len(clip)
-              else "ZSCLIP-IQA and CLIP-IQA are not both configured."),
-    ]
-    caution(sec.claims[0], summary, "small_n")
-    caution(sec.claims[1], summary, "small_n")
+    rows = _mixture_intervals(ctx, summary.dropna(subset=["mean_auc"]))
+    quality = rows[rows["kind"].isin(QUALITY_KINDS)]
+    confidence = rows[~rows["kind"].isin(QUALITY_KINDS)]
+    beside = None
+    if not confidence.empty:
+        beside = "classifier confidence (judged apart: " + "; ".join(
+            e.text("mean AUC") for e in _mixture_estimates(confidence)[:9]) + ")."
+    text = (f"On mild-corruption mixtures every quality metric is a weak predictor: the best mean AUC is "
+            f"{ref['zsclip_q_l']} (verdict: every no-reference and ZSCLIP-IQA mean AUC interval below {GOOD_AUC}).")
+    first = (Claim.judged(text, threshold_verdict(_mixture_estimates(quality), GOOD_AUC, "below", "mean AUC"),
+                          comparison=beside)
+             if not quality.empty else Claim(text, NOT_TESTED, "no quality metric (only task-model confidence)",
+                                             comparison=beside))
+    names = rows["scorer"].map(ctx.paper_names)
+    zs = rows[(names == "zsclip") & (rows["q"] == "q_l")]
+    clip = rows[names == "CLIP-IQA"]
+    comparisons = []
+    for z in zs.itertuples(index=False):
+        for c in clip[clip["task_model"] == z.task_model].itertuples(index=False):
+            se = math.hypot(_num(z.auc_se), _num(c.auc_se))
+            diff = _num(z.mean_auc) - _num(c.mean_auc)
+            p = float(2 * stats.norm.sf(abs(diff) / se)) if se > 0 else float("nan")
+            comparisons.append(Comparison(
+                f"{z.task_model}: {z.scorer} q_l vs {c.scorer}", _num(z.mean_auc), _num(c.mean_auc), p,
+                not (tables.is_flagged(z.small_n) or tables.is_flagged(c.small_n)),
+                f"{int(z.n_mixtures)} mixtures", "unpaired z on Hanley-McNeil SEs, conservative"))
+    second = Claim.judged(
+        f"ZSCLIP-IQA's Q_l beats CLIP-IQA on the mixtures ({ref['zsclip_q_l']} vs {ref['clip_iqa']}; verdict: "
+        "significantly above for every task model).",
+        comparison_verdict(comparisons, "mean AUC") if comparisons else
+        Verdict(NOT_TESTED, "ZSCLIP-IQA and CLIP-IQA are not both configured", "ZSCLIP-IQA and CLIP-IQA are not both configured"))
+    sec.claims = [caution(first, quality, "small_n"), caution(second, pd.concat([zs, clip]), "small_n")]
     return sec.claims
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from iqa_lib.analysis.inference import N_TOO_SMALL, RULE_TEXT, is_true, vs_best_mark
 from iqa_lib.fileio import atomic_write_text, write_csv
 from iqa_lib.paper import paper_tables
 from iqa_lib.scorers.spec import ScorerSpec, parse_spec
@@ -121,8 +122,9 @@ SMALL_N_NOTE = (f"{SMALL_N_MARK} n too small for the interval to mean anything: 
                 "in a class (AUC) or fewer than 10 groups (correlations); see iqa_lib/analysis/sample_size.py.")
 VS_BEST_NOTE = ("*vs best*: each row against the table's best row for the same task model, on the same test "
                 "images: clustered DeLong for the AUC, paired bootstrap over groups for |SRCC|, p-values "
-                "Holm-adjusted over every pair of the table's rows for that model; *lower* is significant at "
-                "0.05, *n.s.* is not.")
+                "Holm-adjusted over the valid tests among the table's rows for that model; *lower* is "
+                f"significant at 0.05, *n.s.* is not, *{N_TOO_SMALL}* is no test. " + RULE_TEXT)
+
 
 
 def mark_vs_best(
@@ -132,15 +134,17 @@ def mark_vs_best(
 
     ``pairs``: :func:`iqa_lib.analysis.paired.within_table` for this table's rows (its
     ``*_holm_table`` p-values). "best" on the best row, "lower (p ...)" where the
-    difference is significant, "n.s. (p ...)" where it is not, empty where untested.
+    difference is significant, "n.s. (p ...)" where it is not, "n too small" where the
+    test is not valid at this n (:mod:`iqa_lib.analysis.inference`), empty where untested.
     """
     out = table.copy()
     lookup = {}
     for r in pairs.itertuples(index=False):
         key = frozenset({(r.scorer_a, r.q_a), (r.scorer_b, r.q_b)})
         lookup[(r.task_model, key)] = r
-    for stat, p_col, sig_col in (("auc", "delong_p_holm_table", "significant_auc_table"),
-                                 ("srcc", "srcc_p_holm_table", "significant_srcc_table")):
+    for stat, p_col, sig_col, ok_col in (
+            ("auc", "delong_p_holm_table", "significant_auc_table", "auc_test_valid"),
+            ("srcc", "srcc_p_holm_table", "significant_srcc_table", "srcc_test_valid")):
         marks = pd.Series("", index=out.index, dtype=object)
         if stat in out.columns:
             for model, rows in out.groupby(m_col):
@@ -153,9 +157,10 @@ def mark_vs_best(
                         marks[i] = "best"
                         continue
                     hit = lookup.get((model, frozenset({(r[scorer_col], r["q"]), best_key})))
-                    p = getattr(hit, p_col, np.nan) if hit is not None else np.nan
-                    if np.isfinite(p):
-                        marks[i] = f"{'lower' if getattr(hit, sig_col) else 'n.s.'} (p {p:.2g})"
+                    if hit is None:
+                        continue
+                    marks[i] = vs_best_mark(getattr(hit, p_col, np.nan), getattr(hit, sig_col, None),
+                                            is_true(getattr(hit, ok_col, True)))
         out[f"{stat}_vs_best"] = marks
     return out
 
@@ -166,7 +171,7 @@ def _flagged(text: str, flag) -> str:
 
 def is_flagged(value) -> bool:
     """A small-n flag that is set (True, numpy's True); NaN or missing is not set."""
-    return isinstance(value, (bool, np.bool_)) and bool(value)
+    return is_true(value)
 
 
 def to_markdown(table: pd.DataFrame, title: str | None = None) -> str:
