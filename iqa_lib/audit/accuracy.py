@@ -15,11 +15,20 @@ applied to the model's outputs on the user's images:
 - AC (average confidence) and DoC (Guillory et al. 2021), for comparison; both
   are biased low for the under-confident EfficientNet-Lite models.
 
-Two kinds of uncertainty, reported side by side:
+Three kinds of uncertainty, and a check, reported side by side:
 
-- the 95% interval: a percentile bootstrap over the user's images (the reference
-  fit held fixed): how much the estimate would move with another sample of
-  images like these;
+- the prediction interval (``prediction_interval``, level ``prediction_interval_level``,
+  0.9): split conformal over the reference's leave-one-corruption-out errors, one
+  score per held-out corruption family, sized for the user's n
+  (:mod:`iqa_lib.audit.interval`); it covers the error an unseen ImageNet-C-like
+  shift causes, which the bootstrap does not. Withheld (None) when the check below
+  says the data lie outside the reference;
+- ``in_reference``: whether the images' confidence distribution (q_p, -q_h) lies
+  within what the reference's held-out corruptions cover, with the numbers in
+  ``in_reference_reason``;
+- the 95% interval (``ci95``, also ``bootstrap_interval_images``): a percentile
+  bootstrap over the user's images (the reference fit held fixed): how much the
+  estimate would move with another sample of images like these, and nothing more;
 - the validated error band: leave-one-corruption-out on the reference itself
   (fit on clean plus the other corruptions, predict each severity group of the
   held-out one), the mean and the largest absolute error in accuracy points:
@@ -38,7 +47,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from iqa_lib.analysis.prior import estimate_accuracy, own_group_predictions
+from iqa_lib.analysis.prior import estimate_accuracy, own_contributions
+from iqa_lib.audit.interval import (
+    PI_LEVEL,
+    interval_words,
+    min_families,
+    prediction_interval,
+    reference_check,
+    shift_fit,
+)
 from iqa_lib.audit.reference import (
     CLEAN,
     CORRECT,
@@ -106,10 +123,15 @@ def _reference_dict(data: pd.DataFrame) -> dict[str, np.ndarray | None]:
             "q_h": data["q_h"].to_numpy(np.float64) if "q_h" in data else None}
 
 
+LOCO_COLUMNS = ["method", "corruption", "severity", "n", "predicted", "actual", "var_d"]
+
+
 def loco_validation(data: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     """Leave-one-corruption-out on the reference: per method, held-out corruption and severity,
     the predicted and actual accuracy (fit on clean plus every other corruption), with the
-    estimators of :func:`iqa_lib.analysis.prior.own_group_predictions`, as prior.md's.
+    estimators of :func:`iqa_lib.analysis.prior.own_contributions`, as prior.md's, and
+    ``var_d``: the group's per-image variance of (correct minus the image's share of the
+    estimate), the sampling noise of the residual (:mod:`iqa_lib.audit.interval`).
 
     Empty when the reference has fewer than two corruptions besides clean.
     """
@@ -119,20 +141,27 @@ def loco_validation(data: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     held = [c for c in pd.unique(corruption) if c != CLEAN]
     rows: list[dict[str, Any]] = []
     if len(held) < 2 or not (corruption == CLEAN).any():
-        return pd.DataFrame(columns=["method", "corruption", "severity", "n", "predicted", "actual"])
+        return pd.DataFrame(columns=LOCO_COLUMNS)
     for c in held:
         fit, tgt = corruption != c, corruption == c
         sev, inv = np.unique(severity[tgt], return_inverse=True)
         pick = {k: (None if v is None else v[fit]) for k, v in ref.items()}
         target = {k: (None if v is None else v[tgt]) for k, v in ref.items()}
-        pred = own_group_predictions(pick, target, inv, sev.size)
-        actual = np.bincount(inv, weights=ref["correct"][tgt]) / np.bincount(inv)
+        contrib = own_contributions(pick, target)
         n = np.bincount(inv)
-        for j, s in enumerate(sev):
-            for k in methods:
+        m = ref["correct"][tgt]
+        actual = np.bincount(inv, weights=m) / n
+        for k in methods:
+            if k not in contrib:
+                continue
+            pred = np.bincount(inv, weights=contrib[k]) / n
+            d = m - contrib[k]  # per image: correct minus its share of the estimate
+            var_d = np.bincount(inv, weights=d * d) / n - (actual - pred) ** 2
+            for j, s in enumerate(sev):
                 rows.append({"method": k, "corruption": str(c), "severity": int(s), "n": int(n[j]),
-                             "predicted": float(pred[k][j]), "actual": float(actual[j])})
-    return pd.DataFrame(rows)
+                             "predicted": float(pred[j]), "actual": float(actual[j]),
+                             "var_d": float(max(var_d[j], 0.0))})
+    return pd.DataFrame(rows, columns=LOCO_COLUMNS)
 
 
 def validation_bands(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
@@ -177,24 +206,52 @@ def predict_accuracy(
         return {"value": None, "note": "no image of this dataset has a finite q_p",
                 "actual": dict(actual) if actual else None}
     reference = _reference_dict(data)
+    kept = {"q_p": t_qp[keep], **({"q_h": t_qh[keep]} if t_qh is not None else {})}
     table = estimate_accuracy(reference, {"q_p": t_qp[keep], "q_h": None if t_qh is None else t_qh[keep]},
                               n_bootstrap=n_bootstrap, seed=seed, level=level).set_index("method")
     methods = [k for k in ("atc_mc", "atc_ne", "ac", "doc") if k in table.index]
     n = int(keep.sum())
     ref_acc = float(table["reference_accuracy"].iloc[0])
-    bands = validation_bands(loco_validation(data, methods))
+    loco = loco_validation(data, methods)
+    bands = validation_bands(loco)
     atc = [k for k in ("atc_ne", "atc_mc") if k in methods and k in bands]
     chosen = min(atc, key=lambda k: bands[k]["mean_abs_error_pts"]) if atc else DEFAULT_ATC
-    estimates = {
-        k: {"method": k, "name": SHORT[k], "value": float(table.at[k, "predicted"]),
-            "ci95": [float(table.at[k, "ci_low"]), float(table.at[k, "ci_high"])], "validation": bands.get(k)}
-        for k in methods
-    }
+    check = reference_check(data, kept, level=PI_LEVEL, seed=seed)
+    fits = {k: shift_fit(loco, k, PI_LEVEL) for k in methods if k in bands}
+    estimates = {}
+    for k in methods:
+        value = float(table.at[k, "predicted"])
+        ci = [float(table.at[k, "ci_low"]), float(table.at[k, "ci_high"])]
+        pi = prediction_interval(fits[k], value, n) if k in fits and check["in_reference"] else None
+        estimates[k] = {"method": k, "name": SHORT[k], "value": value, "ci95": ci,
+                        "bootstrap_interval_images": ci, "prediction_interval": pi,
+                        "validation": bands.get(k)}
     why = ("the ATC score with the lower leave-one-corruption-out error on this reference"
            if chosen in bands else "ATC-MC: this reference has too few corruptions to validate on")
+    fit = fits.get(chosen)
+    if fit is None:
+        pi_how = ("not given: the reference has too few corruptions to leave one out "
+                  f"(a {PI_LEVEL:.0%} conformal interval needs {min_families(PI_LEVEL)})")
+    elif not math.isfinite(fit.quantile):
+        pi_how = (f"not given: the reference has {fit.families} corruptions, too few for a "
+                  f"{PI_LEVEL:.0%} conformal interval (needs {min_families(PI_LEVEL)})")
+    elif not check["in_reference"]:
+        pi_how = (f"not given (withheld): these images' confidence lies outside what the reference's "
+                  f"held-out corruptions cover (see in_reference_reason), where its validated error says "
+                  f"nothing about the error here. When given: {interval_words(fit)}")
+    else:
+        pi_how = interval_words(fit)
     return {
         "value": estimates[chosen]["value"],
         "ci95": estimates[chosen]["ci95"],
+        "bootstrap_interval_images": estimates[chosen]["bootstrap_interval_images"],
+        "prediction_interval": estimates[chosen]["prediction_interval"],
+        "prediction_interval_level": PI_LEVEL,
+        "prediction_interval_how": pi_how,
+        "in_reference": check["in_reference"],
+        "in_reference_reason": check["reason"],
+        "reference_distance": {"distance": check["distance"], "threshold": check["threshold"],
+                               "nearest_group": check["nearest"]},
         "method": chosen,
         "method_name": SHORT[chosen],
         "method_words": METHOD_WORDS[chosen],
@@ -219,18 +276,23 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
+def _span(interval: list[float]) -> str:
+    return f"{100 * interval[0]:.0f}-{100 * interval[1]:.0f}%"
+
+
 def prediction_sentence(name: str, pred: Mapping[str, Any] | None) -> str:
     """The prediction in words, for the report."""
     if not pred:
         return f"{name}: not a task model with an ImageNet reference; no accuracy is predicted."
     if pred.get("value") is None:
         return f"{name}: no accuracy prediction. {pred.get('note') or ''}".strip()
-    lo, hi = pred["ci95"]
-    text = (
-        f"{name} should expect about {_pct(pred['value'])} top-1 accuracy here "
-        f"({pred['method_name']}, 95% interval {100 * lo:.0f}-{100 * hi:.0f}% over these "
-        f"{pred['n']} images"
-    )
+    text = f"{name} should expect about {_pct(pred['value'])} top-1 accuracy here ({pred['method_name']}"
+    pi = pred.get("prediction_interval")
+    level = pred.get("prediction_interval_level", PI_LEVEL)
+    if pi is not None:
+        text += (f"; {level:.0%} prediction interval {_span(pi)}, which allows for the error of a shift "
+                 f"like an unseen ImageNet-C corruption")
+    text += f"; 95% interval {_span(pred['ci95'])} over these {pred['n']} images, from their sampling alone"
     band = pred.get("validation")
     if band:
         text += (
@@ -239,6 +301,17 @@ def prediction_sentence(name: str, pred: Mapping[str, Any] | None) -> str:
         )
     else:
         text += "; not validated: the reference has too few corruptions to leave one out)."
+    inside = pred.get("in_reference")
+    reason = pred.get("in_reference_reason") or ""
+    if inside is False:
+        text += (f" Out of reference: {reason} No prediction interval is given: the estimate may be off "
+                 f"by more than the validated error.")
+    elif inside is True:
+        text += f" In reference: {reason}"
+    elif "in_reference" in pred:
+        text += f" {reason}"
+        if pi is None:
+            text += " No prediction interval is given."
     actual = pred.get("actual")
     if actual and actual.get("value") is not None:
         a_lo, a_hi = actual["ci95"]
@@ -250,20 +323,27 @@ def prediction_sentence(name: str, pred: Mapping[str, Any] | None) -> str:
 
 
 def prediction_table(predictions: Mapping[str, Mapping[str, Any] | None]) -> pd.DataFrame:
-    """One row per task model and estimator: prediction, interval, validated error, actual."""
+    """One row per task model and estimator: prediction, bootstrap interval over the images
+    (95% low/high), prediction interval (90% PI low/high; NaN when withheld), whether the data
+    are in the reference, validated error, actual."""
     rows = []
     for name, pred in predictions.items():
         if not pred or pred.get("value") is None:
             continue
         actual = pred.get("actual") or {}
+        level = pred.get("prediction_interval_level", PI_LEVEL)
         for k, est in pred["estimates"].items():
             band = est.get("validation") or {}
+            pi = est.get("prediction_interval")
             rows.append({
                 "task model": name,
                 "estimator": est["name"] + (" (stated)" if k == pred["method"] else ""),
                 "predicted": est["value"],
                 "95% low": est["ci95"][0],
                 "95% high": est["ci95"][1],
+                f"{level:.0%} PI low": pi[0] if pi else math.nan,
+                f"{level:.0%} PI high": pi[1] if pi else math.nan,
+                "in reference": pred.get("in_reference"),
                 "LOCO mean abs. error (pts)": band.get("mean_abs_error_pts", math.nan),
                 "LOCO worst (pts)": band.get("max_abs_error_pts", math.nan),
                 "LOCO bias (pts)": round(band.get("bias_pts", math.nan), 1) + 0.0,  # no "-0.0"
