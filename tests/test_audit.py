@@ -96,6 +96,16 @@ def test_audit_own_classes_end_to_end(own_dataset, own_checkpoint, tiny_clip, tm
         pred = summary["scorers"][name]["predicted_accuracy"]
         assert pred["value"] is None and "no matching reference" in pred["note"], name
     assert summary["scorers"]["tv"]["predicted_accuracy"] is None
+    # the first screen: each task model's lines (no prediction without a reference, the measurement)
+    from iqa_lib.audit.headline import CAVEAT
+
+    assert list(summary)[:2] == ["headline", "caveat"] and summary["caveat"] == CAVEAT
+    assert summary["headline"][0].startswith("efficientnet_lite-lite0: no accuracy prediction")
+    assert any(line.startswith("torchvision-resnet18: measured on these labelled images") for line in summary["headline"])
+    assert summary["closest_severity_from_confidence"] == {name: None for name in names[2:]}
+    brisque = summary["scorers"]["brisque"]["variables"]["q"]
+    assert brisque["closest_informative"] is False and "held-out" in brisque["closest_note"]
+    assert summary["scorers"]["torchvision-resnet18"]["variables"]["q_p"]["closest_informative"] is False
 
     second = run_audit(own_dataset, scorers, out, device="cpu", num_workers=0, progress=False, report=False)
     assert second.scored == [] and second.reused == names
@@ -104,6 +114,11 @@ def test_audit_own_classes_end_to_end(own_dataset, own_checkpoint, tiny_clip, tm
     report = out / "report.html"
     html = report.read_text()
     assert "<script src=\"http" not in html
+    from iqa_lib.presentation.html_export import remote_references
+
+    assert remote_references(html) == []
+    # the prediction block comes first, before the report's introduction and tables
+    assert html.index("Accuracy to expect on these images") < html.index("About this report") < html.index("Overview")
     # every figure is embedded: a distribution panel per Q variable (tv, brisque: 1; three task models: 3),
     # two thumbnail grids per scorer, a class panel per scorer
     assert html.count("src=\"data:image/png;base64,") >= 11 + 2 * 5 + 5
@@ -138,7 +153,7 @@ def _jpeg_bytes(seed: int) -> bytes:
     return buf.getvalue()
 
 
-def test_interrupted_audit_of_shards_keeps_its_scores(tmp_path, monkeypatch):
+def test_interrupted_audit_of_shards_keeps_its_scores(tmp_path, monkeypatch, capsys):
     import io
     import os
     import subprocess
@@ -168,6 +183,10 @@ def test_interrupted_audit_of_shards_keeps_its_scores(tmp_path, monkeypatch):
 
     monkeypatch.setattr("iqa_lib.scoring.engine.build_scorer", no_scoring)
     assert main(cmd[3:]) == 0  # finishes from the part written before the kill
+    from iqa_lib.audit.headline import CAVEAT, NO_TASK_MODEL
+
+    err = capsys.readouterr().err.splitlines()
+    assert err[-2:] == [f"audit: {NO_TASK_MODEL}", f"audit: {CAVEAT}"]  # the run ends with the headline
     scores = pd.read_parquet(out / "scores" / "tv.parquet")
     assert scores["image_id"].tolist() == [f"s{i}" for i in range(6)] and scores["q"].notna().all()
     summary = json.loads((out / "summary.json").read_text())
@@ -187,3 +206,38 @@ def test_audit_of_a_csv_list_with_own_labels(tmp_path):
         "source": str(tmp_path / "list.csv"), "images": 4, "unreadable": 1, "labels": "own classes",
         "classes": ["cat", "dog"], "geometry": "resize_crop",
     }
+
+
+@pytest.mark.slow
+def test_audit_of_imagenet_images_predicts_and_says_what_to_read(imagenet_sample, tmp_path, capsys):
+    """A task model on ImageNet-labelled images: the headline (prediction, both intervals, in-reference,
+    measurement) is summary.json's and ends the CLI's run; the NR-IQA closest group is not read as a severity."""
+    from iqa_lib.audit.headline import CAVEAT
+    from iqa_lib.cli import main
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for src in sorted(imagenet_sample.glob("*.JPEG"))[:10]:
+        shutil.copy(src, images / src.name)
+    out = tmp_path / "audit"
+    assert main(["audit", str(images), "--scorer", "efficientnet_lite:lite0", "--scorer", "tv", "--out", str(out),
+                 "--no-report", "--no-progress", "--device", "cpu", "--num-workers", "0"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads((out / "summary.json").read_text())
+    lines = summary["headline"]
+    assert lines[0].startswith("efficientnet_lite-lite0: ")
+    assert any("predicted top-1 accuracy" in line and "95% bootstrap interval" in line for line in lines)
+    assert any(line.startswith("efficientnet_lite-lite0: measured on these labelled images") for line in lines)
+    pred = summary["scorers"]["efficientnet_lite-lite0"]["predicted_accuracy"]
+    if pred.get("in_reference") is False:
+        assert "NOT like its reference" in lines[0]
+    level = summary["closest_severity_from_confidence"]["efficientnet_lite-lite0"]
+    assert level in range(6) and lines[-1].endswith(f"{'clean ImageNet' if level == 0 else f'severity {level}'}.")
+    tv = summary["scorers"]["tv"]["variables"]["q"]
+    assert tv["closest_informative"] is False and tv["closest_note"]
+    assert tv["closest_validation"]["within_one_severity"] < 0.5  # TV does not find ImageNet-C severities
+    err = captured.err.splitlines()
+    assert err[-len(lines) - 1:] == [f"audit: {line}" for line in [*lines, CAVEAT]]
+    out_lines = captured.out.splitlines()
+    assert out_lines[0].startswith("efficientnet_lite-lite0.q_p:")  # the confidence-based closest first
+    assert any(line.startswith("tv.q:") and "(not informative)" in line for line in out_lines)

@@ -27,8 +27,46 @@ class Audit:
     score_failures: dict[str, pd.DataFrame]
     classes: list[str] | None
 
-    def variables(self) -> list[tuple[str, str]]:
-        return [(n, v) for n, e in self.summary["scorers"].items() for v in e["variables"]]
+    def variables(self, confidence_first: bool = False) -> list[tuple[str, str]]:
+        """(scorer, Q variable) pairs; with ``confidence_first`` each task model's q_p leads."""
+        pairs = [(n, v) for n, e in self.summary["scorers"].items() for v in e["variables"]]
+        if confidence_first:
+            first = [(n, v) for n, v in pairs if v == "q_p" and self.summary["scorers"][n].get("kind") != "nr_iqa"]
+            pairs = first + [p for p in pairs if p not in first]
+        return pairs
+
+    def headline(self) -> dict[str, list[tuple[str, bool]]]:
+        """Per task model, its first-screen sentences and whether each is a warning."""
+        from iqa_lib.audit.headline import headline_blocks
+
+        return headline_blocks(self.summary)
+
+    def caveat(self) -> str:
+        from iqa_lib.audit.headline import CAVEAT
+
+        return self.summary.get("caveat") or CAVEAT
+
+    def closest_table(self) -> pd.DataFrame:
+        """One row per Q variable with a reference: its closest group, the severity level (0 = clean),
+        whether that is informative and why; each task model's q_p first."""
+        from iqa_lib.audit.summary import severity_level
+
+        rows = []
+        for name, variable in self.variables(confidence_first=True):
+            item = self.entry(name, variable)
+            closest = (item.get("reference") or {}).get("closest")
+            if closest is None:
+                continue
+            informative = item.get("closest_informative")
+            rows.append({
+                "scorer": name,
+                "Q": variable,
+                "closest group": closest,
+                "level": severity_level(closest),
+                "informative": "-" if informative is None else ("yes" if informative else "no"),
+                "why": item.get("closest_note") or "",
+            })
+        return pd.DataFrame(rows, columns=["scorer", "Q", "closest group", "level", "informative", "why"])
 
     def entry(self, name: str, variable: str) -> dict[str, Any]:
         return self.summary["scorers"][name]["variables"][variable]
@@ -51,6 +89,7 @@ class Audit:
                 "95%": q.get("0.95"),
                 "direction": item["direction_words"],
                 "closest reference group": (item.get("reference") or {}).get("closest") or "no reference",
+                "closest informative": {True: "yes", False: "no"}.get(item.get("closest_informative"), "-"),
                 "accuracy": None if not acc else acc["value"],
             })
         return pd.DataFrame(rows)

@@ -6,7 +6,8 @@ The output folder::
 
     DIR/manifest.parquet, DIR/manifest.failures.csv   the images, and the ones that could not be read
     DIR/scores/<name>.parquet (+ .failures.csv, .done.json)
-    DIR/summary.json                                   per scorer and Q variable (see .summary)
+    DIR/summary.json                                   per scorer and Q variable (see .summary); on top,
+                                                       ``headline`` and ``caveat`` (see .headline)
     DIR/audit.ipynb, DIR/report.html                   the executed report notebook, self-contained HTML
 """
 
@@ -26,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from iqa_lib.audit.reference import Reference, find_reference, scorer_identity, spec_slug
-from iqa_lib.audit.summary import summarise_scorer, summary_path
+from iqa_lib.audit.summary import annotate_closest, summarise_scorer, summary_path
 from iqa_lib.scorers.spec import ScorerSpec, SpecError, parse_spec
 
 SCORES = "scores"
@@ -226,7 +227,11 @@ def build_summary(
         entry["file"] = f"{SCORES}/{path.name}"
         entry["failures"] = int(len(pd.read_csv(score_failures_path(path))))
         summary["scorers"][name] = entry
-    return summary
+    from iqa_lib.audit.headline import CAVEAT, headline
+
+    levels = annotate_closest(summary["scorers"])
+    summary = {"closest_severity_from_confidence": levels} | summary
+    return {"headline": headline(summary), "caveat": CAVEAT} | summary
 
 
 def render_report(out: Path) -> Path:

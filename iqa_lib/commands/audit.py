@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from iqa_lib.commands.score import _spec_arg, device_arg, nonnegative_int_arg, positive_int_arg
 
@@ -14,8 +15,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Score the images of IMAGES (a folder, flat or with class sub-folders; a CSV or "
         "Parquet list with a path column and an optional label column; or WebDataset .tar shards) "
         "with every --scorer and write OUT/summary.json (per scorer and Q variable: n, mean, sd, "
-        "quantiles, the closest clean-ImageNet / ImageNet-C severity group, and accuracy when a "
-        "classifier can tell) and OUT/report.html. A rerun reuses every finished score file; an "
+        "quantiles, the closest clean-ImageNet / ImageNet-C severity group and whether it is "
+        "informative) and OUT/report.html. For a task model (a classifier): a labelled dataset gets "
+        "its measured accuracy (Wilson 95% interval); an unlabelled one gets a prediction from the "
+        "model's confidence (a labelled one gets it too, beside the measurement), with a prediction "
+        "interval validated on ImageNet-C-like shifts of ImageNet classes only (elsewhere the "
+        "prediction is a guess) and a bootstrap interval over the images. The run ends with these "
+        "lines on stderr (summary.json's headline). A rerun reuses every finished score file; an "
         "interrupted one resumes.",
     )
     parser.add_argument("images", metavar="IMAGES", help="folder, .csv/.parquet list, or .tar shard(s)")
@@ -57,12 +63,19 @@ def run(args: argparse.Namespace) -> int:
         reference_dirs=args.reference, report=not args.no_report, progress=not args.no_progress,
         wait=args.wait,
     )
-    for name, entry in result.summary["scorers"].items():
+    scorers = result.summary["scorers"]
+    # task models (their confidence-based closest severity) first
+    for name in sorted(scorers, key=lambda n: "q_p" not in scorers[n]["variables"]):
+        entry = scorers[name]
         for variable, item in entry["variables"].items():
             closest = (item.get("reference") or {}).get("closest") or "no reference"
+            if item.get("reference") and item.get("closest_informative") is False:
+                closest += " (not informative)"
             median = item["quantiles"].get("0.5")
             print(f"{name}.{variable}: n={item['n']} median={median:.4g} closest={closest}"
                   if median is not None else f"{name}.{variable}: no finite values")
+            if item.get("reference") and item.get("closest_informative") is False:
+                print(f"  {item.get('closest_note')}")
         if entry.get("accuracy"):
             acc = entry["accuracy"]
             print(f"{name}: accuracy {acc['value']:.3f} (95% CI {acc['ci95'][0]:.3f}-{acc['ci95'][1]:.3f}, n={acc['n']})")
@@ -72,4 +85,8 @@ def run(args: argparse.Namespace) -> int:
             print(prediction_sentence(name, entry["predicted_accuracy"]))
     print(f"reused {len(result.reused)} score file(s), scored {len(result.scored)}; "
           f"wrote {result.out_dir / 'summary.json'}" + (f" and {result.report}" if result.report else ""))
+    sys.stdout.flush()
+    for line in [*result.summary.get("headline", []), result.summary.get("caveat")]:
+        if line:
+            print(f"audit: {line}", file=sys.stderr, flush=True)
     return 0

@@ -7,7 +7,8 @@ so the report notebook and anyone exploring call the same code.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from html import escape
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -71,8 +72,12 @@ def plot_reference_overlay(
     return ax
 
 
-def plot_distances(distances: pd.DataFrame, ax: plt.Axes | None = None, title: str | None = None) -> plt.Axes:
-    """Wasserstein-1 distance to each reference group; the closest group is outlined."""
+def plot_distances(
+    distances: pd.DataFrame, ax: plt.Axes | None = None, title: str | None = None,
+    informative: bool | None = None,
+) -> plt.Axes:
+    """Wasserstein-1 distance to each reference group; the closest group is outlined (dashed, and
+    the title says so, when ``informative`` is False: the closest group is not to be read as a severity)."""
     ax = ax or plt.subplots(figsize=(4.2, 3.0))[1]
     groups = distances["group"].tolist()
     colors = severity_colors(groups)
@@ -80,12 +85,53 @@ def plot_distances(distances: pd.DataFrame, ax: plt.Axes | None = None, title: s
     best = int(np.nanargmin(d)) if np.isfinite(d).any() else -1
     bars = ax.bar(range(len(groups)), d, color=[colors[g] for g in groups])
     if best >= 0:
-        bars[best].set_edgecolor(DATASET_COLOR)
+        bars[best].set_edgecolor(DATASET_COLOR if informative is not False else "#7f7f7f")
         bars[best].set_linewidth(2.5)
+        if informative is False:
+            bars[best].set_linestyle("--")
     ax.set_xticks(range(len(groups)), [g.replace("severity ", "s") for g in groups], fontsize=8)
     ax.set_ylabel("Wasserstein-1 distance")
-    ax.set_title(title or "distance to reference groups", fontsize=10)
+    title = title or "distance to reference groups"
+    if informative is False:
+        title += "\n(closest not informative)"
+    ax.set_title(title, fontsize=10)
     return ax
+
+
+HEADLINE_STYLE = {
+    "box": "border:2px solid #1f77b4;border-radius:6px;padding:10px 16px;margin:6px 0 14px 0;"
+           "background:#f4f8fc;font-size:15px;line-height:1.45",
+    "warn_box": "border:2px solid #c62828;border-radius:6px;padding:10px 16px;margin:6px 0 14px 0;"
+                "background:#fff4f4;font-size:15px;line-height:1.45",
+    "warn": "color:#b71c1c;font-weight:bold",
+    "caveat": "font-size:13px;color:#444;margin-top:8px",
+}
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def headline_html(blocks: Mapping[str, Sequence[tuple[str, bool]]], caveat: str, empty: str = "") -> str:
+    """The report's first screen: one box per task model (red when a sentence is a warning), its
+    sentences in order (warnings in bold red), then the caveat. Inline styles only: nothing to load."""
+    parts = ['<div style="font-size:19px;font-weight:bold;margin:4px 0">Accuracy to expect on these images</div>']
+    for name, items in blocks.items():
+        warn = any(w for _, w in items)
+        lines = "".join(
+            f'<li style="{HEADLINE_STYLE["warn"]}">{escape(_sentence(t))}</li>' if w
+            else f"<li>{escape(_sentence(t))}</li>"
+            for t, w in items
+        )
+        parts.append(
+            f'<div style="{HEADLINE_STYLE["warn_box" if warn else "box"]}">'
+            f'<div style="font-weight:bold;font-size:16px">{escape(name)}</div>'
+            f'<ul style="margin:4px 0 0 0;padding-left:20px">{lines}</ul></div>'
+        )
+    if not blocks and empty:
+        parts.append(f'<div style="{HEADLINE_STYLE["box"]}">{escape(empty)}</div>')
+    parts.append(f'<div style="{HEADLINE_STYLE["caveat"]}"><b>Caveat.</b> {escape(caveat)}</div>')
+    return "".join(parts)
 
 
 def thumbnail_grid(
