@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -21,7 +22,12 @@ CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
 
 
 def chromium_path() -> str | None:
-    return next((p for p in map(shutil.which, CHROMIUM_NAMES) if p), None)
+    """The browser to open pages in; None lets a test skip, except where CI installed one
+    (IQA_REQUIRE_BROWSER=1): there a missing browser is a failure, not a silent skip."""
+    found = next((p for p in map(shutil.which, CHROMIUM_NAMES) if p), None)
+    if found is None and os.environ.get("IQA_REQUIRE_BROWSER") == "1":
+        raise RuntimeError("IQA_REQUIRE_BROWSER=1 but no chromium on PATH: the browser checks cannot run")
+    return found
 
 
 @dataclass
