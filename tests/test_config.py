@@ -5,6 +5,7 @@ import yaml
 
 from iqa_lib.config import ConfigError, load_params, validate_params
 from iqa_lib.corruptions import COMMON_CORRUPTIONS
+from iqa_lib.dvc_params import dvc_param_keys, missing_dvc_params
 from tests.conftest import REPO_ROOT
 
 
@@ -97,29 +98,26 @@ def test_paper_profile_is_valid_and_names_the_papers_models():
     assert not params.data.renders_corruptions and params.data.imagenet_c_dir == "data/imagenet-c"
 
 
-def _dvc_param_keys() -> set[str]:
-    """Every params key a dvc.yaml stage reads (``${key}`` templates stand for each scorer)."""
-    stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
-    keys = set()
-    for stage in stages.values():
-        for key in (stage.get("do") or stage).get("params", []):
-            keys.add(key.split(".${")[0])
-    return keys
-
-
-def _has(raw: dict, dotted: str) -> bool:
-    for part in dotted.split("."):
-        if not isinstance(raw, dict) or part not in raw:
-            return False
-        raw = raw[part]
-    return True
-
 
 @pytest.mark.parametrize("path", ["params.yaml", "profiles/paper.yaml", "docs/mini-reproduction/params.yaml"])
 def test_every_shipped_params_file_names_every_key_dvc_reads(path):
     # dvc stops a repro with "Parameters ... are missing" for a key absent from params.yaml,
     # even where the kit's own default would do: a shipped profile must name them all.
-    raw = yaml.safe_load((REPO_ROOT / path).read_text())
     load_params(REPO_ROOT / path)
-    missing = sorted(k for k in _dvc_param_keys() if not _has(raw, k))
-    assert not missing, f"{path} lacks {missing}"
+    assert "scoring.decode_on_device" in dvc_param_keys(REPO_ROOT / "dvc.yaml")
+    assert missing_dvc_params(yaml.safe_load((REPO_ROOT / path).read_text()), REPO_ROOT / "dvc.yaml") == []
+
+
+def test_validate_names_the_keys_dvc_would_miss(tmp_path, monkeypatch, capsys):
+    from iqa_lib.cli import main
+
+    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    del raw["scoring"]["decode_on_device"], raw["data"]["geometry"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / "dvc.yaml").write_text((REPO_ROOT / "dvc.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate"]) == 2
+    err = capsys.readouterr().err
+    assert "data.geometry, scoring.decode_on_device" in err and "dvc repro would stop" in err
+    (tmp_path / "dvc.yaml").unlink()  # without a pipeline the kit's defaults do
+    assert main(["validate"]) == 0
