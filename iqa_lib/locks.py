@@ -8,6 +8,8 @@ non-zero, or waits for it with ``--wait``. The lock dies with its process (the
 kernel releases a flock on exit, even after SIGKILL), so a killed run never
 leaves a stale lock behind. The lock file ``.<name>.lock`` stays (removing it
 would race with a waiting writer); it holds the last holder's description.
+The lock goes by the resolved path (``os.path.realpath``): an output reached
+through a symlink is the same output, and must be the same lock.
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ class LockBusy(RuntimeError):
 
 
 def lock_path(target: str | os.PathLike) -> Path:
-    """``.<name>.lock`` beside the output (a file or a folder)."""
-    target = Path(target)
+    """``.<name>.lock`` beside the output (a file or a folder), symlinks resolved: one output, one lock."""
+    target = Path(os.path.realpath(target))
     return target.with_name(f".{target.name}.lock")
 
 

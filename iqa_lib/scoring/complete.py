@@ -4,24 +4,43 @@ The engine's parts make an interrupted run resume; once the parts are merged
 they are gone, and a plain rerun would score everything again. So the engine
 writes a completion record beside the output (``<out stem>.done.json``: spec,
 options that change scores, label space, manifest fingerprint, row count,
-geometry, SCORES_VERSION) when it finishes, and returns at once when the
-record of a rerun matches (:func:`is_complete`); ``resume=False`` /
-``--no-resume`` scores again. The record's format is the one ``iqa-kit audit``
+geometry, SCORES_VERSION, the columns written) when it finishes, and returns at
+once when the record of a rerun matches (:func:`is_complete`); ``resume=False``
+/ ``--no-resume`` scores again. The record's format is the one ``iqa-kit audit``
 wrote before the engine took this over, so older audit folders are reused too.
+
+A record vouches only for the files it saw: it carries the size and sha256 of
+the output and of its failures CSV (``"output"``, ``"failures"``), taken right
+after the merge under the output's lock. Reuse checks them (and the columns and
+row count), so an emptied, truncated, replaced or swapped file is never reused:
+it is set aside as ``<name>.mismatch`` with one warning line and scored again.
+A record written before these fields existed is checked for what it can be
+(readable, the columns and spec of this work, scored plus failed rows = the
+manifest's) and, when that holds, upgraded with the files' size and hash.
+:func:`verify` does all of this without writing, so a complete output on
+read-only storage is reused without a lock.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow.parquet as pq
 
 from iqa_lib.scoring import parts
+
+# What a record says about the files rather than about the work; old records lack them.
+FILE_FACTS = ("output", "failures")
+MISMATCH = ".mismatch"
+_CHUNK = 1 << 20
 
 
 def scores_version() -> str:
@@ -37,11 +56,14 @@ def record_path(out: str | os.PathLike) -> Path:
 
 
 def completion_record(
-    spec_text: str, options: Mapping[str, Any], labels: Any, fingerprint: str, rows: int, geometry: str
+    spec_text: str, options: Mapping[str, Any], labels: Any, fingerprint: str, rows: int, geometry: str,
+    columns: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Everything that changes what a score file holds (``options`` without runtime ones)."""
+    """Everything that changes what a score file holds (``options`` without runtime ones).
 
-    return json.loads(json.dumps({
+    ``columns``: the output's columns, in order, as this work writes them.
+    """
+    record = {
         "spec": spec_text,
         "options": dict(sorted(options.items())),
         "labels": labels,
@@ -49,44 +71,141 @@ def completion_record(
         "rows": rows,
         "geometry": geometry,
         "scores_version": scores_version(),
-    }, default=str))
+    }
+    if columns is not None:
+        record["columns"] = list(columns)
+    return json.loads(json.dumps(record, default=str))
+
+
+def file_facts(path: str | os.PathLike) -> dict[str, Any]:
+    """Size and sha256 of the bytes of ``path``: what a record vouches for."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(_CHUNK):
+            digest.update(block)
+            size += len(block)
+    return {"size": size, "sha256": digest.hexdigest()}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What :func:`verify` found, without writing anything.
+
+    ``why`` says what differs ("" when there is nothing to say: no record, or
+    another work's record); ``suspect`` names the files to set aside, each with
+    its suffix (``.damaged``: unreadable; ``.mismatch``: not what the record says).
+    """
+
+    complete: bool
+    legacy: bool = False  # a record without size and hash, checked as far as it goes
+    why: str = ""
+    suspect: tuple[tuple[Path, str], ...] = ()
+
+
+def verify(out: str | os.PathLike, record: Mapping[str, Any]) -> Verdict:
+    """Whether ``out`` and its failures CSV are complete for exactly this work; reads only."""
+    out, path = Path(out), record_path(out)
+    fails = parts.failures_path(out)
+    if not (out.is_file() and path.is_file() and fails.is_file()):
+        return Verdict(False)
+    try:
+        found = json.loads(path.read_text())
+        if not isinstance(found, dict):
+            raise ValueError(f"a JSON {type(found).__name__}, not an object")
+    except (OSError, ValueError) as exc:
+        return Verdict(False, why=f"completion record {str(path)!r} is unreadable ({parts.unreadable_reason(exc)})")
+    expected = json.loads(json.dumps(dict(record)))
+    if "columns" not in found:  # a record older than the columns it vouches for
+        expected.pop("columns", None)
+    if {k: v for k, v in found.items() if k not in FILE_FACTS} != expected:
+        return Verdict(False)  # made by other work: scored again, nothing to say
+    problems = _shape_problems(out, fails, record)
+    legacy = not all(isinstance(found.get(key), dict) for key in FILE_FACTS)
+    if not legacy:
+        for key, file in zip(FILE_FACTS, (out, fails), strict=True):
+            if file not in problems:
+                problems.update(_facts_problems(file, found[key]))
+    if not problems:
+        return Verdict(True, legacy=legacy)
+    why = "; ".join(f"{str(file)!r} {', '.join(said)}" for file, (said, _) in problems.items())
+    return Verdict(False, legacy=legacy, why=why,
+                   suspect=tuple((file, suffix) for file, (_, suffix) in problems.items()))
+
+
+def _shape_problems(out: Path, fails: Path, record: Mapping[str, Any]) -> dict[Path, tuple[list[str], str]]:
+    """The output's columns, spec and rows (scored + failed) against this work's: cheap, from metadata."""
+    try:
+        meta = pq.read_metadata(out)
+        columns = list(meta.schema.to_arrow_schema().names)
+        spec = parts.read_score_metadata(out).get("spec")
+    except (OSError, ValueError) as exc:
+        return {out: ([f"is unreadable ({parts.unreadable_reason(exc)})"], parts.DAMAGED)}
+    try:
+        failed = len(pd.read_csv(fails))
+    except (OSError, ValueError) as exc:
+        return {fails: ([f"is unreadable ({parts.unreadable_reason(exc)})"], parts.DAMAGED)}
+    said = []
+    wanted = record.get("columns")
+    if wanted is not None and columns != list(wanted):
+        said.append(f"has columns {columns}, this work writes {list(wanted)}")
+    if spec != record.get("spec"):
+        said.append(f"was written by scorer {spec!r}, not {record.get('spec')!r}")
+    if meta.num_rows + failed != int(record.get("rows", -1)):
+        said.append(f"holds {meta.num_rows} scored + {failed} failed rows, the manifest has {record.get('rows')}")
+    return {out: (said, MISMATCH)} if said else {}
+
+
+def _facts_problems(file: Path, facts: Mapping[str, Any]) -> dict[Path, tuple[list[str], str]]:
+    """Size, then sha256, of ``file`` against the record's."""
+    try:
+        have = file_facts(file)
+    except OSError as exc:
+        return {file: ([f"is unreadable ({parts.unreadable_reason(exc)})"], parts.DAMAGED)}
+    if have["size"] != facts.get("size"):
+        return {file: ([f"is {have['size']} bytes, its record says {facts.get('size')}"], MISMATCH)}
+    if have["sha256"] != facts.get("sha256"):
+        return {file: (["has other content than its record vouches for (sha256 differs)"], MISMATCH)}
+    return {}
 
 
 def is_complete(
     out: str | os.PathLike, record: Mapping[str, Any], warn: Callable[[str], Any] | None = None
 ) -> bool:
-    """Whether ``out`` (and its failures CSV) exist, are readable and were made by exactly this work.
+    """Whether ``out`` (and its failures CSV) are complete for this work; called under the output's lock.
 
     A record that cannot be read is a stale record (scored again, with a
-    warning naming it); an output that cannot be read is set aside as
-    ``<name>.damaged`` and scored again.
+    warning naming it); a file that cannot be read is set aside as
+    ``<name>.damaged``, one that differs from its record as ``<name>.mismatch``,
+    with one warning line, and scored again. A record of the old format whose
+    files pass every check but the hash is upgraded with their size and hash.
     """
     warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
-    out, path = Path(out), record_path(out)
-    if not (out.is_file() and path.is_file() and parts.failures_path(out).is_file()):
-        return False
-    try:
-        found = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        warn(f"warning: completion record {str(path)!r} is unreadable ({parts.unreadable_reason(exc)}); "
-             f"scoring {str(out)!r} again")
-        return False
-    if found != json.loads(json.dumps(dict(record))):
-        return False
-    try:
-        rows = pq.read_metadata(out).num_rows
-    except (OSError, ValueError) as exc:
-        moved = parts.set_aside(out)
-        warn(f"warning: {str(out)!r} is unreadable ({parts.unreadable_reason(exc)}): set aside as "
-             f"{str(moved)!r}; scoring it again")
-        return False
-    return rows <= int(record.get("rows", rows))  # more rows than the manifest: not this work's
+    out = Path(out)
+    verdict = verify(out, record)
+    if verdict.complete:
+        if verdict.legacy:
+            mark_complete(out, record)
+            warn(f"note: completion record {str(record_path(out))!r} had no size or hash; {str(out)!r} "
+                 "has this work's columns, spec and rows: the record now vouches for its bytes")
+        return True
+    if verdict.why:
+        moved = [parts.set_aside(file, suffix) for file, suffix in verdict.suspect]
+        aside = f": set aside as {', '.join(repr(str(m)) for m in moved)}" if moved else ""
+        warn(f"warning: {verdict.why}{aside}; scoring {str(out)!r} again")
+    return False
 
 
 def mark_complete(out: str | os.PathLike, record: Mapping[str, Any]) -> Path:
-    """Write the record atomically (a write fault is a one-line WriteError)."""
+    """Write the record with the size and hash of the files it vouches for, atomically.
+
+    Called right after the merge, under the output's lock; a write fault is a
+    one-line WriteError.
+    """
+    out = Path(out)
+    facts = {"output": file_facts(out), "failures": file_facts(parts.failures_path(out))}
     path = record_path(out)
-    parts.write_json_atomic(dict(record), path)
+    parts.write_json_atomic({**dict(record), **facts}, path)
     return path
 
 

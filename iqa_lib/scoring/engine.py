@@ -441,7 +441,8 @@ def _set_up(
         "rows": n,
         "part_size": part_size,
     }
-    record = complete.completion_record(parsed.text, options, space.resume_key(), fingerprint, n, geometry)
+    record = complete.completion_record(parsed.text, options, space.resume_key(), fingerprint, n, geometry,
+                                        [*KEY_COLUMNS, *columns])
     if decode:  # images decoded on the device (its decoder's pixels): not the files of a CPU decode
         meta["decode"] = record["decode"] = decode
     return _Job(given, parsed, Path(given.out), scorer, space, columns, meta, record, batch_size)
@@ -453,12 +454,20 @@ def _prepare_job(job: _Job, held: ExitStack, resume: bool, wait: bool, n: int, p
     from iqa_lib.scoring import complete
 
     out, pdir = job.out, job.pdir
+    if resume and not pdir.exists() and _verified_without_writing(job, legacy=False):
+        return _Plan(True, n)  # complete and verified: reading it needs no lock (read-only storage)
     try:
         held.enter_context(output_lock(out, wait and not job.given.optional))
     except LockBusy as exc:
         if not job.given.optional:
             raise
         return _Plan(False, 0, f"another run is writing it ({exc})")
+    except fileio.WriteError:
+        if resume and not pdir.exists() and _verified_without_writing(job, legacy=True):
+            _say(f"note: {out} cannot be locked (storage not writable); reused as checked, its "
+                 "old-format completion record left as it is")
+            return _Plan(True, n)
+        raise
     with fileio.writing(out.parent):
         out.parent.mkdir(parents=True, exist_ok=True)
     parts.remove_trash(pdir)
@@ -471,6 +480,14 @@ def _prepare_job(job: _Job, held: ExitStack, resume: bool, wait: bool, n: int, p
     complete.forget_complete(out)
     parts.prepare_parts_dir(pdir, job.meta, resume)
     return _Plan(False, parts.check_parts(pdir, n, part_size))
+
+
+def _verified_without_writing(job: _Job, legacy: bool) -> bool:
+    """Whether the output verifies complete by reading alone; ``legacy``: accept an old-format record."""
+    from iqa_lib.scoring import complete
+
+    verdict = complete.verify(job.out, job.record)
+    return verdict.complete and (legacy or not verdict.legacy)
 
 
 def _score_active(

@@ -234,13 +234,13 @@ def _readable(path: Path) -> tuple[pd.DataFrame | None, str | None]:
         return None, unreadable_reason(exc)
 
 
-def set_aside(path: Path) -> Path:
-    """Rename ``path`` to ``<name>.damaged`` (``.damaged-2``, ... if taken): kept, never used."""
-    target = path.with_name(path.name + DAMAGED)
+def set_aside(path: Path, suffix: str = DAMAGED) -> Path:
+    """Rename ``path`` to ``<name><suffix>`` (``-2``, ... if taken): kept, never used."""
+    target = path.with_name(path.name + suffix)
     n = 1
     while target.exists():
         n += 1
-        target = path.with_name(f"{path.name}{DAMAGED}-{n}")
+        target = path.with_name(f"{path.name}{suffix}-{n}")
     with fileio.writing(target):
         os.replace(path, target)
     return target
