@@ -148,7 +148,9 @@ def test_shards_are_read_in_place(tmp_path):
         result = dataset_manifest(source, progress=False)
         df = result.manifest
         assert df["image_id"].tolist() == ["k0", "k1", "k2"] and df["label"].tolist() == [0, 1, 0]
-        assert df["path"][0] == f"{s0}::k0.jpg" and result.failures.empty
+        assert df["path"][0] == f"{s0}::k0.jpg"
+        # a sample with no image is listed, never dropped in silence (issue 22)
+        assert result.failures["path"].str.endswith("::meta.json").tolist() == [True]
     assert dataset_manifest(s0, check="none", progress=False).manifest["image_id"].tolist() == ["k0", "k1"]
     # members decode exactly as the same bytes on disk
     (tmp_path / "k1.jpg").write_bytes(_jpeg(1))

@@ -44,3 +44,20 @@ def between(low: float, high: float, what: str = "") -> Callable[[str], float]:
 
     parse.__name__ = "number"
     return parse
+
+
+def add_max_pixels(parser: argparse.ArgumentParser) -> None:
+    """``--max-pixels``: Pillow's decompression-bomb limit, for the commands that read images."""
+    parser.add_argument(
+        "--max-pixels", type=integer(1, "pixels"), default=None, metavar="N",
+        help="largest image (width x height) decoded without a warning; twice it is refused as a "
+        "decompression bomb and listed as a failure (default: Pillow's 89,478,485; raise it only "
+        "for trusted files: memory grows with it, about 6 bytes per pixel per worker)",
+    )
+
+
+def apply_max_pixels(args: argparse.Namespace) -> None:
+    """Set the limit for this process and, through the environment, its workers."""
+    from iqa_lib.data.images import set_max_pixels
+
+    set_max_pixels(getattr(args, "max_pixels", None))

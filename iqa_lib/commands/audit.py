@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from iqa_lib.commands.arguments import add_max_pixels, apply_max_pixels
 from iqa_lib.commands.score import _spec_arg, device_arg, nonnegative_int_arg, positive_int_arg
 
 
@@ -46,6 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", type=device_arg, default="auto")
     parser.add_argument("--batch-size", type=positive_int_arg, default=None)
     parser.add_argument("--num-workers", type=nonnegative_int_arg, default=None)
+    add_max_pixels(parser)
     parser.add_argument("--no-report", action="store_true", help="write summary.json only")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--wait", action="store_true",
@@ -56,6 +58,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from iqa_lib.audit.run import run_audit
 
+    apply_max_pixels(args)
     result = run_audit(
         args.images, args.scorers, args.out, labels_file=args.labels_file,
         classnames_file=args.classnames, check=args.check, geometry=args.geometry,

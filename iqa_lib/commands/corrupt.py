@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from iqa_lib.commands.arguments import add_max_pixels, apply_max_pixels
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -43,6 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="severities 1-5 (default: 1 2 3 4 5)",
     )
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    add_max_pixels(parser)
     parser.add_argument(
         "--limit",
         type=int,
@@ -77,6 +80,8 @@ def check_positive(option: str, value: int | None) -> None:
 def run(args: argparse.Namespace) -> int:
     from iqa_lib.data.corrupt import resolve_corruptions, resolve_severities
     from iqa_lib.locks import output_lock
+
+    apply_max_pixels(args)
 
     # Check the cheap arguments before taking the lock and scanning a large folder.
     corruptions = resolve_corruptions(args.corruptions)

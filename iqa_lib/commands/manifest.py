@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from functools import partial
 
+from iqa_lib.commands.arguments import add_max_pixels, apply_max_pixels
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -49,6 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "trust the files (none); default: data.check of --params, else full",
     )
     parser.add_argument("--workers", type=int, default=None, help="processes for checking (default: all cores)")
+    add_max_pixels(parser)
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: %(default)s)")
     parser.add_argument(
         "--wait", action="store_true",
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from iqa_lib.locks import output_lock
 
     check_positive("--workers", args.workers)
+    apply_max_pixels(args)
     source = getattr(args, "source", None)
     if source is not None:
         if args.clean or args.imagenet_c:

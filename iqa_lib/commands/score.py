@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from iqa_lib.commands.arguments import add_max_pixels, apply_max_pixels
 from iqa_lib.scoring.checks import check_device, nonnegative_int, positive_int, positive_seconds
 
 if TYPE_CHECKING:
@@ -209,6 +210,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         help="image-decoding worker processes; 0 decodes in the main process (default: from the "
         "CPU count)",
     )
+    add_max_pixels(parser)
     parser.add_argument(
         "--device", type=device_arg, default=None,
         help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N, mps",
@@ -286,6 +288,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from iqa_lib.scoring.engine import DEFAULT_PART_SECONDS, DEFAULT_PART_SIZE, run_scoring
 
+    apply_max_pixels(args)
     explicit = [f"--{k}" for k in ("scorer", "manifest", "out", "images") if getattr(args, k) is not None]
     if args.from_params and not explicit:
         return _run_from_params(args)

@@ -20,6 +20,7 @@ import contextlib
 import errno
 import io
 import os
+import re
 import tarfile
 import threading
 import warnings
@@ -32,8 +33,30 @@ from PIL import Image, ImageFile
 
 # Never decode half an image silently: a truncated file is a failure to report.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
-# ImageNet has a few large images; the default bomb limit is for web input.
-Image.MAX_IMAGE_PIXELS = 400_000_000
+# Pillow's own decompression-bomb limit (89,478,485 px: a warning above it, an error above
+# twice it) unless the user raises it (``--max-pixels``, ``IQA_KIT_MAX_PIXELS``): a 439 KB
+# 20000x20000 PNG decoded under the old 400 Mpx limit took 5.7 GB; refused at the header it
+# costs nothing, and an accepted image costs at most about 2 x 3 bytes x 179 Mpx per worker.
+DEFAULT_MAX_PIXELS = 89_478_485
+MAX_PIXELS_ENV = "IQA_KIT_MAX_PIXELS"
+
+
+def set_max_pixels(pixels: int | None) -> None:
+    """Pillow's bomb limit for this process and (through the environment) its workers."""
+    if pixels is None:
+        return
+    if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 1:
+        raise ValueError(f"max_pixels must be a whole number of at least 1, got {pixels!r}")
+    Image.MAX_IMAGE_PIXELS = pixels
+    os.environ[MAX_PIXELS_ENV] = str(pixels)
+
+
+def _limit_from_env() -> int:
+    text = os.environ.get(MAX_PIXELS_ENV, "")
+    return int(text) if text.isdigit() and int(text) > 0 else DEFAULT_MAX_PIXELS
+
+
+Image.MAX_IMAGE_PIXELS = _limit_from_env()
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".gif"}
@@ -49,15 +72,45 @@ class ImageDecodeError(Exception):
         super().__init__(f"{self.path}: {reason}")
 
 
+MAX_MEMBER_BYTES = 1 << 30  # no image or label member of a shard is read beyond 1 GiB
 MEMBER_SEPARATOR = "::"  # <shard path>::<member name>
 BROKEN_LINK = "broken symbolic link"
 LINK_LOOP = "symbolic link loop"
 
 
+NOT_UTF8 = ("file name is not valid UTF-8 (shown with \\x escapes): rename it to UTF-8 "
+            "(e.g. `convmv -f latin1 -t utf8 --notest`); the kit's tables store names as UTF-8")
+_ESCAPE = re.compile(r"\\x([89a-fA-F][0-9a-fA-F])")
+
+
+def shown(path: str) -> str:
+    """``path`` as a UTF-8-safe string: bytes that are not UTF-8 become ``\\xNN`` escapes.
+
+    Names the OS gives that are not UTF-8 arrive with surrogates, which Parquet
+    and CSV cannot encode; escaped, they can be listed as failures.
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path).decode("utf-8", "backslashreplace")
+    return path
+
+
+def _unescaped(path: str) -> str:
+    """The OS name that :func:`shown` escaped into ``path`` (``path`` itself when none)."""
+    pieces = _ESCAPE.split(path)
+    raw = b"".join(bytes([int(p, 16)]) if i % 2 else p.encode("utf-8") for i, p in enumerate(pieces))
+    return os.fsdecode(raw)
+
+
 def missing_reason(path: str | os.PathLike, exc: OSError) -> str:
-    """Why ``path`` was not found (``exc``): a dangling or looping link is named as such."""
+    """Why ``path`` was not found (``exc``): a dangling or looping link, or a name that is
+    not UTF-8 (listed escaped), is named as such."""
     if exc.errno == errno.ELOOP:
         return LINK_LOOP
+    text = os.fspath(path)
+    if isinstance(text, str) and _ESCAPE.search(text) and os.path.lexists(_unescaped(text)):
+        return NOT_UTF8
     return BROKEN_LINK if os.path.islink(path) else "missing file"
 
 
@@ -100,10 +153,12 @@ def member_path(shard: str | os.PathLike, member: str) -> str:
 class _Shard:
     """A shard's identity (to notice a rewritten file), member index and descriptor (-1: closed)."""
 
-    __slots__ = ("fd", "identity", "members")
+    __slots__ = ("fd", "identity", "members", "truncated_at")
 
-    def __init__(self, identity: tuple[int, int, int], members: dict[str, tuple[int, int]]):
-        self.fd, self.identity, self.members = -1, identity, members
+    def __init__(self, identity: tuple[int, int, int],
+                 index: tuple[dict[str, tuple[int, int]], int | None]):
+        self.fd, self.identity = -1, identity
+        self.members, self.truncated_at = index
 
 
 # Indexes are kept for every shard seen (their size is the dataset's member count);
@@ -129,7 +184,13 @@ def tar_index(shard: str | os.PathLike) -> dict[str, tuple[int, int]]:
     return _shard(os.fspath(shard), need_fd=False)[0].members
 
 
-def _index(shard: str) -> dict[str, tuple[int, int]]:
+def tar_truncated_at(shard: str | os.PathLike) -> int | None:
+    """The byte where the shard's tar stream stops without its end-of-archive block (a
+    truncated shard: tarfile ends such a listing without a word), or ``None``."""
+    return _shard(os.fspath(shard), need_fd=False)[0].truncated_at
+
+
+def _index(shard: str) -> tuple[dict[str, tuple[int, int]], int | None]:
     members: dict[str, tuple[int, int]] = {}
     # "r:" refuses compressed tars: their members cannot be read by seeking
     with tarfile.open(shard, mode="r:") as tar:
@@ -144,7 +205,12 @@ def _index(shard: str) -> dict[str, tuple[int, int]]:
                 break
             if info.isreg():
                 members[info.name] = (info.offset_data, info.size)
-    return members
+        end = tar.offset
+    with open(shard, "rb") as fh:
+        fh.seek(end)
+        marker = fh.read(tarfile.BLOCKSIZE)
+    intact = len(marker) == tarfile.BLOCKSIZE and not marker.strip(b"\0")
+    return members, None if intact else end
 
 
 def _shard(shard: str, need_fd: bool = True) -> tuple[_Shard, int]:
@@ -154,11 +220,11 @@ def _shard(shard: str, need_fd: bool = True) -> tuple[_Shard, int]:
     with _LOCK:
         entry = _SHARDS.get(key)
         if entry is None or entry.identity != identity:
-            members = _index(shard)
+            index = _index(shard)
             if entry is not None and entry.fd >= 0:
                 os.close(entry.fd)
                 _OPEN.pop(key, None)
-            entry = _SHARDS[key] = _Shard(identity, members)
+            entry = _SHARDS[key] = _Shard(identity, index)
         if not need_fd:
             return entry, -1
         if entry.fd < 0:
@@ -198,6 +264,15 @@ def read_member(path: str | os.PathLike) -> bytes:
     offset, size = where
     if size == 0:
         raise ImageDecodeError(path, "zero-byte file")
+    if size > MAX_MEMBER_BYTES:  # a damaged header must not become a 60 GiB allocation
+        raise ImageDecodeError(
+            path, f"tar member claims {size:,} bytes, more than the {MAX_MEMBER_BYTES:,} the kit "
+            "reads from a shard: a damaged header or not an image; rebuild the shard")
+    end = offset + size
+    if end > opened.identity[1]:
+        raise ImageDecodeError(
+            path, f"truncated file (truncated shard: the member's data would end at byte {end:,} "
+            f"of a {opened.identity[1]:,}-byte shard)")
     data = os.pread(fd, size, offset)
     if len(data) != size:
         raise ImageDecodeError(path, f"truncated file (tar member has {len(data)} of {size} bytes)")
@@ -295,7 +370,7 @@ def opened_rgb(path: str | os.PathLike) -> Iterator[Image.Image]:
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(path, f"image too large: {exc}") from None
+        raise ImageDecodeError(path, too_large_reason(exc)) from None
     except Image.UnidentifiedImageError:
         raise ImageDecodeError(path, unsupported_image_reason(path) or "not a recognised image format") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
@@ -303,6 +378,12 @@ def opened_rgb(path: str | os.PathLike) -> Iterator[Image.Image]:
         if "truncated" in msg.lower():
             msg = f"truncated file ({msg})"
         raise ImageDecodeError(path, msg) from None
+
+
+def too_large_reason(exc: Exception) -> str:
+    """A refused decompression bomb, with what to do when the image is trusted."""
+    return (f"image too large: {exc} If you trust the file, raise the limit with --max-pixels "
+            f"(or the {MAX_PIXELS_ENV} environment variable)")
 
 
 def check_image(path: str | os.PathLike, full: bool = True) -> str | None:
@@ -331,6 +412,8 @@ def check_image(path: str | os.PathLike, full: bool = True) -> str | None:
         return missing_reason(path, exc)
     except Image.UnidentifiedImageError:
         return "not a recognised image format"
+    except Image.DecompressionBombError as exc:
+        return too_large_reason(exc)
     except (OSError, ValueError, SyntaxError) as exc:
         if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
             return LINK_LOOP

@@ -30,9 +30,11 @@ from iqa_lib import imagenet
 from iqa_lib.corruptions import ALL_CORRUPTIONS, CORRUPTION_ORDER, SEVERITIES
 from iqa_lib.data.images import (
     IMAGE_EXTENSIONS,
+    NOT_UTF8,
     check_image,
     is_image_file,
     missing_reason,
+    shown,
     unsupported_image_reason,
 )
 from iqa_lib.data.workers import process_pool
@@ -193,13 +195,22 @@ def walk_images(
             if (
                 os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and _image_entry(e, problems)
             ) or _unsupported_entry(e, problems):
-                paths.append(e.path)
-                names.append(name)
+                paths.append(_listed(e.path, problems))
+                names.append(shown(name))
             elif recursive and _is_dir(e, follow=False):
                 visit(e.path)
 
     visit(os.fspath(top))
     return paths, names
+
+
+def _listed(path: str, problems: dict[str, str] | None) -> str:
+    """``path`` as the manifest lists it: a name that is not UTF-8 is escaped and recorded in
+    ``problems`` (a failure row: Parquet and CSV cannot hold it, and the run goes on)."""
+    safe = shown(path)
+    if safe != path and problems is not None:
+        problems[safe] = NOT_UTF8
+    return safe
 
 
 def split_problems(
@@ -377,7 +388,8 @@ def scan_labelled_folder(
                 labels.append(imagenet.label_of(wnid))
             except KeyError as exc:
                 raise ManifestError(f"{e.path!r}: {exc.args[0]}") from None
-        return _columns(_stems([e.name for e in files]), labels, CLEAN, 0, [e.path for e in files]), None
+        paths = [_listed(e.path, problems) for e in files]
+        return _columns(_stems([shown(e.name) for e in files]), labels, CLEAN, 0, paths), None
     raise _no_images_error(root)
 
 
@@ -395,7 +407,7 @@ def _scan_class_folders(
             "folder a non-wnid name (or use a flat folder with a labels file)"
         )
     imagenet_classes = all(is_wnid)
-    classes = [d.name for d in dirs]
+    classes = [shown(d.name) for d in dirs]
     ids: list[str] = []
     labels: list[int] = []
     paths: list[str] = []
@@ -745,7 +757,7 @@ def images_manifest(folder: str | os.PathLike) -> pd.DataFrame:
         for e in _entries(current):
             # files, links to nothing, and unsupported formats: scoring lists each with its reason
             if (is_image_file(e.name) or unsupported_image_reason(e.name)) and not _is_dir(e):
-                paths.append(e.path)
+                paths.append(shown(e.path))  # not UTF-8: scoring lists it with NOT_UTF8
             elif _is_dir(e, follow=False):
                 visit(e.path)
 

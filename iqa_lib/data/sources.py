@@ -42,6 +42,7 @@ and split into manifest and failures as :func:`~iqa_lib.data.manifest.build_mani
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import posixpath
@@ -59,8 +60,11 @@ from iqa_lib.data.images import (
     member_path,
     missing_reason,
     read_member,
+    shown,
     split_member,
     tar_index,
+    tar_truncated_at,
+    unsupported_image_reason,
 )
 from iqa_lib.data.manifest import (
     CLEAN,
@@ -198,18 +202,24 @@ def _read_list(path: Path) -> pd.DataFrame:
         if path.suffix.lower() == ".parquet":
             return pd.read_parquet(path)
         sep = "\t" if path.suffix.lower() == ".tsv" else ","
-        return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, skipinitialspace=True)
+        # a listed name that is not UTF-8 (a Latin-1 list) arrives escaped as images.shown
+        # writes it, and becomes a failure row that says so
+        text = path.read_bytes().decode("utf-8-sig", "backslashreplace")
+        return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
+                           skipinitialspace=True)
     except Exception as exc:  # noqa: BLE001 - any read failure is reported the same way
         raise ManifestError(f"image list {str(path)!r} is not readable: {exc}") from None
 
 
 def _not_found(path: str) -> str:
     """Why a listed file does not exist: a dangling or looping link says so."""
-    if split_member(path) is None and os.path.islink(path):
+    if split_member(path) is None:
         try:
             os.stat(path)
         except OSError as exc:
-            return missing_reason(path, exc)
+            reason = missing_reason(path, exc)
+            if reason != "missing file":  # a dangling link, a loop, a name that is not UTF-8
+                return reason
     return NOT_FOUND
 
 
@@ -255,14 +265,14 @@ def list_manifest(
         )
     if table.empty:
         raise ManifestError(f"image list {str(path)!r} has no rows")
-    raw = table["path"].astype(str).str.strip()
+    raw = table["path"].astype(str).str.strip().map(shown)
     blank = raw.index[raw == ""].tolist()
     if blank:
         raise ManifestError(f"image list {str(path)!r} has empty paths in row(s) {_rows(blank)}")
     base = str(path.parent)
     paths = [_resolve(base, p) for p in raw]
     if "image_id" in table.columns:
-        ids = table["image_id"].astype(str).str.strip().tolist()
+        ids = [shown(x) for x in table["image_id"].astype(str).str.strip()]
         empty = [i for i, x in enumerate(ids) if x in ("", "nan", "None")]
         if empty:
             raise ManifestError(f"image list {str(path)!r} has empty image_id in row(s) {_rows(empty)}")
@@ -485,21 +495,15 @@ def shards_manifest(
     ids: list[str] = []
     paths: list[str] = []
     raw_labels: list[object] = []
+    failed: list[tuple[str, str, str]] = []  # (image_id, path, reason): members that are no sample
     without_image = 0
     for shard in shards:
-        try:
-            index = tar_index(shard)
-        except (tarfile.TarError, OSError) as exc:
-            raise ManifestError(f"shard {shard!r} is not a readable uncompressed tar: {exc}") from None
-        samples: dict[str, dict[str, str]] = {}
-        for name in index:
-            split = split_key(name)
-            if split is not None:
-                samples.setdefault(split[0], {}).setdefault(split[1], name)
+        samples = _shard_samples(shard, failed)
         for key, members in samples.items():
             ext = next((x for x in SAMPLE_IMAGE_EXTS if x in members), None)
             if ext is None:
                 without_image += 1
+                failed.append(_imageless(shard, key, members))
                 continue
             ids.append(posixpath.basename(key))
             paths.append(member_path(shard, members[ext]))
@@ -538,7 +542,79 @@ def shards_manifest(
             )
     classnames = _classnames(classnames_file, classes, unlabelled=not any(labelled))
     df = _columns(ids, labels, CLEAN, 0, paths)
-    return assemble(df, check, workers, progress, classes, classnames)
+    return assemble(df, check, workers, progress, classes, classnames, failures=_failure_rows(failed))
+
+
+def _shard_index(shard: str) -> dict[str, tuple[int, int]]:
+    """A shard's member index; a truncated shard, or a header claiming more than the shard,
+    is refused in one line that names the member and what could be read."""
+    try:
+        index = tar_index(shard)
+        size = os.path.getsize(shard)
+    except (tarfile.TarError, OSError) as exc:
+        raise ManifestError(f"shard {shard!r} is not a readable uncompressed tar: {exc}") from None
+    complete = [name for name, (offset, length) in index.items() if offset + length <= size]
+    for name, (offset, length) in index.items():
+        if offset + length <= size:
+            continue
+        what = (f"its header claims {length:,} bytes, more than the whole {size:,}-byte shard "
+                "(a damaged header)" if length > size else
+                f"the shard ends at byte {size:,}, inside it (a truncated shard)")
+        raise ManifestError(
+            f"truncated shard {shard!r}: member {shown(name)!r} cannot be read: {what}; "
+            f"{len(complete)} member(s) before it are complete ({_examples(map(shown, complete), 3)}); "
+            "download or rebuild the shard, or leave it out of the source"
+        )
+    end = tar_truncated_at(shard)
+    if end is not None:
+        raise ManifestError(
+            f"truncated shard {shard!r}: its tar stream stops at byte {end:,} of {size:,} without "
+            f"the end-of-archive block; {len(complete)} member(s) could be read "
+            f"({_examples(map(shown, complete), 3)}); download or rebuild the shard, or leave it "
+            "out of the source"
+        )
+    return index
+
+
+def _unsafe_member(name: str) -> bool:
+    """An absolute member name or one with ``..``: never an image_id (it could name a file
+    outside any output folder)."""
+    return name.startswith("/") or ".." in name.split("/")
+
+
+def _shard_samples(shard: str, failed: list[tuple[str, str, str]]) -> dict[str, dict[str, str]]:
+    """The shard's samples (key -> extension -> member); members that cannot be part of one
+    (unsafe, hidden or extension-less names) are added to ``failed``."""
+    samples: dict[str, dict[str, str]] = {}
+    for name in _shard_index(shard):
+        split = split_key(name)
+        if _unsafe_member(name):
+            failed.append(("", member_path(shard, shown(name)),  # no id: the name is unsafe
+                           "unsafe member name (absolute, or with '..'): rename the member"))
+        elif split is None:
+            failed.append((shown(name), member_path(shard, shown(name)),
+                           "member name has no extension (or is hidden): not a WebDataset sample member"))
+        else:
+            samples.setdefault(split[0], {}).setdefault(split[1], name)
+    return samples
+
+
+def _imageless(shard: str, key: str, members: dict[str, str]) -> tuple[str, str, str]:
+    """The failure row of a sample with no image member the kit reads (``.heic``, ``.mp4``,
+    a lone ``.txt``): named by its first non-label member."""
+    names = sorted(members.values())
+    first = next((n for n in names if split_key(n)[1] not in ("cls", "json", "txt")), names[0])
+    reason = unsupported_image_reason(first) or (
+        f"sample has no image the kit reads (members: {', '.join(map(shown, names))}); images are "
+        f"<key>.{'/'.join(SAMPLE_IMAGE_EXTS[:4])}, ...")
+    return shown(posixpath.basename(key)), member_path(shard, shown(first)), reason
+
+
+def _failure_rows(failed: list[tuple[str, str, str]]) -> pd.DataFrame | None:
+    if not failed:
+        return None
+    ids, paths, reasons = zip(*failed, strict=True)
+    return pd.DataFrame({"image_id": ids, "corruption": CLEAN, "severity": 0, "path": paths, "reason": reasons})
 
 
 def _own_indices(values: list[int], classnames_file: str | os.PathLike | None) -> tuple[list[int], list[str]]:
