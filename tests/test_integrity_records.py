@@ -137,3 +137,35 @@ def test_a_symlinked_output_takes_the_real_paths_lock(tmp_path):
         pass
     with output_lock(link / "tv.parquet"), pytest.raises(LockBusy), output_lock(real / "tv.parquet"):
         pass
+
+
+def _parts_left(manifest: Path, out: Path, monkeypatch) -> Path:
+    """Every chunk written, the merge not: the parts folder a resume reads."""
+
+    def stop(*args, **kwargs):
+        raise RuntimeError("stopped before the merge")
+
+    monkeypatch.setattr(parts, "merge_parts", stop)
+    with pytest.raises(RuntimeError, match="stopped before the merge"):
+        run_scoring("tv", manifest, out, **KW)
+    monkeypatch.undo()
+    return parts.parts_dir(out)
+
+
+@pytest.mark.parametrize("keep_digest", [True, False], ids=["digest-kept", "plain-parquet"])
+def test_a_tampered_part_is_not_resumed(manifest, tmp_path, monkeypatch, capsys, keep_digest):
+    reference = _scored(manifest, tmp_path / "ref" / "tv.parquet")
+    out = tmp_path / "tv.parquet"
+    part = parts.part_path(_parts_left(manifest, out, monkeypatch), 0)
+    frame = pd.read_parquet(part)
+    frame["q"] = frame["q"] + 1.0  # same rows, other values
+    if keep_digest:
+        _rewrite(part, frame)
+    else:
+        frame.to_parquet(part, index=False)
+    capsys.readouterr()
+    result = run_scoring("tv", manifest, out, **KW)
+    err = capsys.readouterr().err
+    assert f"{str(part)!r}" in err and ("checksum differs" in err if keep_digest else "no checksum" in err)
+    assert result.kept_rows == N - 4 and result.scored_rows == 4
+    assert out.read_bytes() == reference

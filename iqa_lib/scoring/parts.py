@@ -21,11 +21,15 @@ unreadable one (truncated, garbled) is set aside as ``<name>.damaged`` with
 its partner, with one warning line, and its rows are scored again; after the
 merge the set-aside files are kept in ``<out>.damaged/``. A garbled
 ``meta.json`` is an error naming it: without it the parts cannot be trusted to
-belong to this run.
+belong to this run. Every part carries a digest of its content in its metadata
+(``iqa_kit.part_sha256``): a part replaced by a valid file with other values,
+or one without a digest in a folder whose ``meta.json`` says its parts have
+them, is set aside like an unreadable one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -135,10 +139,28 @@ def read_part(path: Path) -> pd.DataFrame:
         ) from None
 
 
+# A part's content digest, in its metadata: a resume takes only parts that hold what was written.
+PART_DIGEST = "part_sha256"
+# meta.json of a parts folder whose parts all carry it (folders of older runs: only those that have one)
+DIGESTS_KEY = "part_digests"
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    """sha256 of a frame's column names and values (as read back): the same before writing and after."""
+    digest = hashlib.sha256(json.dumps([str(c) for c in frame.columns]).encode())
+    for column in frame.columns:
+        digest.update(pd.util.hash_pandas_object(frame[column], index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _write_part(frame: pd.DataFrame, path: Path) -> None:
+    write_parquet_atomic(frame, path, {PART_DIGEST: frame_digest(frame)})
+
+
 def write_chunk(directory: Path, chunk: int, scores: pd.DataFrame, failures: pd.DataFrame) -> None:
     """Failures first, then scores: the scores part marks the chunk done; its sub-parts go."""
-    write_parquet_atomic(failures, failure_part_path(directory, chunk))
-    write_parquet_atomic(scores, part_path(directory, chunk))
+    _write_part(failures, failure_part_path(directory, chunk))
+    _write_part(scores, part_path(directory, chunk))
     for path in _sub_files(directory, chunk):
         with fileio.writing(path):
             path.unlink(missing_ok=True)
@@ -148,8 +170,8 @@ def write_sub_part(
     directory: Path, chunk: int, first: int, scores: pd.DataFrame, failures: pd.DataFrame
 ) -> None:
     """Rows of an unfinished chunk scored since the last write: failures first, then scores."""
-    write_parquet_atomic(failures, sub_failure_path(directory, chunk, first))
-    write_parquet_atomic(scores, sub_part_path(directory, chunk, first))
+    _write_part(failures, sub_failure_path(directory, chunk, first))
+    _write_part(scores, sub_part_path(directory, chunk, first))
 
 
 def _sub_files(directory: Path, chunk: int) -> list[Path]:
@@ -213,7 +235,7 @@ def prepare_parts_dir(directory: Path, meta: dict[str, Any], resume: bool) -> No
                 f"cannot be checked against this run; rerun with --no-resume to score from scratch, "
                 f"or delete {str(directory)!r}"
             ) from None
-        if old != meta:
+        if {k: v for k, v in old.items() if k != DIGESTS_KEY} != meta:
             diff = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
             raise RuntimeError(
                 f"{directory} holds parts of a different run (differs in: {', '.join(diff)}); "
@@ -222,16 +244,35 @@ def prepare_parts_dir(directory: Path, meta: dict[str, Any], resume: bool) -> No
         return
     with fileio.writing(directory):
         directory.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(meta, meta_file)
+    write_json_atomic({**meta, DIGESTS_KEY: True}, meta_file)
 
 
-def _readable(path: Path) -> tuple[pd.DataFrame | None, str | None]:
+def _readable(path: Path) -> tuple[pd.DataFrame | None, str | None, str | None]:
+    """The part's frame and stored digest, or why it cannot be read."""
     try:
-        return pq.read_table(path).to_pandas(), None
+        table = pq.read_table(path)
     except (OSError, ValueError, pa.ArrowException) as exc:
         if fileio.is_write_fault(exc):
             raise
-        return None, unreadable_reason(exc)
+        return None, None, unreadable_reason(exc)
+    stored = (table.schema.metadata or {}).get(f"{METADATA_PREFIX}{PART_DIGEST}".encode())
+    return table.to_pandas(), None if stored is None else stored.decode(), None
+
+
+def _digest_problem(frame: pd.DataFrame, stored: str | None, required: bool) -> str | None:
+    """Why a readable part is not the one the run wrote (its digest differs or is missing)."""
+    if stored is None:
+        return "carries no checksum (not written by this run)" if required else None
+    if stored != frame_digest(frame):
+        return "holds other values than were written (its checksum differs)"
+    return None
+
+
+def _digests_required(directory: Path) -> bool:
+    try:
+        return bool(json.loads((directory / "meta.json").read_text()).get(DIGESTS_KEY))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def set_aside(path: Path, suffix: str = DAMAGED) -> Path:
@@ -265,6 +306,7 @@ def check_parts(
             continue
         key = (int(m.group(1)), None if m.group(2) is None else int(m.group(2)))
         units.setdefault(key, {})["failures" if m.group(3) else "scores"] = path
+    required = _digests_required(directory)
     kept = 0
     covered: dict[int, set[int]] = {}
     whole: set[int] = set()  # chunks whose whole part is good: their sub-parts are leftovers
@@ -288,11 +330,13 @@ def check_parts(
             if not path.exists():
                 problems.append(f"{str(path)!r} is missing")
                 continue
-            frame, why = _readable(path)
+            frame, stored, why = _readable(path)
             if frame is None:
                 problems.append(f"{str(path)!r} is unreadable ({why})")
             elif ROW not in frame.columns:
                 problems.append(f"{str(path)!r} has no {ROW} column")
+            elif bad := _digest_problem(frame, stored, required):
+                problems.append(f"{str(path)!r} {bad}")
             else:
                 frames.append(frame[ROW].to_numpy(np.int64))
         if not problems:
