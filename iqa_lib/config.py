@@ -55,7 +55,8 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: YAML gives real types, so `batch_size: true` or `"32"` is a mistake to name, not to coerce
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class DataParams(_Strict):

@@ -121,3 +121,10 @@ def test_validate_names_the_keys_dvc_would_miss(tmp_path, monkeypatch, capsys):
     assert "data.geometry, scoring.decode_on_device" in err and "dvc repro would stop" in err
     (tmp_path / "dvc.yaml").unlink()  # without a pipeline the kit's defaults do
     assert main(["validate"]) == 0
+
+
+@pytest.mark.parametrize(("key", "value"), [("batch_size", True), ("batch_size", "32"), ("decode_once", "yes"),
+                                            ("part_size", 4096.5), ("decode_on_device", 1)])
+def test_values_of_the_wrong_type_are_named_not_coerced(key, value):
+    # `batch_size: true` used to become 1, `"32"` 32 and `decode_once: "yes"` True without a word
+    assert f"scoring.{key}" in errors_of({"scoring": {key: value}})
