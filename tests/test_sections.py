@@ -155,6 +155,25 @@ def test_claims_carry_a_verdict_and_our_numbers(paper_like):
         assert claim.verdict in ("inconclusive", "not tested"), (claim.text, claim.verdict)
 
 
+
+def test_claims_are_written_beside_the_tables_as_the_notebook_shows_them(paper_like):
+    """claims.md / claims.csv: what a README quotes, the same words as the notebook's claims cell."""
+    from iqa_lib.presentation.sections import claims_markdown
+
+    ctx, built = paper_like
+    for name, section in built.items():
+        folder = ctx.tables_dir / name
+        if not section.claims:
+            assert not (folder / "claims.md").exists() and not (folder / "claims.csv").exists(), name
+            continue
+        text = (folder / "claims.md").read_text()
+        assert claims_markdown(section.claims, ctx.run_caveat) in text, name
+        table = pd.read_csv(folder / "claims.csv", keep_default_na=False)
+        assert list(table["verdict"]) == [c.verdict for c in section.claims], name
+        assert list(table["evidence"]) == [c.evidence for c in section.claims], name
+        if ctx.run_caveat:  # a small run says so above its verdicts
+            assert text.split("\n")[2].startswith("> "), name
+
 def test_figure14_title_says_whose_confidence_is_plotted():
     assert "its own confidence" in figure14_title("lite0", ["lite0"])
     assert "other classifier:" not in figure14_title("lite0", ["lite0"])

@@ -43,6 +43,9 @@ from iqa_lib.paper import paper_text_values
 from iqa_lib.presentation import plots, tables
 from iqa_lib.presentation.gallery import CAVEAT_FILE
 
+CLAIMS_FILE = "claims.md"  # the verdicts as the notebook shows them
+CLAIMS_TABLE = "claims.csv"
+
 PAPER_MAIN_MODEL = "convnext_base"  # the paper's Figures 3, 5 and 7 use ConvNeXt-B
 TASK_QS = ("q_h", "q_l", "q_p")  # the paper's row order in Figures 14-19
 # the same keys in every section's metrics file: one row per file in `dvc metrics show`, and
@@ -342,11 +345,25 @@ class Context:
                 atomic_write_text(caveat, f"{self.run_caveat}\n")
             else:
                 caveat.unlink(missing_ok=True)
+        self._write_claims(section)
         self.metrics_dir.mkdir(parents=True, exist_ok=True)
         section.metrics = headline(self.main_model, section.ranking, section.claims, status(section),
                                    small_run=self.run_caveat is not None and not section.unavailable)
         atomic_write_text(self.metrics_dir / f"{section.name}.json", json.dumps(section.metrics, indent=2) + "\n")
         return section
+
+    def _write_claims(self, section: Section) -> None:
+        """claims.md (the notebook's claims cell) and claims.csv beside the section's tables."""
+        folder = self.tables_dir / section.name
+        if not section.claims:
+            for name in (CLAIMS_FILE, CLAIMS_TABLE):
+                (folder / name).unlink(missing_ok=True)
+            return
+        caveat = self.run_caveat if not section.unavailable else None
+        atomic_write_text(folder / CLAIMS_FILE,
+                          f"# {section.title}: the paper's claims and our verdicts\n\n"
+                          f"{claims_markdown(section.claims, caveat)}\n")
+        write_csv(claims_table(section.claims), folder / CLAIMS_TABLE)
 
 
 def make_context(
@@ -531,11 +548,24 @@ def show_claims(claims: list[Claim], ctx: Context | None = None):
     """
     from IPython.display import Markdown
 
-    lines = [f"> {ctx.run_caveat}", ""] if ctx is not None and ctx.run_caveat else []
+    return Markdown(claims_markdown(claims, ctx.run_caveat if ctx is not None else None))
+
+
+def claims_markdown(claims: list[Claim], caveat: str | None = None) -> str:
+    """The claims cell's text: the run's caveat, each verdict with its evidence, the rules."""
+    lines = [f"> {caveat}", ""] if caveat else []
     lines += [c.markdown() for c in claims] or ["_No claim of this section can be tested with the configured scorers._"]
     if claims:
         lines += ["", f"_{VERDICT_RULE_TEXT}_"]
-    return Markdown("\n".join(lines))
+    return "\n".join(lines)
+
+
+def claims_table(claims: list[Claim]) -> pd.DataFrame:
+    """One row per claim: what a script or a README quotes without parsing the notebook."""
+    return pd.DataFrame(
+        [{"claim": c.text, "verdict": c.verdict, "evidence": c.evidence, "reason": c.reason,
+          "small_n": c.small_n or "", "comparison": c.comparison or ""} for c in claims],
+        columns=["claim", "verdict", "evidence", "reason", "small_n", "comparison"])
 
 
 def _first_three(models: list[str]) -> list[tuple[int, str]]:
