@@ -16,7 +16,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "CenterCrop 224, corruption, JPEG quality 85) into "
         "<out>/<corruption>/<severity>/<wnid>/<image_id>.JPEG (a dataset with its own class "
         "folders: <class> in place of <wnid>), which `iqa-kit manifest --imagenet-c` reads back. Deterministic (the same image, corruption and severity give "
-        "the same bytes) and resumable (existing files are skipped). Undecodable sources are "
+        "the same bytes) and resumable (existing files that decode are skipped; one that does not is "
+        "rendered again). Undecodable sources are "
         "listed in <out>/corrupt_failures.csv and the run goes on; a failed render is listed "
         "too and makes the exit status 1; a write the machine refuses (disk full, I/O error) "
         "stops the run (exit status 2): rerun to finish it. One run at a time writes <out>.",
@@ -116,6 +117,9 @@ def _render(args: argparse.Namespace, corruptions: tuple[str, ...], severities: 
         f"written {report.written}, skipped {report.skipped} (already there), "
         f"failed {report.failed}; elapsed {report.elapsed_s:.1f} s{rate}"
     )
+    if report.rerendered:
+        print(f"{report.rerendered} existing output(s) did not decode (cut short or damaged) and "
+              "were rendered again")
     if report.failures_file is not None:
         print(f"{len(report.failures)} failure(s) listed in {report.failures_file}")
     # Undecodable sources are reported, not fatal; a failed render or a run that produced

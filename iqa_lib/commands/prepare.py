@@ -80,6 +80,8 @@ def _prepare(args: argparse.Namespace, data, out: Path) -> int:
         )
         print(f"ImageNet-C: {report.written} written, {report.skipped} already there, "
               f"{report.failed} failed ({report.undecodable} of undecodable sources), in {data.imagenet_c_dir}")
+        if report.rerendered:
+            print(f"ImageNet-C: {report.rerendered} existing output(s) did not decode and were rendered again")
         if report.failed > report.undecodable:
             failed = report.render_failures
             example = ""

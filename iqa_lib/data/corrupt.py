@@ -36,8 +36,11 @@ rendered before.
 
 Resumability: outputs are written to a temporary file in the same directory
 and moved into place with ``os.replace``, so a final name always holds a whole
-JPEG; a rerun skips every output that exists (and removes the temporary files
-a killed run left behind).
+JPEG; a rerun skips every output that exists and decodes (and removes the
+temporary files a killed run left behind). An output that does not decode
+(cut short by a copy, damaged on disk) is rendered again and counted in
+``GenerationReport.rerendered``: only outputs that would be skipped are
+checked, on threads (Pillow decodes without the GIL), about 1 ms each.
 
 Failures: an undecodable source is listed in ``corrupt_failures.csv`` and the
 run goes on; so is a render that raises. A write the machine refuses (disk
@@ -343,6 +346,7 @@ class GenerationReport:
 
     written: int = 0
     skipped: int = 0
+    rerendered: int = 0  # outputs there that did not decode: in the work again, as missing ones
     failed: int = 0
     failures: list[Failure] = field(default_factory=list)
     images: int = 0
@@ -560,31 +564,69 @@ def _existing_names(directory: Path) -> frozenset[str]:
     return frozenset(n for n in names if not n.endswith(_TMP_SUFFIX))
 
 
+def output_decodes(path: str | os.PathLike) -> bool:
+    """Whether an output is a whole 224 x 224 JPEG that decodes: only such an output is skipped.
+
+    The markers first (a cut copy lacks its end), then a full decode (a damaged header or
+    entropy stream raises).
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+            fh.seek(-2, os.SEEK_END)
+            tail = fh.read(2)
+        if head != b"\xff\xd8" or tail != b"\xff\xd9":
+            return False
+        with Image.open(path) as image:
+            image.load()
+            return image.format == "JPEG" and image.size == (CROP_SIZE, CROP_SIZE)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return False
+
+
+def _undecodable(paths: list[Path]) -> set[Path]:
+    """The outputs of ``paths`` that do not decode (checked on threads)."""
+    if not paths:
+        return set()
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        ok = list(pool.map(output_decodes, paths, chunksize=64))
+    return {p for p, good in zip(paths, ok, strict=True) if not good}
+
+
 def _plan(
     clean: pd.DataFrame,
     root: Path,
     pairs: Sequence[tuple[str, int]],
     classes: Sequence[str] | None = None,
-) -> tuple[list[_Unit], int]:
-    """Work units for the outputs that do not exist yet, and the count that do.
+) -> tuple[list[_Unit], int, int]:
+    """Work units for the outputs that are missing or do not decode; the counts skipped and damaged.
 
     One class at a time: a directory listing per output folder (not a stat per file),
-    and only one class's listings in memory (ImageNet-C has 3.75 M files).
+    and only one class's listings in memory (ImageNet-C has 3.75 M files). Only the
+    outputs that would be skipped are decoded.
     """
     from iqa_lib.imagenet import wnid_of
 
     units: list[_Unit] = []
-    skipped = 0
+    skipped = damaged = 0
     for label, group in clean.groupby("label", sort=True):
         wnid = wnid_of(int(label)) if classes is None else classes[int(label)]
         existing = {(c, s): _existing_names(root / c / str(s) / wnid) for c, s in pairs}
+        found = {
+            image_id: [pair for pair in pairs if f"{image_id}{OUTPUT_SUFFIX}" in existing[pair]]
+            for image_id in group["image_id"]
+        }
+        bad = _undecodable([output_path(root, c, s, wnid, i) for i, done in found.items() for c, s in done])
+        damaged += len(bad)
         for image_id, path in zip(group["image_id"], group["path"], strict=True):
-            name = f"{image_id}{OUTPUT_SUFFIX}"
-            todo = tuple(pair for pair in pairs if name not in existing[pair])
-            skipped += len(pairs) - len(todo)
+            whole = [p for p in found[image_id] if output_path(root, *p, wnid, image_id) not in bad]
+            todo = tuple(pair for pair in pairs if pair not in whole)
+            skipped += len(whole)
             if todo:
                 units.append((image_id, path, wnid, str(root), todo))
-    return units, skipped
+    return units, skipped, damaged
 
 
 def _write_failures(root: Path, failures: list[Failure]) -> Path | None:
@@ -641,8 +683,8 @@ def generate_imagenet_c(
         write_atomic(root / RENDER_VERSIONS_FILE, stamp)
 
     pairs = [(c, s) for c in corruptions for s in severities]
-    units, skipped = _plan(clean, root, pairs, classes)
-    report = GenerationReport(skipped=skipped, images=len(clean))
+    units, skipped, damaged = _plan(clean, root, pairs, classes)
+    report = GenerationReport(skipped=skipped, images=len(clean), rerendered=damaged)
     n_todo = sum(len(u[4]) for u in units)
     n_workers = min(int(workers) if workers else default_workers(), max(1, len(units)))
 
