@@ -5,9 +5,11 @@ kit's :func:`iqa_lib.data.images.resize_center_crop`, as ImageNet-C was rendered
 one shift made with PIL/numpy; every shift is deterministic. Two layouts are written:
 
 - ``OUT/tree/<shift>/1/<wnid>/<stem>.png``: the 224 px shifted images in ImageNet-C's
-  layout (``iqa-kit manifest --imagenet-c OUT/tree`` reads them back as corruption
-  ``<shift>``, severity 1, scored as stored), for ``iqa-kit score`` and
-  ``benchmarks/validate_prediction_interval.py --shifts``;
+  layout, and ``OUT/manifest.parquet`` listing them (the manifest contract: corruption
+  ``<shift>``, severity 1; ``iqa-kit manifest --imagenet-c`` accepts only ImageNet-C's
+  names, so the benchmark writes the rows itself) with the clean images (corruption
+  ``clean``), for ``iqa-kit score --manifest OUT/manifest.parquet`` (shifted rows are
+  scored as stored) and ``benchmarks/validate_prediction_interval.py --extras``;
 - ``OUT/audit/<shift>/<wnid>/<stem>.png`` for the shifts named by ``--audit``: the same
   224 px image in the middle of a 256 x 256 canvas (edge pixels repeated outwards), so that
   ``iqa-kit audit``'s default Resize 256 + CenterCrop 224 gives back exactly the shifted
@@ -39,9 +41,11 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from iqa_lib.data.images import resize_center_crop
+from iqa_lib.imagenet import label_of
 
 
 def _jpeg(q: int):
@@ -128,6 +132,20 @@ def _one(job: tuple[str, str, list[str], list[str]]) -> int:
     return done
 
 
+def write_manifest(files: list[Path], out: Path, shifts: list[str]) -> Path:
+    """The clean images and their shifted copies as manifest rows (labels from the wnids)."""
+    rows = []
+    for name in ["clean", *shifts]:
+        for src in files:
+            wnid = src.name.split("_", 1)[0]
+            path = src if name == "clean" else out / "tree" / name / "1" / wnid / f"{src.stem}.png"
+            rows.append({"image_id": src.stem, "label": label_of(wnid), "corruption": name,
+                         "severity": 0 if name == "clean" else 1, "path": str(path.resolve())})
+    frame = pd.DataFrame(rows).astype({"label": "int64", "severity": "int64"})
+    frame.to_parquet(out / "manifest.parquet", index=False)
+    return out / "manifest.parquet"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--src", type=Path, required=True, help="clean images named <wnid>_<anything>")
@@ -141,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(str(p), str(args.out), args.shifts, args.audit) for p in files]
     with ProcessPoolExecutor(args.workers) as ex:
         n = sum(ex.map(_one, jobs, chunksize=8))
-    print(f"{len(files)} images x {len(args.shifts)} shifts: {n} images into {args.out}/tree"
+    manifest = write_manifest(files, args.out, args.shifts)
+    print(f"{len(files)} images x {len(args.shifts)} shifts: {n} images into {args.out}/tree, "
+          f"listed with the clean images in {manifest}"
           + (f"; audit folders for {', '.join(args.audit)} in {args.out}/audit" if args.audit else ""))
     return 0
 

@@ -9,17 +9,23 @@ EfficientNet-Lite0 one):
    made from clean and the other 14 corruptions only (the interval's own residuals by a
    leave-one-out inside those 14), then each severity group of the held-out corruption is
    predicted at n = 500 (the whole group) and n = 100 (``--draws`` random subsets);
-2. held-out shifts (``--extras``): a score file of the same model on other shifted sets
-   (columns corruption, severity, q_p, q_h, correct; e.g. ImageNet-C's four extra
-   corruptions), each (corruption, severity) group a set, predicted from the whole
-   reference, at its own size and at n = 100.
+2. held-out shifts (``--extras``): score files of the same model on other shifted sets
+   (columns corruption, severity, label, q_p, q_h, correct; e.g. ImageNet-C's four extra
+   corruptions, ``benchmarks/curator_shifts.py``'s realistic shifts), each (corruption,
+   severity) group a set, predicted from the whole reference, at its own size and at n = 100;
+3. classes outside the reference (``--class-split LABELS.parquet``: a score file aligned row
+   by row with the reference, e.g. the ``results/scores/<model>.parquet`` it was built from,
+   for the labels): the reference's classes are split in two halves (alternate classes in
+   sorted order); checks 1 and 2 are repeated with everything fitted on the images of one
+   half and every set drawn from the images of the other.
 
 Per set: covered (the set's measured accuracy inside the interval), width, in_reference.
 Coverage is over the sets the interval was given for (in reference) and over all sets
 (an out-of-reference set counts as not covered there).
 
-    python benchmarks/validate_prediction_interval.py [--extras SCORES.parquet]
-        [--reference REF.parquet] [--method atc_ne] [--draws 20] [--csv OUT.csv]
+    python benchmarks/validate_prediction_interval.py [--extras SCORES.parquet ...]
+        [--class-split LABELS.parquet] [--reference REF.parquet] [--method atc_ne]
+        [--draws 20] [--csv OUT.csv]
 """
 
 from __future__ import annotations
@@ -88,13 +94,53 @@ def evaluate_sets(fit_data: pd.DataFrame, sets: pd.DataFrame, method: str, sizes
 
 
 def nested_loco(data: pd.DataFrame, method: str, draws: int = 20, seed: int = 0,
-                level: float = PI_LEVEL) -> pd.DataFrame:
-    """Each corruption left out: fit everything on the rest, evaluate its severity groups."""
+                level: float = PI_LEVEL, held: np.ndarray | None = None) -> pd.DataFrame:
+    """Each corruption left out: fit everything on the rest, evaluate its severity groups.
+
+    ``held`` (a boolean per row): the fit uses only rows outside it, the sets only rows in
+    it (classes the fit never saw).
+    """
+    fit_rows = np.ones(len(data), bool) if held is None else ~held
+    set_rows = np.ones(len(data), bool) if held is None else held
     out = []
     for c in [c for c in pd.unique(data["corruption"]) if c != CLEAN]:
-        rest = data[data["corruption"] != c]
-        out.append(evaluate_sets(rest, data[data["corruption"] == c], method, SIZES, draws, seed, level))
+        left_out = (data["corruption"] == c).to_numpy()
+        out.append(evaluate_sets(data[fit_rows & ~left_out], data[set_rows & left_out], method, SIZES,
+                                 draws, seed, level))
     return pd.concat(out, ignore_index=True)
+
+
+def class_halves(reference: pd.DataFrame, labels_file: Path) -> tuple[np.ndarray, set]:
+    """Rows of the reference whose class is in the held-out half, and that half's labels.
+
+    The labels come from a score file aligned row by row with the reference (checked: same
+    corruption, severity and q_p on every row); classes alternate between halves in sorted
+    order, so both halves span the label range.
+    """
+    lab = pd.read_parquet(labels_file, columns=["corruption", "severity", "label", "q_p"])
+    aligned = (len(lab) == len(reference)
+               and (lab["corruption"].to_numpy() == reference["corruption"].to_numpy()).all()
+               and (lab["severity"].to_numpy() == reference["severity"].to_numpy()).all()
+               and np.allclose(lab["q_p"].to_numpy(np.float64), reference["q_p"].to_numpy(np.float64),
+                               rtol=0, atol=1e-6))
+    if not aligned:
+        raise SystemExit(f"{labels_file}: not aligned row by row with the reference (rows, corruption, "
+                         "severity or q_p differ); pass the score file the reference was built from")
+    classes = np.sort(lab["label"].unique())
+    held = set(classes[1::2].tolist())
+    return lab["label"].isin(held).to_numpy(), held
+
+
+def _report_sets(ex: pd.DataFrame, title: str) -> None:
+    print(f"\n## {title}\n")
+    print(fmt(summary(ex, ["n"])))
+    print("\nPer corruption:\n")
+    print(fmt(summary(ex, ["n", "corruption"])))
+    whole = ex[ex["size"] == 500]
+    print("\nPer set (whole group):\n")
+    cols = ["corruption", "severity", "n", "predicted", "actual", "lo", "hi", "covered",
+            "distance", "threshold", "in_reference", "nearest"]
+    print(fmt(whole[cols]))
 
 
 def summary(t: pd.DataFrame, by: list[str]) -> pd.DataFrame:
@@ -132,9 +178,19 @@ def fmt(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _read_sets(path: Path) -> pd.DataFrame:
+    sets = pd.read_parquet(path, columns=["corruption", "severity", "label", "q_p", "q_h", "correct"])
+    sets = sets[sets["corruption"] != CLEAN].dropna().reset_index(drop=True)
+    sets["correct"] = sets["correct"].astype(np.float64)
+    return sets
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--extras", type=Path, help="score file of held-out shifted sets")
+    ap.add_argument("--extras", type=Path, nargs="*", default=[], help="score files of held-out shifted sets")
+    ap.add_argument("--class-split", type=Path,
+                    help="score file aligned with the reference, for its labels: also validate on classes "
+                         "outside the fit")
     ap.add_argument("--reference", type=Path, help="reference parquet (default: shipped Lite0)")
     ap.add_argument("--method", default="atc_ne", choices=["atc_ne", "atc_mc", "doc", "ac"])
     ap.add_argument("--draws", type=int, default=20, help="random subsets per group at n = 100")
@@ -147,9 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     loco = nested_loco(data, args.method, args.draws)
     print(f"# {args.method}, reference {path.name} ({len(data)} images), level {PI_LEVEL:.0%}\n")
     print(f"## Nested leave-one-corruption-out ({time.perf_counter() - t0:.1f} s)\n")
-    print(fmt(summary(loco, ["size"])))
+    print(fmt(summary(loco, ["n"])))
     print("\nPer held-out corruption:\n")
-    print(fmt(summary(loco, ["size", "corruption"])))
+    print(fmt(summary(loco, ["n", "corruption"])))
     miss = loco[~loco["covered"]]
     if len(miss):
         print("\nNot covered:\n")
@@ -163,22 +219,26 @@ def main(argv: list[str] | None = None) -> int:
             sets=("draw", "size"), covered=("covered", "sum"),
             distance=("distance", "mean"), threshold=("threshold", "mean")).reset_index()))
     frames = {"loco": loco}
-    if args.extras:
+    held_out = [_read_sets(path) for path in args.extras]
+    for path, sets in zip(args.extras, held_out, strict=True):
         t0 = time.perf_counter()
-        sets = pd.read_parquet(args.extras, columns=["corruption", "severity", "q_p", "q_h", "correct"])
-        sets = sets[sets["corruption"] != CLEAN].dropna()
-        sets["correct"] = sets["correct"].astype(np.float64)
         ex = evaluate_sets(data, sets, args.method, SIZES, args.draws)
-        print(f"\n## Held-out shifts: {args.extras.name} ({time.perf_counter() - t0:.1f} s)\n")
-        print(fmt(summary(ex, ["size"])))
-        print("\nPer corruption:\n")
-        print(fmt(summary(ex, ["size", "corruption"])))
-        whole = ex[ex["size"] == 500]
-        print("\nPer set (whole group):\n")
-        cols = ["corruption", "severity", "n", "predicted", "actual", "lo", "hi", "covered",
-                "distance", "threshold", "in_reference", "nearest"]
-        print(fmt(whole[cols]))
-        frames["extras"] = ex
+        _report_sets(ex, f"Held-out shifts: {path.name} ({time.perf_counter() - t0:.1f} s)")
+        frames[f"extras:{path.name}"] = ex
+    if args.class_split:
+        held, classes = class_halves(data, args.class_split)
+        t0 = time.perf_counter()
+        split = nested_loco(data, args.method, args.draws, held=held)
+        print(f"\n## Classes outside the reference: fitted on {int((~held).sum())} rows of "
+              f"the other classes, sets from the {len(classes)} classes held out ({time.perf_counter() - t0:.1f} s)\n")
+        print("Nested leave-one-corruption-out, sets from the held-out classes only:\n")
+        print(fmt(summary(split, ["n"])))
+        frames["loco:classes"] = split
+        fit_half = data[~held]
+        for path, sets in zip(args.extras, held_out, strict=True):
+            ex = evaluate_sets(fit_half, sets[sets["label"].isin(classes)], args.method, SIZES, args.draws)
+            _report_sets(ex, f"Held-out shifts on held-out classes: {path.name}")
+            frames[f"extras:classes:{path.name}"] = ex
     if args.csv:
         pd.concat([f.assign(check=k) for k, f in frames.items()]).to_csv(args.csv, index=False)
     return 0
