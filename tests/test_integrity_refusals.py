@@ -7,11 +7,32 @@ names that are not UTF-8 through ``score --images`` and ``audit``.
 
 from __future__ import annotations
 
+import io
+import tarfile
+
 import pandas as pd
+import pytest
 from PIL import Image
 
 from iqa_lib.data import corrupt as C
+from iqa_lib.data.manifest import ManifestError
+from iqa_lib.data.sources import dataset_manifest
 from tests.conftest import TENCH, write_image
+
+
+def _jpeg() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (24, 20), (120, 30, 200)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def _tar(path, members: list[tuple[str, bytes]]):
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
 
 
 # --------------------------------------------------------------------- corrupt: outputs must decode
@@ -56,3 +77,52 @@ def test_corrupt_command_says_how_many_outputs_it_renders_again(tmp_path, capsys
     out = capsys.readouterr().out
     assert "written 1, skipped 1" in out
     assert "1 existing output(s) did not decode" in out
+
+
+# --------------------------------------------------------------------- labels that read as missing
+MISSING = ["NaN", "NA", "nan", "None", "null", "", "n/a", "<NA>"]
+
+
+def _two_images(folder) -> None:
+    for i, name in enumerate("ab"):
+        write_image(folder / f"{name}.png", size=(8, 8), seed=i)
+
+
+@pytest.mark.parametrize("value", MISSING)
+@pytest.mark.parametrize("suffix, sep", [(".csv", ","), (".tsv", "\t")])
+def test_a_list_label_that_reads_as_missing_is_refused_with_its_row(tmp_path, value, suffix, sep):
+    _two_images(tmp_path)
+    listing = tmp_path / f"list{suffix}"
+    listing.write_text(f"path{sep}label\na.png{sep}cat\n\nb.png{sep}{value}\n")  # a blank line too
+    with pytest.raises(ManifestError) as err:
+        dataset_manifest(listing, progress=False)
+    message = str(err.value)
+    assert str(listing) in message and "row(s) 2 (line(s) 4)" in message
+    assert repr(value) in message and "never a class" in message and "label every image" in message
+
+
+@pytest.mark.parametrize("value", ["NaN", "null", None, float("nan")])
+def test_a_parquet_list_label_that_reads_as_missing_is_refused(tmp_path, value):
+    _two_images(tmp_path)
+    pd.DataFrame({"path": [str(tmp_path / "a.png"), str(tmp_path / "b.png")],
+                  "label": ["cat", value]}).to_parquet(tmp_path / "l.parquet")
+    with pytest.raises(ManifestError, match=r"row\(s\) 2.*never a class"):
+        dataset_manifest(tmp_path / "l.parquet", progress=False)
+
+
+def test_a_labels_file_label_that_reads_as_missing_names_the_line(tmp_path):
+    _two_images(tmp_path)
+    labels = tmp_path / "labels.txt"
+    labels.write_text(f"# mine\na.png {TENCH}\n\nb.png NaN\n")
+    with pytest.raises(ManifestError, match=r"labels\.txt:4: label 'NaN' .*never a class"):
+        dataset_manifest(tmp_path, labels_file=labels, progress=False)
+
+
+@pytest.mark.parametrize("ext, data", [("txt", b"nan"), ("txt", b"None"), ("json", b'"NaN"'),
+                                       ("json", b'{"label": null}'), ("json", b'{"cls": "NA"}')])
+def test_a_shard_label_that_reads_as_missing_is_refused_naming_the_member(tmp_path, ext, data):
+    shard = _tar(tmp_path / "s.tar", [("k0.jpg", _jpeg()), (f"k0.{ext}", b'"dog"' if ext == "json" else b"dog"),
+                                      ("k1.jpg", _jpeg()), (f"k1.{ext}", data)])
+    with pytest.raises(ManifestError) as err:
+        dataset_manifest(shard, progress=False)
+    assert f"s.tar::k1.{ext}" in str(err.value) and "never a class" in str(err.value)

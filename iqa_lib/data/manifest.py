@@ -239,6 +239,17 @@ def _examples(items: Iterable[str], n: int = 5) -> str:
 
 
 # --------------------------------------------------------------------- labels files
+MISSING_LABELS = frozenset({"", "nan", "na", "n/a", "<na>", "none", "null"})  # any case
+MISSING_LABEL_NOTE = "NaN, NA, None, null and empty read as missing values, never a class"
+
+
+def missing_label(value: object) -> bool:
+    """Whether a label reads as a missing value: one of them must never become a class."""
+    if value is None or (isinstance(value, float) and value != value):
+        return True
+    return isinstance(value, str) and value.strip().lower() in MISSING_LABELS
+
+
 def read_labels_file(path: str | os.PathLike) -> dict[str, int]:
     """Map image stem -> label from a labels file.
 
@@ -247,43 +258,53 @@ def read_labels_file(path: str | os.PathLike) -> dict[str, int]:
     without a header; and the Kaggle ``LOC_val_solution.csv`` form
     (``ImageId,PredictionString`` whose first token is the wnid). Integer
     labels are sorted-wnid indices, *not* the devkit's 1-based ILSVRC2012_ID.
+    Errors name the line of the file (blank and ``#`` lines counted).
     """
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"labels file {str(path)!r} does not exist")
-    text = path.read_text().splitlines()
-    lines = [ln.strip() for ln in text if ln.strip() and not ln.lstrip().startswith("#")]
+    lines = [(n, ln.strip()) for n, ln in enumerate(path.read_text().splitlines(), start=1)
+             if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         raise ManifestError(f"labels file {str(path)!r} is empty")
-    delimiter = "," if "," in lines[0] else ("\t" if "\t" in lines[0] else None)
+    delimiter = "," if "," in lines[0][1] else ("\t" if "\t" in lines[0][1] else None)
     labels: dict[str, int] = {}
-    for lineno, line in enumerate(lines, start=1):
+    for lineno, line in lines:
         fields = next(csv.reader([line], delimiter=delimiter)) if delimiter else line.split()
         fields = [f.strip() for f in fields if f.strip()]
         if len(fields) < 2:
             raise ManifestError(f"{path}:{lineno}: expected '<file> <label>', got {line!r}")
         name, value = fields[0], fields[1].split()[0]
-        if lineno == 1 and not imagenet.is_wnid(value) and not value.lstrip("-").isdigit():
+        if lineno == lines[0][0] and not imagenet.is_wnid(value) and not value.lstrip("-").isdigit() \
+                and not missing_label(value):
             continue  # header row
-        if imagenet.is_wnid(value):
-            try:
-                label = imagenet.label_of(value)
-            except KeyError as exc:
-                raise ManifestError(f"{path}:{lineno}: {exc.args[0]}") from None
-        else:
-            try:
-                label = int(value)
-            except ValueError:
-                raise ManifestError(
-                    f"{path}:{lineno}: label {value!r} is neither a wnid nor an integer 0-999"
-                ) from None
-            if not 0 <= label < imagenet.NUM_CLASSES:
-                raise ManifestError(f"{path}:{lineno}: label {label} is outside 0-999")
+        label = _file_label(path, lineno, value)
         stem = Path(name).stem if is_image_file(name) else name
         if stem in labels and labels[stem] != label:
             raise ManifestError(f"{path}:{lineno}: {stem!r} is given two labels ({labels[stem]}, {label})")
         labels[stem] = label
     return labels
+
+
+def _file_label(path: Path, lineno: int, value: str) -> int:
+    """The ImageNet label of one labels-file line's value (a wnid or an index 0-999)."""
+    if missing_label(value):
+        raise ManifestError(
+            f"{path}:{lineno}: label {value!r} is a missing value ({MISSING_LABEL_NOTE}); give "
+            "the image its wnid or index, or leave it out of the folder"
+        )
+    if imagenet.is_wnid(value):
+        try:
+            return imagenet.label_of(value)
+        except KeyError as exc:
+            raise ManifestError(f"{path}:{lineno}: {exc.args[0]}") from None
+    try:
+        label = int(value)
+    except ValueError:
+        raise ManifestError(f"{path}:{lineno}: label {value!r} is neither a wnid nor an integer 0-999") from None
+    if not 0 <= label < imagenet.NUM_CLASSES:
+        raise ManifestError(f"{path}:{lineno}: label {label} is outside 0-999")
+    return label
 
 
 # --------------------------------------------------------------------- clean folders

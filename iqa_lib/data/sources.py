@@ -48,6 +48,7 @@ import os
 import posixpath
 import re
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -69,6 +70,7 @@ from iqa_lib.data.images import (
 from iqa_lib.data.manifest import (
     CLEAN,
     MANIFEST_COLUMNS,
+    MISSING_LABEL_NOTE,
     UNLABELLED,
     Check,
     ManifestError,
@@ -83,6 +85,7 @@ from iqa_lib.data.manifest import (
     assemble,
     build_manifest,
     check_workers,
+    missing_label,
     split_problems,
     walk_images,
 )
@@ -205,10 +208,23 @@ def _read_list(path: Path) -> pd.DataFrame:
         # a listed name that is not UTF-8 (a Latin-1 list) arrives escaped as images.shown
         # writes it, and becomes a failure row that says so
         text = path.read_bytes().decode("utf-8-sig", "backslashreplace")
-        return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
-                           skipinitialspace=True)
+        table = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False,
+                            skipinitialspace=True, skip_blank_lines=False)
     except Exception as exc:  # noqa: BLE001 - any read failure is reported the same way
         raise ManifestError(f"image list {str(path)!r} is not readable: {exc}") from None
+    return _without_blank_lines(table)
+
+
+def _without_blank_lines(table: pd.DataFrame) -> pd.DataFrame:
+    """Blank lines dropped, each row's line in the file kept (``attrs["lines"]``) for messages.
+
+    Line numbers assume one line per row (no quoted line breaks), the header on line 1.
+    """
+    blank = (table.apply(lambda column: column.str.strip()) == "").all(axis=1).to_numpy()
+    lines = [n for n, drop in enumerate(blank, start=2) if not drop]
+    table = table[~blank].reset_index(drop=True)
+    table.attrs["lines"] = lines
+    return table
 
 
 def _not_found(path: str) -> str:
@@ -256,6 +272,7 @@ def list_manifest(
     """Manifest of a CSV/TSV/Parquet list of images (``path``, optional ``label``, ``image_id``)."""
     path = Path(list_file)
     table = _read_list(path)
+    lines = table.attrs.get("lines")
     if set(MANIFEST_COLUMNS) <= set(table.columns):
         return _manifest_file(path, table, classnames_file, check, workers, progress)
     if "path" not in table.columns:
@@ -292,7 +309,7 @@ def list_manifest(
         column = table["label"]
         if pd.api.types.is_float_dtype(column) and column.notna().all() and (column % 1 == 0).all():
             column = column.astype("int64")  # integers stored as floats: 5.0 is label 5
-        labels, classes = _interpret_labels(column, f"image list {str(path)!r}", _rows)
+        labels, classes = _interpret_labels(column, f"image list {str(path)!r}", _row_lines(lines))
     else:
         labels = [UNLABELLED] * len(paths)
     classnames = _classnames(classnames_file, classes, unlabelled="label" not in table.columns)
@@ -323,6 +340,13 @@ def _rows(index: list[int]) -> str:
     return _examples([str(i + 1) for i in index]).replace("'", "")
 
 
+def _row_lines(lines: list[int] | None) -> Callable[[list[int]], str]:
+    """``_rows`` that also names the rows' lines in a CSV/TSV list (``lines``: ``attrs["lines"]``)."""
+    if not lines:
+        return _rows
+    return lambda index: f"{_rows(index)} (line(s) {_examples([str(lines[i]) for i in index])})".replace("'", "")
+
+
 def _manifest_file(
     path: Path, table: pd.DataFrame, classnames_file: str | os.PathLike | None,
     check: Check, workers: int | None, progress: bool,
@@ -349,13 +373,14 @@ def _interpret_labels(values: pd.Series | list, where: str, rows=None) -> tuple[
     """wnids -> ImageNet labels; integers -> ImageNet indices; other strings -> own classes."""
     rows = rows or (lambda idx: _examples([str(i + 1) for i in idx]))
     series = pd.Series(list(values), dtype=object)
-    text = series.map(lambda v: "" if v is None or (isinstance(v, float) and v != v) else str(v).strip())
-    blank = text.index[text == ""].tolist()
+    blank = [i for i, v in enumerate(series) if missing_label(v)]
     if blank:
         raise ManifestError(
-            f"{where}: {len(blank)} row(s) have no label (row(s) {rows(blank)}); label every "
-            "image, or leave the labels out altogether for unlabelled images"
+            f"{where}: {len(blank)} row(s) have no label, e.g. {series[blank[0]]!r} in row(s) "
+            f"{rows(blank)} ({MISSING_LABEL_NOTE}); label every image, or leave the labels out "
+            "altogether for unlabelled images"
         )
+    text = series.map(lambda v: str(v).strip())
     is_int = text.str.match(_INT)
     is_wnid = text.map(imagenet.is_wnid).astype(bool)
     if is_wnid.all():
@@ -471,14 +496,26 @@ def _sample_label(shard: str, members: dict[str, str]) -> object:
             except ValueError:
                 raise ManifestError(f"label member {where!r} is not valid JSON") from None
             if isinstance(value, dict):
-                value = next((value[k] for k in JSON_LABEL_KEYS if k in value), None)
-                if value is None:
+                key = next((k for k in JSON_LABEL_KEYS if k in value), None)
+                if key is None:
                     continue  # metadata without a label: try .txt
-            if isinstance(value, bool) or not isinstance(value, int | str):
+                value = value[key]
+            if isinstance(value, bool) or not isinstance(value, int | str | None):
                 raise ManifestError(f"label member {where!r}: the label must be an integer or a string")
-            return value
-        return text or None
+            return _present_label(where, value)
+        return _present_label(where, text) if text else None
     return None
+
+
+def _present_label(where: str, value: int | str | None) -> int | str:
+    """A shard's label, unless it reads as a missing value (refused, naming the member)."""
+    if missing_label(value):
+        raise ManifestError(
+            f"label member {where!r} holds {value!r}, a missing value ({MISSING_LABEL_NOTE}); "
+            "give the sample its class, or leave the label members out of every sample for "
+            "unlabelled shards"
+        )
+    return value  # type: ignore[return-value]
 
 
 def shards_manifest(
