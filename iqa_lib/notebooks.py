@@ -1,17 +1,32 @@
 """Run a section notebook with papermill and keep an HTML copy beside it.
 
-Executed notebooks are leaf outputs of the pipeline (they change on every run:
-timestamps), so nothing downstream may depend on them; the tables and figures
-they write are the stable outputs.
+Executed notebooks are leaf outputs of the pipeline: nothing downstream depends on
+them. ``dvc.lock`` records their hash all the same, so a rerun must write the same
+bytes: :func:`deterministic` removes what papermill and nbclient stamp on every run
+(start and end times, durations, the temporary output name, the injected
+parameters cell's random id) and the kit's log lines (scoring progress, timings),
+which went to the log when stderr was streamed. The HTML is exported from the
+cleaned notebook.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+# what papermill and nbclient record that differs on every run
+_RUN_KEYS = ("start_time", "end_time", "duration")
+# the injected parameters cell gets a random id from nbformat; the HTML shows ids
+INJECTED_ID = "injected-parameters"
+# The kit's stderr lines that are about the run, not its results: a scoring progress line
+# (iqa_lib.scoring.progress.LINE_RE), a step's time ("group-wise: 0.9s"), a trailing time
+# ("... (0.1s)", "... (10.1s in all)"). The first two are dropped, the last cut off.
+_TIMED_LINE = re.compile(r"^[^:\n]+: \d+(?:\.\d+)?s$")
+_TIME_SUFFIX = re.compile(r" \(\d+(?:\.\d+)?s(?: in all)?\)$")
 
 
 def run_notebook(
@@ -29,6 +44,7 @@ def run_notebook(
     run per scorer needs one name each). ``stream_stderr`` copies the kernel's stderr
     to ours as it comes, so that a long run (scoring) is not silent under ``dvc repro``.
     """
+    import nbformat
     import papermill as pm
 
     from iqa_lib.fileio import writing
@@ -53,6 +69,8 @@ def run_notebook(
                 kernel_name="python3",
                 stderr_file=sys.stderr if stream_stderr else None,
             )
+            cleaned = deterministic(nbformat.read(str(running), as_version=4), executed)
+            nbformat.write(cleaned, str(running))
             os.replace(running, executed)
     except pm.PapermillExecutionError as exc:
         if running.exists():
@@ -71,6 +89,51 @@ def run_notebook(
 
         export_offline_html(executed, executed.with_suffix(".html"), hide_code=False)
     return executed
+
+
+def _log_line(line: str) -> bool:
+    from iqa_lib.scoring.progress import LINE_RE
+
+    return bool(LINE_RE.match(line) or _TIMED_LINE.match(line))
+
+
+def _without_log_lines(text: str) -> str:
+    lines = text.splitlines(keepends=True)
+    kept = [_TIME_SUFFIX.sub("", line.rstrip("\n")) + ("\n" if line.endswith("\n") else "")
+            for line in lines if not _log_line(line.rstrip("\n"))]
+    return "".join(kept)
+
+
+def deterministic(nb: Any, executed: str | os.PathLike | None = None) -> Any:
+    """``nb`` (an executed ``NotebookNode``) without what changes from run to run; in place.
+
+    Kept: the papermill parameters, input path, versions, each cell's status and
+    exception, every output but the kit's log lines on stderr. ``executed`` is the
+    final name, recorded instead of the temporary one papermill wrote to.
+    """
+    meta = nb.metadata.get("papermill")
+    if meta is not None:
+        for key in _RUN_KEYS:
+            meta.pop(key, None)
+        if executed is not None and "output_path" in meta:
+            meta["output_path"] = Path(executed).as_posix()
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)  # nbclient's iopub timestamps
+        for key in _RUN_KEYS:
+            cell.metadata.get("papermill", {}).pop(key, None)
+        if INJECTED_ID in cell.metadata.get("tags", ()):
+            cell["id"] = INJECTED_ID
+        outputs = []
+        for output in cell.get("outputs", ()):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                text = output.get("text", "")
+                output["text"] = _without_log_lines("".join(text) if isinstance(text, list) else text)
+                if not output["text"]:
+                    continue
+            outputs.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = outputs
+    return nb
 
 
 def enter_project_root(start: str | os.PathLike | None = None) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -113,8 +114,14 @@ def test_score_notebook_writes_what_the_cli_writes_and_reports_it(project):
     html = executed.with_suffix(".html").read_text()
     assert html.count("data:image/png;base64") >= 3  # Q figure, lowest and highest thumbnails
     assert html.count('class="dataframe"') >= 7  # spec, weights, runtime, speed, failures x2, Q table
-    for text in ("no weights (tv", "im07", "contrast", "img/s"):
+    for text in ("no weights (tv", "im07", "contrast", "<td>scored</td>"):
         assert text in html, text
+    # dvc.lock records the report's hash: no times, rates, progress lines or temporary names in it,
+    # the timing is beside the scores (a reuse below leaves it as the scoring call wrote it)
+    for text in (html, executed.read_text()):
+        assert not re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d|img/s|<th>images/s|<th>wall time|running-", text)
+    speed = json.loads(report.speed_path(out).read_text())
+    assert speed["rows"] == N and speed["images/s"] > 0 and speed["wall time (s)"] >= 0
     from chromium import chromium_path, inspect_page
 
     if chromium_path() is not None:  # as a person opens it: offline, no script errors, figures drawn
@@ -127,6 +134,8 @@ def test_score_notebook_writes_what_the_cli_writes_and_reports_it(project):
     run = report.run_from_params("tv")
     assert run.result.reused and run.result.scored_rows == 0
     assert report.speed_table(run.result)["status"].iloc[0].startswith("reused")
+    assert report.write_speed(out, report.speed_table(run.result)) is None
+    assert json.loads(report.speed_path(out).read_text()) == speed
     weights = report.weights_table(report.built_scorer(run.options, run.result))
     assert weights["weights"].iloc[0].startswith("no weights (tv") and weights["file"].iloc[0] == ""
     table = report.distribution_table(report.load_scoreset(out))
@@ -197,3 +206,39 @@ def test_a_batch_size_override_is_every_scorer_of_the_pass(project):
     forced = options_from_params("tv", "params.yaml", batch_size=5)
     assert forced.batch_size == 5 and [o.batch_size for o in forced.others] == [5]
     assert options_from_params("tv", "params.yaml", alone=True).others == ()
+
+
+def test_executed_notebooks_keep_no_run_stamps():
+    """What papermill, nbclient and the kit's log lines put in an executed notebook that differs on
+    every run is removed (dvc.lock records its hash); results and other stderr lines stay."""
+    import nbformat
+
+    from iqa_lib.notebooks import deterministic
+
+    stamps = {"start_time": "2026-12-06T14:12:07+00:00", "end_time": "2026-12-06T14:16:41+00:00", "duration": 3.5}
+    nb = nbformat.v4.new_notebook(metadata={"papermill": {
+        **stamps, "input_path": "notebooks/score.ipynb", "parameters": {"scorer": "tv"},
+        "output_path": "results/notebooks/.score_tv.running-31061.ipynb"}})
+    injected = nbformat.v4.new_code_cell("scorer = 'tv'", metadata={"tags": ["injected-parameters"]})
+    cell = nbformat.v4.new_code_cell("run()", metadata={
+        "execution": {"iopub.execute_input": "2026-12-06T14:12:10.100467Z"},
+        "papermill": {**stamps, "status": "completed", "exception": False}})
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stderr", text=(
+            "tv + brisque: 128/684 rows (18.7%), 2.1 img/s now, 2.1 overall, ~4 min left\n"
+            "reusing results/scores/tv.parquet: complete\n"
+            "loaded 684 rows, 13 Q variables (0.1s)\ngroup-wise: 0.9s\nwrote 12 tables to results/analysis (10.1s in all)\n")),
+        nbformat.v4.new_output("stream", name="stderr", text="tv: 684/684 rows (100.0%), 3.6 img/s now, done in 4 min\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="group-wise: 0.9s\n"),  # stdout is the cell's own
+    ]
+    nb.cells = [injected, cell]
+    deterministic(nb, "results/notebooks/score_tv.ipynb")
+    assert nb.metadata.papermill == {"input_path": "notebooks/score.ipynb", "parameters": {"scorer": "tv"},
+                                     "output_path": "results/notebooks/score_tv.ipynb"}
+    assert nb.cells[0]["id"] == "injected-parameters"
+    assert dict(nb.cells[1].metadata) == {"papermill": {"status": "completed", "exception": False}}
+    assert [(o.name, o.text) for o in nb.cells[1].outputs] == [
+        ("stderr", "reusing results/scores/tv.parquet: complete\nloaded 684 rows, 13 Q variables\n"
+                   "wrote 12 tables to results/analysis\n"),
+        ("stdout", "group-wise: 0.9s\n")]
+    nbformat.validate(nb)

@@ -114,6 +114,35 @@ def speed_table(result: ScoringResult) -> pd.DataFrame:
     }])
 
 
+# what differs on every run; kept out of the report (dvc.lock records its hash), see write_speed
+TIMING_COLUMNS = ["wall time (s)", "images/s"]
+
+
+def speed_path(out: str | os.PathLike) -> Path:
+    """``<out stem>.speed.json`` beside the score file (``.dvcignore``d: never a DVC output)."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.speed.json")
+
+
+def write_speed(out: str | os.PathLike, speed: pd.DataFrame) -> Path | None:
+    """Record the speed of a call that scored rows in ``speed_path(out)``; None (and the file
+    left as it is) when nothing was scored, so a reuse keeps the record of the run that scored."""
+    from iqa_lib.scoring.parts import write_json_atomic
+
+    row = speed.iloc[0].to_dict()
+    if not row["scored rows"]:
+        return None
+    path = speed_path(out)
+    write_json_atomic({k: (None if isinstance(v, float) and not np.isfinite(v) else
+                           v.item() if hasattr(v, "item") else v) for k, v in row.items()}, path)
+    return path
+
+
+def without_timing(speed: pd.DataFrame) -> pd.DataFrame:
+    """The speed table as the report shows it: what the call did, not how long it took."""
+    return speed.drop(columns=TIMING_COLUMNS)
+
+
 def together_table(result: ScoringResult) -> pd.DataFrame:
     """The other scorers of the same pass (each image decoded once for all); empty when alone."""
     return pd.DataFrame({"scored in the same pass": list(result.together)})
