@@ -126,3 +126,43 @@ def test_a_shard_label_that_reads_as_missing_is_refused_naming_the_member(tmp_pa
     with pytest.raises(ManifestError) as err:
         dataset_manifest(shard, progress=False)
     assert f"s.tar::k1.{ext}" in str(err.value) and "never a class" in str(err.value)
+
+
+# --------------------------------------------------------------------- image ids: safe relative names
+UNSAFE_IDS = ["../x", "a/../../x", "/etc/x", "..\\x", "a\\..\\x", "\\\\server\\x", "C:\\x", "x\0y"]
+
+
+@pytest.mark.parametrize("image_id", UNSAFE_IDS)
+def test_a_list_with_an_unsafe_image_id_is_refused_naming_the_row(tmp_path, image_id):
+    _two_images(tmp_path)
+    pd.DataFrame({"path": ["a.png", "b.png"], "image_id": ["a", image_id]}).to_csv(tmp_path / "l.csv", index=False)
+    with pytest.raises(ManifestError) as err:
+        dataset_manifest(tmp_path / "l.csv", progress=False)
+    message = str(err.value)
+    assert "l.csv" in message and "row(s) 2 (line(s) 3)" in message and repr(image_id) in message
+    assert "safe relative name" in message
+
+
+@pytest.mark.parametrize("image_id", ["../x", "/abs/x", "a\\..\\x"])
+def test_a_manifest_with_an_unsafe_image_id_is_refused_naming_the_row(tmp_path, image_id):
+    from iqa_lib.data.manifest import read_manifest
+
+    write_image(tmp_path / "a.png", size=(8, 8))
+    rows = {"image_id": ["ok", image_id, "fine"], "label": 0, "corruption": "clean", "severity": 0,
+            "path": str(tmp_path / "a.png")}
+    pd.DataFrame(rows).to_parquet(tmp_path / "m.parquet")
+    with pytest.raises(ManifestError, match=r"m\.parquet.*row\(s\) 2.*safe relative name") as err:
+        read_manifest(tmp_path / "m.parquet")
+    assert repr(image_id) in str(err.value)
+
+
+def test_safe_ids_pass_and_a_shard_member_with_backslash_traversal_is_a_failure_row(tmp_path):
+    from iqa_lib.data.manifest import unsafe_image_id
+
+    assert not any(map(unsafe_image_id, ["a", "a/b", "k..2", "..a", "a..", "n01440764_1.JPEG", "ab:c"]))
+    assert all(map(unsafe_image_id, UNSAFE_IDS))
+    shard = _tar(tmp_path / "s.tar", [("k0.jpg", _jpeg()), ("..\\k1.jpg", _jpeg())])
+    result = dataset_manifest(shard, progress=False)
+    assert result.manifest["image_id"].tolist() == ["k0"]
+    assert result.failures["path"].str.endswith("::..\\k1.jpg").tolist() == [True]
+    assert "unsafe member name" in result.failures["reason"].iloc[0]

@@ -15,7 +15,8 @@ import csv
 import errno
 import json
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -236,6 +237,32 @@ def _examples(items: Iterable[str], n: int = 5) -> str:
     items = list(items)
     shown = ", ".join(repr(x) for x in items[:n])
     return shown + (f" and {len(items) - n} more" if len(items) > n else "")
+
+
+# --------------------------------------------------------------------- image ids
+_UNSAFE_ID = re.compile(r"\x00|^[/\\]|^[A-Za-z]:|(?:^|[/\\])\.\.(?:[/\\]|$)")
+UNSAFE_ID_NOTE = ("is not a safe relative name (absolute, a '..' component, or a NUL character): "
+                  "image ids name output files, so none may reach outside an output folder")
+
+
+def unsafe_image_id(image_id: str) -> bool:
+    """Whether ``image_id`` is absolute, has a ``..`` component (``/`` or ``\\``) or a NUL."""
+    suspect = ".." in image_id or "\0" in image_id or image_id[:1] in ("/", "\\") or image_id[1:2] == ":"
+    return suspect and _UNSAFE_ID.search(image_id) is not None
+
+
+def check_image_ids(ids: pd.Series, where: str, rows: Callable[[list[int]], str] | None = None) -> None:
+    """Refuse ``ids`` (a column) holding an unsafe image id, naming its row(s): ``rows`` formats
+    positions (default: 1-based data rows). Each distinct id is checked once."""
+    bad = {v for v in pd.unique(ids) if unsafe_image_id(str(v))}
+    if not bad:
+        return
+    index = np.flatnonzero(ids.isin(bad).to_numpy()).tolist()
+    shown = rows(index) if rows else _examples([str(i + 1) for i in index]).replace("'", "")
+    raise ManifestError(
+        f"{where}: image_id {ids.iloc[index[0]]!r} in row(s) {shown} {UNSAFE_ID_NOTE}; give "
+        "each row a plain id, such as its file stem"
+    )
 
 
 # --------------------------------------------------------------------- labels files
@@ -863,6 +890,7 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     df = df[list(MANIFEST_COLUMNS)].reset_index(drop=True).astype(
         {"image_id": str, "label": "int64", "corruption": str, "severity": "int64", "path": str}
     )
+    check_image_ids(df["image_id"], f"manifest {str(path)!r}")
     return df
 
 

@@ -84,9 +84,11 @@ from iqa_lib.data.manifest import (
     _is_file,
     assemble,
     build_manifest,
+    check_image_ids,
     check_workers,
     missing_label,
     split_problems,
+    unsafe_image_id,
     walk_images,
 )
 
@@ -293,6 +295,7 @@ def list_manifest(
         empty = [i for i, x in enumerate(ids) if x in ("", "nan", "None")]
         if empty:
             raise ManifestError(f"image list {str(path)!r} has empty image_id in row(s) {_rows(empty)}")
+        check_image_ids(pd.Series(ids), f"image list {str(path)!r}", _row_lines(lines))
     else:
         ids = [_stem(p) for p in raw]
     dup = pd.Series(ids)[pd.Series(ids).duplicated(keep=False)]
@@ -614,9 +617,9 @@ def _shard_index(shard: str) -> dict[str, tuple[int, int]]:
 
 
 def _unsafe_member(name: str) -> bool:
-    """An absolute member name or one with ``..``: never an image_id (it could name a file
-    outside any output folder)."""
-    return name.startswith("/") or ".." in name.split("/")
+    """An absolute member name or one with ``..`` (``/`` or ``\\``): never an image_id (it could
+    name a file outside any output folder)."""
+    return unsafe_image_id(name)
 
 
 def _shard_samples(shard: str, failed: list[tuple[str, str, str]]) -> dict[str, dict[str, str]]:
