@@ -166,3 +166,47 @@ def test_safe_ids_pass_and_a_shard_member_with_backslash_traversal_is_a_failure_
     assert result.manifest["image_id"].tolist() == ["k0"]
     assert result.failures["path"].str.endswith("::..\\k1.jpg").tolist() == [True]
     assert "unsafe member name" in result.failures["reason"].iloc[0]
+
+
+# --------------------------------------------------------------------- devices checked before any scan
+def _absent_device() -> str:
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    return "cuda:7"
+
+
+def _no_scan(monkeypatch, *targets: tuple[object, str]) -> None:
+    def scanned(*args, **kwargs):
+        raise AssertionError("the images were scanned before the device was checked")
+
+    for module, name in targets:
+        monkeypatch.setattr(module, name, scanned)
+
+
+@pytest.mark.parametrize("command", ["audit", "score"])
+def test_a_device_that_is_not_there_fails_in_one_line_before_any_scan(tmp_path, monkeypatch, capsys, command):
+    from iqa_lib.cli import main
+    from iqa_lib.data import manifest, sources
+
+    device = _absent_device()
+    _two_images(tmp_path / "imgs")
+    _no_scan(monkeypatch, (sources, "dataset_manifest"), (manifest, "images_manifest"))
+    if command == "audit":
+        argv = ["audit", str(tmp_path / "imgs"), "--scorer", "tv", "--out", str(tmp_path / "out")]
+    else:
+        argv = ["score", "--images", str(tmp_path / "imgs"), "--scorer", "tv", "--out", str(tmp_path / "s.parquet")]
+    assert main([*argv, "--device", device, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"'{device}'" in err and "--device" in err
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob("s.*"))
+
+
+def test_score_of_a_manifest_checks_the_device_before_reading_it(tmp_path, monkeypatch):
+    from iqa_lib.scoring import engine
+
+    device = _absent_device()
+    _no_scan(monkeypatch, (engine, "read_manifest"))
+    with pytest.raises(RuntimeError, match=device):
+        engine.run_scoring("tv", tmp_path / "m.parquet", tmp_path / "s.parquet", device=device, progress=False)

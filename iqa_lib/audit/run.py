@@ -113,8 +113,10 @@ def run_audit(
     refused naming the first (or waits for it with ``wait``).
     """
     from iqa_lib.locks import output_lock
+    from iqa_lib.scoring.device import pick_device
 
     specs = scorers if isinstance(scorers, Mapping) else named_specs(scorers)
+    pick_device(device)  # a device this machine lacks fails now, not after the scan
     out = Path(out_dir)
     reference_dirs = list(reference_dirs)
     for folder in reference_dirs:

@@ -302,6 +302,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("give --images DIR or --manifest FILE, not both")
         if args.out is None:
             raise ValueError("give --out (e.g. results/scores/my_images.parquet) with --images")
+        from iqa_lib.scoring.device import pick_device
+
+        pick_device(args.device or "auto")  # a device this machine lacks fails before the scan
         args.manifest = _folder_manifest(Path(args.images), Path(args.out))
         args.geometry = args.geometry or "none"
     missing = [f"--{k}" for k in ("scorer", "manifest", "out") if getattr(args, k) is None]
