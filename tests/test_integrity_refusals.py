@@ -8,6 +8,8 @@ names that are not UTF-8 through ``score --images`` and ``audit``.
 from __future__ import annotations
 
 import io
+import os
+import sys
 import tarfile
 
 import pandas as pd
@@ -210,3 +212,46 @@ def test_score_of_a_manifest_checks_the_device_before_reading_it(tmp_path, monke
     _no_scan(monkeypatch, (engine, "read_manifest"))
     with pytest.raises(RuntimeError, match=device):
         engine.run_scoring("tv", tmp_path / "m.parquet", tmp_path / "s.parquet", device=device, progress=False)
+
+
+# --------------------------------------------------------------------- names that are not UTF-8, end to end
+def _folder_with_a_latin1_name(folder) -> None:
+    _two_images(folder)
+    with open(os.fsencode(folder) + b"/caf\xe9.png", "wb") as fh:
+        fh.write((folder / "a.png").read_bytes())
+
+
+def _the_latin1_row(failures: pd.DataFrame) -> None:
+    from iqa_lib.data.images import NOT_UTF8
+
+    assert failures["reason"].tolist() == [NOT_UTF8], failures
+    assert failures["path"].iloc[0].endswith("caf\\xe9.png")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="byte file names are a POSIX matter")
+def test_score_images_lists_a_name_that_is_not_utf8_and_scores_the_rest(tmp_path, capsys):
+    from iqa_lib.cli import main
+
+    _folder_with_a_latin1_name(tmp_path / "imgs")
+    out = tmp_path / "tv.parquet"
+    assert main(["score", "--images", str(tmp_path / "imgs"), "--scorer", "tv", "--out", str(out),
+                 "--device", "cpu", "--num-workers", "0", "--no-progress"]) == 0
+    assert sorted(pd.read_parquet(out)["image_id"]) == ["a.png", "b.png"]
+    _the_latin1_row(pd.read_csv(tmp_path / "tv.failures.csv"))
+    assert "2 rows scored; 1 failed" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="byte file names are a POSIX matter")
+def test_audit_lists_a_name_that_is_not_utf8_and_scores_the_rest(tmp_path):
+    import json
+
+    from iqa_lib.cli import main
+
+    _folder_with_a_latin1_name(tmp_path / "imgs")
+    out = tmp_path / "audit"
+    assert main(["audit", str(tmp_path / "imgs"), "--scorer", "tv", "--out", str(out), "--no-report",
+                 "--no-progress", "--device", "cpu", "--num-workers", "0"]) == 0
+    _the_latin1_row(pd.read_csv(out / "manifest.failures.csv"))
+    assert sorted(pd.read_parquet(out / "scores" / "tv.parquet")["image_id"]) == ["a.png", "b.png"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["scorers"]["tv"]["variables"]["q"]["n"] == 2
