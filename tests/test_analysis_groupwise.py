@@ -84,3 +84,35 @@ def test_clean_group_is_optional_and_few_groups_raise(scores_dir):
     )
     with pytest.raises(ValueError, match="at least 3"):
         groupwise(few, n_bootstrap=10)
+
+
+@pytest.fixture(scope="module")
+def few_and_many(tmp_path_factory):
+    """75 ImageNet-C groups of the same 10 images (the demo's shape), and of 40 images."""
+    root = tmp_path_factory.mktemp("gw_images")
+    kw = dict(n_labels=4, nr_scorers=("tv", "brisque"), classifiers=("resnet34",), zero_shot=())
+    return {n: load_scores(write_synthetic_scores(root / f"s{n}", n, **kw)) for n in (10, 40)}
+
+
+def test_few_images_per_group_flag_a_correlation_over_many_groups(few_and_many):
+    from iqa_lib.analysis.sample_size import SMALL_N_GROUP_IMAGES, SMALL_N_GROUPS, small_groups
+
+    assert SMALL_N_GROUP_IMAGES == 30
+    few, many = (groupwise(few_and_many[n], n_bootstrap=20, seed=1) for n in (10, 40))
+    assert (few["n"] == 75).all() and (few["min_group_images"] == 10).all()
+    assert few["small_n"].all()  # 75 groups, but every group accuracy rests on the same 10 images
+    assert (many["min_group_images"] == 40).all() and not many["small_n"].any()
+    # the statistic itself is unchanged: scipy's Spearman on the group means
+    means = group_means(few_and_many[10])
+    key = ["corruption", "severity"]
+    acc = means[(means.measure == "accuracy") & (means.source == "resnet34")].set_index(key)["mean"]
+    q = means[(means.measure == "q") & (means.source == "tv")].set_index(key)["mean"]
+    r = few[(few.scorer == "tv") & (few.task_model == "resnet34") & (few.stat == "srcc")].iloc[0]
+    assert r["r"] == pytest.approx(stats.spearmanr(q, acc.loc[q.index]).statistic, abs=1e-12)
+    # the smallest group decides; without image counts the rule is the number of groups alone
+    s = few_and_many[40]
+    group = np.flatnonzero((s.corruption == s.corruptions.get_loc("fog")) & (s.severity == 3))
+    cut = groupwise(s.take(np.setdiff1d(np.arange(s.n_rows), group[:11])), n_bootstrap=10)
+    assert (cut["min_group_images"] == 29).all() and cut["small_n"].all()
+    assert list(small_groups([75, 75, 9, np.nan], [10, 30, 40, 10])) == [True, False, True, False]
+    assert list(small_groups([75, 9])) == [False, True] and small_groups(SMALL_N_GROUPS, np.nan) is False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,9 +11,10 @@ import pytest
 from iqa_lib.analysis import groupwise, load_scores, mixtures, pointwise, summary_table
 from iqa_lib.analysis.content import per_image
 from iqa_lib.analysis.io import ScoreSet
-from iqa_lib.analysis.paired import COLUMNS, paired_tests
-from iqa_lib.analysis.sample_size import SMALL_N_CLASS_IMAGES, SMALL_N_GROUPS
+from iqa_lib.analysis.paired import COLUMNS, paired_tests, within_table
+from iqa_lib.analysis.sample_size import SMALL_N_CLASS_IMAGES, SMALL_N_GROUP_IMAGES, SMALL_N_GROUPS
 from iqa_lib.analysis.synthetic import write_synthetic_scores
+from iqa_lib.presentation.tables import mark_vs_best, table1, to_markdown
 from iqa_lib.stats.delong import delong_test
 from iqa_lib.stats.splits import group_test_mask
 
@@ -206,3 +209,34 @@ def test_small_n_is_not_set_on_a_large_case(known):
     assert not summary_table(pw, None)["small_n"].any()  # no correlation: nothing to flag
     pi = per_image(known, n_folds=4)
     assert not pi["small_n"].any() and (pi["min_n_test_fold"] == 4).all()
+
+
+@pytest.mark.parametrize("n_images", [10, 40])
+def test_srcc_test_needs_enough_images_in_every_group(tmp_path, n_images):
+    """75 groups of the same 10 images (the demo): no |SRCC| test, no p-value in the table; 40 images: tested."""
+    assert SMALL_N_GROUP_IMAGES == 30
+    s = load_scores(write_synthetic_scores(tmp_path / "s", n_images, n_labels=4, classifiers=("resnet34",),
+                                           nr_scorers=("tv", "brisque", "clipiqa"), zero_shot=()))
+    small = n_images < SMALL_N_GROUP_IMAGES
+    pt = paired_tests(s, n_bootstrap=50, seed=1)
+    assert (pt["n_groups"] == 75).all() and (pt["min_group_images"] == n_images).all()
+    assert pt["srcc_p_boot"].notna().all()  # the raw statistic is kept either way
+    assert (pt["small_n_srcc"] == small).all() and (pt["srcc_test_valid"] == (not small)).all()
+    assert pt["significant_srcc"].isna().all() == small and pt["srcc_p_holm"].isna().all() == small
+    pw, gw = pointwise(s, n_bootstrap=0, seed=1), groupwise(s, n_bootstrap=20, seed=1)
+    summary = summary_table(pw, gw)
+    assert (summary["min_group_images"] == n_images).all() and (summary["small_n_corr"] == small).all()
+    t1 = table1(summary, {"tv": "TV", "resnet34": "resnet34"})
+    pairs = within_table(pt, t1[["task_model", "scorer", "q"]])
+    assert (pairs["srcc_test_valid"] == (not small)).all()
+    marks = mark_vs_best(t1, pairs)["srcc_vs_best"]
+    others = marks[marks != "best"]
+    assert len(others) == 2
+    if small:
+        assert (others == "n too small").all()
+    else:
+        assert others.str.contains(r"\(p ").all()
+    md = to_markdown(mark_vs_best(t1, pairs))
+    assert f"/ 75 (≥{n_images} images each)" in md
+    # the correlation cells (the only ones with an interval here: no AUC bootstrap) carry the dagger
+    assert bool(re.search(r"\d\.\d{3} \[-?\d\.\d{3}, \d\.\d{3}\] †", md)) == small

@@ -14,6 +14,7 @@ from iqa_lib.analysis.inference import (
     HOLDS,
     INCONCLUSIVE,
     NOT_TESTED,
+    RULE_TEXT,
     Comparison,
     Estimate,
     auc_test_valid,
@@ -32,6 +33,13 @@ from iqa_lib.stats.hanley_mcneil import hanley_mcneil_interval, hanley_mcneil_se
 def test_validity_follows_the_small_n_rule():
     assert list(auc_test_valid([30, 29, 100, 2], [30, 100, 29, 2])) == [True, False, False, False]
     assert list(srcc_test_valid([10, 9, np.nan, 75])) == [True, False, False, True]
+
+
+def test_srcc_test_needs_enough_images_in_its_smallest_group():
+    # 75 groups of the same 10 images (the demo) are not 75 independent units
+    assert list(srcc_test_valid([75, 75, 75, 9], [10, 29, 30, 40])) == [False, False, True, False]
+    assert list(srcc_test_valid([75, 75], [np.nan, 30])) == [True, True]  # an older file: groups alone
+    assert "at least 10 groups of at least 30 images" in RULE_TEXT
 
 
 def test_holm_runs_over_the_valid_tests_only():

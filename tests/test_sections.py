@@ -270,3 +270,31 @@ def test_saved_figures_are_byte_identical_across_runs(tmp_path):
     first = draw(tmp_path / "a" / "fig")
     time.sleep(1.1)  # PDF dates have one-second resolution
     assert draw(tmp_path / "b" / "fig") == first
+
+
+@pytest.mark.parametrize(("images", "verdict"), [(10, "inconclusive"), (40, "holds")])
+def test_groupwise_claim_needs_enough_images_per_group(images, verdict):
+    """|SRCC| intervals well below 0.5 over 75 groups: the claim holds on 40 images per group, not on the
+    demo's 10 (every group accuracy from the same 10 images), and the evidence says why."""
+    from types import SimpleNamespace
+
+    from iqa_lib.analysis.pairs import summary_table
+    from iqa_lib.presentation.sections import claims_section4
+    from iqa_lib.presentation.tables import table1
+
+    key = {"task_model": "resnet34", "kind": "nr_iqa", "q": "q"}
+    point = pd.DataFrame([{**key, "scorer": s, "auc": 0.55, "auc_ci_low": 0.5, "auc_ci_high": 0.6,
+                           "n_test_images": 200, "n_test_pos_images": 100, "n_test_neg_images": 100,
+                           "small_n": False} for s in ("tv", "brisque")])
+    group = pd.DataFrame([{**key, "scorer": s, "stat": stat, "abs_r": 0.2, "abs_ci_low": 0.05, "abs_ci_high": 0.35,
+                           "p_value": 0.1, "n": 75, "min_group_images": images}
+                          for s in ("tv", "brisque") for stat in ("krcc", "srcc", "plcc")])
+    t1 = table1(summary_table(point, group), {"tv": "TV", "brisque": "BRISQUE", "resnet34": "resnet34"})
+    claims = claims_section4(None, SimpleNamespace(claims=[]), t1)
+    assert claims[0].verdict == "holds"  # the point-wise claim is not touched
+    groupwise = claims[1]
+    assert groupwise.verdict == verdict
+    assert f"n 75 groups of at least {images} images" in groupwise.evidence
+    assert bool(groupwise.small_n) == (images < 30)
+    if images < 30:
+        assert "rest on too small an n" in groupwise.reason and "(n too small)" in groupwise.evidence

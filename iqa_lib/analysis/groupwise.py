@@ -76,9 +76,12 @@ def groupwise(
     """KRCC/SRCC/PLCC of group accuracy vs group mean Q for every (task model, Q) pair.
 
     Tidy: one row per (task_model, scorer, q, stat) with r, abs_r, p_value, ci_low/ci_high,
-    abs_ci_low/abs_ci_high, n (groups), n_boot_valid, small_n (fewer than
-    :data:`iqa_lib.analysis.sample_size.SMALL_N_GROUPS` groups). The same seeded resamples of the
-    groups are used for every pair. Pass ``means`` (from :func:`group_means`) to reuse them.
+    abs_ci_low/abs_ci_high, n (groups), n_boot_valid, min_group_images (images behind the
+    task model's accuracy in its smallest group), small_n (fewer than
+    :data:`iqa_lib.analysis.sample_size.SMALL_N_GROUPS` groups, or fewer than
+    :data:`~iqa_lib.analysis.sample_size.SMALL_N_GROUP_IMAGES` images in the smallest group). The
+    same seeded resamples of the groups are used for every pair. Pass ``means`` (from
+    :func:`group_means`) to reuse them.
     """
     qs, models = resolve(scores, q_names, task_models)
     if means is None:
@@ -92,6 +95,9 @@ def groupwise(
     idx = bootstrap_indices(n_groups, n_bootstrap, seed)
     sel = {k: g["mean"].to_numpy() for k, g in means.groupby(["measure", "source", "variant"])}
     acc = {m: sel[("accuracy", m, "m")] for m in models}
+    # images behind each model's group accuracies (every row of a ScoreSet has its correctness)
+    per_group = {k: g["n"].to_numpy() for k, g in means[means["measure"] == "accuracy"].groupby("source")}
+    min_images = {m: int(per_group[m].min()) for m in models}
     qmean = {q: sel[("q", q[0], q[1])] for q in qs}
     # each variable is resampled once and shared by all its pairs
     r_acc = {m: Resampled(v, idx) for m, v in acc.items()}
@@ -108,7 +114,8 @@ def groupwise(
             res[k] = v
         frames.append(res)
     out = pd.concat(frames, ignore_index=True)
-    out["small_n"] = small_groups(out["n"].to_numpy())
+    out["min_group_images"] = out["task_model"].map(min_images).astype(np.int64)
+    out["small_n"] = small_groups(out["n"].to_numpy(), out["min_group_images"].to_numpy())
     first = ["task_model", "scorer", "q", "kind", "stat"]
     return out[first + [c for c in out.columns if c not in first]]
 

@@ -9,7 +9,11 @@ anything. This module turns that into what the kit is allowed to *conclude*:
 images (clusters), and with a handful of clusters it is itself a noisy estimate, so its
 z-score is not normal and the p-value can be astronomically small on two images. A
 paired test of two |SRCC| (bootstrap over groups) is valid with at least
-``SMALL_N_GROUPS`` groups. Where a test is not valid:
+``SMALL_N_GROUPS`` groups *and* at least ``SMALL_N_GROUP_IMAGES`` images in the smallest
+group: a group accuracy from fewer images is mostly noise (standard error about 0.09 at
+0.5 from 30 images), and the groups render the same images, so a bootstrap over groups,
+which treats them as independent, is far too confident when a few images lie behind all
+of them (75 groups of the same 10 images are 10 images). Where a test is not valid:
 
 - its row of ``paired_tests.csv`` keeps the raw statistic (the data), but its Holm
   p-value is NaN and ``significant_*`` is NA (neither significant nor "not
@@ -44,6 +48,7 @@ import pandas as pd
 
 from iqa_lib.analysis.sample_size import (
     SMALL_N_CLASS_IMAGES,
+    SMALL_N_GROUP_IMAGES,
     SMALL_N_GROUPS,
     small_auc,
     small_groups,
@@ -60,9 +65,10 @@ N_TOO_SMALL = "n too small"
 RULE_TEXT = (
     f"A p-value or significance mark is shown only where its test is valid: a paired AUC test "
     f"(clustered DeLong) needs at least {SMALL_N_CLASS_IMAGES} test images in each class, a paired "
-    f"|SRCC| test at least {SMALL_N_GROUPS} groups; below that the clustered variance (or the bootstrap "
-    f"over groups) is too unstable for its p-value to mean anything, and the mark is "
-    f"\"{N_TOO_SMALL}\"."
+    f"|SRCC| test at least {SMALL_N_GROUPS} groups of at least "
+    f"{SMALL_N_GROUP_IMAGES} images each; below that the clustered variance (or the bootstrap over "
+    f"groups, which share their images and are not independent) is too unstable for its p-value to "
+    f"mean anything, and the mark is \"{N_TOO_SMALL}\"."
 )
 VERDICT_RULE_TEXT = (
     "Verdicts: *holds* when every interval behind the claim lies on the claimed side of its "
@@ -78,10 +84,11 @@ def auc_test_valid(n_pos_images, n_neg_images):
     return ~np.asarray(small_auc(np.asarray(n_pos_images, dtype=float), np.asarray(n_neg_images, dtype=float)))
 
 
-def srcc_test_valid(n_groups):
-    """True where a paired |SRCC| test rests on at least ``SMALL_N_GROUPS`` groups."""
+def srcc_test_valid(n_groups, min_group_images=None):
+    """True where a paired |SRCC| test rests on at least ``SMALL_N_GROUPS`` groups and (when
+    ``min_group_images`` is given) at least ``SMALL_N_GROUP_IMAGES`` images in its smallest group."""
     n = np.asarray(n_groups, dtype=np.float64)
-    return np.isfinite(n) & ~np.asarray(small_groups(n), dtype=bool)
+    return np.isfinite(n) & ~np.asarray(small_groups(n, min_group_images), dtype=bool)
 
 
 def holm_valid(p, valid) -> np.ndarray:

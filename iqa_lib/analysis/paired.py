@@ -16,6 +16,9 @@ so each comparison is paired:
   same resamples as group-wise's intervals) gives ``srcc_diff_ci_low/high`` and
   ``srcc_p_boot`` (normal approximation with the bootstrap SE, see
   :mod:`iqa_lib.stats.paired_bootstrap`). NaN with fewer than 3 groups.
+  ``min_group_images``: the images behind the task model's accuracy in its smallest group;
+  the test is valid only with enough groups *and* enough images per group (the groups share
+  their images, which a bootstrap over groups cannot see).
 
 Holm's adjustment (``*_p_holm``) runs over one family: every Q pair of one task model in
 this table (``holm_family``) whose test is valid at its n (``auc_test_valid``,
@@ -40,7 +43,12 @@ from iqa_lib.analysis.groupwise import MIN_GROUPS, group_codes
 from iqa_lib.analysis.inference import auc_test_valid, holm_valid, significance, srcc_test_valid
 from iqa_lib.analysis.io import ScoreSet
 from iqa_lib.analysis.pointwise import AucWork, ensure_work
-from iqa_lib.analysis.sample_size import class_image_counts, small_auc, small_groups
+from iqa_lib.analysis.sample_size import (
+    class_image_counts,
+    group_image_counts,
+    small_auc,
+    small_groups,
+)
 from iqa_lib.stats.bootstrap import bootstrap_indices
 from iqa_lib.stats.delong import delong_from_placements, paired_z, placement_values
 from iqa_lib.stats.logistic import STATUS_NAMES
@@ -88,7 +96,7 @@ def paired_tests(
     Columns: task_model, scorer_a, q_a, kind_a, scorer_b, q_b, kind_b, holm_family,
     n_test, n_test_images, n_test_pos_images, n_test_neg_images, auc_a, auc_b, auc_diff
     (a - b), auc_diff_ci_low/high, auc_p_boot, delong_clustered, delong_var, delong_z,
-    delong_p, delong_p_holm, n_groups, srcc_a, srcc_b, srcc_diff, srcc_diff_ci_low/high,
+    delong_p, delong_p_holm, n_groups, min_group_images, srcc_a, srcc_b, srcc_diff, srcc_diff_ci_low/high,
     srcc_p_boot, srcc_p_holm, auc_test_valid, srcc_test_valid, significant_auc,
     significant_srcc, small_n_auc,
     small_n_srcc, small_n, n_boot_valid_auc, n_boot_valid_srcc. See the module docstring.
@@ -138,6 +146,7 @@ def paired_tests(
             if n_bootstrap > 0:
                 reps[i] = _orient(work.raw[qs[i]][j][1:], sign[i, j])
         dl = delong_from_placements(v, yt, test_cluster)
+        min_images = int(group_image_counts(codes, n_groups, scores.m[model]).min()) if n_groups else 0
         if do_srcc:
             acc = gmean(scores.m[model])
             r_point = np.array([spearman(qm, acc) for qm in qmean])
@@ -175,6 +184,7 @@ def paired_tests(
                     delong_clustered=True, delong_var=t.var_diff, delong_z=t.z, delong_p=t.p_value
                 )
                 row["n_groups"] = n_groups
+                row["min_group_images"] = min_images
                 sboot: dict = {}
                 if do_srcc:
                     d = float(srcc[a] - srcc[b])
@@ -195,17 +205,18 @@ def paired_tests(
             # adjusted p-value and cannot move the others'
             frame["delong_p_holm"] = holm_valid(
                 frame["delong_p"], auc_test_valid(frame["n_test_pos_images"], frame["n_test_neg_images"]))
-            frame["srcc_p_holm"] = holm_valid(frame["srcc_p_boot"], srcc_test_valid(frame["n_groups"]))
+            frame["srcc_p_holm"] = holm_valid(
+                frame["srcc_p_boot"], srcc_test_valid(frame["n_groups"], frame["min_group_images"]))
             rows.append(frame)
     if not rows:
         return pd.DataFrame(columns=COLUMNS)
     out = pd.concat(rows, ignore_index=True)
     out["auc_test_valid"] = auc_test_valid(out["n_test_pos_images"], out["n_test_neg_images"])
-    out["srcc_test_valid"] = srcc_test_valid(out["n_groups"]) & do_srcc
+    out["srcc_test_valid"] = srcc_test_valid(out["n_groups"], out["min_group_images"]) & do_srcc
     out["significant_auc"] = significance(out["delong_p_holm"], out["auc_test_valid"], alpha)
     out["significant_srcc"] = significance(out["srcc_p_holm"], out["srcc_test_valid"], alpha)
     out["small_n_auc"] = small_auc(out["n_test_pos_images"], out["n_test_neg_images"])
-    out["small_n_srcc"] = small_groups(out["n_groups"]) & do_srcc
+    out["small_n_srcc"] = small_groups(out["n_groups"], out["min_group_images"]) & do_srcc
     out["small_n"] = out["small_n_auc"] | out["small_n_srcc"]
     return out[COLUMNS]
 
@@ -235,6 +246,7 @@ COLUMNS = [
     "delong_p",
     "delong_p_holm",
     "n_groups",
+    "min_group_images",
     "srcc_a",
     "srcc_b",
     "srcc_diff",
@@ -272,7 +284,8 @@ def within_table(paired: pd.DataFrame, members: pd.DataFrame, level: float = 0.9
     out = paired[np.asarray(in_a) & np.asarray(in_b)].copy()
     # validity from the counts, so that a file written before the rule is judged by it too
     out["auc_test_valid"] = auc_test_valid(out["n_test_pos_images"], out["n_test_neg_images"])
-    out["srcc_test_valid"] = srcc_test_valid(out["n_groups"]) & out["srcc_p_boot"].notna().to_numpy()
+    images = out["min_group_images"] if "min_group_images" in out.columns else None  # older files: groups only
+    out["srcc_test_valid"] = srcc_test_valid(out["n_groups"], images) & out["srcc_p_boot"].notna().to_numpy()
     out["delong_p_holm_table"] = np.nan
     out["srcc_p_holm_table"] = np.nan
     for _, index in out.groupby("task_model").groups.items():

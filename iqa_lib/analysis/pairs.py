@@ -47,15 +47,20 @@ def summary_table(point: pd.DataFrame, group: pd.DataFrame | None) -> pd.DataFra
     None (group-wise analysis skipped): those columns are present and empty.
 
     Sample sizes beside the intervals: ``n_test_images`` (and per class) for the AUC,
-    ``n_groups`` for the correlations; ``small_n_auc`` / ``small_n_corr`` flag either
-    one as too small (:mod:`iqa_lib.analysis.sample_size`), ``small_n`` is either flag.
+    ``n_groups`` and ``min_group_images`` (images in the smallest group) for the
+    correlations; ``small_n_auc`` / ``small_n_corr`` flag either one as too small
+    (:mod:`iqa_lib.analysis.sample_size`: for the correlations, too few groups or too few
+    images per group), ``small_n`` is either flag.
     """
     cols = [c for c in point.columns if c in (*KEY, *POINT_COLS)]
     point = point[cols].rename(columns={"small_n": "small_n_auc"})
     if group is None or group.empty:
-        out = point.assign(**{c: float("nan") for c in GROUP_COLS}, n_groups=float("nan"))
+        out = point.assign(**{c: float("nan") for c in GROUP_COLS}, n_groups=float("nan"),
+                           min_group_images=float("nan"))
         return _flag(out)
-    n_groups = group.groupby(KEY, sort=False)["n"].first().rename("n_groups").reset_index()
+    sizes = {"n": "n_groups", "min_group_images": "min_group_images"}
+    sizes = {k: v for k, v in sizes.items() if k in group.columns}  # older tables: groups only
+    n_groups = group.groupby(KEY, sort=False)[list(sizes)].first().rename(columns=sizes).reset_index()
     wide = group.pivot_table(
         index=KEY,
         columns="stat",
@@ -73,7 +78,8 @@ def summary_table(point: pd.DataFrame, group: pd.DataFrame | None) -> pd.DataFra
 def _flag(out: pd.DataFrame) -> pd.DataFrame:
     # rows without a point-wise result (outer join) have no AUC to flag
     out["small_n_auc"] = out["small_n_auc"].eq(True) if "small_n_auc" in out else False
-    out["small_n_corr"] = small_groups(out["n_groups"].to_numpy(dtype=float))
+    images = out["min_group_images"].to_numpy(dtype=float) if "min_group_images" in out else None
+    out["small_n_corr"] = small_groups(out["n_groups"].to_numpy(dtype=float), images)
     out["small_n"] = out["small_n_auc"] | out["small_n_corr"]
     return out
 

@@ -129,8 +129,8 @@ def caution(claim: Claim, rows: pd.DataFrame | None, column: str) -> Claim:
         flagged = rows[column].map(tables.is_flagged)
         if flagged.any():
             claim.small_n = (f"{int(flagged.sum())} of {len(rows)} results behind this verdict rest on too few "
-                             "test images or groups for their intervals to mean anything (marked † in the "
-                             "table): do not report it as a finding.")
+                             "test images, groups or images per group for their intervals to mean anything "
+                             "(marked † in the table): do not report it as a finding.")
     return claim
 
 
@@ -446,9 +446,10 @@ def _auc_estimates(rows: pd.DataFrame, label: Any) -> list[Estimate]:
 
 
 def _srcc_estimates(rows: pd.DataFrame, label: Any) -> list[Estimate]:
-    """Each row's |SRCC| over groups with its interval and number of groups."""
+    """Each row's |SRCC| over groups with its interval, number of groups and images in the smallest group."""
     return [Estimate(label(r), _num(r.get("srcc")), _num(r.get("srcc_ci_low")), _num(r.get("srcc_ci_high")),
-                     f"{_int_text(r.get('n_groups'))} groups", tables.is_flagged(r.get("small_n_corr")))
+                     tables.group_count_text(r.get("n_groups"), r.get("min_group_images"), "groups"),
+                     tables.is_flagged(r.get("small_n_corr")))
             for _, r in rows.iterrows() if pd.notna(r.get("srcc"))]
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from iqa_lib.analysis.inference import N_TOO_SMALL, RULE_TEXT, is_true, vs_best_mark
+from iqa_lib.analysis.sample_size import SMALL_N_CLASS_IMAGES, SMALL_N_GROUP_IMAGES, SMALL_N_GROUPS
 from iqa_lib.fileio import atomic_write_text, write_csv
 from iqa_lib.paper import paper_tables
 from iqa_lib.scorers.spec import ScorerSpec, parse_spec
@@ -71,7 +72,7 @@ def _with_paper(ours: pd.DataFrame, table: int, q_col: str, m_col: str, names: M
 def _ours(summary: pd.DataFrame) -> pd.DataFrame:
     keep = ["auc", "auc_ci_low", "auc_ci_high", "auc_raw", "ce", "krcc", "srcc", "plcc",
             "krcc_ci_low", "krcc_ci_high", "srcc_ci_low", "srcc_ci_high", "plcc_ci_low", "plcc_ci_high",
-            "n_test_images", "n_groups", "small_n_auc", "small_n_corr"]
+            "n_test_images", "n_groups", "min_group_images", "small_n_auc", "small_n_corr"]
     return summary[[c for c in summary.columns if c in keep]]
 
 
@@ -118,8 +119,10 @@ def _pm(mean: float | None, sd: float | None) -> str:
 
 
 SMALL_N_MARK = "†"
-SMALL_N_NOTE = (f"{SMALL_N_MARK} n too small for the interval to mean anything: fewer than 30 test images "
-                "in a class (AUC) or fewer than 10 groups (correlations); see iqa_lib/analysis/sample_size.py.")
+SMALL_N_NOTE = (f"{SMALL_N_MARK} n too small for the interval to mean anything: fewer than {SMALL_N_CLASS_IMAGES} "
+                f"test images in a class (AUC), or fewer than {SMALL_N_GROUPS} groups or fewer than "
+                f"{SMALL_N_GROUP_IMAGES} images in a group (correlations: the groups share their images, so "
+                "many groups of a few images are still a few images); see iqa_lib/analysis/sample_size.py.")
 VS_BEST_NOTE = ("*vs best*: each row against the table's best row for the same task model, on the same test "
                 "images: clustered DeLong for the AUC, paired bootstrap over groups for |SRCC|, p-values "
                 "Holm-adjusted over the valid tests among the table's rows for that model; *lower* is "
@@ -208,7 +211,8 @@ def to_markdown(table: pd.DataFrame, title: str | None = None) -> str:
             row["\\|SRCC\\| vs best"] = r.get("srcc_vs_best")
         if "n_test_images" in table.columns and "auc" in table.columns:
             groups = r.get("n_groups")
-            row["n (test images / groups)"] = (f"{_int(r.get('n_test_images'))} / {_int(groups)}"
+            row["n (test images / groups)"] = (f"{_int(r.get('n_test_images'))} / "
+                                               f"{group_count_text(groups, r.get('min_group_images'))}"
                                                if groups is not None and np.isfinite(groups)
                                                else _int(r.get("n_test_images")))
         for stat in STATS:
@@ -225,6 +229,16 @@ def to_markdown(table: pd.DataFrame, title: str | None = None) -> str:
         notes.append(VS_BEST_NOTE)
     tail = "".join(f"\n{note}\n" for note in notes)
     return (f"### {title}\n\n" if title else "") + body + "\n" + tail
+
+
+def group_count_text(n_groups, min_group_images=None, unit: str = "") -> str:
+    """A group-wise n in words: "75 (≥10 images each)", or with ``unit`` "75 groups of at least
+    10 images"; the number of groups alone where the image count is unknown (older tables)."""
+    groups = _int(n_groups) or "?"
+    images = _int(min_group_images)
+    if unit:
+        return f"{groups} {unit}" + (f" of at least {images} images" if images else "")
+    return groups + (f" (≥{images} images each)" if images else "")
 
 
 def _int(value) -> str:
