@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from iqa_lib.scorers.nss import RGB2GRAY
-from iqa_lib.scorers.piqe import PiqeScorer, matlab_gray
+from iqa_lib.scorers.piqe import PiqeScorer, matlab_gray, piqe_from_gray
 from iqa_lib.scorers.registry import build_scorer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -65,6 +65,89 @@ def test_piqe_matches_matlab_on_calibration_images(calibration):
     assert q.dtype == np.float64 and q.shape == (5,)
     dev = _deviations(q, refs["piqe"])
     assert all(abs(d) <= PIQE_TOL for d in dev.values()), dev
+
+
+# ------------------------------------------- the two choices the five images cannot test
+#
+# The five calibration images are 384 x 512 (whole 16 x 16 blocks) and four of them have
+# gray level 255 (I03, max 239, scores 100 either way), so they cannot tell MATLAB's piqe
+# from ports that stretch each image to a brightest gray of 255 or mirror-pad partial
+# blocks. MathWorks' piqe.m does neither (see iqa_lib/scorers/piqe.py). No MATLAB values
+# exist for images that separate the choices, so the oracle below is pypiqe 1.2 (PyPI;
+# its README: "Converted from and tested against the MATLAB function") with its two steps
+# that depart from piqe.m put back to piqe.m's: it is given MATLAB's rgb2gray levels already
+# replicate-padded to whole blocks ('replicate', 'post'; its 'symmetric' padding never
+# runs), and its stretch round(255 * I / max(I)) is neutralised (max taken as 255: piqe.m's
+# round(255 * im2double(I)) of uint8 I). Everything else (MSCN with OpenCV's Gaussian blur,
+# block loop, criteria, pooling) is pypiqe's own code. On the unmodified images this oracle
+# gives MATLAB's printed values (checked below), and the kit equals it to ~1e-12; the
+# values are printed with 10 decimals, so the tolerance is 1e-8.
+SEPARATING_ORACLE = {  # (image, variant): q
+    ("I04", "crop377x505"): 23.4181335776, ("I04", "dim0.6"): 19.7094471906,
+    ("I04", "dim0.6_crop377x505"): 21.2373528351,
+    ("I06", "crop377x505"): 40.0198426192, ("I06", "dim0.6"): 32.0753861284,
+    ("I06", "dim0.6_crop377x505"): 36.9473959538,
+    ("I08", "crop377x505"): 43.8171597700, ("I08", "dim0.6"): 36.9145525795,
+    ("I08", "dim0.6_crop377x505"): 39.8825532558,
+    ("I19", "crop377x505"): 76.9339491644, ("I19", "dim0.6"): 76.5106088808,
+    ("I19", "dim0.6_crop377x505"): 76.4966965960,
+}
+ORACLE_ON_CALIBRATION = {"I04": 21.6243842950, "I06": 35.8645430029, "I08": 41.1474993858,
+                         "I19": 76.9485453478}
+ORACLE_TOL = 1e-8
+
+
+def _variant(rgb: np.ndarray, name: str) -> np.ndarray:
+    """A calibration image cropped to partial blocks (377 = 23*16 + 9, 505 = 31*16 + 9) and/or dimmed."""
+    if "crop377x505" in name:
+        rgb = rgb[:377, :505]
+    if name.startswith("dim0.6"):
+        rgb = np.round(rgb * 0.6).astype(np.uint8)  # brightest gray ~153: no level 255
+    return np.ascontiguousarray(rgb)
+
+
+def _alternative(rgb: np.ndarray, stretch: bool, mirror: bool) -> float:
+    """The kit's PIQE with the ports' choices: stretch to a brightest gray of 255, mirror padding."""
+    g = matlab_gray(_batch([rgb]))[0].numpy()
+    h, w = g.shape
+    g = np.pad(g, ((0, -h % 16), (0, -w % 16)), mode="symmetric" if mirror else "edge")
+    if stretch:
+        g = np.round(255 * (g / g.max()))
+    return float(piqe_from_gray(torch.from_numpy(g)[None])[0])
+
+
+def test_piqe_oracle_is_matlab_where_matlab_values_exist(calibration):
+    _, refs = calibration
+    for name, q in ORACLE_ON_CALIBRATION.items():
+        assert abs(q - refs["piqe"][name]) <= PIQE_TOL, name
+
+
+def test_piqe_on_images_that_separate_stretch_and_padding(calibration):
+    batch, _ = calibration
+    scorer = build_scorer("piqe", "cpu")
+    rgb = {n: batch[i].permute(1, 2, 0).numpy() for i, n in enumerate(CALIBRATION_IMAGES)}
+    for (name, variant), want in SEPARATING_ORACLE.items():
+        image = _variant(rgb[name], variant)
+        q = scorer.score(_batch([image]), None)["q"][0]
+        assert abs(q - want) <= ORACLE_TOL, (name, variant, q - want)
+        # the image does separate: the choice it exercises moves q well past the tolerance
+        cropped, dim = "crop" in variant, variant.startswith("dim")
+        alternative = _alternative(image, stretch=dim, mirror=cropped)
+        assert abs(alternative - want) > 0.1, (name, variant, alternative, want)
+        assert abs(_alternative(image, stretch=False, mirror=False) - want) <= ORACLE_TOL
+
+
+def test_piqe_pads_by_replication_and_does_not_stretch():
+    """piqe.m's two choices on generated images (runs without the calibration images)."""
+    scorer = build_scorer("piqe", "cpu")
+    image = _synthetic(50, 70, 0)  # partial blocks of 2 rows and 6 columns
+    dim = (image // 2).astype(np.uint8)  # brightest gray < 255
+    q, q_dim = (scorer.score(_batch([a]), None)["q"][0] for a in (image, dim))
+    padded = np.pad(image, ((0, 14), (0, 10), (0, 0)), mode="edge")
+    assert q == scorer.score(_batch([padded]), None)["q"][0] == _alternative(image, False, False)
+    assert abs(q - _alternative(image, stretch=False, mirror=True)) > 0.1
+    assert q_dim == _alternative(dim, False, False)
+    assert abs(q_dim - _alternative(dim, stretch=True, mirror=False)) > 0.1
 
 
 def _entropy_bits(gray: np.ndarray) -> float:

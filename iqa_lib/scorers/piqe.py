@@ -34,13 +34,41 @@ a block-by-block float64 transcription); a threshold test landing within ~1e-14
 of its threshold could fall the other way. On the five calibration images q is
 MATLAB's value to its printed two decimals (tests/test_scorers_piqe.py).
 
-pyiqa's ``piqe`` differs on ordinary images: it takes YIQ luma in float32 and
-stretches each image so that its brightest gray is 255 before rounding (MATLAB
-does not), tests the thresholds in float32, and pads a side that is not a
-multiple of 16 by ``size % 16`` pixels, so its last partial block is dropped
-where MATLAB replicates it up to a whole block. On 224 px ImageNet crops
-(three in four have no gray level 255) it is off by 0.6 points in the median
-and up to ~7. The code here is the kit's own, not pyiqa's.
+Two choices are settled by MathWorks' own source, ``piqe.m`` ("Copyright 2018 The
+MathWorks, Inc.", Image Processing Toolbox R2018b; a copy is public on GitHub, found
+through a code search that does not name the repository), not by the ports:
+
+* **partial blocks are replicated**: ``ipImage = padarray(ipImage, padSize,
+  'replicate', 'post')`` with ``padSize = blockSize - rem(size, blockSize)`` per side
+  that is not a multiple of 16, before ``rgb2gray`` (per-pixel, so it commutes with the
+  padding done here after it);
+* **no brightness stretch**: ``ipImage = round(255*im2double(ipImage))``; ``im2double``
+  of uint8 divides by 255, the class's maximum, so the gray levels are kept as they are.
+  MATLAB's documentation (``piqe`` reference page, "Algorithms") lists no rescaling step.
+
+pypiqe 1.2 (PyPI, github.com/michael-rutherford/pypiqe; README: "Converted from and
+tested against the MATLAB function", but the repository holds no tests) translates
+``im2double(I)`` as ``I / max(I)`` (each image stretched so that its brightest gray is
+255) and pads with ``np.pad(..., mode='symmetric')`` (mirror); until its April 2024
+fix (commit bdec1f6) that padding raised on RGB images whose sides are not multiples
+of 16, so its tests against MATLAB cannot have covered partial blocks of colour
+images. pyiqa 0.1.16's ``piqe`` names pypiqe as its Python reference and inherits the
+stretch; it takes YIQ luma in float32, tests the thresholds in float32, and pads a side
+by ``size % 16`` mirrored pixels, so its last partial block is dropped. The five MATLAB
+calibration images cannot tell these apart (whole blocks; I03, the one without gray
+level 255, scores 100 either way); tests/test_scorers_piqe.py adds images that do
+(crops to 377 x 505 and dimmed copies) with pypiqe's code as the oracle once those two
+steps are put back to piqe.m's: the kit equals it to ~1e-12, and each image moves by
+more than 0.1 under the choice it exercises.
+
+Measured on the 500 ImageNet sample images (docs/mini-reproduction): as stored (22 of
+500 with both sides multiples of 16; 390 with gray level 255) the kit and pypiqe differ
+by a median 1.91 points (90th percentile 3.97, max 16.0), and the kit with the stretch
+and mirror padding equals pypiqe within a median 0.0000 (max 0.17, its OpenCV gray
+levels); mirror padding alone moves q by a median 1.91, the stretch alone by a median
+0.00 (max 16.6). After Resize 256 + CenterCrop 224 (whole blocks; 147 of 500 with gray
+level 255) only the stretch differs: median 0.26, max 6.2; pyiqa is off by a median
+0.58 (max 8.0). The code here is the kit's own, not either port's.
 
 Images of any size >= 1x1 are scored; an image (or side) smaller than one 16x16
 block is replicate-padded to a block exactly as MATLAB pads it, so its q is
