@@ -3,10 +3,11 @@
 Executed notebooks are leaf outputs of the pipeline: nothing downstream depends on
 them. ``dvc.lock`` records their hash all the same, so a rerun must write the same
 bytes: :func:`deterministic` removes what papermill and nbclient stamp on every run
-(start and end times, durations, the temporary output name, the injected
-parameters cell's random id) and the kit's log lines (scoring progress, timings),
-which went to the log when stderr was streamed. The HTML is exported from the
-cleaned notebook.
+(start and end times, durations, the temporary output name, random cell ids: the
+injected parameters cell's, every cell's of a notebook saved without ids), what
+Python and pandas draw at random (memory addresses in reprs, Styler table uuids)
+and the kit's log lines (scoring progress, timings), which went to the log when
+stderr was streamed. The HTML is exported from the cleaned notebook.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ INJECTED_ID = "injected-parameters"
 # ("... (0.1s)", "... (10.1s in all)"). The first two are dropped, the last cut off.
 _TIMED_LINE = re.compile(r"^[^:\n]+: \d+(?:\.\d+)?s$")
 _TIME_SUFFIX = re.compile(r" \(\d+(?:\.\d+)?s(?: in all)?\)$")
+# a repr with a memory address ("<pandas.io.formats.style.Styler at 0x7f99...>")
+_ADDRESS = re.compile(r"(<[^<>\n]*?) at 0x[0-9a-fA-F]+>")
+# pandas' Styler names its table and CSS rules after a random uuid: <table id="T_3cc5e">
+_STYLER_ID = re.compile(r'<table id="T_([0-9a-zA-Z]+)"')
 
 
 def run_notebook(
@@ -69,7 +74,7 @@ def run_notebook(
                 kernel_name="python3",
                 stderr_file=sys.stderr if stream_stderr else None,
             )
-            cleaned = deterministic(nbformat.read(str(running), as_version=4), executed)
+            cleaned = deterministic(nbformat.read(str(running), as_version=4), executed, notebook)
             nbformat.write(cleaned, str(running))
             os.replace(running, executed)
     except pm.PapermillExecutionError as exc:
@@ -104,13 +109,43 @@ def _without_log_lines(text: str) -> str:
     return "".join(kept)
 
 
-def deterministic(nb: Any, executed: str | os.PathLike | None = None) -> Any:
+def _has_cell_ids(notebook: str | os.PathLike) -> bool:
+    import json
+
+    cells = json.loads(Path(notebook).read_text(encoding="utf-8")).get("cells", [])
+    return all("id" in cell for cell in cells)
+
+
+def _plain_output(output: Any, styler_ids: dict[str, str]) -> None:
+    """A display output without memory addresses and with the Styler tables numbered."""
+    data = output.get("data", {})
+    for mime, value in list(data.items()):
+        if not mime.startswith("text/"):
+            continue
+        text = "".join(value) if isinstance(value, list) else value
+        text = _ADDRESS.sub(r"\1>", text)
+        if mime == "text/html":
+            for found in _STYLER_ID.findall(text):
+                styler_ids.setdefault(found, f"n{len(styler_ids) + 1}")
+                text = re.sub(rf"\bT_{found}(?![0-9a-zA-Z])", f"T_{styler_ids[found]}", text)
+        data[mime] = text
+
+
+def deterministic(nb: Any, executed: str | os.PathLike | None = None,
+                  source: str | os.PathLike | None = None) -> Any:
     """``nb`` (an executed ``NotebookNode``) without what changes from run to run; in place.
 
     Kept: the papermill parameters, input path, versions, each cell's status and
     exception, every output but the kit's log lines on stderr. ``executed`` is the
-    final name, recorded instead of the temporary one papermill wrote to.
+    final name, recorded instead of the temporary one papermill wrote to. When the
+    ``source`` notebook has no cell ids (nbformat 4.4), nbformat gave each cell a random
+    one: they become ``cell-<n>``. Memory addresses in reprs go, and pandas Styler
+    tables get numbered ids instead of random uuids.
     """
+    if source is not None and not _has_cell_ids(source):
+        for n, cell in enumerate(nb.cells):
+            cell["id"] = f"cell-{n}"
+    styler_ids: dict[str, str] = {}
     meta = nb.metadata.get("papermill")
     if meta is not None:
         for key in _RUN_KEYS:
@@ -130,6 +165,7 @@ def deterministic(nb: Any, executed: str | os.PathLike | None = None) -> Any:
                 output["text"] = _without_log_lines("".join(text) if isinstance(text, list) else text)
                 if not output["text"]:
                     continue
+            _plain_output(output, styler_ids)
             outputs.append(output)
         if "outputs" in cell:
             cell["outputs"] = outputs

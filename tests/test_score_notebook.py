@@ -208,7 +208,7 @@ def test_a_batch_size_override_is_every_scorer_of_the_pass(project):
     assert options_from_params("tv", "params.yaml", alone=True).others == ()
 
 
-def test_executed_notebooks_keep_no_run_stamps():
+def test_executed_notebooks_keep_no_run_stamps(tmp_path):
     """What papermill, nbclient and the kit's log lines put in an executed notebook that differs on
     every run is removed (dvc.lock records its hash); results and other stderr lines stay."""
     import nbformat
@@ -230,15 +230,24 @@ def test_executed_notebooks_keep_no_run_stamps():
             "loaded 684 rows, 13 Q variables (0.1s)\ngroup-wise: 0.9s\nwrote 12 tables to results/analysis (10.1s in all)\n")),
         nbformat.v4.new_output("stream", name="stderr", text="tv: 684/684 rows (100.0%), 3.6 img/s now, done in 4 min\n"),
         nbformat.v4.new_output("stream", name="stdout", text="group-wise: 0.9s\n"),  # stdout is the cell's own
+        nbformat.v4.new_output("display_data", data={  # a Styler: random uuid, memory address
+            "text/html": '<style>#T_3cc5e_row0_col0 {color: red}</style><table id="T_3cc5e"><td id="T_3cc5e_row0_col0">',
+            "text/plain": "<pandas.io.formats.style.Styler at 0x7f990db6d710>"}),
     ]
     nb.cells = [injected, cell]
-    deterministic(nb, "results/notebooks/score_tv.ipynb")
+    source = tmp_path / "v44.ipynb"  # no cell ids: nbformat draws them at random on reading
+    source.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 4, "metadata": {},
+                                  "cells": [{"cell_type": "code", "source": "run()", "metadata": {}}]}))
+    deterministic(nb, "results/notebooks/score_tv.ipynb", source)
     assert nb.metadata.papermill == {"input_path": "notebooks/score.ipynb", "parameters": {"scorer": "tv"},
                                      "output_path": "results/notebooks/score_tv.ipynb"}
-    assert nb.cells[0]["id"] == "injected-parameters"
+    assert [c["id"] for c in nb.cells] == ["injected-parameters", "cell-1"]
     assert dict(nb.cells[1].metadata) == {"papermill": {"status": "completed", "exception": False}}
-    assert [(o.name, o.text) for o in nb.cells[1].outputs] == [
+    assert [(o.get("name", o.output_type), o.get("text")) for o in nb.cells[1].outputs] == [
         ("stderr", "reusing results/scores/tv.parquet: complete\nloaded 684 rows, 13 Q variables\n"
                    "wrote 12 tables to results/analysis\n"),
-        ("stdout", "group-wise: 0.9s\n")]
+        ("stdout", "group-wise: 0.9s\n"), ("display_data", None)]
+    assert nb.cells[1].outputs[2]["data"] == {
+        "text/html": '<style>#T_n1_row0_col0 {color: red}</style><table id="T_n1"><td id="T_n1_row0_col0">',
+        "text/plain": "<pandas.io.formats.style.Styler>"}
     nbformat.validate(nb)
