@@ -80,6 +80,8 @@ class DataParams(_Strict):
     severities: list[Severity] = Field(default_factory=lambda: list(SEVERITIES))
     check: Literal["full", "header", "none"] = "full"
     geometry: Literal["resize_crop", "none"] = "resize_crop"
+    # Pillow's decompression-bomb limit in pixels (null: Pillow's 89,478,485); --max-pixels wins
+    max_pixels: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> DataParams:

@@ -255,3 +255,59 @@ def test_audit_lists_a_name_that_is_not_utf8_and_scores_the_rest(tmp_path):
     assert sorted(pd.read_parquet(out / "scores" / "tv.parquet")["image_id"]) == ["a.png", "b.png"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["scorers"]["tv"]["variables"]["q"]["n"] == 2
+
+
+# --------------------------------------------------------------------- data.max_pixels in params
+@pytest.fixture
+def pixel_limit(monkeypatch):
+    """Put Pillow's limit and its environment variable back after the test."""
+    from iqa_lib.data.images import MAX_PIXELS_ENV
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
+    monkeypatch.delenv(MAX_PIXELS_ENV, raising=False)
+
+
+@pytest.mark.parametrize("value, ok", [(None, True), (1000, True), (True, False), ("1000", False),
+                                       (0, False), (2.5, False)])
+def test_data_max_pixels_is_a_strict_optional_count(value, ok):
+    from iqa_lib.config import ConfigError, validate_params
+
+    if ok:
+        assert validate_params({"data": {"max_pixels": value}}).data.max_pixels == value
+        return
+    with pytest.raises(ConfigError, match="data.max_pixels"):
+        validate_params({"data": {"max_pixels": value}})
+
+
+def _params_with_limit(tmp_path, limit: int) -> str:
+    (tmp_path / "params.yaml").write_text(
+        f"data:\n  clean_root: {tmp_path / 'clean'}\n  generate_corruptions: false\n  max_pixels: {limit}\n"
+        "scorers:\n  tv: tv\n"
+    )
+    return str(tmp_path / "params.yaml")
+
+
+def test_manifest_from_params_applies_data_max_pixels_and_the_flag_wins(tmp_path, monkeypatch, pixel_limit):
+    from iqa_lib.cli import main
+
+    write_image(tmp_path / "clean" / TENCH / "small.png", size=(8, 8))
+    write_image(tmp_path / "clean" / TENCH / "big.png", size=(40, 40))  # 1600 px: over twice 500
+    params, out = _params_with_limit(tmp_path, 500), tmp_path / "m.parquet"
+    assert main(["manifest", "--params", params, "--out", str(out)]) == 0
+    failures = pd.read_csv(tmp_path / "m.failures.csv")
+    assert failures["path"].str.endswith("big.png").tolist() == [True]
+    assert "image too large" in failures["reason"].iloc[0]
+    assert main(["manifest", "--params", params, "--out", str(out), "--max-pixels", "10000"]) == 0
+    assert len(pd.read_parquet(out)) == 2
+
+
+def test_score_from_params_applies_data_max_pixels_and_the_flag_wins(tmp_path, monkeypatch, pixel_limit):
+    from iqa_lib.commands import score
+    from iqa_lib.scoring import engine
+
+    params = _params_with_limit(tmp_path, 500)
+    seen = []
+    monkeypatch.setattr(engine, "run_scoring", lambda *a, **k: seen.append(Image.MAX_IMAGE_PIXELS))
+    score.run_options_all(score.options_from_params("tv", params, alone=True))
+    score.run_options_all(score.options_from_params("tv", params, alone=True, max_pixels=7000))
+    assert seen == [500, 7000]

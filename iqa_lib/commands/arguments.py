@@ -56,8 +56,10 @@ def add_max_pixels(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def apply_max_pixels(args: argparse.Namespace) -> None:
-    """Set the limit for this process and, through the environment, its workers."""
+def apply_max_pixels(args: argparse.Namespace, default: int | None = None) -> None:
+    """Set the limit for this process and, through the environment, its workers: ``--max-pixels``,
+    else ``default`` (``data.max_pixels`` of params.yaml), else what is set already."""
     from iqa_lib.data.images import set_max_pixels
 
-    set_max_pixels(getattr(args, "max_pixels", None))
+    flag = getattr(args, "max_pixels", None)
+    set_max_pixels(default if flag is None else flag)

@@ -85,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         from iqa_lib.config import MANIFEST_PATH, load_params
 
         data = load_params(args.params).data
+        apply_max_pixels(args, data.max_pixels)
         out = args.out or MANIFEST_PATH
         build = partial(
             _build, args, data.clean_dir, data.clean_labels, data.imagenet_c_dir,

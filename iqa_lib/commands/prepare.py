@@ -15,6 +15,8 @@ import os
 from contextlib import ExitStack
 from pathlib import Path
 
+from iqa_lib.commands.arguments import add_max_pixels, apply_max_pixels
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -28,6 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--params", default="params.yaml", help="parameters file (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=None, help="processes for rendering (default: all cores)")
+    add_max_pixels(parser)  # default: data.max_pixels of --params
     parser.add_argument(
         "--wait", action="store_true",
         help="when another run is writing these outputs, wait for it to finish instead of failing",
@@ -53,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_positive("--workers", args.workers)
     data = load_params(args.params).data
+    apply_max_pixels(args, data.max_pixels)
     with ExitStack() as locks:
         # always in this order (the stamp first), so two waiting runs cannot deadlock
         for target in [PREPARED_STAMP, *_outputs(data)]:

@@ -55,10 +55,11 @@ class ScoreOptions:
     decode_on_device: bool = False
     # other scorers scored in the same pass, one decode for all (``scoring.decode_once``)
     others: tuple[PassScorer, ...] = ()
+    max_pixels: int | None = None  # Pillow's bomb limit (``data.max_pixels``); None: as set already
 
     def run_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`iqa_lib.scoring.engine.run_scoring` (after spec, manifest, out)."""
-        skip = ("name", "spec", "manifest", "out", "others")
+        skip = ("name", "spec", "manifest", "out", "others", "max_pixels")
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
@@ -114,6 +115,7 @@ def options_from_params(
         part_size=scoring.part_size,
         part_seconds=scoring.part_seconds,
         decode_on_device=scoring.decode_on_device,
+        max_pixels=params.data.max_pixels,
         others=tuple(
             PassScorer(n, params.scorers[n], f"{SCORES_DIR}/{n}.parquet", batch_size(n), optional)
             for n, optional in others
@@ -129,8 +131,10 @@ def run_options(opts: ScoreOptions) -> ScoringResult:
 
 def run_options_all(opts: ScoreOptions) -> list[ScoringResult]:
     """Score as ``opts`` say: a result for ``opts.name``, then one per ``opts.others``."""
+    from iqa_lib.data.images import set_max_pixels
     from iqa_lib.scoring.engine import ScoringJob, run_scoring, run_scoring_many
 
+    set_max_pixels(opts.max_pixels)
     if not opts.others:
         return [run_scoring(opts.spec, opts.manifest, opts.out, **opts.run_kwargs())]
     jobs = [ScoringJob(opts.spec, opts.out, opts.batch_size)] + [
@@ -339,7 +343,7 @@ def _run_from_params(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, num_workers=args.num_workers, part_size=args.part_size,
         part_seconds=args.part_seconds, resume=False if args.no_resume else None,
         wait=True if args.wait else None, progress=False if args.no_progress else None,
-        decode_on_device=args.decode_on_device,
+        decode_on_device=args.decode_on_device, max_pixels=args.max_pixels,
     )
     _summarise(run_options_all(opts))
     return 0
@@ -380,6 +384,7 @@ def _fill_from_params(args: argparse.Namespace) -> None:
         if getattr(args, key) is None:
             setattr(args, key, getattr(opts, key))
     args.scorer = args.scorer or opts.spec
+    apply_max_pixels(args, opts.max_pixels)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
