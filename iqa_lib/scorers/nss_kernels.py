@@ -192,3 +192,33 @@ def resize(x, wh, wh_lo, wh_hi, ww, ww_lo, ww_hi, out):  # pragma: no cover (com
                 for c in range(ww_lo[p], ww_hi[p]):
                     acc += tmp[o, c] * ww[p, c]
                 out[m, o, p] = acc
+
+
+@jit
+def flat_fraction(g, radius, out):  # pragma: no cover (compiled)
+    """``nss.flat_fraction``: share of pixels whose (2r+1)^2 window (clamped) has one level."""
+    m_, h, w = g.shape
+    bad = np.empty((h + 1, w), np.int32)  # per column, prefix over rows: row segment not constant
+    vch = np.empty((h + 1, w), np.int32)  # per column, prefix over rows: level differs from row above
+    last = np.empty(w, np.int32)  # per row: column of the last level change at or before x
+    for m in range(m_):
+        for x in range(w):
+            bad[0, x] = 0
+            vch[0, x] = 0
+        for y in range(h):
+            last[0] = 0
+            for x in range(1, w):
+                last[x] = x if g[m, y, x] != g[m, y, x - 1] else last[x - 1]
+            for x in range(w):
+                lo = max(0, x - radius)
+                hi = min(w - 1, x + radius)
+                bad[y + 1, x] = bad[y, x] + (1 if last[hi] > lo else 0)
+                vch[y + 1, x] = vch[y, x] + (1 if y > 0 and g[m, y, x] != g[m, y - 1, x] else 0)
+        count = 0
+        for y in range(h):
+            a = max(0, y - radius)
+            b = min(h - 1, y + radius)
+            for x in range(w):
+                if bad[b + 1, x] == bad[a, x] and vch[b + 1, x] == vch[a + 1, x]:
+                    count += 1
+        out[m] = count / (h * w)

@@ -41,7 +41,7 @@ from iqa_lib.data.manifest import (
     manifest_classnames,
     read_manifest,
 )
-from iqa_lib.scorers.base import COLUMNS, Scorer
+from iqa_lib.scorers.base import Scorer, spec_columns
 from iqa_lib.scorers.label_space import LabelSpace, resolve_label_space
 from iqa_lib.scorers.registry import as_spec, build_scorer
 from iqa_lib.scorers.spec import ScorerSpec
@@ -425,7 +425,7 @@ def _set_up(
     space = resolve_label_space(parsed, classes, classnames, unlabelled)
     if scorer is not None:
         space = _built_scorer_space(scorer, space, manifest_path)
-    columns = [c for c in COLUMNS[parsed.kind] if c != "correct" or space.defines_correct]
+    columns = list(spec_columns(parsed, space.defines_correct))
     options = json.loads(
         json.dumps(
             {k: v for k, v in parsed.options.items() if k not in RUNTIME_OPTIONS}, default=str
@@ -579,10 +579,27 @@ def _score_active(
             else ProgressLines(f"{name} [rank 0 of {info.world_size}]", share)
         )
     with tqdm(total=share, unit="img", desc=name, disable=not bar_on, smoothing=0.05) as bar:
-        dropped = stream.score_streams(streams, loader, order, part_seconds, bar, lines)
+        try:
+            dropped = stream.score_streams(streams, loader, order, part_seconds, bar, lines)
+        except Exception as exc:
+            rows = getattr(exc, stream.FAILED_ROWS, None)
+            if rows is None:
+                raise
+            raise _naming_images(exc, manifest["image_id"].to_numpy()[rows]) from exc
     for key, why in dropped.items():
         by_name[key].dropped = why
     return mine_total
+
+
+def _naming_images(exc: Exception, image_ids: Any) -> Exception:
+    """The scorer's error for a same-size group whose every image failed, naming the images."""
+    shown = ", ".join(repr(str(i)) for i in image_ids[:3])
+    more = f" and {len(image_ids) - 3} more" if len(image_ids) > 3 else ""
+    message = f"{exc} (every image of this size failed: {shown}{more})"
+    try:
+        return type(exc)(message)
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {message}")
 
 
 def _agree(prepare: Callable[[], list[_Plan]], is_main: bool) -> list[_Plan]:

@@ -41,6 +41,10 @@ class ScorerDropped(Exception):
     """An optional scorer failed: the others go on, its parts so far are kept for its own run."""
 
 
+# Attribute of a scorer error raised because every image of a group failed: their manifest rows.
+FAILED_ROWS = "iqa_kit_failed_rows"
+
+
 def score_group(
     scorer: Scorer, images: torch.Tensor, rows: torch.Tensor, labels: torch.Tensor
 ) -> tuple[dict[str, np.ndarray] | None, list[tuple[int, str]]]:
@@ -65,6 +69,7 @@ def score_group(
         results.append(res)
         failures.extend(fail)
     if len(failures) == len(rows):
+        setattr(first_exc, FAILED_ROWS, rows.tolist())  # the engine names their images
         raise first_exc
     keep = [i for i, r in enumerate(results) if r is not None]
     merged = {k: np.concatenate([results[i][k] for i in keep]) for k in results[keep[0]]}
