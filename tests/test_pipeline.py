@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -84,6 +85,38 @@ def check_executed_notebooks(repo: Path) -> None:
         assert shot.shape[0] > 1500 and shot.std() > 20, name
 
 
+# What differs from run to run and must not reach an output dvc.lock records: papermill's and
+# nbclient's times (ISO dates, "duration"), papermill's temporary output name, scoring progress
+# lines and timings (iqa_lib.notebooks.deterministic), a random injected-parameters cell id.
+RUN_STAMPS = re.compile(r'\d{4}-\d\d-\d\dT\d\d:\d\d|"duration"|\.running-\d+|img/s|\d\.\ds in all')
+
+
+def lock_outs(repo: Path) -> dict[str, str]:
+    """Every output's hash as dvc.lock records it."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    return {out["path"]: out.get("md5") for stage in lock["stages"].values() for out in stage.get("outs", [])}
+
+
+def check_outputs_reproduce(repo: Path) -> None:
+    """A rerun writes the bytes dvc.lock recorded (a fresh clone's `dvc repro` leaves the lock as
+    committed): the executed notebooks and their HTML hold no run stamps nor the checkout's path,
+    and forcing the analysis and a section (figures, tables, metrics, notebooks) changes no hash."""
+    for path in sorted((repo / "results" / "notebooks").iterdir()):
+        text = path.read_text()
+        stamp = RUN_STAMPS.search(text)
+        assert stamp is None, f"{path.name}: {text[max(0, stamp.start() - 80):stamp.end() + 40]!r}"
+        assert str(repo) not in text and str(repo.parent) not in text, path.name
+        if path.suffix == ".ipynb":  # the HTML shows cell ids: papermill's injected cell has a random one
+            ids = [cell["id"] for cell in json.loads(text)["cells"]
+                   if "injected-parameters" in cell["metadata"].get("tags", [])]
+            assert set(ids) <= {"injected-parameters"}, (path.name, ids)
+    locked = lock_outs(repo)
+    assert len(locked) > 20 and all(locked.values()), locked
+    run(["dvc", "repro", "-f", "-s", "analyze", "section@section4_nr_iqa"], repo)
+    changed = {path for path, md5 in lock_outs(repo).items() if md5 != locked[path]}
+    assert not changed, f"not reproduced by a rerun: {sorted(changed)}"
+
+
 def set_params(repo: Path, section: str = "data", **values) -> None:
     path = repo / "params.yaml"
     params = yaml.safe_load(path.read_text())
@@ -105,6 +138,7 @@ def tiny(repo: Path) -> None:
 def test_dvc_repro_builds_every_table_and_is_idempotent(repo_copy):
     tiny(repo_copy)
     run(["dvc", "repro"], repo_copy)
+    check_outputs_reproduce(repo_copy)
     manifest = pd.read_parquet(repo_copy / "data" / "manifest.parquet")
     n = len(QUICKSTART_IMAGES)
     counts = manifest.groupby(["corruption", "severity"]).size().to_dict()
