@@ -21,6 +21,22 @@ SHARED_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "imagenet-sample"
 TENCH, GOLDFISH = "n01440764", "n01443537"
 
 
+@pytest.fixture(autouse=True)
+def _pixel_limit_restored():
+    """A command run in-process (``main([... "--max-pixels", ...])``) sets Pillow's limit and
+    ``IQA_KIT_MAX_PIXELS`` for its workers; put both back so that the next test on this
+    worker, and the subprocesses it starts, get the default."""
+    from iqa_lib.data.images import MAX_PIXELS_ENV
+
+    env, limit = os.environ.get(MAX_PIXELS_ENV), Image.MAX_IMAGE_PIXELS
+    yield
+    if env is None:
+        os.environ.pop(MAX_PIXELS_ENV, None)
+    else:
+        os.environ[MAX_PIXELS_ENV] = env
+    Image.MAX_IMAGE_PIXELS = limit
+
+
 @pytest.fixture(scope="session")
 def imagenet_sample() -> Path:
     """The 500-image ImageNet sample in ../shared; tests using it skip cleanly without it."""
