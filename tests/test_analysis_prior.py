@@ -276,3 +276,27 @@ def test_notebook_is_parameterised_and_offline_friendly():
     markdown = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
     assert "$" not in markdown  # the offline HTML export has no MathJax
     assert any("write_prior" in "".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+
+
+def test_verdict_is_withheld_when_group_accuracies_rest_on_too_few_images():
+    """The estimators are scored against group accuracies: from 9 images each (a demo) no
+    estimator is called usable or ranked; from 60 images in 18 groups the verdict stands."""
+    from iqa_lib.analysis.prior import verdict_text
+
+    s = tiny_scores()
+    table = leave_one_corruption_out(s, n_classes=10)
+    more = pd.concat([table, table.assign(corruption=table["corruption"] + "_b")], ignore_index=True)
+    summary = summarize(more, n_bootstrap=20, seed=1)
+    enough = verdict(summary, more, n_bootstrap=20, seed=1)
+    assert not enough.loc[0, "small_n"] and enough.loc[0, "min_group_images"] == 60
+    assert enough.loc[0, "n_groups"] == 18 and enough.loc[0, "usable"] != "n too small"
+    assert "n too small" not in verdict_text(enough)
+
+    few = more.assign(n=9)
+    small = verdict(summarize(few, n_bootstrap=20, seed=1), few, n_bootstrap=20, seed=1)
+    assert small.loc[0, "small_n"] and small.loc[0, "usable"] == "n too small"
+    text = verdict_text(small)
+    assert "n too small" in text and "as few as 9 images" in text and "18 groups" in text
+    assert "worse than" not in text and "no better than" not in text and "better than the" not in text
+    # too few groups counts too (9 groups of 60 images)
+    assert verdict(summarize(table, n_bootstrap=20, seed=1), table, n_bootstrap=20, seed=1).loc[0, "small_n"]

@@ -31,7 +31,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from iqa_lib.analysis.inference import N_TOO_SMALL
 from iqa_lib.analysis.io import CLEAN, KEYS, ScoreSet
+from iqa_lib.analysis.sample_size import SMALL_N_GROUP_IMAGES, SMALL_N_GROUPS, small_groups
 
 # method -> (what it uses, short description for tables and figures)
 METHODS: dict[str, str] = {
@@ -508,6 +510,23 @@ def _paired_gap(
     return float(sa.sum() / ca.sum() - sb.sum() / cb.sum()), lo, hi
 
 
+def _evidence_size(table: pd.DataFrame | None, model: str) -> dict:
+    """Groups, held-out corruptions and the smallest group's images behind a model's verdict.
+
+    Each group's accuracy is what the estimators are scored against: from fewer than
+    :data:`~iqa_lib.analysis.sample_size.SMALL_N_GROUP_IMAGES` images it is itself too noisy
+    (and the groups share their images) for an error difference of a few points to mean
+    anything, so the verdict is marked small-n and states no comparison.
+    """
+    if table is None or not len(table):
+        return {"n_groups": np.nan, "n_corruptions": np.nan, "min_group_images": np.nan, "small_n": False}
+    rows = table[table["task_model"] == model].drop_duplicates(["corruption", "severity"])
+    n_groups, min_images = len(rows), float(rows["n"].min()) if len(rows) else np.nan
+    return {"n_groups": n_groups, "n_corruptions": int(rows["corruption"].nunique()),
+            "min_group_images": min_images,
+            "small_n": bool(small_groups(n_groups, min_images))}
+
+
 def verdict(
     summary: pd.DataFrame,
     table: pd.DataFrame | None = None,
@@ -558,6 +577,9 @@ def verdict(
             row["gap_pts"] = row["best_task_agnostic_mae_pts"] - row["best_own_mae_pts"]
         if best_a is not None and len(base):
             row["gain_over_baseline_pts"] = base_mae - row["best_task_agnostic_mae_pts"]
+        row.update(_evidence_size(table, model))
+        if row["small_n"]:
+            row["usable"] = N_TOO_SMALL
         if weights is not None and best_a is not None:
             if best_o is not None:
                 row["gap_pts"], row["gap_ci_low"], row["gap_ci_high"] = _paired_gap(
@@ -577,6 +599,16 @@ def verdict_text(v: pd.DataFrame, usable_pts: float = USABLE_MEAN_PTS) -> str:
 
     lines = []
     for r in v.itertuples():
+        if getattr(r, "small_n", False):
+            lines.append(
+                f"- **{r.task_model}**: n too small for a verdict: the held-out groups' accuracies rest on "
+                f"as few as {_int(r.min_group_images)} images ({_int(r.n_groups)} groups of "
+                f"{_int(r.n_corruptions)} corruptions; at least {SMALL_N_GROUP_IMAGES} images per group "
+                f"and {SMALL_N_GROUPS} groups are needed), so no estimator is called usable and no "
+                f"estimator is ranked above another. Mean absolute errors, for the record: best of "
+                f"M's own outputs {r.best_own} {r.best_own_mae_pts:.1f} points, no-shift baseline "
+                f"{r.baseline_mae_pts:.1f}.")
+            continue
         text = (
             f"- **{r.task_model}**: usable (mean absolute error below {usable_pts:g} points "
             f"within its interval, and better than the no-shift baseline's "
@@ -598,6 +630,10 @@ def verdict_text(v: pd.DataFrame, usable_pts: float = USABLE_MEAN_PTS) -> str:
             text += " No task-agnostic Q (no-reference IQA or zero-shot score) was given."
         lines.append(text)
     return "\n".join(lines)
+
+
+def _int(value) -> str:
+    return "?" if value is None or not np.isfinite(value) else f"{int(value)}"
 
 
 def run_prior(
