@@ -162,11 +162,11 @@ def test_dvc_repro_builds_every_table_and_is_idempotent(repo_copy):
 
     # a new scorer reruns its own stage and what reads it, nothing upstream or beside it
     params = yaml.safe_load((repo_copy / "params.yaml").read_text())
-    params["scorers"]["lite1"] = "efficientnet_lite:lite1"
+    params["scorers"]["brisque"] = "brisque"  # the cheapest scorer that is not there yet
     (repo_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     added = run(["dvc", "repro", "analyze"], repo_copy)  # the sections follow analyze as above
     ran = {line.split("'")[1] for line in added.splitlines() if line.startswith("Running stage")}
-    assert "score@lite1" in ran and "analyze" in ran
+    assert "score@brisque" in ran and "analyze" in ran
     assert not ran & {"prepare", "manifest", "score@tv", "score@lite0"}
 
     # changing the corruptions reruns the data stages and the manifest follows
