@@ -113,11 +113,22 @@ def tiny_clip(tmp_path_factory) -> TinyClip:
     return TinyClip(TINY_CLIP_ARCH, path)
 
 
-def pytest_collection_modifyitems(config, items) -> None:
-    """The long tests first: xdist's load scheduling hands out the first tests round-robin, so
-    they run side by side from the start instead of one after another at the end."""
-    def rank(item) -> tuple[int, int]:
-        slow = item.get_closest_marker("slow") is not None
-        return (0 if slow else 1, 0 if "test_pipeline.py" in item.nodeid else 1)  # dvc repro: longest
+# The two `dvc repro` tests take about half of the suite's CPU time. xdist's load scheduling
+# hands worker k the consecutive items [k * chunk, (k + 1) * chunk) first (not round-robin), so
+# sorted to the front together they ran one after the other on one worker. Put each at the head
+# of a different worker's first batch; the other slow tests follow them.
+HEAVY_TESTS = ("test_dvc_repro_builds_every_table_and_is_idempotent", "test_dvc_repro_on_clean_images_only")
 
-    items.sort(key=rank)  # stable
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: slow ones first
+    workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    heavy = [item for item in items if item.name in HEAVY_TESTS]
+    if workers < 2 or not heavy:
+        return
+    ordered = [item for item in items if item.name not in HEAVY_TESTS]
+    chunk = max((len(items) // workers) // 4, 2)
+    for k, item in enumerate(heavy):
+        ordered.insert(min(k * chunk, len(ordered)), item)
+    items[:] = ordered
