@@ -42,11 +42,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from iqa_lib.device import pick_device  # noqa: E402
 from iqa_lib.imagenet import label_of  # noqa: E402
 from iqa_lib.scorers.registry import build_scorer  # noqa: E402
 from iqa_lib.scorers.weights import WeightsError  # noqa: E402
 from iqa_lib.scoring.dataset import ManifestImages  # noqa: E402
-from iqa_lib.scoring.device import pick_device  # noqa: E402
 from iqa_lib.scoring.engine import default_num_workers, score_manifest  # noqa: E402
 
 SAMPLE = REPO.parent / "shared" / "data" / "imagenet-sample"

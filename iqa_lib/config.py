@@ -130,7 +130,7 @@ class ScoringParams(_Strict):
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
-        from iqa_lib.scoring.checks import check_device
+        from iqa_lib.checks import check_device
 
         return check_device(value)
 

@@ -87,7 +87,7 @@ def check_executed_notebooks(repo: Path) -> None:
 
 # What differs from run to run and must not reach an output dvc.lock records: papermill's and
 # nbclient's times (ISO dates, "duration"), papermill's temporary output name, scoring progress
-# lines and timings (iqa_lib.notebooks.deterministic), a random injected-parameters cell id.
+# lines and timings (iqa_lib.pipeline.notebook_runner.deterministic), a random injected-parameters cell id.
 RUN_STAMPS = re.compile(r'\d{4}-\d\d-\d\dT\d\d:\d\d|"duration"|\.running-\d+|img/s|\d\.\ds in all')
 
 

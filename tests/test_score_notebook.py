@@ -99,7 +99,7 @@ def test_progress_lines_count_kept_rows_and_say_the_time_left():
 
 
 def test_score_notebook_writes_what_the_cli_writes_and_reports_it(project):
-    from iqa_lib.notebooks import run_notebook
+    from iqa_lib.pipeline.notebook_runner import run_notebook
 
     executed = run_notebook(REPO_ROOT / "notebooks" / "score.ipynb", project / "results" / "notebooks",
                             {"scorer": "tv", "params_file": "params.yaml"}, cwd=project, name="score_tv")
@@ -213,7 +213,7 @@ def test_executed_notebooks_keep_no_run_stamps(tmp_path):
     every run is removed (dvc.lock records its hash); results and other stderr lines stay."""
     import nbformat
 
-    from iqa_lib.notebooks import deterministic
+    from iqa_lib.pipeline.notebook_runner import deterministic
 
     stamps = {"start_time": "2026-12-06T14:12:07+00:00", "end_time": "2026-12-06T14:16:41+00:00", "duration": 3.5}
     nb = nbformat.v4.new_notebook(metadata={"papermill": {

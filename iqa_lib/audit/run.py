@@ -112,8 +112,8 @@ def run_audit(
     One audit writes a folder at a time: a second one on the same ``out_dir`` is
     refused naming the first (or waits for it with ``wait``).
     """
+    from iqa_lib.device import pick_device
     from iqa_lib.locks import output_lock
-    from iqa_lib.scoring.device import pick_device
 
     specs = scorers if isinstance(scorers, Mapping) else named_specs(scorers)
     pick_device(device)  # a device this machine lacks fails now, not after the scan
@@ -238,7 +238,7 @@ def build_summary(
 
 def render_report(out: Path) -> Path:
     """Execute the report notebook on ``out`` and export it as self-contained, offline HTML."""
-    from iqa_lib.notebooks import run_notebook
+    from iqa_lib.pipeline.notebook_runner import run_notebook
     from iqa_lib.presentation.html_export import export_offline_html
 
     notebook = report_notebook()

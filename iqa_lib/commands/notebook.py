@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from iqa_lib.locks import output_lock
-    from iqa_lib.notebooks import run_notebook
+    from iqa_lib.pipeline.notebook_runner import run_notebook
 
     name = f"{args.name}.ipynb" if args.name else Path(args.notebook).name
     parameters = dict(args.parameter) | dict(args.raw_parameter)

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from iqa_lib.checks import check_device, nonnegative_int, positive_int, positive_seconds
 from iqa_lib.commands.arguments import add_max_pixels, apply_max_pixels
-from iqa_lib.scoring.checks import check_device, nonnegative_int, positive_int, positive_seconds
 
 if TYPE_CHECKING:
     from iqa_lib.scoring.engine import ScoringResult
@@ -251,7 +251,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _arg_type(check: Callable[[Any, str], Any], what: str) -> Callable[[str], Any]:
-    """An argparse type from a check of :mod:`iqa_lib.scoring.checks` (argparse names the option)."""
+    """An argparse type from a check of :mod:`iqa_lib.checks` (argparse names the option)."""
 
     def parse(text: str) -> Any:
         try:
@@ -306,7 +306,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("give --images DIR or --manifest FILE, not both")
         if args.out is None:
             raise ValueError("give --out (e.g. results/scores/my_images.parquet) with --images")
-        from iqa_lib.scoring.device import pick_device
+        from iqa_lib.device import pick_device
 
         pick_device(args.device or "auto")  # a device this machine lacks fails before the scan
         args.manifest = _folder_manifest(Path(args.images), Path(args.out))

@@ -69,8 +69,8 @@ def build_scorer(
     ``correct`` mean (:mod:`iqa_lib.scorers.label_space`); with ``warn`` a
     scorer that cannot define ``correct`` there says so on stderr.
     """
+    from iqa_lib.device import pick_device
     from iqa_lib.scorers.label_space import resolve_label_space
-    from iqa_lib.scoring.device import pick_device
 
     parsed = as_spec(spec)
     space = resolve_label_space(parsed, classes, classnames, unlabelled)

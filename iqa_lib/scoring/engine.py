@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm  # text bars: tqdm.auto warns in kernels without ipywidgets
 
 from iqa_lib import fileio
+from iqa_lib.checks import nonnegative_int, positive_int, positive_seconds
 from iqa_lib.data.manifest import (
     MANIFEST_COLUMNS,
     UNLABELLED,
@@ -41,15 +42,14 @@ from iqa_lib.data.manifest import (
     manifest_classnames,
     read_manifest,
 )
+from iqa_lib.device import pick_device
 from iqa_lib.scorers.base import Scorer, spec_columns
 from iqa_lib.scorers.label_space import LabelSpace, resolve_label_space
 from iqa_lib.scorers.registry import as_spec, build_scorer
 from iqa_lib.scorers.spec import ScorerSpec
 from iqa_lib.scoring import parts, stream
-from iqa_lib.scoring.checks import nonnegative_int, positive_int, positive_seconds
 from iqa_lib.scoring.dataset import ChunkBatchSampler, ManifestImages, collate_images
 from iqa_lib.scoring.dataset import decode_on_device as decode_on_device_fn
-from iqa_lib.scoring.device import pick_device
 from iqa_lib.scoring.distributed import (
     barrier,
     broadcast_object,

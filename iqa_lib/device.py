@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from iqa_lib.scoring.checks import DEVICE_CHOICES, check_device  # noqa: F401 (re-exported)
+from iqa_lib.checks import DEVICE_CHOICES, check_device  # noqa: F401 (re-exported)
 
 _INSTEAD = "choose a device this machine has (--device, or scoring.device in params.yaml): auto picks one"
 
