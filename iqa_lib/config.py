@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from iqa_lib import defaults
 from iqa_lib.corruptions import ALL_CORRUPTIONS, COMMON_CORRUPTIONS, SEVERITIES
 from iqa_lib.scorers.spec import ScorerSpec, SpecError, parse_spec
 
@@ -137,10 +138,10 @@ class ScoringParams(_Strict):
 
 class AnalysisParams(_Strict):
     task_models: list[str] = Field(default_factory=list)
-    seed: int = Field(0, ge=0)  # numpy seeds are non-negative
-    n_bootstrap: int = Field(1000, ge=10)
-    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    n_folds: int = Field(5, ge=2)
+    seed: int = Field(defaults.SEED, ge=0)  # numpy seeds are non-negative
+    n_bootstrap: int = Field(defaults.N_BOOTSTRAP, ge=10)
+    test_fraction: float = Field(defaults.TEST_FRACTION, gt=0.0, lt=1.0)
+    n_folds: int = Field(defaults.N_FOLDS, ge=2)
     mixture_fractions: list[float] = Field(default_factory=lambda: list(DEFAULT_MIXTURE_FRACTIONS))
     mixture_corruptions: list[CorruptionName] | None = None
     mixture_severities: list[Severity] = Field(default_factory=lambda: [1, 2, 3])
