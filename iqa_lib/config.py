@@ -32,7 +32,7 @@ from iqa_lib.scorers.spec import ScorerSpec, SpecError, parse_spec
 CorruptionName = Literal[ALL_CORRUPTIONS]  # type: ignore[valid-type]
 Severity = Literal[SEVERITIES]  # type: ignore[valid-type]
 MANIFEST_PATH = "data/manifest.parquet"  # fixed: dvc.yaml names it
-SCORES_DIR = "results/scores"  # one <scorer>.parquet per scorer: the contract of DESIGN.md section 3
+SCORES_DIR = "results/scores"  # one <scorer>.parquet per scorer: the contract of docs/architecture.md ("Score files")
 ANALYSIS_DIR = "results/analysis"
 DISTRIBUTION_DIR = "results/distribution"  # iqa-kit describe: quality distribution table + figure
 PREPARED_STAMP = "data/prepared.json"  # what `iqa-kit prepare` made; DVC tracks this, not the images

@@ -1,7 +1,7 @@
 """Load a folder of score files (``<scorer>.parquet``) into one aligned, compact table.
 
 Each file holds the keys ``image_id, corruption, severity`` and ``label``, and either an
-NR-IQA column ``q`` or task columns ``pred, correct, q_p, q_h, q_l`` (DESIGN.md section 3).
+NR-IQA column ``q`` or task columns ``pred, correct, q_p, q_h, q_l`` (docs/architecture.md, "Score files").
 Only the needed columns are read; string keys become integer codes; scores keep the file's
 float dtype (float32 stays float32). Rows are aligned on the keys across files and sorted
 by (image ID, corruption, severity), so the rows of one image are contiguous.
@@ -106,7 +106,7 @@ def scorer_kind(path: Path, columns: list[str]) -> str:
     if missing:
         raise ValueError(
             f"{path}: neither an NR-IQA score file (column 'q') nor a task score file "
-            f"(columns correct, q_p, q_h, q_l); missing {missing}. See DESIGN.md section 3."
+            f"(columns correct, q_p, q_h, q_l); missing {missing}; a score file is written by `iqa-kit score`"
         )
     meta = read_schema(path).metadata or {}
     for key in (b"kind", b"iqa_kit.kind"):
@@ -211,7 +211,7 @@ def load_scores(scores_dir: str | Path, scorers: list[str] | None = None) -> Sco
         cols = read_schema(path).names
         missing = [c for c in (*KEYS, "label") if c not in cols]
         if missing:
-            raise ValueError(f"{path}: missing key column(s) {missing} (DESIGN.md section 3)")
+            raise ValueError(f"{path}: missing key column(s) {missing} (every score file has image_id, corruption, severity and label)")
         kind = scorer_kind(path, cols)
         value_cols = ["q"] if kind == "nr_iqa" else [c for c in ("correct", *TASK_QS) if c in cols]
         df = _read(path, [*KEYS, "label", *value_cols])

@@ -45,7 +45,7 @@ def write_synthetic_scores(
     zero_shot=ZERO_SHOT,
     seed: int = 0,
 ) -> Path:
-    """Write ``<scorer>.parquet`` files (DESIGN.md section 3) for ``n_images`` image IDs.
+    """Write ``<scorer>.parquet`` files (docs/architecture.md, "Score files") for ``n_images`` image IDs.
 
     Every image has a clean row and one row per (corruption, severity): 76 variants with the
     defaults. Scores are float32, keys dictionary-encoded, like real score files.

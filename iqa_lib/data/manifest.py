@@ -1,4 +1,4 @@
-"""Manifests: one row per image to score (DESIGN.md section 3).
+"""Manifests: one row per image to score (docs/architecture.md, "Manifest").
 
 Columns: ``image_id`` (file stem; joins the clean and corrupted copies of an
 image), ``label`` (ImageNet index 0-999 in sorted-wnid order, or the dataset's

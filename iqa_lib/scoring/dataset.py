@@ -1,6 +1,6 @@
 """Decode manifest images once, in loader workers, into uint8 tensors grouped by size.
 
-Workers apply only the dataset-level geometry (DESIGN section 1): clean images
+Workers apply only the dataset-level geometry (docs/architecture.md, "Geometry"): clean images
 get Resize(256) + CenterCrop(224) (as ImageNet-C was made), corrupted images are
 kept as stored. That makes almost every batch one 224x224 block, keeps the
 host-to-device copy small (uint8), and leaves each model's own transform
