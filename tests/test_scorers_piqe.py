@@ -1,21 +1,19 @@
 """PIQE as MATLAB's piqe(): calibration against MATLAB's scores, batching, devices.
 
-Calibration uses the five 512x384 images of ``shared/data/iqa-calibration`` as
-stored (no resize) and MATLAB's scores in its ``reference_scores.csv``; those
-tests skip cleanly where the folder is absent. The rest runs on small
-generated images.
+Calibration uses the five 512x384 images that ship in the pyiqa wheel as
+stored (no resize) and MATLAB's scores (``tests/calibration.py``). The rest runs
+on small generated images.
 """
 
 from __future__ import annotations
 
-import csv
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from calibration import IMAGES as CALIBRATION_IMAGES
+from calibration import calibration_set
 
 from iqa_lib.scorers.nss import RGB2GRAY
 from iqa_lib.scorers.piqe import PiqeScorer, matlab_gray, piqe_from_gray
@@ -23,8 +21,6 @@ from iqa_lib.scorers.registry import build_scorer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-CALIBRATION = Path(__file__).resolve().parents[2] / "shared/data/iqa-calibration"
-CALIBRATION_IMAGES = ("I03", "I04", "I06", "I08", "I19")
 
 # MATLAB's piqe values are given with 2 decimals: a faithful port lies within half
 # a unit of the last printed digit (0.005) of each. Our float64 pipeline differs
@@ -37,20 +33,7 @@ ENTROPY_TOL = 5e-5 + 1e-9
 @pytest.fixture(scope="module")
 def calibration() -> tuple[torch.Tensor, dict[str, dict[str, float]]]:
     """(uint8 (5, 3, 384, 512) batch in CALIBRATION_IMAGES order, {metric: {image: value}})."""
-    table = CALIBRATION / "reference_scores.csv"
-    if not table.is_file() or not all(
-        (CALIBRATION / f"{n}.bmp").is_file() for n in CALIBRATION_IMAGES
-    ):
-        pytest.skip(f"IQA calibration images not found at {CALIBRATION}")
-    refs: dict[str, dict[str, float]] = {}
-    with table.open(newline="") as f:
-        for row in csv.DictReader(f):
-            refs.setdefault(row["metric"], {})[row["image"]] = float(row["value"])
-    arrays = [
-        np.asarray(Image.open(CALIBRATION / f"{n}.bmp").convert("RGB")) for n in CALIBRATION_IMAGES
-    ]
-    batch = torch.from_numpy(np.stack(arrays).transpose(0, 3, 1, 2).copy())
-    return batch, refs
+    return calibration_set()
 
 
 def _deviations(values: np.ndarray, ref: dict[str, float]) -> dict[str, float]:
