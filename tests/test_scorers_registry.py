@@ -8,16 +8,28 @@ import sys
 import pytest
 import torch
 
-from iqa_lib.scorers.registry import build_scorer, list_scorers
-from iqa_lib.scorers.spec import FAMILIES, SpecError, parse_spec
+from iqa_lib.scorers.families import SCORER_FAMILIES
+from iqa_lib.scorers.registry import build_scorer, family_builder, list_scorers
+from iqa_lib.scorers.spec import SpecError, parse_spec
 from iqa_lib.scorers.weights import WeightsError, local_weights
 
 
 def test_list_scorers_covers_every_family():
     listed = list_scorers()
-    assert set(listed) == set(FAMILIES)
+    assert set(listed) == set(SCORER_FAMILIES)
     for family, text in listed.items():
-        assert text.startswith(FAMILIES[family])
+        assert text.startswith(SCORER_FAMILIES[family].kind)
+
+
+@pytest.mark.parametrize("family", sorted(SCORER_FAMILIES))
+def test_each_family_record_is_whole(family):
+    # the one table: its example parses to it, its help shows the example, its builder exists
+    record = SCORER_FAMILIES[family]
+    spec = parse_spec(record.example)
+    assert spec.family == family and spec.kind == record.kind and spec.text == record.example
+    assert f"`{record.example}`" in record.help
+    assert record.form.partition(":")[0] == family
+    assert callable(family_builder(family))
 
 
 @pytest.mark.parametrize(

