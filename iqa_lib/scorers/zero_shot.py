@@ -35,9 +35,10 @@ also on disk under the same key.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
-import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -46,6 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from iqa_lib.fileio import atomic_write_with
 from iqa_lib.scorers.base import (
     Scorer,
     confidence_columns,
@@ -113,6 +115,21 @@ def model_temperature(model: torch.nn.Module, option: Any) -> tuple[float, float
     return t, 0.0 if bias is None else float(torch.as_tensor(bias).detach().float())
 
 
+def prompt_classnames(space: LabelSpace) -> tuple[str, ...]:
+    """The names to prompt with: a class map's ImageNet names, the label space's, or ImageNet's 1000."""
+    cmap = space.class_map
+    if cmap is not None:
+        names = imagenet_classnames()
+        return tuple(names[c] for c in cmap.columns)
+    return space.classnames or imagenet_classnames()
+
+
+def text_cache_key(arch: str | None, weights_id: str, templates: Any, classnames: Any) -> str:
+    """What the text embeddings depend on, hashed: the key of the memory and disk caches."""
+    key = {"arch": arch, "weights": weights_id, "templates": templates, "classnames": classnames}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+
+
 class ZeroShotClipScorer(Scorer):
     """ZSCLIP-IQA on an open_clip model."""
 
@@ -140,27 +157,13 @@ class ZeroShotClipScorer(Scorer):
         self.templates = resolve_templates(spec.options.get("templates"))
         cmap = self.label_space.class_map
         self.owner = cmap.owner if cmap else None  # own class of each prompted ImageNet class
-        if cmap is not None:
-            names = imagenet_classnames()
-            self.classnames = tuple(names[c] for c in cmap.columns)
-        else:
-            self.classnames = self.label_space.classnames or imagenet_classnames()
+        self.classnames = prompt_classnames(self.label_space)
         self.temperature, self.logit_bias = model_temperature(
             model, spec.options.get("temperature", DEFAULT_TEMPERATURE)
         )
         cache_dir = spec.options.get("text_cache")
         self.text_cache_dir = Path(cache_dir).expanduser() if cache_dir else None
-        self.cache_key = hashlib.sha256(
-            json.dumps(
-                {
-                    "arch": spec.name,
-                    "weights": weights_id,
-                    "templates": self.templates,
-                    "classnames": self.classnames,
-                },
-                sort_keys=True,
-            ).encode()
-        ).hexdigest()[:32]
+        self.cache_key = text_cache_key(spec.name, weights_id, self.templates, self.classnames)
         self._text: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ text
@@ -176,9 +179,7 @@ class ZeroShotClipScorer(Scorer):
             text = self._encode_classnames()
             if disk is not None:
                 disk.parent.mkdir(parents=True, exist_ok=True)
-                tmp = disk.with_name(f".{disk.name}.tmp-{os.getpid()}")
-                torch.save(text, tmp)
-                os.replace(tmp, disk)
+                atomic_write_with(disk, lambda tmp: torch.save(text, tmp))
         _TEXT_CACHE[self.cache_key] = text
         self._text = text.to(self.device, torch.float32)
         return self._text
@@ -211,63 +212,88 @@ class ZeroShotClipScorer(Scorer):
         return confidence_columns(s / self.temperature + self.logit_bias, s, labels, self.owner)
 
 
+@dataclass(frozen=True)
+class _Weights:
+    """Where a model's weights came from: the text-cache id, the file (if known) and a line for reports."""
+
+    id: str
+    file: Path | None
+    source: str
+
+
 def build_open_clip(
     spec: ScorerSpec, device: torch.device, label_space: LabelSpace | None = None
 ) -> ZeroShotClipScorer:
-    import open_clip
+    import open_clip  # heavy: loaded only when an open_clip scorer is built
 
     arch, tag = spec.name, spec.variant
-    if arch not in open_clip.list_models():
-        import difflib
+    _check_arch(open_clip, spec)
+    known_tags = open_clip.list_pretrained_tags_by_model(arch)
+    pcfg = open_clip.get_pretrained_cfg(arch, tag) if tag in known_tags else {}
+    quick_gelu = bool(pcfg.get("quick_gelu", False))
+    if spec.options.get("weights"):
+        model, weights = _local_model(open_clip, spec, quick_gelu)
+    else:
+        model, weights = _pretrained_model(open_clip, spec, pcfg, known_tags, quick_gelu)
+    scorer = ZeroShotClipScorer(
+        spec, device, model, open_clip.get_tokenizer(arch), _preprocess_cfg(model, pcfg), weights.id,
+        label_space=label_space,
+    )
+    scorer.weights_file, scorer.weights_source = weights.file, weights.source
+    return scorer
 
-        close = difflib.get_close_matches(arch, open_clip.list_models(), n=5)
+
+def _check_arch(open_clip: Any, spec: ScorerSpec) -> None:
+    if spec.name not in open_clip.list_models():
+        close = difflib.get_close_matches(spec.name, open_clip.list_models(), n=5)
         raise SpecError(
-            f"unknown open_clip architecture {arch!r} in {spec.text!r}"
+            f"unknown open_clip architecture {spec.name!r} in {spec.text!r}"
             + (f"; did you mean {', '.join(close)}?" if close else "")
             + " (open_clip.list_models() lists them; add your own with open_clip.add_model_config)"
         )
-    known_tags = open_clip.list_pretrained_tags_by_model(arch)
-    pcfg = open_clip.get_pretrained_cfg(arch, tag) if tag in known_tags else {}
-    kwargs: dict[str, Any] = {"force_quick_gelu": bool(pcfg.get("quick_gelu", False))}
-    if spec.options.get("weights"):
-        path = local_weights(spec.options["weights"], spec.text)
-        st = path.stat()
-        weights_id = f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-        model = open_clip.create_model(arch, pretrained=str(path), **kwargs)
+
+
+def _local_model(open_clip: Any, spec: ScorerSpec, quick_gelu: bool) -> tuple[torch.nn.Module, _Weights]:
+    """The architecture with the checkpoint of option ``weights`` (keyed by path, size and time)."""
+    path = local_weights(spec.options["weights"], spec.text)
+    st = path.stat()
+    model = open_clip.create_model(spec.name, pretrained=str(path), force_quick_gelu=quick_gelu)
+    return model, _Weights(f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}", path, "spec option weights")
+
+
+def _pretrained_model(
+    open_clip: Any, spec: ScorerSpec, pcfg: dict[str, Any], known_tags: list[str], quick_gelu: bool
+) -> tuple[torch.nn.Module, _Weights]:
+    """The architecture with a pretrained tag's weights, downloaded (or read from the cache)."""
+    arch, tag = spec.name, spec.variant
+    if tag not in known_tags:
+        raise SpecError(
+            f"unknown pretrained tag {tag!r} for open_clip model {arch!r}; valid tags: "
+            + (", ".join(known_tags) or "none (give a checkpoint with option `weights`)")
+        )
+    hub = pcfg.get("hf_hub")
+    if hub:
+        hf_offline_if_unreachable()
+        source, looked_in, filename = f"hf-hub:{hub}", hf_cache_dir(), "open_clip_pytorch_model.bin"
     else:
-        if tag not in known_tags:
-            raise SpecError(
-                f"unknown pretrained tag {tag!r} for open_clip model {arch!r}; valid tags: "
-                + (", ".join(known_tags) or "none (give a checkpoint with option `weights`)")
-            )
-        if pcfg.get("hf_hub"):
-            hf_offline_if_unreachable()
-        if pcfg.get("hf_hub"):
-            source, looked_in = f"hf-hub:{pcfg['hf_hub']}", hf_cache_dir()
-            filename = "open_clip_pytorch_model.bin"
-        else:
-            source, looked_in = pcfg.get("url", tag), str(Path("~/.cache/clip").expanduser())
-            filename = Path(urlparse(source).path).name
-        with download_errors(spec.text, filename, looked_in, source):
-            model = open_clip.create_model(arch, pretrained=tag, **kwargs)
-        weights_id = f"tag:{tag}"
+        source, looked_in = pcfg.get("url", tag), str(Path("~/.cache/clip").expanduser())
+        filename = Path(urlparse(source).path).name
+    with download_errors(spec.text, filename, looked_in, source):
+        model = open_clip.create_model(arch, pretrained=tag, force_quick_gelu=quick_gelu)
+    if hub:
+        repo = hub.rstrip("/")
+        file = hf_cached_file(repo, "open_clip_model.safetensors") or hf_cached_file(repo, filename)
+    else:
+        file = Path(looked_in) / filename
+    found = file if file is not None and file.is_file() else None
+    return model, _Weights(f"tag:{tag}", found, f"open_clip {arch}/{tag} ({source})")
+
+
+def _preprocess_cfg(model: torch.nn.Module, pcfg: dict[str, Any]) -> dict[str, Any]:
+    """The model's own preprocessing, overridden by the pretrained tag's mean, std and interpolation."""
     preprocess_cfg = dict(getattr(model.visual, "preprocess_cfg", None) or {})
     for key in ("mean", "std", "interpolation"):
         if pcfg.get(key):
             preprocess_cfg[key] = pcfg[key]
     preprocess_cfg.setdefault("size", getattr(model.visual, "image_size", 224))
-    tokenizer = open_clip.get_tokenizer(arch)
-    scorer = ZeroShotClipScorer(
-        spec, device, model, tokenizer, preprocess_cfg, weights_id, label_space=label_space
-    )
-    if spec.options.get("weights"):
-        scorer.weights_file, scorer.weights_source = path, "spec option weights"
-    else:
-        if pcfg.get("hf_hub"):
-            repo = pcfg["hf_hub"].rstrip("/")
-            file = hf_cached_file(repo, "open_clip_model.safetensors") or hf_cached_file(repo, filename)
-        else:
-            file = Path(looked_in) / filename
-        scorer.weights_file = file if file is not None and file.is_file() else None
-        scorer.weights_source = f"open_clip {arch}/{tag} ({source})"
-    return scorer
+    return preprocess_cfg
