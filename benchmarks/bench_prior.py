@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t_import = time.perf_counter()
     from iqa_lib.analysis.io import load_scores, read_schema
-    from iqa_lib.analysis.prior import (
+    from iqa_lib.analysis.prior.validation import (
         leave_one_corruption_out,
         read_predictions,
         summarize,

@@ -33,7 +33,7 @@ def softmax_case(n: int, k: int, signal: float, temperature: float, rng: np.rand
 def main() -> int:
     import ot
 
-    from iqa_lib.analysis.prior import cot_top1_error, label_marginal
+    from iqa_lib.analysis.prior.estimators import cot_top1_error, label_marginal
 
     rng = np.random.default_rng(0)
     n = 500

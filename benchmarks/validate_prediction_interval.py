@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from iqa_lib.analysis.prior import own_contributions
+from iqa_lib.analysis.prior.estimators import own_contributions
 from iqa_lib.audit.accuracy import loco_validation, reference_outputs
 from iqa_lib.audit.interval import (
     PI_LEVEL,

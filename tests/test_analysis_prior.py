@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from iqa_lib.analysis.io import ScoreSet
-from iqa_lib.analysis.prior import (
+from iqa_lib.analysis.prior.estimators import (
     average_confidence,
     cot_exact_error,
     cot_top1_error,
@@ -18,10 +18,12 @@ from iqa_lib.analysis.prior import (
     fit_atc,
     fit_q_prior,
     label_marginal,
+    top1_probs,
+)
+from iqa_lib.analysis.prior.validation import (
     leave_one_corruption_out,
     run_prior,
     summarize,
-    top1_probs,
     verdict,
 )
 
@@ -281,7 +283,7 @@ def test_notebook_is_parameterised_and_offline_friendly():
 def test_verdict_is_withheld_when_group_accuracies_rest_on_too_few_images():
     """The estimators are scored against group accuracies: from 9 images each (a demo) no
     estimator is called usable or ranked; from 60 images in 18 groups the verdict stands."""
-    from iqa_lib.analysis.prior import verdict_text
+    from iqa_lib.presentation.prior_report import verdict_text
 
     s = tiny_scores()
     table = leave_one_corruption_out(s, n_classes=10)

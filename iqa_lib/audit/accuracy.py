@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from iqa_lib.analysis.prior import estimate_accuracy, own_contributions
+from iqa_lib.analysis.prior.estimators import estimate_accuracy, own_contributions
 from iqa_lib.audit.interval import (
     PI_LEVEL,
     interval_words,

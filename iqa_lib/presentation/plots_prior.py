@@ -20,7 +20,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from iqa_lib.analysis.prior import SUMMARY_KEYS, label  # noqa: E402
+from iqa_lib.analysis.prior.estimators import label  # noqa: E402
+from iqa_lib.analysis.prior.validation import SUMMARY_KEYS  # noqa: E402
 from iqa_lib.presentation.plots import corruption_colors, save_figure  # noqa: E402
 
 

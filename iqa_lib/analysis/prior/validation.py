@@ -1,0 +1,460 @@
+"""Validation of the accuracy estimators: leave one corruption out, summary, verdict.
+
+:func:`leave_one_corruption_out` fits every estimator of
+:mod:`iqa_lib.analysis.prior.estimators` on clean + the other corruptions and predicts each
+severity group of the held-out one; :func:`summarize` turns its tidy table into mean / max
+absolute errors with bootstrap intervals over held-out corruptions (the independent unit);
+:func:`verdict` says, per task model, which estimators are usable. :func:`run_prior` does all
+of it from a folder of score files (what ``iqa-kit prior`` writes).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from iqa_lib import defaults
+from iqa_lib.analysis.inference import N_TOO_SMALL
+from iqa_lib.analysis.io import CLEAN, KEYS, ScoreSet, load_scores, read_schema
+from iqa_lib.analysis.prior.estimators import (
+    IMAGENET_CLASSES,
+    cot_top1_error,
+    fit_q_prior,
+    group_mean,
+    label,
+    label_marginal,
+    own_group_predictions,
+)
+from iqa_lib.analysis.sample_size import small_groups
+from iqa_lib.stats.bootstrap import cluster_weights, percentile_ci
+
+MIN_CORRUPTIONS = 2
+TABLE_COLUMNS = [
+    "method", "scorer", "q", "kind", "task_model", "corruption", "severity", "n",
+    "predicted", "actual", "error", "abs_error", "abs_error_pts", "reference_accuracy",
+]
+SUMMARY_KEYS = ["method", "scorer", "q", "kind", "task_model"]
+USABLE_MEAN_PTS = 5.0  # a usable estimate is, on average, within 5 accuracy points
+TASK_AGNOSTIC_KINDS = ("nr_iqa", "zero_shot")
+OWN_GROUP_METHODS = ("ac", "doc", "atc_mc", "atc_ne")
+
+# (method, scorer, Q variant, kind, predicted accuracy per severity group)
+Prediction = tuple[str, str, str, str, np.ndarray]
+
+
+# --------------------------------------------------------------------------- leave one corruption out
+
+
+def read_predictions(scores_dir: str | Path, scores: ScoreSet, model: str) -> np.ndarray:
+    """The ``pred`` column of ``<model>.parquet`` aligned with the rows of ``scores``."""
+    path = Path(scores_dir) / f"{model}.parquet"
+    names = pq.read_schema(path).names
+    if "pred" not in names:
+        raise ValueError(f"{path}: no 'pred' column (the predicted class COT needs); rescore it")
+    df = pq.read_table(path, columns=[*KEYS, "pred"]).to_pandas()
+    img = scores.image_ids.get_indexer(df["image_id"].astype(str))
+    cor = scores.corruptions.get_indexer(df["corruption"].astype(str))
+    key_file = (img.astype(np.int64) * len(scores.corruptions) + cor) * 1000 + df["severity"].to_numpy()
+    key_rows = (scores.image.astype(np.int64) * len(scores.corruptions) + scores.corruption) * 1000
+    key_rows = key_rows + scores.severity
+    order = np.argsort(key_file, kind="stable")
+    pos = np.searchsorted(key_file[order], key_rows)
+    pos = np.minimum(pos, len(order) - 1)
+    if (key_file[order][pos] != key_rows).any():
+        raise ValueError(f"{path}: 'pred' missing for some rows of the aligned scores")
+    return df["pred"].to_numpy(np.int64)[order][pos]
+
+
+class LocoUnsupported(ValueError):
+    """The data cannot support leave-one-corruption-out (no clean rows, too few corruptions)."""
+
+
+def check_loco_data(scores: ScoreSet, where: str = "the scores") -> list[str]:
+    """The held-out corruptions; raise a clear error when the data cannot support LOCO."""
+    if not scores.clean_mask().any():
+        raise LocoUnsupported(
+            f"{where}: no clean rows (corruption 'clean'): the reference of every estimator "
+            "includes the clean images; score the clean images too"
+        )
+    present = set(np.unique(scores.corruption).tolist())
+    held = [c for i, c in enumerate(scores.corruptions) if c != CLEAN and i in present]
+    if len(held) < MIN_CORRUPTIONS:
+        raise LocoUnsupported(
+            f"{where}: {len(held)} corruption(s) ({', '.join(held) or 'none'}); leave-one-"
+            f"corruption-out needs at least {MIN_CORRUPTIONS} (one held out, the others to fit)"
+        )
+    return held
+
+
+@dataclass(frozen=True)
+class _Fold:
+    """One held-out corruption of one task model: the reference rows, the target rows and
+    the target's severity groups with their sizes and M's actual accuracy."""
+
+    ref: np.ndarray  # bool mask: the rows every estimator is fitted on
+    tgt: np.ndarray  # row indices of the held-out corruption
+    severities: np.ndarray
+    inv: np.ndarray  # each target row's severity group
+    n: np.ndarray  # rows per group (float64)
+    actual: np.ndarray
+    ref_acc: float
+
+
+def _fold(scores: ScoreSet, m: np.ndarray, code: int) -> _Fold:
+    ref = scores.corruption != code
+    tgt = np.flatnonzero(~ref)
+    sev, inv = np.unique(scores.severity[tgt], return_inverse=True)
+    n = np.bincount(inv, minlength=sev.size).astype(np.float64)
+    return _Fold(ref, tgt, sev, inv, n, group_mean(m[tgt], inv, n), float(m[ref].mean()))
+
+
+def _rows_of(values: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    return None if values is None else values[rows]
+
+
+def _q_prior_predictions(
+    scores: ScoreSet, model: str, m: np.ndarray, fold: _Fold, qs: list[tuple[str, str]]
+) -> list[Prediction]:
+    """The Q-prior on every Q; a task model's own q_p/q_h/q_l are kind ``own``."""
+    out: list[Prediction] = []
+    for q in qs:
+        fit = fit_q_prior(scores.q[q][fold.ref], m[fold.ref])
+        p = fit.predict_proba(scores.q[q][fold.tgt])
+        kind = "own" if q[0] == model else scores.kinds[q[0]]
+        out.append(("q_prior", q[0], q[1], kind, group_mean(p, fold.inv, fold.n)))
+    return out
+
+
+def _cot_top1_groups(
+    scores: ScoreSet, fold: _Fold, pred: np.ndarray, qp: np.ndarray, n_classes: int
+) -> np.ndarray:
+    """Accuracy by the COT approximation per severity group, the marginal from the reference."""
+    marg = label_marginal(scores.label[fold.ref], n_classes)
+    p, q = pred[fold.tgt], qp[fold.tgt]
+    return np.asarray([1.0 - cot_top1_error(p[fold.inv == j], q[fold.inv == j], marg)
+                       for j in range(fold.severities.size)])
+
+
+def _own_predictions(
+    scores: ScoreSet, model: str, m: np.ndarray, fold: _Fold, pred: np.ndarray | None, n_classes: int
+) -> list[Prediction]:
+    """AC, DoC, ATC-MC, ATC-NE (with q_h) and COT-top1 (with ``pred``) from M's own q_p/q_h."""
+    qp = scores.q.get((model, "q_p"))
+    if qp is None:
+        return []
+    qh = scores.q.get((model, "q_h"))
+    own = own_group_predictions(
+        {"q_p": qp[fold.ref], "q_h": _rows_of(qh, fold.ref), "correct": m[fold.ref]},
+        {"q_p": qp[fold.tgt], "q_h": _rows_of(qh, fold.tgt)}, fold.inv, fold.severities.size)
+    out: list[Prediction] = [(method, model, "q_h" if method == "atc_ne" else "q_p", "own", own[method])
+                             for method in OWN_GROUP_METHODS if method in own]
+    if pred is not None:
+        out.append(("cot_top1", model, "q_p", "own", _cot_top1_groups(scores, fold, pred, qp, n_classes)))
+    return out
+
+
+def _prediction_rows(preds: list[Prediction], fold: _Fold, model: str, corruption: str) -> list[dict]:
+    return [{
+        "method": method, "scorer": scorer, "q": variant, "kind": kind,
+        "task_model": model, "corruption": corruption,
+        "severity": int(fold.severities[j]), "n": int(fold.n[j]), "predicted": float(p[j]),
+        "actual": float(fold.actual[j]), "reference_accuracy": fold.ref_acc,
+    } for method, scorer, variant, kind, p in preds for j in range(fold.severities.size)]
+
+
+def _validated_models(scores: ScoreSet, task_models: list[str] | None) -> list[str]:
+    models = scores.task_models if task_models is None else list(task_models)
+    missing = [m for m in models if m not in scores.m]
+    if missing:
+        raise ValueError(f"no correctness 'correct' for task model(s) {missing}")
+    if not models:
+        raise ValueError("no task model with a 'correct' column among the scores")
+    return models
+
+
+def _class_count(scores: ScoreSet, predictions: dict[str, np.ndarray], n_classes: int) -> int:
+    """A dataset with more classes than ``n_classes`` (ImageNet's) keeps them all."""
+    top = [int(scores.label.max()) + 1] + [int(p.max()) + 1 for p in predictions.values() if p.size]
+    return max(n_classes, *top)
+
+
+def leave_one_corruption_out(
+    scores: ScoreSet,
+    task_models: list[str] | None = None,
+    q_names: list[tuple[str, str]] | None = None,
+    predictions: dict[str, np.ndarray] | None = None,
+    n_classes: int = IMAGENET_CLASSES,
+) -> pd.DataFrame:
+    """For each task model and held-out corruption: fit every estimator on clean + the other
+    corruptions (all severities), predict each severity group of the held-out one.
+
+    ``q_names`` are the Q variables for the Q-prior (default: every Q in ``scores``; a task
+    model's own q_p/q_h/q_l are labelled kind ``own``). ``predictions`` maps task model ->
+    aligned ``pred`` (for ``cot_top1``; without it that method is skipped). Held-out rows
+    never enter a fit. One row per (method, Q, task model, corruption, severity).
+    """
+    held_out = check_loco_data(scores)
+    models = _validated_models(scores, task_models)
+    qs = list(scores.q) if q_names is None else [tuple(q) for q in q_names]
+    predictions = predictions or {}
+    n_classes = _class_count(scores, predictions, n_classes)
+    rows: list[dict] = []
+    for model in models:
+        m = scores.m[model]
+        for c in held_out:
+            fold = _fold(scores, m, scores.corruptions.get_loc(c))
+            preds: list[Prediction] = [
+                ("reference", model, "m", "baseline", np.full(fold.severities.size, fold.ref_acc)),
+                *_q_prior_predictions(scores, model, m, fold, qs),
+                *_own_predictions(scores, model, m, fold, predictions.get(model), n_classes),
+            ]
+            rows += _prediction_rows(preds, fold, model, str(c))
+    table = pd.DataFrame(rows)
+    table["error"] = table["predicted"] - table["actual"]
+    table["abs_error"] = table["error"].abs()
+    table["abs_error_pts"] = 100 * table["abs_error"]
+    return table[TABLE_COLUMNS]
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def summarize(
+    table: pd.DataFrame,
+    n_bootstrap: int = defaults.N_BOOTSTRAP,
+    seed: int = defaults.SEED,
+    level: float = defaults.LEVEL,
+) -> pd.DataFrame:
+    """Mean and max absolute error (accuracy points) per method, Q and task model.
+
+    Intervals are percentile intervals over resamples of the held-out corruptions (the
+    independent unit: a corruption's severity groups share its fit and its images), the
+    same resamples for every row. The max's interval cannot exceed the observed max (a
+    bootstrap of a maximum is biased low): read it as a lower bound on the worst case.
+    """
+    corruptions = sorted(table["corruption"].unique())
+    weights = cluster_weights(len(corruptions), n_bootstrap, seed).astype(np.float64)
+    out = []
+    for key, g in table.groupby(SUMMARY_KEYS, sort=False):
+        per = g.groupby("corruption")["abs_error_pts"].agg(["sum", "count", "max"])
+        per = per.reindex(corruptions)
+        present = per["count"].notna().to_numpy()
+        s = per["sum"].fillna(0).to_numpy()
+        c = per["count"].fillna(0).to_numpy()
+        mx = per["max"].fillna(-np.inf).to_numpy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            boot_mean = (weights @ s) / (weights @ c)
+        boot_max = np.where(weights > 0, mx[None, :], -np.inf).max(axis=1)
+        boot_max = np.where(np.isfinite(boot_max), boot_max, np.nan)
+        mlo, mhi = percentile_ci(boot_mean, level)
+        xlo, xhi = percentile_ci(boot_max, level)
+        out.append({
+            **dict(zip(SUMMARY_KEYS, key, strict=True)),
+            "mean_abs_error_pts": float(g["abs_error_pts"].mean()),
+            "mean_ci_low": mlo, "mean_ci_high": mhi,
+            "max_abs_error_pts": float(g["abs_error_pts"].max()),
+            "max_ci_low": xlo, "max_ci_high": xhi,
+            "bias_pts": float(100 * g["error"].mean()),
+            "n_groups": int(len(g)), "n_corruptions": int(present.sum()),
+            "n_bootstrap": int(n_bootstrap),
+        })
+    summary = pd.DataFrame(out)
+    return summary.sort_values(["task_model", "mean_abs_error_pts"], kind="stable").reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- verdict
+
+
+@dataclass(frozen=True)
+class _Resamples:
+    """The LOCO table and one set of resamples of its held-out corruptions, for paired gaps."""
+
+    table: pd.DataFrame
+    weights: np.ndarray
+    corruptions: list[str]
+    level: float
+
+
+def _paired_gap(a: pd.Series, b: pd.Series, boot: _Resamples) -> tuple[float, float, float]:
+    """Mean absolute error of estimator ``a`` minus ``b`` (points), with a percentile interval
+    over the same resamples of held-out corruptions for both (a paired bootstrap)."""
+    table, weights = boot.table, boot.weights
+
+    def per_corruption(r: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+        sel = np.ones(len(table), dtype=bool)
+        for k in SUMMARY_KEYS:
+            sel &= (table[k] == r[k]).to_numpy()
+        g = table[sel].groupby("corruption")["abs_error_pts"].agg(["sum", "count"]).reindex(boot.corruptions)
+        return g["sum"].fillna(0).to_numpy(), g["count"].fillna(0).to_numpy()
+
+    (sa, ca), (sb, cb) = per_corruption(a), per_corruption(b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        diff = (weights @ sa) / (weights @ ca) - (weights @ sb) / (weights @ cb)
+    lo, hi = percentile_ci(diff, boot.level)
+    return float(sa.sum() / ca.sum() - sb.sum() / cb.sum()), lo, hi
+
+
+def _evidence_size(table: pd.DataFrame | None, model: str) -> dict:
+    """Groups, held-out corruptions and the smallest group's images behind a model's verdict.
+
+    Each group's accuracy is what the estimators are scored against: from fewer than
+    :data:`~iqa_lib.analysis.sample_size.SMALL_N_GROUP_IMAGES` images it is itself too noisy
+    (and the groups share their images) for an error difference of a few points to mean
+    anything, so the verdict is marked small-n and states no comparison.
+    """
+    if table is None or not len(table):
+        return {"n_groups": np.nan, "n_corruptions": np.nan, "min_group_images": np.nan, "small_n": False}
+    rows = table[table["task_model"] == model].drop_duplicates(["corruption", "severity"])
+    n_groups, min_images = len(rows), float(rows["n"].min()) if len(rows) else np.nan
+    return {"n_groups": n_groups, "n_corruptions": int(rows["corruption"].nunique()),
+            "min_group_images": min_images,
+            "small_n": bool(small_groups(n_groups, min_images))}
+
+
+def _first(rows: pd.DataFrame) -> pd.Series | None:
+    return rows.iloc[0] if len(rows) else None
+
+
+def _mae(row: pd.Series | None) -> float:
+    return float(row["mean_abs_error_pts"]) if row is not None else np.nan
+
+
+def _best_columns(best_own: pd.Series | None, best_agnostic: pd.Series | None) -> dict:
+    return {
+        "best_own": label(best_own) if best_own is not None else "-",
+        "best_own_mae_pts": _mae(best_own),
+        "best_task_agnostic": label(best_agnostic) if best_agnostic is not None else "-",
+        "best_task_agnostic_mae_pts": _mae(best_agnostic),
+        "best_task_agnostic_ci": (f"{best_agnostic['mean_ci_low']:.1f}-{best_agnostic['mean_ci_high']:.1f}"
+                                  if best_agnostic is not None else "-"),
+    }
+
+
+def _gap(a: pd.Series, b: pd.Series, point: float, boot: _Resamples | None) -> tuple[float, float, float]:
+    """``a``'s mean absolute error minus ``b``'s: the summary's difference alone, or paired
+    bootstrap estimate and interval when the table's resamples are given."""
+    return (point, np.nan, np.nan) if boot is None else _paired_gap(a, b, boot)
+
+
+def _gap_columns(
+    best_own: pd.Series | None, best_agnostic: pd.Series | None, base: pd.Series | None,
+    boot: _Resamples | None,
+) -> dict:
+    """The best task-agnostic Q-prior against M's own best (gap) and against the baseline (gain)."""
+    out = dict.fromkeys(("gap_pts", "gap_ci_low", "gap_ci_high",
+                         "gain_over_baseline_pts", "gain_ci_low", "gain_ci_high"), np.nan)
+    if best_agnostic is None:
+        return out
+    if best_own is not None:
+        out["gap_pts"], out["gap_ci_low"], out["gap_ci_high"] = _gap(
+            best_agnostic, best_own, _mae(best_agnostic) - _mae(best_own), boot)
+    if base is not None:
+        out["gain_over_baseline_pts"], out["gain_ci_low"], out["gain_ci_high"] = _gap(
+            base, best_agnostic, _mae(base) - _mae(best_agnostic), boot)
+    return out
+
+
+def _model_verdict(
+    model: str, g: pd.DataFrame, table: pd.DataFrame | None, usable_pts: float, boot: _Resamples | None
+) -> dict:
+    """One task model's verdict row from its summary rows ``g``."""
+    g = g.sort_values("mean_abs_error_pts", kind="stable")
+    base = _first(g[g["method"] == "reference"])
+    base_mae = _mae(base) if base is not None else float("inf")
+    usable = g[(g["mean_ci_high"] < usable_pts) & (g["mean_abs_error_pts"] < base_mae)]
+    best_agnostic = _first(g[(g["method"] == "q_prior") & g["kind"].isin(TASK_AGNOSTIC_KINDS)])
+    best_own = _first(g[g["kind"] == "own"])
+    row = {
+        "task_model": model,
+        "baseline_mae_pts": base_mae,
+        "usable": ", ".join(label(r) for _, r in usable.iterrows()) or "none",
+        **_best_columns(best_own, best_agnostic),
+        **_gap_columns(best_own, best_agnostic, base, boot),
+        **_evidence_size(table, model),
+    }
+    if row["small_n"]:
+        row["usable"] = N_TOO_SMALL
+    return row
+
+
+def verdict(
+    summary: pd.DataFrame,
+    table: pd.DataFrame | None = None,
+    usable_pts: float = USABLE_MEAN_PTS,
+    n_bootstrap: int = defaults.N_BOOTSTRAP,
+    seed: int = defaults.SEED,
+    level: float = defaults.LEVEL,
+) -> pd.DataFrame:
+    """Per task model: which estimators are usable and how far the best task-agnostic Q is
+    from M's own confidence, from the summary's numbers.
+
+    Usable: the mean absolute error's upper interval bound is below ``usable_pts`` and the
+    point estimate beats the no-shift baseline (predicting the reference accuracy).
+    Task-agnostic: a Q-prior on a no-reference IQA or zero-shot score. With ``table``, the
+    gaps (best task-agnostic minus best own; best task-agnostic minus baseline) get paired
+    bootstrap intervals over held-out corruptions.
+    """
+    boot = None
+    if table is not None:
+        corruptions = sorted(table["corruption"].unique())
+        weights = cluster_weights(len(corruptions), n_bootstrap, seed).astype(np.float64)
+        boot = _Resamples(table, weights, corruptions, level)
+    rows = [_model_verdict(model, g, table, usable_pts, boot)
+            for model, g in summary.groupby("task_model", sort=True)]
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- from score files
+
+
+def _default_task_models(scores: ScoreSet, scores_dir: str | Path) -> list[str]:
+    """Every labelled task file; an unlabelled one still serves as a Q for the Q-prior."""
+    task_files = [s for s, k in scores.kinds.items() if k in ("classifier", "zero_shot")]
+    wanted = [s for s in task_files if s in scores.m]
+    unlabelled = [str(Path(scores_dir) / f"{s}.parquet") for s in task_files if s not in scores.m]
+    if unlabelled and wanted:
+        warnings.warn(f"{', '.join(unlabelled)}: no 'correct' column (unlabelled images): "
+                      "used as Q only, not validated as a task model", stacklevel=3)
+    elif unlabelled:
+        wanted = task_files  # all unlabelled: _check_task_models names the first
+    return wanted
+
+
+def _check_task_models(scores: ScoreSet, scores_dir: str | Path, wanted: list[str]) -> None:
+    for name in wanted:
+        path = Path(scores_dir) / f"{name}.parquet"
+        if name not in scores.kinds:
+            raise ValueError(f"task model {name!r}: no score file {path} among the loaded scores")
+        if name not in scores.m:
+            raise ValueError(
+                f"{path}: no 'correct' column (scored on unlabelled images): the validation "
+                "needs labelled reference data; score labelled images, or leave it out of "
+                "--task-models / analysis.task_models"
+            )
+    if not wanted:
+        raise ValueError(f"{scores_dir}: no task-model score file (classifier or zero-shot) to validate")
+
+
+def run_prior(
+    scores_dir: str | Path,
+    task_models: list[str] | None = None,
+    scorers: list[str] | None = None,
+    n_bootstrap: int = defaults.N_BOOTSTRAP,
+    seed: int = defaults.SEED,
+    level: float = defaults.LEVEL,
+    n_classes: int = IMAGENET_CLASSES,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Load the scores and return (LOCO table, summary): what ``iqa-kit prior`` writes."""
+    scores = load_scores(scores_dir, scorers)
+    wanted = list(task_models) if task_models else _default_task_models(scores, scores_dir)
+    _check_task_models(scores, scores_dir, wanted)
+    check_loco_data(scores, str(scores_dir))
+    predictions = {name: read_predictions(scores_dir, scores, name) for name in wanted
+                   if "pred" in read_schema(Path(scores_dir) / f"{name}.parquet").names}
+    table = leave_one_corruption_out(scores, list(wanted), predictions=predictions, n_classes=n_classes)
+    return table, summarize(table, n_bootstrap, seed, level)

@@ -1,0 +1,55 @@
+"""The accuracy prior's verdict in words: what ``iqa-kit prior`` prints and ``prior.ipynb`` shows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from iqa_lib.analysis.prior.validation import USABLE_MEAN_PTS
+from iqa_lib.analysis.sample_size import SMALL_N_GROUP_IMAGES, SMALL_N_GROUPS
+
+
+def verdict_text(v: pd.DataFrame, usable_pts: float = USABLE_MEAN_PTS) -> str:
+    """The verdict in words, one bullet per task model."""
+
+    def ci(lo: float, hi: float) -> str:
+        return f" (95% CI {lo:.1f} to {hi:.1f})" if np.isfinite(lo) and np.isfinite(hi) else ""
+
+    lines = []
+    for r in v.itertuples():
+        if getattr(r, "small_n", False):
+            lines.append(
+                f"- **{r.task_model}**: n too small for a verdict: the held-out groups' accuracies rest on "
+                f"as few as {_int(r.min_group_images)} images ({_int(r.n_groups)} groups of "
+                f"{_int(r.n_corruptions)} corruptions; at least {SMALL_N_GROUP_IMAGES} images per group "
+                f"and {SMALL_N_GROUPS} groups are needed), so no estimator is called usable and no "
+                f"estimator is ranked above another. Mean absolute errors, for the record: best of "
+                f"M's own outputs {r.best_own} {r.best_own_mae_pts:.1f} points, no-shift baseline "
+                f"{r.baseline_mae_pts:.1f}.")
+            continue
+        text = (
+            f"- **{r.task_model}**: usable (mean absolute error below {usable_pts:g} points "
+            f"within its interval, and better than the no-shift baseline's "
+            f"{r.baseline_mae_pts:.1f}): {r.usable}. Best of M's own outputs: {r.best_own}, "
+            f"{r.best_own_mae_pts:.1f} points."
+        )
+        if r.best_task_agnostic != "-":
+            gain = r.gain_over_baseline_pts
+            text += (
+                f" Best task-agnostic Q: {r.best_task_agnostic}, {r.best_task_agnostic_mae_pts:.1f} "
+                f"points (95% CI {r.best_task_agnostic_ci}): {r.gap_pts:.1f} points worse than "
+                f"M's own best{ci(r.gap_ci_low, r.gap_ci_high)}, and "
+                f"{abs(gain):.1f} points {'better' if gain >= 0 else 'worse'} than the no-shift "
+                f"baseline{ci(r.gain_ci_low, r.gain_ci_high)}"
+            )
+            no_gain = np.isfinite(r.gain_ci_low) and r.gain_ci_low <= 0
+            text += (": no better than assuming no shift." if no_gain else ".")
+        else:
+            text += " No task-agnostic Q (no-reference IQA or zero-shot score) was given."
+        lines.append(text)
+    return "\n".join(lines)
+
+
+def _int(value) -> str:
+    return "?" if value is None or not np.isfinite(value) else f"{int(value)}"
+
