@@ -36,14 +36,17 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from iqa_lib import defaults
 from iqa_lib.analysis.content import per_image, per_label
 from iqa_lib.analysis.groupwise import MIN_GROUPS, group_codes, group_means, groupwise
-from iqa_lib.analysis.io import load_scores
+from iqa_lib.analysis.io import ScoreSet, load_scores
 from iqa_lib.analysis.mixtures import DEFAULT_FRACTIONS, DEFAULT_SEVERITIES, mixtures
 from iqa_lib.analysis.paired import paired_tests
 from iqa_lib.analysis.pairs import pairs, summary_table
@@ -77,42 +80,57 @@ def unsupported(
     return why
 
 
-def run_all(
-    scores_dir: str | Path,
-    out_dir: str | Path,
-    *,
-    seed: int = 0,
-    n_bootstrap: int = 1000,
-    level: float = 0.95,
-    test_fraction: float = 0.2,
-    n_folds: int = 5,
-    task_models: list[str] | None = None,
-    scorers: list[str] | None = None,
-    zero_shot: list[str] | None = None,
-    mixture_fractions=DEFAULT_FRACTIONS,
-    mixture_corruptions: list[str] | None = None,
-    mixture_severities=DEFAULT_SEVERITIES,
-    include_clean_group: bool = False,
-    analyses=ANALYSES,
-    progress: bool = True,
-    log=print,
-) -> dict[str, pd.DataFrame]:
-    """Load ``scores_dir``, run the chosen ``analyses``, write CSVs to ``out_dir``.
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """How :func:`run_all` runs: resampling, splits, which score files and which analyses.
 
     ``task_models``: score files whose ``correct`` column is M (default: every classifier and
     zero-shot file). ``scorers``: score files to load (default: all). ``zero_shot``: task
     files to treat as zero-shot (weak task-guided), overriding the file's metadata or name
     (see :func:`iqa_lib.analysis.io.scorer_kind`); it only decides which files the
-    classifier-pairs table leaves out. Returns the tables.
+    classifier-pairs table leaves out.
     """
-    unknown = sorted(set(analyses) - set(ANALYSES))
-    if unknown:
-        raise ValueError(f"unknown analysis {unknown}; choose from {ANALYSES}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    scores = load_scores(scores_dir, scorers)
-    for name in zero_shot or []:
+
+    seed: int = defaults.SEED
+    n_bootstrap: int = defaults.N_BOOTSTRAP
+    level: float = defaults.LEVEL
+    test_fraction: float = defaults.TEST_FRACTION
+    n_folds: int = defaults.N_FOLDS
+    task_models: Sequence[str] | None = None
+    scorers: Sequence[str] | None = None
+    zero_shot: Sequence[str] | None = None
+    mixture_fractions: Sequence[float] = DEFAULT_FRACTIONS
+    mixture_corruptions: Sequence[str] | None = None
+    mixture_severities: Sequence[int] = DEFAULT_SEVERITIES
+    include_clean_group: bool = False
+    analyses: Sequence[str] = ANALYSES
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One run's loaded scores, options, skipped analyses and log."""
+
+    scores: ScoreSet
+    options: AnalysisOptions
+    skipped: dict[str, str]
+    log: Callable[[str], object]
+
+    def wants(self, name: str) -> bool:
+        return name in self.options.analyses
+
+    def timed(self, name: str, func: Callable[[], pd.DataFrame]):
+        """``func()``, its wall time logged under ``name``."""
+        t = time.perf_counter()
+        result = func()
+        self.log(f"{name}: {time.perf_counter() - t:.1f}s")
+        return result
+
+
+def _load(scores_dir: str | Path, o: AnalysisOptions, log: Callable[[str], object], t0: float) -> ScoreSet:
+    """The scores, the ``zero_shot`` override applied and the task models checked."""
+    scores = load_scores(scores_dir, o.scorers)
+    for name in o.zero_shot or []:
         if scores.kinds.get(name) not in ("classifier", "zero_shot"):
             raise ValueError(
                 f"--zero-shot {name!r}: not a task score file; task files: {scores.task_models}"
@@ -120,139 +138,145 @@ def run_all(
         scores.kinds[name] = "zero_shot"
     log(
         f"loaded {scores.n_rows} rows, {len(scores.q)} Q variables, task models "
-        f"{task_models or scores.task_models} ({time.perf_counter() - t0:.1f}s)"
+        f"{o.task_models or scores.task_models} ({time.perf_counter() - t0:.1f}s)"
     )
-    models = task_models
-    for name in models or []:
+    for name in o.task_models or []:
         if name in scores.kinds and name not in scores.m:
             raise ValueError(
                 f"task model {name!r}: its score file has no `correct` column (images scored "
                 "without labels, e.g. with `iqa-kit score --images`); correctness M needs labels"
             )
-    tables: dict[str, pd.DataFrame] = {}
-    skipped = unsupported(scores, analyses, include_clean_group, mixture_severities)
-    for name, why in skipped.items():
-        log(f"skipping {name}: {why}")
+    return scores
 
-    def timed(name, func):
-        t = time.perf_counter()
-        result = func()
-        log(f"{name}: {time.perf_counter() - t:.1f}s")
-        return result
 
-    if "groupwise" in analyses:
-        means = group_means(scores, None, models, include_clean_group)
-        tables["groupwise_means"] = means
-    if "groupwise" in analyses and "groupwise" not in skipped:
-        tables["groupwise_correlations"] = timed(
+def _groupwise_tables(run: _Run) -> dict[str, pd.DataFrame]:
+    """Group means, and the correlations when there are enough groups."""
+    o = run.options
+    if not run.wants("groupwise"):
+        return {}
+    means = group_means(run.scores, None, o.task_models, o.include_clean_group)
+    tables = {"groupwise_means": means}
+    if "groupwise" not in run.skipped:
+        tables["groupwise_correlations"] = run.timed(
             "group-wise",
-            lambda: groupwise(
-                scores,
-                None,
-                models,
-                n_bootstrap=n_bootstrap,
-                seed=seed,
-                level=level,
-                include_clean=include_clean_group,
-                progress=progress,
-                means=means,
-            ),
+            lambda: groupwise(run.scores, None, o.task_models, n_bootstrap=o.n_bootstrap, seed=o.seed,
+                              level=o.level, include_clean=o.include_clean_group, progress=o.progress,
+                              means=means),
         )
-    work = None
-    if "pointwise" in analyses or "paired" in analyses:
-        # the fits and bootstrap AUC replicates of every (Q, M): one pass, both tables
-        work = timed(
-            "point-wise fits and bootstrap",
-            lambda: auc_work(
-                scores,
-                None,
-                models,
-                test_fraction=test_fraction,
-                n_bootstrap=n_bootstrap,
-                seed=seed,
-                progress=progress,
-            ),
-        )
-    if "pointwise" in analyses:
-        tables["pointwise"] = timed(
+    return tables
+
+
+def _pointwise_tables(run: _Run, groupwise_tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Point-wise, the summary and pairs beside group-wise, and the paired tests."""
+    o = run.options
+    if not (run.wants("pointwise") or run.wants("paired")):
+        return {}
+    # the fits and bootstrap AUC replicates of every (Q, M): one pass, both tables
+    work = run.timed(
+        "point-wise fits and bootstrap",
+        lambda: auc_work(run.scores, None, o.task_models, test_fraction=o.test_fraction,
+                         n_bootstrap=o.n_bootstrap, seed=o.seed, progress=o.progress),
+    )
+    tables: dict[str, pd.DataFrame] = {}
+    if run.wants("pointwise"):
+        tables["pointwise"] = run.timed(
             "point-wise",
-            lambda: pointwise(
-                scores,
-                None,
-                models,
-                test_fraction=test_fraction,
-                n_bootstrap=n_bootstrap,
-                seed=seed,
-                level=level,
-                progress=progress,
-                work=work,
-            ),
+            lambda: pointwise(run.scores, None, o.task_models, test_fraction=o.test_fraction,
+                              n_bootstrap=o.n_bootstrap, seed=o.seed, level=o.level,
+                              progress=o.progress, work=work),
         )
-    if "groupwise" in analyses and "pointwise" in analyses:
-        tables["summary"] = summary_table(tables["pointwise"], tables.get("groupwise_correlations"))
-        tables["pairs"] = pairs(tables["summary"], scores.classifiers)
-    if "paired" in analyses:
-        tables["paired_tests"] = timed(
+    if run.wants("groupwise") and run.wants("pointwise"):
+        tables["summary"] = summary_table(tables["pointwise"], groupwise_tables.get("groupwise_correlations"))
+        tables["pairs"] = pairs(tables["summary"], run.scores.classifiers)
+    if run.wants("paired"):
+        tables["paired_tests"] = run.timed(
             "paired tests",
-            lambda: paired_tests(
-                scores,
-                None,
-                models,
-                test_fraction=test_fraction,
-                n_bootstrap=n_bootstrap,
-                seed=seed,
-                level=level,
-                include_clean=include_clean_group,
-                progress=progress,
-                work=work,
-            ),
+            lambda: paired_tests(run.scores, None, o.task_models, test_fraction=o.test_fraction,
+                                 n_bootstrap=o.n_bootstrap, seed=o.seed, level=o.level,
+                                 include_clean=o.include_clean_group, progress=o.progress, work=work),
         )
-    if "per_label" in analyses:
-        tables["per_label"] = timed(
-            "per-label",
-            lambda: per_label(scores, None, models, n_folds=n_folds, seed=seed, progress=progress),
-        )
-    if "per_image" in analyses:
-        tables["per_image"] = timed(
-            "per-image",
-            lambda: per_image(scores, None, models, n_folds=n_folds, seed=seed, progress=progress),
-        )
-    if "mixtures" in analyses and "mixtures" not in skipped:
-        mix = timed(
-            "mixtures",
-            lambda: mixtures(
-                scores,
-                None,
-                models,
-                fractions=mixture_fractions,
-                corruptions=mixture_corruptions,
-                severities=mixture_severities,
-                test_fraction=test_fraction,
-                seed=seed,
-                progress=progress,
-            ),
-        )
-        tables.update({f"mixtures_{k}": v for k, v in mix.items()})
-    for name, table in tables.items():
-        write_csv(table, out / f"{name}.csv")
-    params = {
+    return tables
+
+
+def _content_tables(run: _Run) -> dict[str, pd.DataFrame]:
+    """Per-label and per-image-ID cross-validation."""
+    o = run.options
+    tables: dict[str, pd.DataFrame] = {}
+    for name, desc, func in (("per_label", "per-label", per_label), ("per_image", "per-image", per_image)):
+        if run.wants(name):
+            tables[name] = run.timed(
+                desc, lambda f=func: f(run.scores, None, o.task_models, n_folds=o.n_folds, seed=o.seed,
+                                       progress=o.progress))
+    return tables
+
+
+def _mixture_tables(run: _Run) -> dict[str, pd.DataFrame]:
+    """The mild-corruption mixtures, when the data has clean and mildly corrupted rows."""
+    o = run.options
+    if not run.wants("mixtures") or "mixtures" in run.skipped:
+        return {}
+    mix = run.timed(
+        "mixtures",
+        lambda: mixtures(run.scores, None, o.task_models, fractions=o.mixture_fractions,
+                         corruptions=o.mixture_corruptions, severities=o.mixture_severities,
+                         test_fraction=o.test_fraction, seed=o.seed, progress=o.progress),
+    )
+    return {f"mixtures_{k}": v for k, v in mix.items()}
+
+
+def _record(scores_dir: str | Path, scores: ScoreSet, o: AnalysisOptions, skipped: dict[str, str]) -> dict:
+    """What ``analysis_params.json`` says: the options used and what was skipped."""
+    return {
         "scores_dir": str(scores_dir),
-        "seed": seed,
-        "n_bootstrap": n_bootstrap,
-        "level": level,
-        "test_fraction": test_fraction,
-        "n_folds": n_folds,
-        "task_models": models or scores.task_models,
+        "seed": o.seed,
+        "n_bootstrap": o.n_bootstrap,
+        "level": o.level,
+        "test_fraction": o.test_fraction,
+        "n_folds": o.n_folds,
+        "task_models": o.task_models or scores.task_models,
         "scorers": list(scores.kinds),
         "kinds": scores.kinds,
-        "mixture_fractions": [float(f) for f in mixture_fractions],
-        "mixture_corruptions": mixture_corruptions,
-        "mixture_severities": list(mixture_severities),
-        "include_clean_group": include_clean_group,
-        "analyses": list(analyses),
+        "mixture_fractions": [float(f) for f in o.mixture_fractions],
+        "mixture_corruptions": o.mixture_corruptions,
+        "mixture_severities": list(o.mixture_severities),
+        "include_clean_group": o.include_clean_group,
+        "analyses": list(o.analyses),
         "skipped": skipped,
         "n_rows": scores.n_rows,
     }
-    atomic_write_text(out / "analysis_params.json", json.dumps(params, indent=2))
+
+
+def run_all(
+    scores_dir: str | Path,
+    out_dir: str | Path,
+    options: AnalysisOptions | None = None,
+    *,
+    log: Callable[[str], object] = print,
+    **changes,
+) -> dict[str, pd.DataFrame]:
+    """Load ``scores_dir``, run the chosen analyses, write CSVs to ``out_dir``; return the tables.
+
+    ``options`` (default :class:`AnalysisOptions`) with the fields named in ``changes``
+    replaced: ``run_all(d, out, n_bootstrap=20, progress=False)`` in a script or test.
+    """
+    o = replace(options or AnalysisOptions(), **changes)
+    unknown = sorted(set(o.analyses) - set(ANALYSES))
+    if unknown:
+        raise ValueError(f"unknown analysis {unknown}; choose from {ANALYSES}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    scores = _load(scores_dir, o, log, t0)
+    skipped = unsupported(scores, o.analyses, o.include_clean_group, o.mixture_severities)
+    for name, why in skipped.items():
+        log(f"skipping {name}: {why}")
+    run = _Run(scores, o, skipped, log)
+    tables = _groupwise_tables(run)
+    tables.update(_pointwise_tables(run, tables))
+    tables.update(_content_tables(run))
+    tables.update(_mixture_tables(run))
+    for name, table in tables.items():
+        write_csv(table, out / f"{name}.csv")
+    atomic_write_text(out / "analysis_params.json", json.dumps(_record(scores_dir, scores, o, skipped), indent=2))
     log(f"wrote {len(tables)} tables to {out} ({time.perf_counter() - t0:.1f}s in all)")
     return tables

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
+from typing import TYPE_CHECKING
 
+from iqa_lib import defaults
 from iqa_lib.commands.arguments import between, integer
+
+if TYPE_CHECKING:  # the stage imports pandas and the analysis: not at `iqa-kit --help`
+    from iqa_lib.pipeline.analyze import AnalyzeSettings
 
 
 def _fractions(text: str) -> list[float]:
@@ -54,21 +58,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--scores", help="folder of <scorer>.parquet files")
     parser.add_argument("--out", help="folder for the CSV tables")
-    parser.add_argument("--seed", type=integer(0, "numpy seeds are non-negative"), default=None, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=integer(0, "numpy seeds are non-negative"), default=None, help=f"random seed (default: {defaults.SEED})")
     parser.add_argument(
         "--n-bootstrap",
         type=integer(10, "as analysis.n_bootstrap"),
         default=None,
-        help="bootstrap resamples for the CIs (default: 1000)",
+        help=f"bootstrap resamples for the CIs (default: {defaults.N_BOOTSTRAP})",
     )
-    parser.add_argument("--level", type=between(0, 1, "a CI level"), default=0.95, help="CI level (default: %(default)s)")
+    parser.add_argument("--level", type=between(0, 1, "a CI level"), default=defaults.LEVEL, help="CI level (default: %(default)s)")
     parser.add_argument(
         "--test-fraction",
         type=between(0, 1, "as analysis.test_fraction"),
         default=None,
-        help="held-out fraction of image IDs (default: 0.2)",
+        help=f"held-out fraction of image IDs (default: {defaults.TEST_FRACTION})",
     )
-    parser.add_argument("--folds", type=integer(2, "as analysis.n_folds"), default=None, help="CV folds (default: 5)")
+    parser.add_argument("--folds", type=integer(2, "as analysis.n_folds"), default=None, help=f"CV folds (default: {defaults.N_FOLDS})")
     parser.add_argument(
         "--task-models",
         type=names_list,
@@ -128,65 +132,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _fill_from_params(args: argparse.Namespace) -> None:
-    """Fill every option left unset from params.yaml (explicit options win)."""
-    from iqa_lib.config import ANALYSIS_DIR, SCORES_DIR, load_params
+def settings_from_args(args: argparse.Namespace) -> AnalyzeSettings:
+    """The stage's settings from the command line (``--params`` fills what is left unset)."""
+    # why: the stage imports pandas and the analysis, not at `iqa-kit --help`
+    from iqa_lib.pipeline.analyze import analyze_settings
 
-    params = load_params(args.params)
-    a = params.analysis
-    kinds = {name: params.scorer_spec(name).kind for name in params.scorers}
-    if not kinds:
-        raise ValueError(f"{args.params} configures no scorers: add some under 'scorers'")
-    defaults = {
-        "scores": SCORES_DIR,
-        "out": ANALYSIS_DIR,
-        "seed": a.seed,
-        "n_bootstrap": a.n_bootstrap,
-        "test_fraction": a.test_fraction,
-        "folds": a.n_folds,
-        "task_models": list(a.task_models) or None,
-        "scorers": list(kinds),
-        "zero_shot": [n for n, k in kinds.items() if k == "zero_shot"],
-        "mixture_fractions": list(a.mixture_fractions),
-        "mixture_corruptions": list(a.mixture_corruptions or params.data.corruptions),
-        "mixture_severities": list(a.mixture_severities),
-    }
-    for key, value in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    return analyze_settings(
+        args.params, scores=args.scores, out=args.out, wait=args.wait, seed=args.seed,
+        n_bootstrap=args.n_bootstrap, level=args.level, test_fraction=args.test_fraction,
+        n_folds=args.folds, task_models=args.task_models, scorers=args.scorers, zero_shot=args.zero_shot,
+        mixture_fractions=args.mixture_fractions, mixture_corruptions=args.mixture_corruptions,
+        mixture_severities=args.mixture_severities, include_clean_group=args.include_clean_group,
+        analyses=args.analyses, progress=not args.no_progress,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    from iqa_lib.analysis.mixtures import DEFAULT_FRACTIONS, DEFAULT_SEVERITIES
-    from iqa_lib.analysis.runner import ANALYSES, run_all
-    from iqa_lib.locks import output_lock
+    from iqa_lib.pipeline.analyze import analyze  # why: as settings_from_args
 
-    if args.params:
-        _fill_from_params(args)
-    if args.scores is None or args.out is None:
-        raise ValueError("give --scores and --out, or --params params.yaml")
-    builtin = {"seed": 0, "n_bootstrap": 1000, "test_fraction": 0.2, "folds": 5}
-    for key, value in builtin.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    with output_lock(args.out, wait=args.wait):
-        run_all(
-            args.scores,
-            args.out,
-            seed=args.seed,
-            n_bootstrap=args.n_bootstrap,
-            level=args.level,
-            test_fraction=args.test_fraction,
-            n_folds=args.folds,
-            task_models=args.task_models,
-            scorers=args.scorers,
-            zero_shot=args.zero_shot,
-            mixture_fractions=args.mixture_fractions or DEFAULT_FRACTIONS,
-            mixture_corruptions=args.mixture_corruptions,
-            mixture_severities=args.mixture_severities or DEFAULT_SEVERITIES,
-            include_clean_group=args.include_clean_group,
-            analyses=tuple(args.analyses) if args.analyses else ANALYSES,
-            progress=not args.no_progress,
-            log=lambda msg: print(msg, file=sys.stderr),
-        )
+    analyze(settings_from_args(args))
     return 0
