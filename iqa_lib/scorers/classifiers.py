@@ -109,20 +109,31 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], list[str] | No
 
         return load_file(str(path)), None
     sd = torch.load(path, map_location="cpu", weights_only=True)
-    classes = None
-    if isinstance(sd, dict):
-        for key in ("classes", "class_names"):
-            value = sd.get(key)
-            if isinstance(value, list | tuple) and all(isinstance(c, str) for c in value):
-                classes = [str(c) for c in value]
-                break
-    for key in ("state_dict", "model", "module"):
-        if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
-            sd = sd[key]
+    classes = _checkpoint_classes(sd)
+    sd = _unwrap_state_dict(sd)
     if not isinstance(sd, dict):
         raise ValueError(f"checkpoint {str(path)!r} holds a {type(sd).__name__}, not a state dict")
     state = {k.removeprefix("module."): v for k, v in sd.items() if isinstance(v, torch.Tensor)}
     return state, classes
+
+
+def _checkpoint_classes(sd: Any) -> list[str] | None:
+    """The class order a checkpoint carries under ``classes`` or ``class_names``, if any."""
+    if not isinstance(sd, dict):
+        return None
+    for key in ("classes", "class_names"):
+        value = sd.get(key)
+        if isinstance(value, list | tuple) and all(isinstance(c, str) for c in value):
+            return [str(c) for c in value]
+    return None
+
+
+def _unwrap_state_dict(sd: Any) -> Any:
+    """The state dict inside the usual ``state_dict`` / ``model`` / ``module`` nesting."""
+    for key in ("state_dict", "model", "module"):
+        if isinstance(sd, dict) and key in sd and isinstance(sd[key], dict):
+            sd = sd[key]
+    return sd
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -158,68 +169,94 @@ def checkpoint_for(
     head = head_size(state)
     where = f"checkpoint {str(path)!r} ({spec.text})"
     if space.own_head and space.classes is not None:
-        k = len(space.classes)
-        if ck_classes is not None and list(ck_classes) != list(space.classes):
-            raise LabelSpaceError(
-                f"{where} was trained on classes [{preview(ck_classes, 8)}] but the manifest's "
-                f"classes are [{preview(space.classes, 8)}] (order matters): score a manifest of "
-                "the same class folders, or save the checkpoint with the manifest's class order"
-            )
-        if head is not None and head[1] != k:
-            raise LabelSpaceError(
-                f"{where} has a {head[1]}-way head ({head[0]}) but the manifest has {k} classes "
-                f"({preview(space.classes)}): give a checkpoint whose head has {k} outputs in "
-                "the manifest's class order"
-                + ("; for an ImageNet checkpoint add option class_map (folder -> wnid(s))"
-                   if head[1] == 1000 else "")
-            )
-        return state, k
+        _check_own_classes(where, space.classes, ck_classes, head)
+        return state, len(space.classes)
     if space.own_head:  # unlabelled: whatever head the checkpoint has
         if head is None:
             raise ValueError(f"{where}: no classifier head (a weight of 2+ dims) found in it")
         return state, head[1]
+    _check_imagenet_checkpoint(where, space, ck_classes, head)
+    return state, 1000
+
+
+def _check_own_classes(
+    where: str, classes: tuple[str, ...], ck_classes: list[str] | None, head: tuple[str, int] | None
+) -> None:
+    """An own checkpoint fits the manifest: the same classes in the same order, one output each."""
+    k = len(classes)
+    if ck_classes is not None and list(ck_classes) != list(classes):
+        raise LabelSpaceError(
+            f"{where} was trained on classes [{preview(ck_classes, 8)}] but the manifest's "
+            f"classes are [{preview(classes, 8)}] (order matters): score a manifest of "
+            "the same class folders, or save the checkpoint with the manifest's class order"
+        )
+    if head is not None and head[1] != k:
+        raise LabelSpaceError(
+            f"{where} has a {head[1]}-way head ({head[0]}) but the manifest has {k} classes "
+            f"({preview(classes)}): give a checkpoint whose head has {k} outputs in "
+            "the manifest's class order"
+            + ("; for an ImageNet checkpoint add option class_map (folder -> wnid(s))"
+               if head[1] == 1000 else "")
+        )
+
+
+def _check_imagenet_checkpoint(
+    where: str, space: LabelSpace, ck_classes: list[str] | None, head: tuple[str, int] | None
+) -> None:
+    """A checkpoint scored on ImageNet labels or through a class map has a 1000-way ImageNet head."""
     if space.class_map is not None and ck_classes is not None:
         raise LabelSpaceError(
             f"{where} carries its own classes ({preview(ck_classes)}): it is not an ImageNet "
             "classifier, so drop option class_map"
         )
-    if head is not None and head[1] != 1000:
-        if space.class_map is not None:
-            raise LabelSpaceError(
-                f"option class_map maps ImageNet classes, but {where} has a {head[1]}-way head "
-                f"({head[0]}): drop class_map to score it as your own {head[1]}-class model"
-            )
+    if head is None or head[1] == 1000:
+        return
+    if space.class_map is not None:
         raise LabelSpaceError(
-            f"{where} has a {head[1]}-way head ({head[0]}) but the manifest's labels are "
-            "ImageNet-1k (1000 classes): score a manifest of your own class folders with it, or "
-            "give a 1000-way ImageNet checkpoint"
+            f"option class_map maps ImageNet classes, but {where} has a {head[1]}-way head "
+            f"({head[0]}): drop class_map to score it as your own {head[1]}-class model"
         )
-    return state, 1000
+    raise LabelSpaceError(
+        f"{where} has a {head[1]}-way head ({head[0]}) but the manifest's labels are "
+        "ImageNet-1k (1000 classes): score a manifest of your own class folders with it, or "
+        "give a 1000-way ImageNet checkpoint"
+    )
 
 
 def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, spec: ScorerSpec) -> None:
     """``model.load_state_dict(state)`` with a one-line error instead of torch's mismatch dump."""
-    expected = model.state_dict()
-    shapes = [k for k in state if k in expected and state[k].shape != expected[k].shape]
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if shapes or missing or unexpected:
-        found = []
-        if shapes:
-            k = shapes[0]
-            found.append(
-                f"{len(shapes)} shape mismatch(es), e.g. {k} {tuple(state[k].shape)} in the "
-                f"checkpoint, {tuple(expected[k].shape)} in the model"
-            )
-        if missing:
-            found.append(f"{len(missing)} missing key(s), e.g. {missing[0]}")
-        if unexpected:
-            found.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[0]}")
+    found = _mismatches(model.state_dict(), state)
+    if found:
         raise ValueError(
             f"checkpoint {str(path)!r} does not fit {spec.text}: {'; '.join(found)}; give a "
             "checkpoint of this architecture"
         )
     model.load_state_dict(state)
+
+
+def _mismatches(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> list[str]:
+    """What keeps ``state`` from loading into a model whose state dict is ``expected``, one part each."""
+    shapes = [k for k in state if k in expected and state[k].shape != expected[k].shape]
+    found = []
+    if shapes:
+        k = shapes[0]
+        found.append(
+            f"{len(shapes)} shape mismatch(es), e.g. {k} {tuple(state[k].shape)} in the "
+            f"checkpoint, {tuple(expected[k].shape)} in the model"
+        )
+    return found + _key_mismatches(expected, state)
+
+
+def _key_mismatches(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> list[str]:
+    """Keys the model has and the checkpoint lacks, and the other way round."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    found = []
+    if missing:
+        found.append(f"{len(missing)} missing key(s), e.g. {missing[0]}")
+    if unexpected:
+        found.append(f"{len(unexpected)} unexpected key(s), e.g. {unexpected[0]}")
+    return found
 
 
 def _check_imagenet_head(spec: ScorerSpec, space: LabelSpace, model: torch.nn.Module) -> None:
@@ -301,18 +338,11 @@ def _with_weights(scorer: ClassifierScorer, path: Path | None, source: str) -> C
 def build_timm(
     spec: ScorerSpec, device: torch.device, label_space: LabelSpace | None = None
 ) -> ClassifierScorer:
-    import timm
+    import timm  # heavy: loaded only when a timm scorer is built
 
     space = label_space or IMAGENET
     name = spec.name
-    if not timm.is_model(name):
-        base = name.split(".")[0]
-        close = difflib.get_close_matches(base, timm.list_models(), n=5)
-        raise SpecError(
-            f"unknown timm model {name!r} in {spec.text!r}"
-            + (f"; did you mean {', '.join(close)}?" if close else "")
-            + " (timm.list_models(pretrained=True) lists them)"
-        )
+    _check_timm_model(timm, spec)
     if spec.options.get("weights"):
         path = local_weights(spec.options["weights"], spec.text)
         state, num_classes = checkpoint_for(spec, space, path)
@@ -326,20 +356,38 @@ def build_timm(
             "from timm.list_models(pretrained=True) or give a checkpoint with option `weights`"
         )
     hf_offline_if_unreachable()
-    if cfg.hf_hub_id:
-        source, filename, looked_in = f"hf-hub:{cfg.hf_hub_id}", "model.safetensors", hf_cache_dir()
-    else:
-        source = cfg.url or str(cfg.file)
-        filename = Path(urlparse(source).path).name
-        looked_in = str(Path(torch.hub.get_dir()) / "checkpoints")
+    source, filename, looked_in = _timm_download(cfg)
     with download_errors(spec.text, filename, looked_in, source):
         model = timm.create_model(name, pretrained=True)
     _check_imagenet_head(spec, space, model)
-    if cfg.hf_hub_id:
-        file = hf_cached_file(cfg.hf_hub_id, filename) or hf_cached_file(cfg.hf_hub_id, "pytorch_model.bin")
-    else:
-        file = Path(looked_in) / filename
+    file = _timm_weights_file(cfg, filename, looked_in)
     return _with_weights(_timm_scorer(spec, device, model, label_space), file, f"timm {source}")
+
+
+def _check_timm_model(timm: Any, spec: ScorerSpec) -> None:
+    if not timm.is_model(spec.name):
+        base = spec.name.split(".")[0]
+        close = difflib.get_close_matches(base, timm.list_models(), n=5)
+        raise SpecError(
+            f"unknown timm model {spec.name!r} in {spec.text!r}"
+            + (f"; did you mean {', '.join(close)}?" if close else "")
+            + " (timm.list_models(pretrained=True) lists them)"
+        )
+
+
+def _timm_download(cfg: Any) -> tuple[str, str, str]:
+    """(source, file name, folder looked in) of a timm pretrained config, for error messages."""
+    if cfg.hf_hub_id:
+        return f"hf-hub:{cfg.hf_hub_id}", "model.safetensors", hf_cache_dir()
+    source = cfg.url or str(cfg.file)
+    return source, Path(urlparse(source).path).name, str(Path(torch.hub.get_dir()) / "checkpoints")
+
+
+def _timm_weights_file(cfg: Any, filename: str, looked_in: str) -> Path | None:
+    """The file the pretrained weights were read from (shown by score reports)."""
+    if cfg.hf_hub_id:
+        return hf_cached_file(cfg.hf_hub_id, filename) or hf_cached_file(cfg.hf_hub_id, "pytorch_model.bin")
+    return Path(looked_in) / filename
 
 
 def _timm_scorer(
