@@ -26,7 +26,7 @@ DEFAULT_SRC = Path(__file__).resolve().parents[2] / "shared/data/imagenet-sample
 
 def _clean_rows(src: Path, n: int) -> pd.DataFrame:
     try:
-        from iqa_lib.data.manifest import clean_images
+        from iqa_lib.data.scan import clean_images
 
         clean = clean_images(src)
     except ImportError:  # manifest module not there: files named <wnid>_<anything>
@@ -51,7 +51,7 @@ def _cpu_s() -> float:
 
 def _timed(clean: pd.DataFrame, workers: int, corruptions, severities) -> tuple[float, int, float]:
     """Wall seconds, renders written, CPU seconds (all processes)."""
-    from iqa_lib.data.corrupt import generate_imagenet_c
+    from iqa_lib.data.imagenet_c_render import generate_imagenet_c
 
     with tempfile.TemporaryDirectory(prefix="bench_corrupt_") as tmp:
         cpu = _cpu_s()
@@ -72,7 +72,7 @@ def _timed(clean: pd.DataFrame, workers: int, corruptions, severities) -> tuple[
 
 
 def main() -> None:
-    from iqa_lib.data.corrupt import (
+    from iqa_lib.data.imagenet_c_render import (
         COMMON_CORRUPTIONS,
         SEVERITIES,
         _enable_numba_cache,

@@ -41,14 +41,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from iqa_lib import imagenet  # noqa: E402
+from iqa_lib.data.assemble import build_manifest  # noqa: E402
 from iqa_lib.data.images import is_image_file  # noqa: E402
-from iqa_lib.data.manifest import (  # noqa: E402
-    CLEAN,
-    _frame,
-    build_manifest,
-    scan_labelled_folder,
-    write_manifest,
-)
+from iqa_lib.data.manifest import CLEAN, write_manifest  # noqa: E402
+from iqa_lib.data.manifest import rows_frame as _frame  # noqa: E402
+from iqa_lib.data.scan import scan_labelled_folder  # noqa: E402
 
 STAGES = ("baseline", "scan", "none", "header", "write")
 LINKS_PER_FILE = 50_000

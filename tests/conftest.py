@@ -48,7 +48,7 @@ def imagenet_sample() -> Path:
 def fail_one_render(monkeypatch, key: tuple[str, str, int], message: str = "boom"):
     """Make ImageNet-C rendering raise for one (image ID, corruption, severity); return the real
     renderer (to put back)."""
-    from iqa_lib.data import corrupt as C
+    from iqa_lib.data import imagenet_c_render as C
 
     real = C._render_preprocessed
 

@@ -16,7 +16,8 @@ from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from iqa_lib.data import corrupt as C  # noqa: E402
+from iqa_lib import fileio  # noqa: E402
+from iqa_lib.data import imagenet_c_render as C  # noqa: E402
 from iqa_lib.imagenet import wnid_of  # noqa: E402
 from tests.conftest import fail_one_render  # noqa: E402
 
@@ -281,12 +282,12 @@ def test_atomic_write_never_leaves_a_partial_file_under_the_final_name(tmp_path,
     def killed(src, dst):
         raise KeyboardInterrupt  # killed between writing the temp file and the rename
 
-    monkeypatch.setattr(C.os, "replace", killed)
+    monkeypatch.setattr(fileio.os, "replace", killed)
     with pytest.raises(KeyboardInterrupt):
-        C.write_atomic(target, b"x" * 1000)
+        C.write_output(target, b"x" * 1000)
     assert list(target.parent.iterdir()) == []
     monkeypatch.undo()
-    C.write_atomic(target, b"done")
+    C.write_output(target, b"done")
     assert target.read_bytes() == b"done" and list(target.parent.iterdir()) == [target]
 
 
@@ -359,11 +360,11 @@ def test_a_whole_manifest_is_accepted_and_only_its_clean_rows_rendered(clean, tm
 
 
 def test_the_manifest_builder_reads_the_tree_back(clean, tmp_path):
-    manifest = pytest.importorskip("iqa_lib.data.manifest")
+    scan = pytest.importorskip("iqa_lib.data.scan")
     out = tmp_path / "out"
     _generate(clean, out)
     (out / C.FAILURES_FILE).write_text("image_id\n")  # a root-level file must not confuse it
-    rows = manifest.scan_imagenet_c(out)
+    rows = scan.scan_imagenet_c(out)
     assert len(rows) == len(clean) * len(SUBSET) * len(SEVS)
     labels = dict(zip(clean["image_id"], clean["label"], strict=True))
     assert (rows["label"] == rows["image_id"].map(labels)).all()
@@ -420,9 +421,10 @@ def test_command_renders_a_folder_with_limit(clean, tmp_path, capsys):
 
 def test_command_takes_a_manifest_and_renders_its_clean_rows(clean, tmp_path, capsys):
     manifest = pytest.importorskip("iqa_lib.data.manifest")
+    assemble = pytest.importorskip("iqa_lib.data.assemble")
     src = _wnid_named_folder(clean, tmp_path / "named")
     path = manifest.write_manifest(
-        manifest.build_manifest(src, check="none", progress=False), tmp_path / "m.parquet"
+        assemble.build_manifest(src, check="none", progress=False), tmp_path / "m.parquet"
     )
     out = tmp_path / "out"
     args = _parse(
@@ -455,7 +457,7 @@ def test_command_rejects_unknown_corruption_before_scanning(tmp_path):
 
 
 def test_command_renders_own_classes_into_class_folders_and_the_manifest_reads_them(clean, tmp_path):
-    from iqa_lib.data.manifest import build_manifest
+    from iqa_lib.data.assemble import build_manifest
 
     src = tmp_path / "own"
     for i, name in enumerate(("cats", "dogs")):
@@ -526,7 +528,7 @@ def test_a_dying_worker_fails_the_run_instead_of_hanging(clean, tmp_path):
     script = tmp_path / "unguarded.py"
     script.write_text(
         "import pandas as pd\n"
-        "from iqa_lib.data.corrupt import generate_imagenet_c\n"
+        "from iqa_lib.data.imagenet_c_render import generate_imagenet_c\n"
         f"df = pd.read_csv({str(tmp_path / 'clean.csv')!r})\n"
         f"generate_imagenet_c(df, {str(tmp_path / 'out')!r}, corruptions=['contrast'], "
         "severities=[1], workers=2, progress=False)\n"

@@ -1,10 +1,10 @@
 """Faults in the data commands (corrupt, prepare, manifest): loud, nothing lost, nothing half-written.
 
-Each write site gets ENOSPC and EIO: in this process by replacing the kit's
-write helper (``corrupt._write_bytes``, ``shutil.copyfile``, ``fileio.open``,
-``pyarrow.parquet.write_table``, ``DataFrame.to_csv``) with one that writes
-half the bytes and fails, and inside worker processes through the documented
-hook ``IQA_KIT_TEST_WRITE_FAULT``. Every test asserts the exit status, the one
+Each write site gets ENOSPC and EIO: in this process by replacing what the kit
+writes with (``fileio.open``, ``shutil.copyfile``, ``pyarrow.parquet.write_table``,
+``DataFrame.to_csv``) with one that writes half the bytes and fails, and inside
+worker processes by a worker initializer that does the same there (no hook in
+the kit's own code). Every test asserts the exit status, the one
 line naming the path, that no file is half-written under any name, and that a
 rerun finishes with exactly the files of an uninterrupted run, rendering only
 what was missing. Then two writers of one output, and SIGKILLs of ``corrupt``
@@ -15,6 +15,7 @@ capturing their output must not hang.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 import shutil
@@ -31,7 +32,7 @@ import pytest
 from PIL import Image
 
 from iqa_lib import cli, fileio
-from iqa_lib.data import corrupt as C
+from iqa_lib.data import imagenet_c_render as C
 from iqa_lib.locks import output_lock
 from tests.conftest import fail_one_render
 
@@ -112,28 +113,70 @@ def reference(src, tmp_path_factory) -> dict[str, bytes]:
     return tree
 
 
+class _HalfWrite:
+    """A file opened for writing whose write puts half the bytes on disk, then fails with
+    ``code``, as a full disk does."""
+
+    def __init__(self, fh, code: int):
+        self._fh, self._code = fh, code
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._fh.close()
+
+    def write(self, data: bytes) -> int:
+        self._fh.write(data[: len(data) // 2])
+        self._fh.flush()
+        raise OSError(self._code, os.strerror(self._code))
+
+
 def _fail_writes(monkeypatch, code: int, matches) -> dict:
-    """Replace corrupt's write helper: the first write whose temp name ``matches`` gets half its
-    bytes and ``code``; ``state['after']`` counts the writes tried after that (none may be)."""
-    real = C._write_bytes
+    """Replace the ``open`` of the kit's atomic writes: the first write whose temp name ``matches``
+    gets half its bytes and ``code``; ``state['after']`` counts the writes tried after that (none
+    may be)."""
+    real_open = open
     state = {"failed": None, "after": 0}
 
-    def write(tmp: Path, data: bytes) -> None:
+    def faulty_open(file, mode="r", *args, **kwargs):
+        fh = real_open(file, mode, *args, **kwargs)
         if state["failed"] is not None:
             state["after"] += 1
-        elif matches(tmp):
-            tmp.write_bytes(data[: len(data) // 2])
-            state["failed"] = tmp
-            raise OSError(code, os.strerror(code))
-        real(tmp, data)
+        elif matches(Path(file)):
+            state["failed"] = Path(file)
+            return _HalfWrite(fh, code)
+        return fh
 
-    monkeypatch.setattr(C, "_write_bytes", write)
+    monkeypatch.setattr(fileio, "open", faulty_open, raising=False)
     return state
 
 
+def _failing_after(code: int, after: int):
+    """An ``open`` for :mod:`iqa_lib.fileio` under which this process's writes after its first
+    ``after`` get half their bytes and ``code``."""
+    real_open, writes = open, [0]
+
+    def faulty_open(file, mode="r", *args, **kwargs):
+        fh = real_open(file, mode, *args, **kwargs)
+        writes[0] += 1
+        return fh if writes[0] <= after else _HalfWrite(fh, code)
+
+    return faulty_open
+
+
+def _worker_failing_after(code: int, after: int, stop=None) -> None:
+    """The renderer's worker initializer, then :func:`_failing_after` in that worker process."""
+    _render_worker_init(stop)
+    fileio.open = _failing_after(code, after)
+
+
+_render_worker_init = C._init_worker  # the real one: tests replace it in this process
+
+
 def _final_name(tmp: Path) -> Path:
-    """``.<name>.<pid>.<hex>.tmp`` -> ``<name>``."""
-    return tmp.with_name(tmp.name[1:].rsplit(".", 3)[0])
+    """``.<name>.tmp-<pid>`` -> ``<name>``."""
+    return tmp.with_name(tmp.name[1:].rsplit(".tmp-", 1)[0])
 
 
 # --------------------------------------------------------------------- corrupt, in this process
@@ -156,7 +199,7 @@ def test_corrupt_write_fault_stops_the_run_and_the_rerun_finishes_it(
         names = {"stamp": C.RENDER_VERSIONS_FILE, "failures": C.FAILURES_FILE}
         renders = iter(range(10**6))
         matches = {
-            "render": lambda tmp: ".JPEG." in tmp.name and next(renders) == 5,
+            "render": lambda tmp: ".JPEG.tmp-" in tmp.name and next(renders) == 5,
             "stamp": lambda tmp: tmp.name.startswith(f".{names['stamp']}."),
             "failures": lambda tmp: tmp.name.startswith(f".{names['failures']}."),
         }[site]
@@ -189,7 +232,7 @@ def test_stale_temporary_files_of_a_killed_run_are_removed(src, reference, tmp_p
     folder = out / "contrast" / "1" / TENCH
     folder.mkdir(parents=True)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = folder / f".img000.JPEG.{int(dead.stdout)}.0123abcd.tmp"
+    stale = folder / f".img000.JPEG.tmp-{int(dead.stdout)}"  # a temporary name of fileio's
     stale.write_bytes(b"half a JPEG")
     assert _run(capsys, _corrupt_argv(src, out))[0] == 0
     assert not stale.exists() and _tree(out) == reference
@@ -209,9 +252,9 @@ def test_a_failed_render_is_listed_and_fails_the_command_but_an_undecodable_sour
 @pytest.mark.parametrize("code", FAULTS, ids=lambda c: errno.errorcode[c])
 def test_corrupt_write_fault_inside_a_worker_process(src, reference, tmp_path, monkeypatch, capsys, code):
     out = tmp_path / "out"
-    monkeypatch.setattr(C, "_faults_injected", {"writes": 0})
     # each process: the first write (the parent's stamp, a worker's first render) works
-    monkeypatch.setenv(C.FAULT_ENV, f"{errno.errorcode[code]}:1")
+    monkeypatch.setattr(fileio, "open", _failing_after(code, 1), raising=False)
+    monkeypatch.setattr(C, "_init_worker", functools.partial(_worker_failing_after, code, 1))
     rc, _, err = _run(capsys, _corrupt_argv(src, out, workers=2))
     assert rc == 2
     path = re.search(r"cannot write '([^']+)'", err).group(1)
@@ -221,7 +264,7 @@ def test_corrupt_write_fault_inside_a_worker_process(src, reference, tmp_path, m
     assert _leftovers(tmp_path) == [] and C.FAILURES_FILE not in before
     assert all(reference[k] == v for k, v in before.items())
 
-    monkeypatch.delenv(C.FAULT_ENV)
+    monkeypatch.undo()
     rc, stdout, err = _run(capsys, _corrupt_argv(src, out, workers=1))
     assert rc == 0, err
     assert _counts(stdout) == (len(reference) - 1 - len(before), len(before))
@@ -262,10 +305,10 @@ def test_prepare_write_fault_fails_the_stage_and_the_rerun_finishes_it(
             return real_copy(source, dst, **kwargs)
 
         monkeypatch.setattr(shutil, "copyfile", copy)
-        failed = lambda: _final_name_of_fileio(copies[2])  # noqa: E731
+        failed = lambda: _final_name(copies[2])  # noqa: E731
     elif site == "render":
         renders = iter(range(10**6))
-        state = _fail_writes(monkeypatch, code, lambda tmp: ".JPEG." in tmp.name and next(renders) == 3)
+        state = _fail_writes(monkeypatch, code, lambda tmp: ".JPEG.tmp-" in tmp.name and next(renders) == 3)
         failed = lambda: _final_name(state["failed"])  # noqa: E731
     else:
         real_open = open
@@ -302,11 +345,6 @@ def test_prepare_write_fault_fails_the_stage_and_the_rerun_finishes_it(
                 assert copied.read_bytes() == source.read_bytes()
     else:
         assert _tree(tmp_path / "gen" / "imagenet-c") == reference
-
-
-def _final_name_of_fileio(tmp: Path) -> Path:
-    """``.<name>.tmp-<pid>`` -> ``<name>``."""
-    return tmp.with_name(tmp.name[1:].rsplit(".tmp-", 1)[0])
 
 
 def test_prepare_fails_when_a_render_is_missing_for_another_reason_than_an_undecodable_source(

@@ -31,7 +31,7 @@ from PIL import Image
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from iqa_lib.data import imagenet_c_original as O  # noqa: E402
-from iqa_lib.data.corrupt import corrupt_array, corruption_seed, preprocess_clean  # noqa: E402
+from iqa_lib.data.imagenet_c_render import corrupt_array, corruption_seed, preprocess_clean  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared/data/imagenet-sample"
 SEVERITIES = (1, 2, 3, 4, 5)

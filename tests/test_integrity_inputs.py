@@ -19,7 +19,8 @@ from PIL import Image
 
 from iqa_lib.cli import main
 from iqa_lib.data.images import DEFAULT_MAX_PIXELS, NOT_UTF8, check_image, load_rgb
-from iqa_lib.data.manifest import ManifestError, images_manifest
+from iqa_lib.data.manifest import ManifestError
+from iqa_lib.data.scan import images_manifest
 from iqa_lib.data.sources import dataset_manifest
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="byte file names are a POSIX matter")

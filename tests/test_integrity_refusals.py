@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from iqa_lib.data import corrupt as C
+from iqa_lib.data import imagenet_c_render as C
 from iqa_lib.data.manifest import ManifestError
 from iqa_lib.data.sources import dataset_manifest
 from tests.conftest import TENCH, write_image
@@ -190,11 +190,12 @@ def _no_scan(monkeypatch, *targets: tuple[object, str]) -> None:
 @pytest.mark.parametrize("command", ["audit", "score"])
 def test_a_device_that_is_not_there_fails_in_one_line_before_any_scan(tmp_path, monkeypatch, capsys, command):
     from iqa_lib.cli import main
-    from iqa_lib.data import manifest, sources
+    from iqa_lib.pipeline import audit, score
 
     device = _absent_device()
     _two_images(tmp_path / "imgs")
-    _no_scan(monkeypatch, (sources, "dataset_manifest"), (manifest, "images_manifest"))
+    # where the stages call them (imported there at module level, so patched there)
+    _no_scan(monkeypatch, (audit, "dataset_manifest"), (score, "images_manifest"))
     if command == "audit":
         argv = ["audit", str(tmp_path / "imgs"), "--scorer", "tv", "--out", str(tmp_path / "out")]
     else:
@@ -302,12 +303,11 @@ def test_manifest_from_params_applies_data_max_pixels_and_the_flag_wins(tmp_path
 
 
 def test_score_from_params_applies_data_max_pixels_and_the_flag_wins(tmp_path, monkeypatch, pixel_limit):
-    from iqa_lib.commands import score
-    from iqa_lib.scoring import engine
+    from iqa_lib.pipeline import score
 
     params = _params_with_limit(tmp_path, 500)
     seen = []
-    monkeypatch.setattr(engine, "run_scoring", lambda *a, **k: seen.append(Image.MAX_IMAGE_PIXELS))
-    score.run_options_all(score.options_from_params("tv", params, alone=True))
-    score.run_options_all(score.options_from_params("tv", params, alone=True, max_pixels=7000))
+    monkeypatch.setattr(score, "run_scoring", lambda *a, **k: seen.append(Image.MAX_IMAGE_PIXELS))
+    score.score(score.options_from_params("tv", params, alone=True))
+    score.score(score.options_from_params("tv", params, alone=True, max_pixels=7000))
     assert seen == [500, 7000]

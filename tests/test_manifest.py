@@ -4,20 +4,18 @@ import pandas as pd
 import pytest
 
 from iqa_lib import imagenet
+from iqa_lib.data.assemble import build_manifest
+from iqa_lib.data.labels import read_labels_file
 from iqa_lib.data.manifest import (
     MANIFEST_COLUMNS,
     ManifestError,
-    build_manifest,
-    clean_images,
     failures_path,
     manifest_classes,
     manifest_classnames,
-    read_labels_file,
     read_manifest,
-    scan_imagenet_c,
-    scan_labelled_folder,
     write_manifest,
 )
+from iqa_lib.data.scan import clean_images, scan_imagenet_c, scan_labelled_folder
 from tests.conftest import GOLDFISH, TENCH, write_image
 
 
@@ -383,7 +381,7 @@ def test_workers_must_be_positive(tmp_path):
 @pytest.mark.parametrize("check", ["full", "none"])
 def test_images_in_formats_the_kit_does_not_read_are_listed_not_skipped(tmp_path, check):
     """A .heic or a camera raw among the images is a failure row naming the format, whatever the layout."""
-    from iqa_lib.data.manifest import images_manifest
+    from iqa_lib.data.scan import images_manifest
     from iqa_lib.data.sources import dataset_manifest
 
     clean, imc = make_tree(tmp_path, ids=("a",), corruptions=("fog",), severities=(1,))

@@ -4,7 +4,7 @@ import pytest
 
 from iqa_lib import imagenet
 from iqa_lib.data import quickstart
-from iqa_lib.data.manifest import build_manifest
+from iqa_lib.data.assemble import build_manifest
 
 
 def test_every_entry_is_a_real_imagenet_class_and_unique():

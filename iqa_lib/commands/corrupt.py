@@ -67,9 +67,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _load_clean(src: str, labels_file: str | None):
     """Clean rows and the dataset's own classes (``None``: ImageNet wnids name the folders)."""
-    from iqa_lib.data import manifest
+    from iqa_lib.data.scan import clean_source
 
-    return manifest.clean_source(src, labels_file)
+    return clean_source(src, labels_file)
 
 
 def check_positive(option: str, value: int | None) -> None:
@@ -79,7 +79,7 @@ def check_positive(option: str, value: int | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from iqa_lib.data.corrupt import resolve_corruptions, resolve_severities
+    from iqa_lib.data.imagenet_c_render import resolve_corruptions, resolve_severities
     from iqa_lib.locks import output_lock
 
     apply_max_pixels(args)
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace, corruptions: tuple[str, ...], severities: tuple[int, ...]) -> int:
-    from iqa_lib.data.corrupt import generate_imagenet_c
+    from iqa_lib.data.imagenet_c_render import generate_imagenet_c
 
     clean, classes = _load_clean(args.src, args.labels_file)
     if args.limit is not None:

@@ -107,7 +107,7 @@ def _from_source(args: argparse.Namespace, source: str):
 
 
 def _build(args: argparse.Namespace, clean, labels, imagenet_c, check, corruptions, severities):
-    from iqa_lib.data.manifest import build_manifest
+    from iqa_lib.data.assemble import build_manifest
 
     return build_manifest(
         clean, imagenet_c, labels_file=labels, check=check, workers=args.workers,

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace, data, out: Path) -> int:
-    from iqa_lib.data.manifest import clean_source
+    from iqa_lib.data.scan import clean_source
     from iqa_lib.data.quickstart import export_quickstart
     from iqa_lib.fileio import atomic_write_text, writing
 
@@ -75,7 +75,7 @@ def _prepare(args: argparse.Namespace, data, out: Path) -> int:
         print(f"quickstart: {len(written)} images in {data.clean_dir}")
         stamp["quickstart_images"] = sorted(p.name for p in written)
     if data.renders_corruptions:
-        from iqa_lib.data.corrupt import generate_imagenet_c
+        from iqa_lib.data.imagenet_c_render import generate_imagenet_c
 
         clean, classes = clean_source(data.clean_dir, data.clean_labels)
         report = generate_imagenet_c(

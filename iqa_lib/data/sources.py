@@ -4,7 +4,7 @@
 and ``iqa-kit audit`` call it). It looks at ``source`` and dispatches:
 
 * a **folder** of images: the labelled layouts of
-  :func:`~iqa_lib.data.manifest.scan_labelled_folder` (class sub-folders, files
+  :func:`~iqa_lib.data.scan.scan_labelled_folder` (class sub-folders, files
   named ``<wnid>_<anything>``, any folder plus a labels file). A *flat* folder
   (no sub-folders) none of whose images is wnid-named, given no labels file,
   becomes an **unlabelled** manifest (label -1, ``image_id`` = the file name, as
@@ -37,7 +37,7 @@ and ``iqa-kit audit`` call it). It looks at ``source`` and dispatches:
   (``.tar.gz``) cannot be read that way and are refused.
 
 Every form gives clean rows only (corruption ``clean``, severity 0), checked
-and split into manifest and failures as :func:`~iqa_lib.data.manifest.build_manifest` does.
+and split into manifest and failures as :func:`~iqa_lib.data.assemble.build_manifest` does.
 """
 
 from __future__ import annotations
@@ -49,12 +49,14 @@ import posixpath
 import re
 import tarfile
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 
 from iqa_lib import imagenet
+from iqa_lib.data.assemble import Check, assemble, build_manifest, check_workers, split_problems
 from iqa_lib.data.images import (
     ImageDecodeError,
     is_image_file,
@@ -67,32 +69,31 @@ from iqa_lib.data.images import (
     tar_truncated_at,
     unsupported_image_reason,
 )
+from iqa_lib.data.labels import (
+    MISSING_LABEL_NOTE,
+    checked_classnames,
+    classnames_lines,
+    missing_label,
+)
 from iqa_lib.data.manifest import (
     CLEAN,
     MANIFEST_COLUMNS,
-    MISSING_LABEL_NOTE,
     UNLABELLED,
-    Check,
     ManifestError,
     ManifestResult,
-    NoLabelsError,
-    _classnames,
-    _columns,
-    _entries,
-    _examples,
-    _is_dir,
-    _is_file,
-    assemble,
-    build_manifest,
     check_image_ids,
-    check_workers,
-    missing_label,
-    split_problems,
+    manifest_classes,
+    manifest_frame,
+    read_manifest,
+    stored_classnames,
     unsafe_image_id,
-    walk_images,
 )
+from iqa_lib.data.messages import examples, row_numbers
+from iqa_lib.data.scan import NoLabelsError
+from iqa_lib.data.walk import is_dir, is_file, unreserved_entries, visible_entries, walk_images
 
 ClsLabels = Literal["imagenet", "own"]
+SourceKind = Literal["folder", "list", "shards"]
 LIST_SUFFIXES = (".csv", ".tsv", ".parquet")
 COMPRESSED_TARS = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.zst")
 # image extensions of a WebDataset sample, in the order one is picked when a sample has several
@@ -135,7 +136,7 @@ def dataset_manifest(
     return shards_manifest(source, classnames_file, check, workers, progress, cls_labels=cls_labels)
 
 
-def source_kind(source: str | os.PathLike) -> Literal["folder", "list", "shards"]:
+def source_kind(source: str | os.PathLike) -> SourceKind:
     """What ``source`` is; a ManifestError saying which forms are accepted when it is none."""
     text = os.fspath(source)
     path = Path(text)
@@ -143,20 +144,34 @@ def source_kind(source: str | os.PathLike) -> Literal["folder", "list", "shards"
         if "{" in text and "}" in text:
             return "shards"
         raise ManifestError(f"dataset source {text!r} does not exist; check the path")
-    name = path.name.lower()
     if path.is_dir():
-        top = [e for e in _entries(text) if not e.name.startswith("_")]
-        tars = [e.name for e in top if e.name.lower().endswith(".tar") and _is_file(e)]
-        if not tars:
-            return "folder"
-        others = [e.name for e in top if _is_dir(e) or (is_image_file(e.name) and _is_file(e))]
-        if others:
-            raise ManifestError(
-                f"folder {text!r} holds tar shards ({_examples(tars, 3)}) and also images or "
-                f"sub-folders ({_examples(others, 3)}); keep the shards in a folder of their own, "
-                "or give one shard or a brace pattern"
-            )
-        return "shards"
+        return _folder_kind(text)
+    return _file_kind(text, path)
+
+
+def _folder_kind(text: str) -> SourceKind:
+    """A folder of images, or of tar shards (never both)."""
+    top = unreserved_entries(text)
+    tars = [e.name for e in top if _tar_file(e)]
+    if not tars:
+        return "folder"
+    others = [e.name for e in top if is_dir(e) or (is_image_file(e.name) and is_file(e))]
+    if others:
+        raise ManifestError(
+            f"folder {text!r} holds tar shards ({examples(tars, 3)}) and also images or "
+            f"sub-folders ({examples(others, 3)}); keep the shards in a folder of their own, "
+            "or give one shard or a brace pattern"
+        )
+    return "shards"
+
+
+def _tar_file(entry: os.DirEntry) -> bool:
+    return entry.name.lower().endswith(".tar") and is_file(entry)
+
+
+def _file_kind(text: str, path: Path) -> SourceKind:
+    """A list or a tar shard; a compressed tar, a single image or anything else is refused."""
+    name = path.name.lower()
     if name.endswith(COMPRESSED_TARS):
         raise ManifestError(
             f"{text!r} is a compressed tar: its images cannot be read in place by seeking; "
@@ -192,12 +207,12 @@ def folder_manifest(
         )
     except NoLabelsError:
         pass  # a flat folder none of whose files is wnid-named: unlabelled
-    _classnames(classnames_file, None, unlabelled=True)
+    checked_classnames(classnames_file, None, unlabelled=True)
     problems: dict[str, str] = {}
     paths, names = walk_images(folder, recursive=False, problems=problems)
     keep = [i for i, n in enumerate(names) if not n.startswith("_")]
     names, paths = [names[i] for i in keep], [paths[i] for i in keep]
-    df, known = split_problems(_columns(names, UNLABELLED, CLEAN, 0, paths), problems)
+    df, known = split_problems(manifest_frame(names, UNLABELLED, CLEAN, 0, paths), problems)
     return assemble(df, check, workers, progress, failures=known)
 
 
@@ -274,50 +289,67 @@ def list_manifest(
     """Manifest of a CSV/TSV/Parquet list of images (``path``, optional ``label``, ``image_id``)."""
     path = Path(list_file)
     table = _read_list(path)
-    lines = table.attrs.get("lines")
     if set(MANIFEST_COLUMNS) <= set(table.columns):
-        return _manifest_file(path, table, classnames_file, check, workers, progress)
+        return _manifest_file(path, classnames_file, check, workers, progress)
+    where = f"image list {str(path)!r}"
+    rows = _row_lines(table.attrs.get("lines"))
+    raw = _listed_paths(table, where)
+    paths = [_resolve(str(path.parent), p) for p in raw]
+    ids = _list_ids(table, raw, where, rows)
+    labels, classes = _list_labels(table, where, rows)
+    classnames = checked_classnames(classnames_file, classes, unlabelled="label" not in table.columns)
+    df = manifest_frame(ids, labels, CLEAN, 0, paths)
+    return _with_missing(df, check, workers, progress, classes, classnames)
+
+
+def _listed_paths(table: pd.DataFrame, where: str) -> pd.Series:
+    """The list's ``path`` column, stripped and UTF-8-safe; no column, no rows or a blank path is refused."""
     if "path" not in table.columns:
         raise ManifestError(
-            f"image list {str(path)!r} has no 'path' column (columns: {list(table.columns)}); "
+            f"{where} has no 'path' column (columns: {list(table.columns)}); "
             "give one path per row, optionally with 'label' and 'image_id' columns"
         )
     if table.empty:
-        raise ManifestError(f"image list {str(path)!r} has no rows")
+        raise ManifestError(f"{where} has no rows")
     raw = table["path"].astype(str).str.strip().map(shown)
     blank = raw.index[raw == ""].tolist()
     if blank:
-        raise ManifestError(f"image list {str(path)!r} has empty paths in row(s) {_rows(blank)}")
-    base = str(path.parent)
-    paths = [_resolve(base, p) for p in raw]
+        raise ManifestError(f"{where} has empty paths in row(s) {row_numbers(blank)}")
+    return raw
+
+
+def _list_ids(table: pd.DataFrame, raw: pd.Series, where: str, rows: Callable[[list[int]], str]) -> list[str]:
+    """The ``image_id`` column (each id safe and given), else the file stems; all unique."""
     if "image_id" in table.columns:
         ids = [shown(x) for x in table["image_id"].astype(str).str.strip()]
         empty = [i for i, x in enumerate(ids) if x in ("", "nan", "None")]
         if empty:
-            raise ManifestError(f"image list {str(path)!r} has empty image_id in row(s) {_rows(empty)}")
-        check_image_ids(pd.Series(ids), f"image list {str(path)!r}", _row_lines(lines))
+            raise ManifestError(f"{where} has empty image_id in row(s) {row_numbers(empty)}")
+        check_image_ids(pd.Series(ids), where, rows)
     else:
         ids = [_stem(p) for p in raw]
     dup = pd.Series(ids)[pd.Series(ids).duplicated(keep=False)]
     if len(dup):
         first = dup.iloc[0]
-        rows = dup.index[dup == first].tolist()
+        same = dup.index[dup == first].tolist()
         raise ManifestError(
-            f"image list {str(path)!r}: {dup.nunique()} image_id(s) occur more than once, e.g. "
-            f"{first!r} in row(s) {_rows(rows)} ({_examples(raw[rows], 2)}); image ids are file stems "
+            f"{where}: {dup.nunique()} image_id(s) occur more than once, e.g. "
+            f"{first!r} in row(s) {row_numbers(same)} ({examples(raw[same], 2)}); image ids are file stems "
             "unless the list has an 'image_id' column: add one with a unique id per row"
         )
-    classes = None
-    if "label" in table.columns:
-        column = table["label"]
-        if pd.api.types.is_float_dtype(column) and column.notna().all() and (column % 1 == 0).all():
-            column = column.astype("int64")  # integers stored as floats: 5.0 is label 5
-        labels, classes = _interpret_labels(column, f"image list {str(path)!r}", _row_lines(lines))
-    else:
-        labels = [UNLABELLED] * len(paths)
-    classnames = _classnames(classnames_file, classes, unlabelled="label" not in table.columns)
-    df = _columns(ids, labels, CLEAN, 0, paths)
-    return _with_missing(df, check, workers, progress, classes, classnames)
+    return ids
+
+
+def _list_labels(
+    table: pd.DataFrame, where: str, rows: Callable[[list[int]], str]
+) -> tuple[list[int], list[str] | None]:
+    """Labels (and own classes) of the ``label`` column; unlabelled rows when there is none."""
+    if "label" not in table.columns:
+        return [UNLABELLED] * len(table), None
+    column = table["label"]
+    if pd.api.types.is_float_dtype(column) and column.notna().all() and (column % 1 == 0).all():
+        column = column.astype("int64")  # integers stored as floats: 5.0 is label 5
+    return _interpret_labels(column, where, rows)
 
 
 def _with_missing(
@@ -338,24 +370,17 @@ def _with_missing(
     return assemble(present, check, workers, progress, classes, classnames, failures=failures)
 
 
-def _rows(index: list[int]) -> str:
-    """1-based data row numbers (the header is not counted), a few of them."""
-    return _examples([str(i + 1) for i in index]).replace("'", "")
-
-
 def _row_lines(lines: list[int] | None) -> Callable[[list[int]], str]:
-    """``_rows`` that also names the rows' lines in a CSV/TSV list (``lines``: ``attrs["lines"]``)."""
+    """``row_numbers`` that also names the rows' lines in a CSV/TSV list (``lines``: ``attrs["lines"]``)."""
     if not lines:
-        return _rows
-    return lambda index: f"{_rows(index)} (line(s) {_examples([str(lines[i]) for i in index])})".replace("'", "")
+        return row_numbers
+    return lambda index: f"{row_numbers(index)} (line(s) {examples([str(lines[i]) for i in index])})".replace("'", "")
 
 
 def _manifest_file(
-    path: Path, table: pd.DataFrame, classnames_file: str | os.PathLike | None,
-    check: Check, workers: int | None, progress: bool,
+    path: Path, classnames_file: str | os.PathLike | None, check: Check, workers: int | None, progress: bool,
 ) -> ManifestResult:
-    from iqa_lib.data.manifest import CLASSNAMES_METADATA_KEY, manifest_classes, read_manifest
-
+    """A Parquet manifest given as a list: its clean rows as they are, with its classes."""
     df = read_manifest(path)
     df = df[df["corruption"] == CLEAN].reset_index(drop=True)
     if df.empty:
@@ -363,19 +388,33 @@ def _manifest_file(
     classes = manifest_classes(path)
     unlabelled = bool((df["label"] == UNLABELLED).all())
     if classnames_file is not None:
-        classnames = _classnames(classnames_file, classes, unlabelled=unlabelled)
+        classnames = checked_classnames(classnames_file, classes, unlabelled=unlabelled)
     else:
-        import pyarrow.parquet as pq
-
-        raw = (pq.read_schema(path).metadata or {}).get(CLASSNAMES_METADATA_KEY)
-        classnames = json.loads(raw) if raw else None
+        classnames = stored_classnames(path)
     return _with_missing(df, check, workers, progress, classes, classnames)
 
 
-def _interpret_labels(values: pd.Series | list, where: str, rows=None) -> tuple[list[int], list[str] | None]:
+def _interpret_labels(
+    values: pd.Series | list, where: str, rows: Callable[[list[int]], str] | None = None
+) -> tuple[list[int], list[str] | None]:
     """wnids -> ImageNet labels; integers -> ImageNet indices; other strings -> own classes."""
-    rows = rows or (lambda idx: _examples([str(i + 1) for i in idx]))
+    rows = rows or (lambda idx: examples([str(i + 1) for i in idx]))
     series = pd.Series(list(values), dtype=object)
+    _refuse_missing_labels(series, where, rows)
+    text = series.map(lambda v: str(v).strip())
+    is_int = text.str.match(_INT)
+    is_wnid = text.map(imagenet.is_wnid).astype(bool)
+    if is_wnid.all():
+        return _wnid_labels(text, where), None
+    if is_int.all():
+        return _index_labels(text, where, rows), None
+    _refuse_mixed_labels(text, is_wnid | is_int, where)
+    classes = sorted(set(text))
+    index = {c: i for i, c in enumerate(classes)}
+    return [index[c] for c in text], classes
+
+
+def _refuse_missing_labels(series: pd.Series, where: str, rows: Callable[[list[int]], str]) -> None:
     blank = [i for i, v in enumerate(series) if missing_label(v)]
     if blank:
         raise ManifestError(
@@ -383,36 +422,38 @@ def _interpret_labels(values: pd.Series | list, where: str, rows=None) -> tuple[
             f"{rows(blank)} ({MISSING_LABEL_NOTE}); label every image, or leave the labels out "
             "altogether for unlabelled images"
         )
-    text = series.map(lambda v: str(v).strip())
-    is_int = text.str.match(_INT)
-    is_wnid = text.map(imagenet.is_wnid).astype(bool)
-    if is_wnid.all():
-        known = set(imagenet.wnids())
-        bad = sorted({w for w in text if w not in known})
-        if bad:
-            raise ManifestError(f"{where}: {_examples(bad)} are not ImageNet-1k wnids (not one of the 1000)")
-        return [imagenet.label_of(w) for w in text], None
-    if is_int.all():
-        ints = text.astype(int)
-        bad = ints.index[(ints < 0) | (ints >= imagenet.NUM_CLASSES)].tolist()
-        if bad:
-            raise ManifestError(
-                f"{where}: integer label(s) outside 0-999 in row(s) {rows(bad)} (e.g. "
-                f"{ints[bad[0]]}); integers are ImageNet sorted-wnid indices, use class names "
-                "for your own classes"
-            )
-        return ints.tolist(), None
-    if is_wnid.any() or is_int.any():
-        odd = text[is_wnid | is_int].iloc[0]
-        other = text[~(is_wnid | is_int)].iloc[0]
+
+
+def _refuse_mixed_labels(text: pd.Series, imagenet_like: pd.Series, where: str) -> None:
+    """ImageNet labels (wnids, integers) and other class names in one column: refused."""
+    if imagenet_like.any():
+        odd = text[imagenet_like].iloc[0]
+        other = text[~imagenet_like].iloc[0]
         raise ManifestError(
             f"{where} mixes ImageNet labels (wnids or integers, e.g. {odd!r}) with other class "
             f"names (e.g. {other!r}); use ImageNet wnids/indices throughout, or your own class "
             "names throughout"
         )
-    classes = sorted(set(text))
-    index = {c: i for i, c in enumerate(classes)}
-    return [index[c] for c in text], classes
+
+
+def _wnid_labels(text: pd.Series, where: str) -> list[int]:
+    known = set(imagenet.wnids())
+    bad = sorted({w for w in text if w not in known})
+    if bad:
+        raise ManifestError(f"{where}: {examples(bad)} are not ImageNet-1k wnids (not one of the 1000)")
+    return [imagenet.label_of(w) for w in text]
+
+
+def _index_labels(text: pd.Series, where: str, rows: Callable[[list[int]], str]) -> list[int]:
+    ints = text.astype(int)
+    bad = ints.index[(ints < 0) | (ints >= imagenet.NUM_CLASSES)].tolist()
+    if bad:
+        raise ManifestError(
+            f"{where}: integer label(s) outside 0-999 in row(s) {rows(bad)} (e.g. "
+            f"{ints[bad[0]]}); integers are ImageNet sorted-wnid indices, use class names "
+            "for your own classes"
+        )
+    return ints.tolist()
 
 
 # --------------------------------------------------------------------- WebDataset shards
@@ -425,42 +466,59 @@ def expand_braces(pattern: str) -> list[str]:
     if m is None:
         return [pattern]
     head, body, tail = pattern[: m.start()], m.group(1), pattern[m.end() :]
-    rng = re.fullmatch(r"(-?\d+)\.\.(-?\d+)", body)
-    if rng:
-        a, b = int(rng.group(1)), int(rng.group(2))
-        padded = any(g.lstrip("-").startswith("0") and len(g.lstrip("-")) > 1 for g in rng.groups())
-        width = max(len(g) for g in rng.groups()) if padded else 0
-        step = 1 if b >= a else -1
-        options = [f"{i:0{width}d}" for i in range(a, b + step, step)]
-    elif "," in body:
-        options = body.split(",")
-    else:
+    options = _brace_options(body)
+    if options is None:  # neither a range nor a list: the braces are part of the name
         return [head + "{" + body + "}" + p for p in expand_braces(tail)]
     return [head + o + t for o in options for t in expand_braces(tail)]
+
+
+def _brace_options(body: str) -> list[str] | None:
+    """What one ``{...}`` stands for: a range's numbers, a list's items, or ``None``."""
+    rng = re.fullmatch(r"(-?\d+)\.\.(-?\d+)", body)
+    if rng:
+        return _range_options(rng.group(1), rng.group(2))
+    if "," in body:
+        return body.split(",")
+    return None
+
+
+def _range_options(first: str, last: str) -> list[str]:
+    """``first..last`` inclusive, either way, zero-padded to the wider end when one is padded."""
+    a, b = int(first), int(last)
+    padded = any(g.lstrip("-").startswith("0") and len(g.lstrip("-")) > 1 for g in (first, last))
+    width = max(len(first), len(last)) if padded else 0
+    step = 1 if b >= a else -1
+    return [f"{i:0{width}d}" for i in range(a, b + step, step)]
 
 
 def shard_paths(source: str | os.PathLike) -> list[str]:
     """The shard files of a ``.tar``, a folder of ``*.tar`` or a brace pattern (all must exist)."""
     text = os.fspath(source)
     if os.path.isdir(text):
-        shards = [e.path for e in _entries(text) if e.name.lower().endswith(".tar") and _is_file(e)]
+        shards = [e.path for e in visible_entries(text) if _tar_file(e)]
     elif os.path.exists(text):
         shards = [text]
     else:
-        shards = expand_braces(text)
-        missing = [s for s in shards if not os.path.isfile(s)]
-        if missing:
-            raise ManifestError(
-                f"{len(missing)} of the {len(shards)} shard(s) of pattern {text!r} do not exist: "
-                f"{_examples(missing, 3)}; check the pattern's range"
-            )
+        shards = _pattern_shards(text)
     compressed = [s for s in shards if s.lower().endswith(COMPRESSED_TARS)]
     if compressed:
         raise ManifestError(
-            f"compressed shard(s) {_examples(compressed, 3)} cannot be read in place; decompress them"
+            f"compressed shard(s) {examples(compressed, 3)} cannot be read in place; decompress them"
         )
     if not shards:
         raise ManifestError(f"no .tar shards in {text!r}")
+    return shards
+
+
+def _pattern_shards(text: str) -> list[str]:
+    """The shards of a brace pattern; every one must exist."""
+    shards = expand_braces(text)
+    missing = [s for s in shards if not os.path.isfile(s)]
+    if missing:
+        raise ManifestError(
+            f"{len(missing)} of the {len(shards)} shard(s) of pattern {text!r} do not exist: "
+            f"{examples(missing, 3)}; check the pattern's range"
+        )
     return shards
 
 
@@ -473,6 +531,9 @@ def split_key(name: str) -> tuple[str, str] | None:
     return posixpath.join(folder, base[:dot]), base[dot + 1 :].lower()
 
 
+_NO_LABEL = object()  # a .json member without a label field: the sample's .txt may have one
+
+
 def _sample_label(shard: str, members: dict[str, str]) -> object:
     """The raw label of one sample (an int from .cls, else .json, else .txt), or None."""
     for ext in ("cls", "json", "txt"):
@@ -480,34 +541,50 @@ def _sample_label(shard: str, members: dict[str, str]) -> object:
         if name is None:
             continue
         where = member_path(shard, name)
-        try:
-            text = read_member(where).decode("utf-8").strip()
-        except ImageDecodeError as exc:
-            if "zero-byte" in exc.reason:
-                text = ""
-            else:
-                raise ManifestError(f"cannot read label member {where!r}: {exc.reason}") from None
-        except UnicodeDecodeError:
-            raise ManifestError(f"label member {where!r} is not UTF-8 text") from None
+        text = _member_text(where)
         if ext == "cls":
-            if not _INT.match(text):
-                raise ManifestError(f"label member {where!r} holds {text[:40]!r}, not an integer class index")
-            return int(text)
+            return _cls_label(where, text)
         if ext == "json":
-            try:
-                value = json.loads(text)
-            except ValueError:
-                raise ManifestError(f"label member {where!r} is not valid JSON") from None
-            if isinstance(value, dict):
-                key = next((k for k in JSON_LABEL_KEYS if k in value), None)
-                if key is None:
-                    continue  # metadata without a label: try .txt
-                value = value[key]
-            if isinstance(value, bool) or not isinstance(value, int | str | None):
-                raise ManifestError(f"label member {where!r}: the label must be an integer or a string")
+            value = _json_label(where, text)
+            if value is _NO_LABEL:
+                continue
             return _present_label(where, value)
         return _present_label(where, text) if text else None
     return None
+
+
+def _member_text(where: str) -> str:
+    """A label member's text, stripped (a zero-byte member is empty text)."""
+    try:
+        return read_member(where).decode("utf-8").strip()
+    except ImageDecodeError as exc:
+        if "zero-byte" in exc.reason:
+            return ""
+        raise ManifestError(f"cannot read label member {where!r}: {exc.reason}") from None
+    except UnicodeDecodeError:
+        raise ManifestError(f"label member {where!r} is not UTF-8 text") from None
+
+
+def _cls_label(where: str, text: str) -> int:
+    if not _INT.match(text):
+        raise ManifestError(f"label member {where!r} holds {text[:40]!r}, not an integer class index")
+    return int(text)
+
+
+def _json_label(where: str, text: str) -> object:
+    """A ``.json`` member's label: the value itself, or its label field (``_NO_LABEL``: none)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ManifestError(f"label member {where!r} is not valid JSON") from None
+    if isinstance(value, dict):
+        key = next((k for k in JSON_LABEL_KEYS if k in value), None)
+        if key is None:
+            return _NO_LABEL  # metadata without a label
+        value = value[key]
+    if isinstance(value, bool) or not isinstance(value, int | str | None):
+        raise ManifestError(f"label member {where!r}: the label must be an integer or a string")
+    return value
 
 
 def _present_label(where: str, value: int | str | None) -> int | str:
@@ -521,6 +598,32 @@ def _present_label(where: str, value: int | str | None) -> int | str:
     return value  # type: ignore[return-value]
 
 
+@dataclass
+class _Samples:
+    """The shards' samples with an image, and the members that are no sample's image."""
+
+    ids: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    raw_labels: list[object] = field(default_factory=list)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)  # (image_id, path, reason)
+    without_image: int = 0
+
+
+def _collect_samples(shards: list[str]) -> _Samples:
+    found = _Samples()
+    for shard in shards:
+        for key, members in _shard_samples(shard, found.failed).items():
+            ext = next((x for x in SAMPLE_IMAGE_EXTS if x in members), None)
+            if ext is None:
+                found.without_image += 1
+                found.failed.append(_imageless(shard, key, members))
+                continue
+            found.ids.append(posixpath.basename(key))
+            found.paths.append(member_path(shard, members[ext]))
+            found.raw_labels.append(_sample_label(shard, members))
+    return found
+
+
 def shards_manifest(
     source: str | os.PathLike,
     classnames_file: str | os.PathLike | None = None,
@@ -531,58 +634,60 @@ def shards_manifest(
     cls_labels: ClsLabels = "imagenet",
 ) -> ManifestResult:
     """Manifest of WebDataset shards, one row per sample with an image (see the module doc)."""
-    shards = shard_paths(source)
-    ids: list[str] = []
-    paths: list[str] = []
-    raw_labels: list[object] = []
-    failed: list[tuple[str, str, str]] = []  # (image_id, path, reason): members that are no sample
-    without_image = 0
-    for shard in shards:
-        samples = _shard_samples(shard, failed)
-        for key, members in samples.items():
-            ext = next((x for x in SAMPLE_IMAGE_EXTS if x in members), None)
-            if ext is None:
-                without_image += 1
-                failed.append(_imageless(shard, key, members))
-                continue
-            ids.append(posixpath.basename(key))
-            paths.append(member_path(shard, members[ext]))
-            raw_labels.append(_sample_label(shard, members))
-    if not paths:
+    samples = _collect_samples(shard_paths(source))
+    if not samples.paths:
         raise ManifestError(
             f"the shard(s) of {os.fspath(source)!r} hold no image samples (members named "
-            f"<key>.{'/'.join(SAMPLE_IMAGE_EXTS[:4])}, ...); {without_image} sample(s) without an image"
+            f"<key>.{'/'.join(SAMPLE_IMAGE_EXTS[:4])}, ...); {samples.without_image} sample(s) without an image"
         )
-    dup = pd.Series(ids)[pd.Series(ids).duplicated(keep=False)]
+    _refuse_duplicate_keys(samples)
+    labels, classes = _shard_labels(samples, source, classnames_file, cls_labels)
+    unlabelled = all(v is None for v in samples.raw_labels)
+    classnames = checked_classnames(classnames_file, classes, unlabelled=unlabelled)
+    df = manifest_frame(samples.ids, labels, CLEAN, 0, samples.paths)
+    return assemble(df, check, workers, progress, classes, classnames, failures=_failure_rows(samples.failed))
+
+
+def _refuse_duplicate_keys(samples: _Samples) -> None:
+    dup = pd.Series(samples.ids)[pd.Series(samples.ids).duplicated(keep=False)]
     if len(dup):
         first = dup.iloc[0]
-        where = [paths[i] for i in dup.index[dup == first]]
+        where = [samples.paths[i] for i in dup.index[dup == first]]
         raise ManifestError(
             f"{dup.nunique()} sample key(s) occur more than once across the shards, e.g. {first!r} "
-            f"({_examples(where, 2)}); image ids are sample keys and must be unique: rename the samples"
+            f"({examples(where, 2)}); image ids are sample keys and must be unique: rename the samples"
         )
-    labelled = [v is not None for v in raw_labels]
-    classes = None
+
+
+def _shard_labels(
+    samples: _Samples, source: str | os.PathLike, classnames_file: str | os.PathLike | None,
+    cls_labels: ClsLabels,
+) -> tuple[list[int], list[str] | None]:
+    """Every sample labelled (ImageNet or own classes), or none (unlabelled); a mix is refused."""
+    raw, paths = samples.raw_labels, samples.paths
+    labelled = [v is not None for v in raw]
     if not any(labelled):
-        labels = [UNLABELLED] * len(paths)
-    elif not all(labelled):
+        return [UNLABELLED] * len(paths), None
+    if not all(labelled):
         missing = [paths[i] for i, ok in enumerate(labelled) if not ok]
         raise ManifestError(
             f"{len(missing)} of {len(paths)} samples have no label (no .cls, .json label or .txt), "
             f"e.g. {missing[0]!r}; label every sample or none"
         )
-    elif cls_labels == "own" and all(isinstance(v, int) for v in raw_labels):
-        labels, classes = _own_indices(raw_labels, classnames_file)  # type: ignore[arg-type]
-    else:
-        labels, classes = _interpret_labels(raw_labels, f"the labels of shards {os.fspath(source)!r}")
-        if classes is not None and len(classes) > 1000 and len(classes) > len(paths) / 2:
-            raise ManifestError(
-                f"the shards' text labels have {len(classes)} distinct values for {len(paths)} "
-                "samples: they look like captions, not classes; give .cls class indices"
-            )
-    classnames = _classnames(classnames_file, classes, unlabelled=not any(labelled))
-    df = _columns(ids, labels, CLEAN, 0, paths)
-    return assemble(df, check, workers, progress, classes, classnames, failures=_failure_rows(failed))
+    if cls_labels == "own" and all(isinstance(v, int) for v in raw):
+        return _own_indices(raw, classnames_file)  # type: ignore[arg-type]
+    labels, classes = _interpret_labels(raw, f"the labels of shards {os.fspath(source)!r}")
+    _refuse_captions(classes, len(paths))
+    return labels, classes
+
+
+def _refuse_captions(classes: list[str] | None, samples: int) -> None:
+    """Text labels with more than 1000 values, more than one per two samples, are captions."""
+    if classes is not None and len(classes) > 1000 and len(classes) > samples / 2:
+        raise ManifestError(
+            f"the shards' text labels have {len(classes)} distinct values for {samples} "
+            "samples: they look like captions, not classes; give .cls class indices"
+        )
 
 
 def _shard_index(shard: str) -> dict[str, tuple[int, int]]:
@@ -602,7 +707,7 @@ def _shard_index(shard: str) -> dict[str, tuple[int, int]]:
                 f"the shard ends at byte {size:,}, inside it (a truncated shard)")
         raise ManifestError(
             f"truncated shard {shard!r}: member {shown(name)!r} cannot be read: {what}; "
-            f"{len(complete)} member(s) before it are complete ({_examples(map(shown, complete), 3)}); "
+            f"{len(complete)} member(s) before it are complete ({examples(map(shown, complete), 3)}); "
             "download or rebuild the shard, or leave it out of the source"
         )
     end = tar_truncated_at(shard)
@@ -610,7 +715,7 @@ def _shard_index(shard: str) -> dict[str, tuple[int, int]]:
         raise ManifestError(
             f"truncated shard {shard!r}: its tar stream stops at byte {end:,} of {size:,} without "
             f"the end-of-archive block; {len(complete)} member(s) could be read "
-            f"({_examples(map(shown, complete), 3)}); download or rebuild the shard, or leave it "
+            f"({examples(map(shown, complete), 3)}); download or rebuild the shard, or leave it "
             "out of the source"
         )
     return index
@@ -666,10 +771,15 @@ def _own_indices(values: list[int], classnames_file: str | os.PathLike | None) -
     low = min(values)
     if low < 0:
         raise ManifestError(f"class index {low} in a .cls member is negative")
-    k = max(values) + 1
-    if classnames_file is not None and Path(classnames_file).is_file():
-        lines = [ln.strip() for ln in Path(classnames_file).read_text(encoding="utf-8-sig").splitlines()]
-        lines = [ln for ln in lines if ln and not ln.startswith("#")]
-        if lines and not any("," in ln or "\t" in ln for ln in lines):
-            k = max(k, len(lines))
+    k = max(max(values) + 1, _names_per_line(classnames_file))
     return list(values), [str(i) for i in range(k)]
+
+
+def _names_per_line(classnames_file: str | os.PathLike | None) -> int:
+    """How many names a one-name-per-line classnames file holds (0: none, or two columns)."""
+    if classnames_file is None or not Path(classnames_file).is_file():
+        return 0
+    lines = classnames_lines(Path(classnames_file))
+    if lines and not any("," in ln or "\t" in ln for ln in lines):
+        return len(lines)
+    return 0

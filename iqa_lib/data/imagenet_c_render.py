@@ -7,7 +7,7 @@ JPEG quality 85 (``optimize=True``), written to
 ``<root>/<corruption>/<severity>/<wnid>/<image_id>.JPEG``. A dataset with its
 own classes (``classes``: the clean folder's class folder names) is written
 the same way with the class folder name in place of the wnid, and
-:func:`iqa_lib.data.manifest.build_manifest` reads such a tree back with the
+:func:`iqa_lib.data.assemble.build_manifest` reads such a tree back with the
 same labels. Unlabelled images (label -1) are refused: the tree's folders are
 classes, and a made-up ``unlabelled`` class could not be told from a real one.
 
@@ -34,10 +34,10 @@ corruption and the severity (for given versions of numpy, scipy, scikit-image,
 OpenCV and Pillow): not on the worker count, the order of work or what was
 rendered before.
 
-Resumability: outputs are written to a temporary file in the same directory
-and moved into place with ``os.replace``, so a final name always holds a whole
-JPEG; a rerun skips every output that exists and decodes (and removes the
-temporary files a killed run left behind). An output that does not decode
+Resumability: outputs are written atomically (:func:`iqa_lib.fileio.atomic_write_bytes`:
+a temporary file in the same directory, moved into place), so a final name
+always holds a whole JPEG; a rerun skips every output that exists and decodes
+(and removes the temporary files a killed run left behind). An output that does not decode
 (cut short by a copy, damaged on disk) is rendered again and counted in
 ``GenerationReport.rerendered``: only outputs that would be skipped are
 checked, on threads (Pillow decodes without the GIL), about 1 ms each.
@@ -48,18 +48,12 @@ full, I/O error, read-only file system: :func:`iqa_lib.fileio.is_write_fault`)
 is no property of one image: it stops the whole run, workers included, with a
 :class:`~iqa_lib.fileio.WriteError` naming the path, and a rerun finishes the
 work.
-
-Test hook: with ``IQA_KIT_TEST_WRITE_FAULT=<ERRNO>[:<n>]`` in the environment
-(e.g. ``ENOSPC:2``), each process's writes after its first ``n`` (default 0)
-write half their bytes and fail with that errno, as a full disk does. Worker
-processes inherit it, which is what the fault-injection tests need.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import hashlib
 import inspect
 import io
@@ -67,9 +61,8 @@ import json
 import multiprocessing
 import os
 import time
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,12 +71,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from PIL import Image
+from tqdm import tqdm  # text bars: tqdm.auto warns in kernels without ipywidgets
 
 # The name lists live in a light module (no image stack) so params validation can use them.
 from iqa_lib.corruptions import ALL_CORRUPTIONS, COMMON_CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES
+from iqa_lib.data.imagenet_c_original import ORIGINAL_CORRUPTIONS
 from iqa_lib.data.images import ImageDecodeError, load_rgb, resize_center_crop
 from iqa_lib.data.workers import process_alive, process_pool
-from iqa_lib.fileio import WriteError, is_write_fault, writing
+from iqa_lib.fileio import WriteError, atomic_write_bytes, is_write_fault, writing
+from iqa_lib.imagenet import wnid_of
 
 __all__ = [
     "ALL_CORRUPTIONS",
@@ -113,8 +109,6 @@ JPEG_QUALITY = 85
 OUTPUT_SUFFIX = ".JPEG"
 FAILURES_FILE = "corrupt_failures.csv"
 FAILURE_COLUMNS = ("image_id", "corruption", "severity", "path", "reason")  # as the manifest's
-_TMP_SUFFIX = ".tmp"
-FAULT_ENV = "IQA_KIT_TEST_WRITE_FAULT"  # test hook, see the module doc
 
 
 # --------------------------------------------------------------------------- validation
@@ -202,7 +196,7 @@ _SEED_KWARG: dict[str, bool] = {}
 
 def _takes_seed(corruption: str) -> bool:
     if corruption not in _SEED_KWARG:
-        from imagecorruptions import corruption_dict
+        from imagecorruptions import corruption_dict  # heavy (numba, OpenCV): only when rendering
 
         params = inspect.signature(corruption_dict[corruption]).parameters
         _SEED_KWARG[corruption] = "seed" in params
@@ -215,9 +209,7 @@ def corrupt_array(image: np.ndarray, image_id: str, corruption: str, severity: i
     ``elastic_transform``, ``frost`` and ``spatter`` (the original's, from
     :mod:`iqa_lib.data.imagenet_c_original`) take 224x224x3 images only.
     """
-    from imagecorruptions import corrupt
-
-    from iqa_lib.data.imagenet_c_original import ORIGINAL_CORRUPTIONS
+    from imagecorruptions import corrupt  # heavy (numba, OpenCV): only when rendering
 
     (corruption,) = resolve_corruptions([corruption])
     (severity,) = resolve_severities([severity])
@@ -265,58 +257,32 @@ def output_path(
     return Path(out_root) / corruption / str(int(severity)) / wnid / f"{image_id}{OUTPUT_SUFFIX}"
 
 
-_faults_injected = {"writes": 0}
+def write_output(path: Path, data: bytes) -> None:
+    """Write one output atomically, its folder first; a write the machine refuses, the folder's
+    included, is a :class:`~iqa_lib.fileio.WriteError` naming the output.
 
-
-def _inject_fault(spec: str, fh: io.BufferedWriter, data: bytes) -> None:
-    """The test hook of ``FAULT_ENV``: half the bytes, then the errno, as a full disk does."""
-    name, _, after = spec.partition(":")
-    code = getattr(errno, name.strip().upper(), None)
-    if not isinstance(code, int):
-        raise ValueError(f"{FAULT_ENV}={spec!r}: {name!r} is not an errno name such as ENOSPC or EIO")
-    _faults_injected["writes"] += 1
-    if _faults_injected["writes"] > int(after or 0):
-        fh.write(data[: len(data) // 2])
-        fh.flush()
-        raise OSError(code, os.strerror(code))
-
-
-def _write_bytes(tmp: Path, data: bytes) -> None:
-    """Write ``data`` to the new file ``tmp``: the one place every write of this module goes."""
-    with open(tmp, "xb") as fh:
-        spec = os.environ.get(FAULT_ENV)
-        if spec:
-            _inject_fault(spec, fh, data)
-        fh.write(data)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and ``os.replace``.
-
-    A killed process leaves at most a hidden ``.*.tmp`` file, never a partial file
-    under the final name; any error removes the temporary file, and a write the
-    machine refuses (:func:`~iqa_lib.fileio.is_write_fault`) is raised as a
-    :class:`~iqa_lib.fileio.WriteError` naming ``path``. Not fsynced: this
-    protects against killed runs, not power loss.
+    A killed process leaves at most a hidden temporary file, never a partial file
+    under the final name. Not fsynced: this protects against killed runs, not power loss.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{_TMP_SUFFIX}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_bytes(tmp, data)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(exc, OSError) and is_write_fault(exc):
+    except OSError as exc:
+        if is_write_fault(exc):
             raise WriteError(path, exc) from exc
         raise
+    atomic_write_bytes(path, data)
 
 
-def _remove_stale_temporaries(directory: Path, names: Iterable[str]) -> None:
-    """Delete the temporary files of killed runs (their pid is gone); best effort."""
-    for name in names:
-        pid = name[: -len(_TMP_SUFFIX)].rsplit(".", 2)
-        if len(pid) == 3 and pid[1].isdigit() and int(pid[1]) != os.getpid() and not process_alive(int(pid[1])):
+def _temporary_owner(name: str) -> int | None:
+    """The process id in a temporary name of :mod:`iqa_lib.fileio` (``.<name>.tmp-<pid>``), else ``None``."""
+    stem, sep, pid = name.rpartition(".tmp-")
+    return int(pid) if sep and stem.startswith(".") and pid.isdigit() else None
+
+
+def _remove_stale_temporaries(directory: Path, owners: dict[str, int]) -> None:
+    """Delete the temporary files of killed runs (their process is gone); best effort."""
+    for name, pid in owners.items():
+        if pid != os.getpid() and not process_alive(pid):
             with contextlib.suppress(OSError):
                 (directory / name).unlink()
 
@@ -399,7 +365,7 @@ def _render_unit(unit: _Unit) -> _Result:
             break
         try:
             data = _render_preprocessed(pixels, image_id, corruption, severity)
-            write_atomic(output_path(root, corruption, severity, wnid, image_id), data)
+            write_output(output_path(root, corruption, severity, wnid, image_id), data)
             written += 1
         except WriteError:
             raise
@@ -483,11 +449,16 @@ def default_workers() -> int:
     return max(1, n or 1)
 
 
+def _bad_class_folder(name: str) -> bool:
+    """Whether ``name`` cannot be a class folder: empty, a slash, ``.``/``..``, or one the scanners skip."""
+    return not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith((".", "_"))
+
+
 def _check_classes(classes: Sequence[str]) -> list[str]:
     """Own class names become folder names: refuse what a folder cannot be or scanners skip."""
     classes = [str(c) for c in classes]
     for c in classes:
-        if not c or "/" in c or "\\" in c or c in (".", "..") or c.startswith((".", "_")):
+        if _bad_class_folder(c):
             raise ValueError(
                 f"class name {c!r} cannot be a class folder of an ImageNet-C tree (empty, a slash, "
                 "or a leading '.' or '_', which the manifest scanner skips); rename the class"
@@ -499,32 +470,47 @@ def _check_classes(classes: Sequence[str]) -> list[str]:
 
 
 def _check_clean(clean: pd.DataFrame, classes: Sequence[str] | None = None) -> pd.DataFrame:
+    """The clean rows to render, sorted by image id; ids that cannot name a file and labels
+    that name no class folder are refused."""
+    clean = _clean_rows(clean)
+    _check_output_ids(clean["image_id"])
+    clean["label"] = _class_labels(clean, classes)
+    return clean.sort_values("image_id", kind="stable").reset_index(drop=True)
+
+
+def _clean_rows(clean: pd.DataFrame) -> pd.DataFrame:
+    """image_id, label and path of the clean rows (a whole manifest gives its clean rows)."""
     missing = [c for c in ("image_id", "label", "path") if c not in clean.columns]
     if missing:
         raise ValueError(
             f"clean-image table lacks column(s) {missing}; it needs image_id, label, path "
-            "(e.g. from iqa_lib.data.manifest.clean_images)"
+            "(e.g. from iqa_lib.data.scan.clean_images)"
         )
     if "corruption" in clean.columns:  # a whole manifest: keep its clean rows
         clean = clean[clean["corruption"].astype(str) == "clean"]
     clean = clean[["image_id", "label", "path"]].copy()
     clean["image_id"] = clean["image_id"].astype(str)
     clean["path"] = clean["path"].astype(str)
-    bad_ids = clean["image_id"][
-        (clean["image_id"] == "")
-        | clean["image_id"].str.contains(r"[/\\]")
-        | clean["image_id"].isin([".", ".."])
-    ]
+    return clean
+
+
+def _check_output_ids(ids: pd.Series) -> None:
+    """Image ids name output files: each a file stem (no slash, not empty), each once."""
+    bad_ids = ids[(ids == "") | ids.str.contains(r"[/\\]") | ids.isin([".", ".."])]
     if len(bad_ids):
         raise ValueError(
             f"image_id must be a file stem, got {bad_ids.iloc[0]!r}: no slashes, not empty"
         )
-    dup = clean["image_id"][clean["image_id"].duplicated()]
+    dup = ids[ids.duplicated()]
     if len(dup):
         raise ValueError(
             f"{dup.nunique()} image_id(s) occur more than once (e.g. {dup.iloc[0]!r}); "
             "image_id joins clean and corrupted copies, so it must be unique"
         )
+
+
+def _class_labels(clean: pd.DataFrame, classes: Sequence[str] | None) -> pd.Series:
+    """The labels as integers, each naming a class folder: a wnid (0-999) or one of ``classes``."""
     labels = pd.to_numeric(clean["label"], errors="coerce")
     unlabelled = clean[labels == -1]
     if len(unlabelled):
@@ -535,20 +521,18 @@ def _check_clean(clean: pd.DataFrame, classes: Sequence[str] | None = None) -> p
         )
     top = 999 if classes is None else len(classes) - 1
     bad = clean[labels.isna() | (labels < 0) | (labels > top) | (labels != labels.round())]
-    if len(bad) and classes is not None:
-        row = bad.iloc[0]
+    if not len(bad):
+        return labels.astype(np.int64)
+    row = bad.iloc[0]
+    if classes is not None:
         raise ValueError(
             f"label {row['label']} of image {row['image_id']!r} is not one of the dataset's "
             f"{len(classes)} classes (0-{top})"
         )
-    if len(bad):
-        row = bad.iloc[0]
-        raise ValueError(
-            f"label {row['label']} of image {row['image_id']!r} is not an ImageNet label "
-            "(an integer 0-999): ImageNet-C folders are named by wnid"
-        )
-    clean["label"] = labels.astype(np.int64)
-    return clean.sort_values("image_id", kind="stable").reset_index(drop=True)
+    raise ValueError(
+        f"label {row['label']} of image {row['image_id']!r} is not an ImageNet label "
+        "(an integer 0-999): ImageNet-C folders are named by wnid"
+    )
 
 
 def _existing_names(directory: Path) -> frozenset[str]:
@@ -558,10 +542,10 @@ def _existing_names(directory: Path) -> frozenset[str]:
             names = [e.name for e in it]
     except (FileNotFoundError, NotADirectoryError):
         return frozenset()
-    temporary = [n for n in names if n.endswith(_TMP_SUFFIX)]
-    if temporary:
-        _remove_stale_temporaries(directory, temporary)
-    return frozenset(n for n in names if not n.endswith(_TMP_SUFFIX))
+    owners = {n: pid for n in names if (pid := _temporary_owner(n)) is not None}
+    if owners:
+        _remove_stale_temporaries(directory, owners)
+    return frozenset(n for n in names if n not in owners)
 
 
 def output_decodes(path: str | os.PathLike) -> bool:
@@ -588,8 +572,6 @@ def _undecodable(paths: list[Path]) -> set[Path]:
     """The outputs of ``paths`` that do not decode (checked on threads)."""
     if not paths:
         return set()
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         ok = list(pool.map(output_decodes, paths, chunksize=64))
     return {p for p, good in zip(paths, ok, strict=True) if not good}
@@ -607,26 +589,43 @@ def _plan(
     and only one class's listings in memory (ImageNet-C has 3.75 M files). Only the
     outputs that would be skipped are decoded.
     """
-    from iqa_lib.imagenet import wnid_of
-
     units: list[_Unit] = []
     skipped = damaged = 0
     for label, group in clean.groupby("label", sort=True):
         wnid = wnid_of(int(label)) if classes is None else classes[int(label)]
-        existing = {(c, s): _existing_names(root / c / str(s) / wnid) for c, s in pairs}
-        found = {
-            image_id: [pair for pair in pairs if f"{image_id}{OUTPUT_SUFFIX}" in existing[pair]]
-            for image_id in group["image_id"]
-        }
-        bad = _undecodable([output_path(root, c, s, wnid, i) for i, done in found.items() for c, s in done])
-        damaged += len(bad)
-        for image_id, path in zip(group["image_id"], group["path"], strict=True):
-            whole = [p for p in found[image_id] if output_path(root, *p, wnid, image_id) not in bad]
-            todo = tuple(pair for pair in pairs if pair not in whole)
-            skipped += len(whole)
-            if todo:
-                units.append((image_id, path, wnid, str(root), todo))
+        class_units, class_skipped, class_damaged = _plan_class(group, root, pairs, wnid)
+        units += class_units
+        skipped += class_skipped
+        damaged += class_damaged
     return units, skipped, damaged
+
+
+def _plan_class(
+    group: pd.DataFrame, root: Path, pairs: Sequence[tuple[str, int]], wnid: str
+) -> tuple[list[_Unit], int, int]:
+    """``_plan`` for the images of one class folder."""
+    found = _finished(group["image_id"], root, pairs, wnid)
+    bad = _undecodable([output_path(root, c, s, wnid, i) for i, done in found.items() for c, s in done])
+    units: list[_Unit] = []
+    skipped = 0
+    for image_id, path in zip(group["image_id"], group["path"], strict=True):
+        whole = [p for p in found[image_id] if output_path(root, *p, wnid, image_id) not in bad]
+        todo = tuple(pair for pair in pairs if pair not in whole)
+        skipped += len(whole)
+        if todo:
+            units.append((image_id, path, wnid, str(root), todo))
+    return units, skipped, len(bad)
+
+
+def _finished(
+    image_ids: Iterable[str], root: Path, pairs: Sequence[tuple[str, int]], wnid: str
+) -> dict[str, list[tuple[str, int]]]:
+    """The (corruption, severity) pairs each image has an output for, by one listing per folder."""
+    existing = {(c, s): _existing_names(root / c / str(s) / wnid) for c, s in pairs}
+    return {
+        image_id: [pair for pair in pairs if f"{image_id}{OUTPUT_SUFFIX}" in existing[pair]]
+        for image_id in image_ids
+    }
 
 
 def _write_failures(root: Path, failures: list[Failure]) -> Path | None:
@@ -641,7 +640,7 @@ def _write_failures(root: Path, failures: list[Failure]) -> Path | None:
     writer.writerow(FAILURE_COLUMNS)
     for f in sorted(failures, key=lambda f: (f.image_id, f.corruption, f.severity)):
         writer.writerow([f.image_id, f.corruption, f.severity, f.path, f.reason])
-    write_atomic(target, buf.getvalue().encode())
+    atomic_write_bytes(target, buf.getvalue().encode())
     return target
 
 
@@ -669,27 +668,40 @@ def generate_imagenet_c(
     start = time.perf_counter()
     corruptions = resolve_corruptions(corruptions)
     severities = resolve_severities(severities)
-    if workers is not None and (isinstance(workers, bool) or int(workers) != workers or workers < 1):
-        raise ValueError(f"workers must be a whole number of at least 1, got {workers!r}")
+    _check_workers(workers)
     if classes is not None:
         classes = _check_classes(classes)
     clean = _check_clean(clean, classes)
     root = Path(out_root)
+    _open_tree(root)
+    pairs = [(c, s) for c in corruptions for s in severities]
+    units, skipped, damaged = _plan(clean, root, pairs, classes)
+    report = GenerationReport(skipped=skipped, images=len(clean), rerendered=damaged)
+    n_workers = min(int(workers) if workers else default_workers(), max(1, len(units)))
+    _render_into(report, units, n_workers, progress)
+    report.failures_file = _write_failures(root, report.failures)
+    report.elapsed_s = time.perf_counter() - start
+    return report
+
+
+def _check_workers(workers: int | None) -> None:
+    if workers is not None and (isinstance(workers, bool) or int(workers) != workers or workers < 1):
+        raise ValueError(f"workers must be a whole number of at least 1, got {workers!r}")
+
+
+def _open_tree(root: Path) -> None:
+    """The tree's folder, stamped with the renderer versions (refused when older renders are there)."""
     seen = _check_render_versions(root)
     with writing(root):
         root.mkdir(parents=True, exist_ok=True)
     if seen != {**seen, **RENDER_VERSIONS}:
         stamp = (json.dumps({**seen, **RENDER_VERSIONS}, indent=1) + "\n").encode()
-        write_atomic(root / RENDER_VERSIONS_FILE, stamp)
+        atomic_write_bytes(root / RENDER_VERSIONS_FILE, stamp)
 
-    pairs = [(c, s) for c in corruptions for s in severities]
-    units, skipped, damaged = _plan(clean, root, pairs, classes)
-    report = GenerationReport(skipped=skipped, images=len(clean), rerendered=damaged)
+
+def _render_into(report: GenerationReport, units: list[_Unit], n_workers: int, progress: bool) -> None:
+    """Run the units, counting what they wrote and what failed into ``report``, with a progress bar."""
     n_todo = sum(len(u[4]) for u in units)
-    n_workers = min(int(workers) if workers else default_workers(), max(1, len(units)))
-
-    from tqdm import tqdm  # text bars: tqdm.auto warns in kernels without ipywidgets
-
     bar = tqdm(
         total=n_todo,
         unit="render",
@@ -707,9 +719,6 @@ def generate_imagenet_c(
             bar.update(written + failed)
     finally:
         bar.close()
-    report.failures_file = _write_failures(root, report.failures)
-    report.elapsed_s = time.perf_counter() - start
-    return report
 
 
 # Bumped when a corruption's rendering changes; a tree rendered by an older kit
