@@ -13,6 +13,7 @@ import yaml
 from PIL import Image
 
 from iqa_lib.cli import main
+from iqa_lib.pipeline import score as stage
 from iqa_lib.presentation import score_report as report
 from iqa_lib.scoring import parts
 from iqa_lib.scoring.progress import LINE_RE, ProgressLines, format_duration
@@ -131,12 +132,12 @@ def test_score_notebook_writes_what_the_cli_writes_and_reports_it(project):
         assert shot.shape[0] > 1500 and shot.std() > 20
 
     # the same functions on a rerun: reused, and the report still names the weights
-    run = report.run_from_params("tv")
+    run = stage.score_from_params("tv")
     assert run.result.reused and run.result.scored_rows == 0
     assert report.speed_table(run.result)["status"].iloc[0].startswith("reused")
     assert report.write_speed(out, report.speed_table(run.result)) is None
     assert json.loads(report.speed_path(out).read_text()) == speed
-    weights = report.weights_table(report.built_scorer(run.options, run.result))
+    weights = report.weights_table(stage.built_scorer(run.options, run.result))
     assert weights["weights"].iloc[0].startswith("no weights (tv") and weights["file"].iloc[0] == ""
     table = report.distribution_table(report.load_scoreset(out))
     assert set(table["corruption"]) == {"clean", "fog", "contrast"} and table["n"].sum() == N - 1
@@ -189,23 +190,21 @@ def test_decode_once_off_and_named_lists(project, capsys):
 
 def test_report_says_which_scorers_shared_the_pass(project):
     _params(project)
-    first = report.run_from_params("tv", "params.yaml", progress=False)
+    first = stage.score_from_params("tv", "params.yaml", progress=False)
     assert report.speed_table(first.result)["status"].iloc[0] == "scored in one pass with 1 other(s)"
     assert report.together_table(first.result)["scored in the same pass"].tolist() == ["tv"]  # tv2's spec
-    later = report.run_from_params("tv2", "params.yaml", progress=False)
+    later = stage.score_from_params("tv2", "params.yaml", progress=False)
     assert report.speed_table(later.result)["status"].iloc[0].startswith("reused")
     assert report.together_table(later.result).empty
 
 
 def test_a_batch_size_override_is_every_scorer_of_the_pass(project):
-    from iqa_lib.commands.score import options_from_params
-
     _params(project)  # tv2 has its own batch_size option 3; the section says 2
-    plain = options_from_params("tv", "params.yaml")
+    plain = stage.options_from_params("tv", "params.yaml")
     assert plain.batch_size == 2 and [(o.name, o.batch_size, o.optional) for o in plain.others] == [("tv2", None, True)]
-    forced = options_from_params("tv", "params.yaml", batch_size=5)
+    forced = stage.options_from_params("tv", "params.yaml", batch_size=5)
     assert forced.batch_size == 5 and [o.batch_size for o in forced.others] == [5]
-    assert options_from_params("tv", "params.yaml", alone=True).others == ()
+    assert stage.options_from_params("tv", "params.yaml", alone=True).others == ()
 
 
 def test_executed_notebooks_keep_no_run_stamps(tmp_path):

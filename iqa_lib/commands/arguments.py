@@ -1,4 +1,5 @@
-"""Argument types that check numbers as ``params.yaml`` does, with one-line messages.
+"""The commands' argparse value types: numbers, devices and scorer specs checked as ``params.yaml``
+checks them, with one-line messages.
 
 argparse turns a type function's ``ArgumentTypeError`` into ``iqa-kit X: error:
 argument --opt: <message>`` and exit code 2, before any work starts.
@@ -8,6 +9,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import Any
+
+from iqa_lib.checks import check_device, nonnegative_int, positive_int, positive_seconds
 
 
 def integer(minimum: int, what: str = "") -> Callable[[str], int]:
@@ -46,6 +50,48 @@ def between(low: float, high: float, what: str = "") -> Callable[[str], float]:
     return parse
 
 
+def _arg_type(check: Callable[[Any, str], Any], what: str) -> Callable[[str], Any]:
+    """An argparse type from a check of :mod:`iqa_lib.checks` (argparse names the option)."""
+
+    def parse(text: str) -> Any:
+        try:
+            return check(text, "value")
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+
+    parse.__name__ = what  # argparse's fallback message names the type
+    return parse
+
+
+positive_int_arg = _arg_type(positive_int, "a positive integer")
+nonnegative_int_arg = _arg_type(nonnegative_int, "an integer >= 0")
+positive_seconds_arg = _arg_type(positive_seconds, "a positive number of seconds")
+
+
+def device_arg(text: str) -> str:
+    """A device of the kit's own list (argparse type): a typo gets that list, not torch's."""
+    try:
+        return check_device(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def spec_arg(text: str) -> Any:
+    """A spec string, or a YAML/JSON mapping such as ``{spec: open_clip:ViT-B-32/openai, temperature: 1}``."""
+    text = text.strip()
+    if not text.startswith("{"):
+        return text
+    import yaml  # only for a mapping: yaml stays off the parser's start-up path
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise argparse.ArgumentTypeError(f"scorer mapping {text!r} is not valid YAML: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"scorer mapping {text!r} is not a mapping")
+    return value
+
+
 def add_max_pixels(parser: argparse.ArgumentParser) -> None:
     """``--max-pixels``: Pillow's decompression-bomb limit, for the commands that read images."""
     parser.add_argument(
@@ -59,7 +105,7 @@ def add_max_pixels(parser: argparse.ArgumentParser) -> None:
 def apply_max_pixels(args: argparse.Namespace, default: int | None = None) -> None:
     """Set the limit for this process and, through the environment, its workers: ``--max-pixels``,
     else ``default`` (``data.max_pixels`` of params.yaml), else what is set already."""
-    from iqa_lib.data.images import set_max_pixels
+    from iqa_lib.data.images import set_max_pixels  # Pillow: kept off the parser's start-up path
 
     flag = getattr(args, "max_pixels", None)
     set_max_pixels(default if flag is None else flag)

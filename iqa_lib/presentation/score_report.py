@@ -10,21 +10,25 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
-from iqa_lib.scoring.engine import ScoringResult
+from iqa_lib.analysis.distribution import describe_scoreset
+from iqa_lib.analysis.io import ScoreSet, load_scores
+from iqa_lib.data.images import thumbnail
+from iqa_lib.data.manifest import read_manifest
+from iqa_lib.presentation.plots_distribution import groups_text, q_distribution_figure
+from iqa_lib.scorers.base import Scorer
+from iqa_lib.scorers.registry import as_spec
+from iqa_lib.scoring.engine import RunSettings, ScoringResult
+from iqa_lib.scoring.parts import FAILURE_COLUMNS, failures_path, write_json_atomic
 
 if TYPE_CHECKING:
     import matplotlib.pyplot as plt
-
-    from iqa_lib.analysis.io import ScoreSet
-    from iqa_lib.commands.score import ScoreOptions
-    from iqa_lib.scorers.base import Scorer
 
 KEYS = ["image_id", "corruption", "severity"]
 THUMBNAIL = 128
@@ -39,38 +43,34 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def spec_table(opts: ScoreOptions) -> pd.DataFrame:
-    """The spec, its options and the run's settings from params.yaml: (setting, value) rows."""
-    from iqa_lib.scorers.registry import as_spec
+class ScoreSettings(Protocol):
+    """What the table of a score run shows of its options (the score stage's ``ScoreOptions``)."""
 
+    @property
+    def name(self) -> str: ...
+    @property
+    def spec(self) -> Any: ...
+    @property
+    def manifest(self) -> str: ...
+    @property
+    def out(self) -> str: ...
+    @property
+    def settings(self) -> RunSettings: ...
+
+
+def spec_table(opts: ScoreSettings) -> pd.DataFrame:
+    """The spec, its options and the run's settings from params.yaml: (setting, value) rows."""
     spec = as_spec(opts.spec)
+    run = opts.settings
     rows: list[tuple[str, Any]] = [
         ("scorer", opts.name), ("spec", spec.text), ("family", spec.family), ("kind", spec.kind),
     ]
     rows += [(f"option {k}", v) for k, v in sorted(spec.options.items())]
     rows += [
-        ("manifest", opts.manifest), ("output", opts.out), ("geometry", opts.geometry),
-        ("part size (rows)", opts.part_size), ("part seconds", opts.part_seconds), ("resume", opts.resume),
+        ("manifest", opts.manifest), ("output", opts.out), ("geometry", run.geometry),
+        ("part size (rows)", run.part_size), ("part seconds", run.part_seconds), ("resume", run.resume),
     ]
     return pd.DataFrame(rows, columns=["setting", "value"]).astype({"value": str})
-
-
-def built_scorer(opts: ScoreOptions, result: ScoringResult) -> Scorer:
-    """The scorer the run built; when nothing was left to score (reused output), built on
-    the CPU here so that the report still names its weights."""
-    if result.scorer is not None:
-        return result.scorer
-    from iqa_lib.data.manifest import (
-        UNLABELLED,
-        manifest_classes,
-        manifest_classnames,
-        read_manifest,
-    )
-    from iqa_lib.scorers.registry import build_scorer
-
-    unlabelled = bool((read_manifest(opts.manifest)["label"] == UNLABELLED).all())
-    return build_scorer(opts.spec, "cpu", manifest_classes(opts.manifest),
-                        manifest_classnames(opts.manifest), unlabelled, warn=False)
 
 
 def weights_table(scorer: Scorer) -> pd.DataFrame:
@@ -127,8 +127,6 @@ def speed_path(out: str | os.PathLike) -> Path:
 def write_speed(out: str | os.PathLike, speed: pd.DataFrame) -> Path | None:
     """Record the speed of a call that scored rows in ``speed_path(out)``; None (and the file
     left as it is) when nothing was scored, so a reuse keeps the record of the run that scored."""
-    from iqa_lib.scoring.parts import write_json_atomic
-
     row = speed.iloc[0].to_dict()
     if not row["scored rows"]:
         return None
@@ -150,8 +148,6 @@ def together_table(result: ScoringResult) -> pd.DataFrame:
 
 def failures_table(out: str | os.PathLike) -> pd.DataFrame:
     """Rows the scorer could not score, with the reason (``<out stem>.failures.csv``)."""
-    from iqa_lib.scoring.parts import FAILURE_COLUMNS, failures_path
-
     path = failures_path(Path(out))
     return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=FAILURE_COLUMNS)
 
@@ -165,23 +161,17 @@ def failure_reasons(failures: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_scoreset(out: str | os.PathLike) -> ScoreSet:
-    from iqa_lib.analysis.io import load_scores
-
     out = Path(out)
     return load_scores(out.parent, [out.stem])
 
 
 def distribution_table(scores: ScoreSet) -> pd.DataFrame:
     """n, mean, sd and quantiles of each Q per (corruption, severity)."""
-    from iqa_lib.analysis.distribution import describe_scoreset
-
     return describe_scoreset(scores)
 
 
 def distribution_figure(scores: ScoreSet, table: pd.DataFrame, name: str) -> plt.Figure | None:
     """Q against severity per corruption (a histogram on clean-only data); None without rows."""
-    from iqa_lib.presentation.plots_distribution import groups_text, q_distribution_figure
-
     if table.empty:
         return None
     return q_distribution_figure(scores, table=table, title=f"{name}: Q over {groups_text(table)}")
@@ -189,8 +179,6 @@ def distribution_figure(scores: ScoreSet, table: pd.DataFrame, name: str) -> plt
 
 def main_variable(out: str | os.PathLike) -> str:
     """The Q the extremes are ranked by: ``q``, or ``q_p`` for a task model."""
-    import pyarrow.parquet as pq
-
     return "q" if "q" in pq.read_schema(out).names else "q_p"
 
 
@@ -198,8 +186,6 @@ def extremes(
     out: str | os.PathLike, manifest: str | os.PathLike, variable: str, k: int = 8
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ``k`` lowest and ``k`` highest rows by ``variable`` (highest first), with image paths."""
-    from iqa_lib.data.manifest import read_manifest
-
     scores = pd.read_parquet(out)
     paths = read_manifest(manifest)[[*KEYS, "path"]]
     df = scores.merge(paths, on=KEYS, how="left", validate="one_to_one").dropna(subset=[variable])
@@ -209,31 +195,9 @@ def extremes(
 
 def thumbnails(rows: pd.DataFrame, variable: str) -> tuple[list[np.ndarray], list[str]]:
     """Thumbnails of ``rows`` (an unreadable file becomes a grey square), captioned with Q and group."""
-    from iqa_lib.data.images import thumbnail
-
     images, captions = [], []
     for _, row in rows.iterrows():
         images.append(thumbnail(row["path"], THUMBNAIL))
         group = "clean" if row["corruption"] == "clean" else f"{row['corruption'][:14]} s{row['severity']}"
         captions.append(f"{row[variable]:.4g}\n{group}")
     return images, captions
-
-
-@dataclass
-class ScoreRun:
-    """A score run and its output, as the notebook shows it."""
-
-    options: ScoreOptions
-    result: ScoringResult
-
-    @property
-    def out(self) -> Path:
-        return Path(self.result.out)
-
-
-def run_from_params(name: str, params_file: str = "params.yaml", **overrides: Any) -> ScoreRun:
-    """Score scorer ``name`` exactly as ``iqa-kit score --from-params NAME`` does."""
-    from iqa_lib.commands.score import options_from_params, run_options
-
-    opts = options_from_params(name, params_file, **overrides)
-    return ScoreRun(opts, run_options(opts))

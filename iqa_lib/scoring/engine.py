@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +42,19 @@ from iqa_lib.data.manifest import (
     manifest_classnames,
     read_manifest,
 )
+from iqa_lib.data.workers import die_with_parent
 from iqa_lib.device import pick_device
+from iqa_lib.locks import LockBusy, output_lock
 from iqa_lib.scorers.base import Scorer, spec_columns
 from iqa_lib.scorers.label_space import LabelSpace, resolve_label_space
 from iqa_lib.scorers.registry import as_spec, build_scorer
 from iqa_lib.scorers.spec import ScorerSpec
-from iqa_lib.scoring import parts, stream
+from iqa_lib.scoring import complete, parts, stream
+from iqa_lib.scoring.allocator import tune_allocator
 from iqa_lib.scoring.dataset import ChunkBatchSampler, ManifestImages, collate_images
 from iqa_lib.scoring.dataset import decode_on_device as decode_on_device_fn
 from iqa_lib.scoring.distributed import (
+    DistInfo,
     barrier,
     broadcast_object,
     dist_info,
@@ -95,6 +99,104 @@ def default_num_workers(device: torch.device) -> int:
     if device.type == "cuda":
         return max(1, min(8, per_rank - 1))
     return max(1, min(4, per_rank // 2))
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a run goes, whichever scorers it runs: device, loader, parts, resume and what it prints.
+
+    ``num_workers`` None: from the CPU count (:func:`default_num_workers`); ``device`` None
+    or ``"auto"``: CUDA, else MPS, else CPU. Each field is explained at :func:`run_scoring`.
+    """
+
+    num_workers: int | None = None
+    device: torch.device | str | None = None
+    resume: bool = True
+    part_size: int = DEFAULT_PART_SIZE
+    progress: bool = True
+    geometry: str = "resize_crop"
+    part_seconds: float = DEFAULT_PART_SECONDS
+    wait: bool = False
+    decode_on_device: bool = False
+
+    def checked(self) -> RunSettings:
+        """These settings with their numbers checked; a ValueError names the one that is wrong."""
+        part_size = positive_int(self.part_size, "part_size")
+        part_seconds = positive_seconds(self.part_seconds, "part_seconds")
+        num_workers = None if self.num_workers is None else nonnegative_int(self.num_workers, "num_workers")
+        if self.geometry not in GEOMETRIES:
+            raise ValueError(f"geometry {self.geometry!r} is not one of {', '.join(GEOMETRIES)}")
+        return replace(self, part_size=part_size, part_seconds=part_seconds, num_workers=num_workers)
+
+
+@dataclass(frozen=True, eq=False)
+class ManifestContext:
+    """What every job of a run shares about its manifest: the rows, their label space, its identity."""
+
+    path: str | os.PathLike
+    frame: pd.DataFrame
+    classes: list[str] | None  # the dataset's own classes; None: ImageNet labels
+    classnames: list[str] | None
+    unlabelled: bool  # every row is unlabelled (a mix is refused)
+    fingerprint: str
+
+    @property
+    def rows(self) -> int:
+        return len(self.frame)
+
+
+def read_context(manifest_path: str | os.PathLike) -> ManifestContext:
+    """Read the manifest and refuse labels a run cannot score against (a mix, or out of its classes)."""
+    manifest = read_manifest(manifest_path)
+    unlabelled = manifest["label"].to_numpy() == UNLABELLED
+    if unlabelled.any() and not unlabelled.all():
+        raise ValueError(
+            f"manifest {str(manifest_path)!r} mixes labelled rows and unlabelled rows (label "
+            f"{UNLABELLED}), e.g. {manifest.loc[unlabelled, 'path'].iloc[0]!r}; label every image "
+            "or none"
+        )
+    classes, classnames = manifest_classes(manifest_path), manifest_classnames(manifest_path)
+    if classes is not None and not unlabelled.all():
+        _check_labels_index(manifest, classes, manifest_path)
+    return ManifestContext(
+        path=manifest_path, frame=manifest, classes=classes, classnames=classnames,
+        unlabelled=bool(unlabelled.all()), fingerprint=manifest_fingerprint(manifest),
+    )
+
+
+def _check_labels_index(manifest: pd.DataFrame, classes: list[str], manifest_path: str | os.PathLike) -> None:
+    labels = manifest["label"].to_numpy()
+    bad = (labels < 0) | (labels >= len(classes))
+    if bad.any():
+        raise ValueError(
+            f"manifest {str(manifest_path)!r} has {len(classes)} classes but label "
+            f"{int(labels[bad][0])} (e.g. {manifest.loc[bad, 'path'].iloc[0]!r}); labels index "
+            "the classes: rebuild the manifest with `iqa-kit manifest`"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class _Run:
+    """One run as every step sees it: checked settings, the device, loader workers, the manifest."""
+
+    settings: RunSettings
+    device: torch.device
+    num_workers: int
+    manifest: ManifestContext
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.manifest.rows // self.settings.part_size)
+
+    @property
+    def decode(self) -> str:
+        """Where images are decoded when not by the loader workers ("" when they are)."""
+        return self.device.type if self.settings.decode_on_device else ""
+
+    def chunk_bounds(self, chunk: int) -> tuple[int, int]:
+        """The first manifest row of ``chunk`` and the one after its last."""
+        size = self.settings.part_size
+        return chunk * size, min((chunk + 1) * size, self.manifest.rows)
 
 
 @dataclass(frozen=True)
@@ -158,44 +260,32 @@ def score_manifest(
     spec: str | Mapping[str, Any] | ScorerSpec | Scorer,
     manifest_path: str | os.PathLike,
     out_path: str | os.PathLike,
+    settings: RunSettings | None = None,
+    *,
     batch_size: int | None = None,
-    num_workers: int | None = None,
-    device: torch.device | str | None = None,
-    resume: bool = True,
-    part_size: int = DEFAULT_PART_SIZE,
-    progress: bool = True,
-    geometry: str = "resize_crop",
-    part_seconds: float = DEFAULT_PART_SECONDS,
-    wait: bool = False,
-    decode_on_device: bool = False,
+    **options: Any,
 ) -> Path:
     """Score ``manifest_path`` into ``out_path`` (Parquet contract); return ``out_path``.
 
     See :func:`run_scoring`, which also says whether the file was reused.
     """
-    return run_scoring(
-        spec, manifest_path, out_path, batch_size=batch_size, num_workers=num_workers,
-        device=device, resume=resume, part_size=part_size, progress=progress, geometry=geometry,
-        part_seconds=part_seconds, wait=wait, decode_on_device=decode_on_device,
-    ).out
+    return run_scoring(spec, manifest_path, out_path, settings, batch_size=batch_size, **options).out
 
 
 def run_scoring(
     spec: str | Mapping[str, Any] | ScorerSpec | Scorer,
     manifest_path: str | os.PathLike,
     out_path: str | os.PathLike,
+    settings: RunSettings | None = None,
+    *,
     batch_size: int | None = None,
-    num_workers: int | None = None,
-    device: torch.device | str | None = None,
-    resume: bool = True,
-    part_size: int = DEFAULT_PART_SIZE,
-    progress: bool = True,
-    geometry: str = "resize_crop",
-    part_seconds: float = DEFAULT_PART_SECONDS,
-    wait: bool = False,
-    decode_on_device: bool = False,
+    **options: Any,
 ) -> ScoringResult:
     """Score ``manifest_path`` into ``out_path`` (Parquet contract).
+
+    ``settings`` (default :class:`RunSettings`) say how the run goes; ``options``
+    are fields of it by name (``device="cpu"``, ``part_size=...``), replacing
+    those of ``settings``.
 
     ``spec`` may be an already built :class:`Scorer`. Failures go to
     ``<out stem>.failures.csv``. Under torchrun every rank calls this with the
@@ -233,11 +323,7 @@ def run_scoring(
 
     Several scorers over one decode: :func:`run_scoring_many`.
     """
-    return run_scoring_many(
-        [ScoringJob(spec, out_path, batch_size)], manifest_path, num_workers=num_workers,
-        device=device, resume=resume, part_size=part_size, progress=progress, geometry=geometry,
-        part_seconds=part_seconds, wait=wait, decode_on_device=decode_on_device,
-    )[0]
+    return run_scoring_many([ScoringJob(spec, out_path, batch_size)], manifest_path, settings, **options)[0]
 
 
 @dataclass
@@ -264,15 +350,8 @@ class _Job:
 def run_scoring_many(
     jobs: Sequence[ScoringJob],
     manifest_path: str | os.PathLike,
-    num_workers: int | None = None,
-    device: torch.device | str | None = None,
-    resume: bool = True,
-    part_size: int = DEFAULT_PART_SIZE,
-    progress: bool = True,
-    geometry: str = "resize_crop",
-    part_seconds: float = DEFAULT_PART_SECONDS,
-    wait: bool = False,
-    decode_on_device: bool = False,
+    settings: RunSettings | None = None,
+    **options: Any,
 ) -> list[ScoringResult]:
     """Score the manifest with several scorers, decoding each image once; a result per job.
 
@@ -280,151 +359,151 @@ def run_scoring_many(
     parts, resume, completion record, batch size and output, identical to a
     run of that scorer alone (:mod:`.stream`). The loader reads the union of
     the rows the jobs still need, in batches of the largest job batch size.
+    ``settings`` and ``options``: as for :func:`run_scoring`.
     """
-    from iqa_lib.scoring import complete
-    from iqa_lib.scoring.allocator import tune_allocator
-
     started = time.perf_counter()
     tune_allocator()  # big buffers stay mapped between batches (IQA_KIT_MALLOPT=0: off)
+    run = _start(jobs, manifest_path, replace(settings or RunSettings(), **options))
+    by_index, failed_setup = _set_up_all(jobs, run)
+    created = init_distributed(run.device)
+    try:
+        active = _plan_score_merge(list(by_index.values()), run)
+        seconds = time.perf_counter() - started
+        together = [j for j in active if not j.dropped]
+        return [
+            _result(by_index[i], together, run, seconds) if i in by_index
+            else _not_set_up(given, failed_setup[i], run, seconds)
+            for i, given in enumerate(jobs)
+        ]
+    finally:
+        shutdown(created)
+
+
+def _start(jobs: Sequence[ScoringJob], manifest_path: str | os.PathLike, settings: RunSettings) -> _Run:
+    """Check the jobs and settings, pick the device (before the manifest is read), read the manifest."""
     if not jobs:
         raise ValueError("no scorers to run")
     outs = [Path(j.out).resolve() for j in jobs]
     if len(set(outs)) < len(outs):
         raise ValueError(f"two scorers write the same output: {sorted(str(o) for o in outs if outs.count(o) > 1)[0]!r}")
-    part_size = positive_int(part_size, "part_size")
-    part_seconds = positive_seconds(part_seconds, "part_seconds")
-    if num_workers is not None:
-        num_workers = nonnegative_int(num_workers, "num_workers")
-    if geometry not in GEOMETRIES:
-        raise ValueError(f"geometry {geometry!r} is not one of {', '.join(GEOMETRIES)}")
+    settings = settings.checked()
+    dev = _device(jobs, settings.device)  # a missing GPU fails before the manifest is read
+    manifest = read_context(manifest_path)
+    num_workers = default_num_workers(dev) if settings.num_workers is None else settings.num_workers
+    return _Run(settings=settings, device=dev, num_workers=num_workers, manifest=manifest)
+
+
+def _device(jobs: Sequence[ScoringJob], requested: torch.device | str | None) -> torch.device:
+    """The device of the built scorers among ``jobs`` (one for all), else the one ``requested``."""
     built = {j.spec.device for j in jobs if isinstance(j.spec, Scorer)}
     if len(built) > 1:
         raise ValueError(f"built scorers on different devices ({', '.join(map(str, built))}) cannot share a run")
-    dev = built.pop() if built else pick_device(device)  # a missing GPU fails before the manifest is read
-    manifest = read_manifest(manifest_path)
-    num_workers = default_num_workers(dev) if num_workers is None else num_workers
-    unlabelled = manifest["label"].to_numpy() == UNLABELLED
-    if unlabelled.any() and not unlabelled.all():
-        raise ValueError(
-            f"manifest {str(manifest_path)!r} mixes labelled rows and unlabelled rows (label "
-            f"{UNLABELLED}), e.g. {manifest.loc[unlabelled, 'path'].iloc[0]!r}; label every image "
-            "or none"
-        )
-    classes, classnames = manifest_classes(manifest_path), manifest_classnames(manifest_path)
-    if classes is not None and not unlabelled.all():
-        labels = manifest["label"].to_numpy()
-        bad = (labels < 0) | (labels >= len(classes))
-        if bad.any():
-            raise ValueError(
-                f"manifest {str(manifest_path)!r} has {len(classes)} classes but label "
-                f"{int(labels[bad][0])} (e.g. {manifest.loc[bad, 'path'].iloc[0]!r}); labels index "
-                "the classes: rebuild the manifest with `iqa-kit manifest`"
-            )
-    n = len(manifest)
-    n_chunks = -(-n // part_size)
-    fingerprint = manifest_fingerprint(manifest)
-    decode = dev.type if decode_on_device else ""
-    context = (manifest_path, classes, classnames, bool(unlabelled.all()), fingerprint, n, geometry,
-               part_size, decode)
-    by_index: dict[int, _Job] = {}  # the jobs that could be set up, by their place in ``jobs``
-    failed_setup: dict[int, str] = {}
+    return built.pop() if built else pick_device(requested)
+
+
+def _set_up_all(jobs: Sequence[ScoringJob], run: _Run) -> tuple[dict[int, _Job], dict[int, str]]:
+    """The jobs that could be set up, by their place in ``jobs``; why each optional other could not."""
+    by_index: dict[int, _Job] = {}
+    failed: dict[int, str] = {}
     for i, given in enumerate(jobs):
         try:
-            by_index[i] = _set_up(given, dev, *context)
+            by_index[i] = _set_up(given, run)
         except (ValueError, TypeError, KeyError) as exc:
             if not given.optional:
                 raise
-            failed_setup[i] = f"{type(exc).__name__}: {exc}"
-    set_up = list(by_index.values())
-    info_main = dist_info().is_main
-    for i, why in failed_setup.items():
-        if info_main:
+            failed[i] = f"{type(exc).__name__}: {exc}"
+    if dist_info().is_main:
+        for i, why in failed.items():
             _say(f"warning: {jobs[i].out} left to its own run: {why}")
-
-    def prepare(held: ExitStack) -> list[_Plan]:
-        """Rank 0, before any other rank goes on: lock, reuse or resume, check the parts."""
-        plans = []
-        for job in set_up:
-            plans.append(_prepare_job(job, held, resume, wait, n, part_size))
-        return plans
-
-    created = init_distributed(dev)
-    try:
-        info = dist_info()
-        with ExitStack() as held:
-            for job, plan in zip(set_up, _agree(lambda: prepare(held), info.is_main), strict=True):
-                job.plan = plan
-            how = {"device": str(dev), "num_workers": num_workers}
-            for job in set_up:
-                if job.plan.skip and info.is_main:
-                    _say(f"warning: {job.out} left to its own run: {job.plan.skip}")
-                elif job.plan.reused and info.is_main and not job.given.optional:  # others: quiet
-                    _say(f"reusing {job.out}: complete for this spec, options, labels, manifest, "
-                         "geometry and SCORES_VERSION (--no-resume scores it again)")
-                elif info.is_main and job.plan.kept:
-                    _say(f"resuming {job.out}: {job.plan.kept} of {n} rows kept from {job.pdir}; "
-                         f"scoring the other {n - job.plan.kept}")
-                if job.plan.skip:
-                    job.dropped = job.plan.skip
-            active = [j for j in set_up if not (j.plan.reused or j.plan.skip)]
-            scored = _score_active(active, manifest, n, n_chunks, part_size, part_seconds, dev,
-                                   num_workers, progress, geometry, classes, classnames,
-                                   bool(unlabelled.all()), info, decode_on_device)
-            if info.world_size > 1 and active:
-                print(f"[rank {info.rank}/{info.world_size}] scored {scored} part(s)", file=sys.stderr)
-            barrier()
-            if info.is_main:
-                for job in active:
-                    if job.dropped:
-                        continue
-                    parts.merge_parts(
-                        job.pdir, n_chunks, manifest, KEY_COLUMNS, job.out,
-                        metadata={
-                            "spec": job.parsed.text, "kind": job.parsed.kind, "geometry": geometry,
-                            **job.space.metadata(),
-                        },
-                        columns=job.columns,
-                        on_merged=functools.partial(complete.mark_complete, job.out, job.record),
-                    )
-            barrier()
-        seconds = time.perf_counter() - started
-        scored_together = [j for j in active if not j.dropped]
-        results: list[ScoringResult] = []
-        for i, given in enumerate(jobs):
-            job = by_index.get(i)
-            if job is None:
-                results.append(ScoringResult(Path(given.out), False, n, 0, 0, seconds=seconds,
-                                             dropped=failed_setup[i], **how))
-                continue
-            reused = bool(job.plan.reused)
-            scored_rows = 0 if (reused or job.dropped) else n - job.plan.kept
-            results.append(ScoringResult(
-                job.out, reused, n, n if reused else job.plan.kept, scored_rows,
-                scorer=None if reused else job.scorer, batch_size=job.batch_size, seconds=seconds,
-                together=tuple(j.parsed.text for j in scored_together if j is not job) if scored_rows else (),
-                dropped=job.dropped, **how,
-            ))
-        return results
-    finally:
-        shutdown(created)
+    return by_index, failed
 
 
-def _set_up(
-    given: ScoringJob, dev: torch.device, manifest_path: Any, classes: Any, classnames: Any,
-    unlabelled: bool, fingerprint: str, n: int, geometry: str, part_size: int, decode: str = "",
-) -> _Job:
+def _plan_score_merge(set_up: list[_Job], run: _Run) -> list[_Job]:
+    """Plan every job (rank 0, under the outputs' locks), score the active ones, merge their parts.
+
+    Returns the active jobs (neither reused nor skipped).
+    """
+    info = dist_info()
+    with ExitStack() as held:
+        plans = _agree(lambda: [_prepare_job(job, held, run) for job in set_up], info.is_main)
+        for job, plan in zip(set_up, plans, strict=True):
+            job.plan, job.dropped = plan, plan.skip
+        if info.is_main:
+            _announce(set_up, run.manifest.rows)
+        active = [j for j in set_up if not (j.plan.reused or j.plan.skip)]
+        scored = _score_active(active, run, info)
+        if info.world_size > 1 and active:
+            print(f"[rank {info.rank}/{info.world_size}] scored {scored} part(s)", file=sys.stderr)
+        barrier()
+        if info.is_main:
+            _merge(active, run)
+        barrier()
+    return active
+
+
+def _announce(set_up: list[_Job], n: int) -> None:
+    """One line per job that is skipped, reused (the required one) or resumed."""
+    for job in set_up:
+        if job.plan.skip:
+            _say(f"warning: {job.out} left to its own run: {job.plan.skip}")
+        elif job.plan.reused and not job.given.optional:  # others: quiet
+            _say(f"reusing {job.out}: complete for this spec, options, labels, manifest, "
+                 "geometry and SCORES_VERSION (--no-resume scores it again)")
+        elif job.plan.kept:
+            _say(f"resuming {job.out}: {job.plan.kept} of {n} rows kept from {job.pdir}; "
+                 f"scoring the other {n - job.plan.kept}")
+
+
+def _merge(active: list[_Job], run: _Run) -> None:
+    """Merge the parts of every active job still in the run into its output, then its record."""
+    for job in active:
+        if job.dropped:
+            continue
+        parts.merge_parts(
+            job.pdir, run.n_chunks, run.manifest.frame, KEY_COLUMNS, job.out,
+            metadata={
+                "spec": job.parsed.text, "kind": job.parsed.kind, "geometry": run.settings.geometry,
+                **job.space.metadata(),
+            },
+            columns=job.columns,
+            on_merged=functools.partial(complete.mark_complete, job.out, job.record),
+        )
+
+
+def _result(job: _Job, together: list[_Job], run: _Run, seconds: float) -> ScoringResult:
+    """What the run did for a job that was set up."""
+    n = run.manifest.rows
+    reused = bool(job.plan.reused)
+    scored_rows = 0 if (reused or job.dropped) else n - job.plan.kept
+    return ScoringResult(
+        out=job.out, reused=reused, rows=n, kept_rows=n if reused else job.plan.kept, scored_rows=scored_rows,
+        scorer=None if reused else job.scorer, device=str(run.device), batch_size=job.batch_size,
+        num_workers=run.num_workers, seconds=seconds,
+        together=tuple(j.parsed.text for j in together if j is not job) if scored_rows else (),
+        dropped=job.dropped,
+    )
+
+
+def _not_set_up(given: ScoringJob, why: str, run: _Run, seconds: float) -> ScoringResult:
+    """The result of an optional job that could not be set up: nothing done, and why."""
+    return ScoringResult(
+        out=Path(given.out), reused=False, rows=run.manifest.rows, kept_rows=0, scored_rows=0,
+        device=str(run.device), num_workers=run.num_workers, seconds=seconds, dropped=why,
+    )
+
+
+def _set_up(given: ScoringJob, run: _Run) -> _Job:
     """The job's spec, label space, columns and the records its parts and output must carry."""
-    from iqa_lib.scoring import complete
-
+    manifest, geometry = run.manifest, run.settings.geometry
     scorer = given.spec if isinstance(given.spec, Scorer) else None
     parsed = scorer.spec if scorer is not None else as_spec(given.spec)  # type: ignore[union-attr]
-    batch_size = given.batch_size
-    if batch_size is not None:
-        batch_size = positive_int(batch_size, "batch_size")
-    batch_size = batch_size or default_batch_size(parsed, dev)
-    space = resolve_label_space(parsed, classes, classnames, unlabelled)
+    if given.batch_size is None:
+        batch_size = default_batch_size(parsed, run.device)
+    else:
+        batch_size = positive_int(given.batch_size, "batch_size")
+    space = resolve_label_space(parsed, manifest.classes, manifest.classnames, manifest.unlabelled)
     if scorer is not None:
-        space = _built_scorer_space(scorer, space, manifest_path)
+        space = _built_scorer_space(scorer, space, manifest.path)
     columns = list(spec_columns(parsed, space.defines_correct))
     options = json.loads(
         json.dumps(
@@ -436,159 +515,215 @@ def _set_up(
         "options": options,
         "columns": columns,
         "labels": space.resume_key(),
-        "manifest": fingerprint,
+        "manifest": manifest.fingerprint,
         "geometry": geometry,
-        "rows": n,
-        "part_size": part_size,
+        "rows": manifest.rows,
+        "part_size": run.settings.part_size,
     }
-    record = complete.completion_record(parsed.text, options, space.resume_key(), fingerprint, n, geometry,
-                                        [*KEY_COLUMNS, *columns])
-    if decode:  # images decoded on the device (its decoder's pixels): not the files of a CPU decode
-        meta["decode"] = record["decode"] = decode
-    return _Job(given, parsed, Path(given.out), scorer, space, columns, meta, record, batch_size)
+    record = complete.completion_record(
+        spec_text=parsed.text, options=options, labels=space.resume_key(), fingerprint=manifest.fingerprint,
+        rows=manifest.rows, geometry=geometry, columns=[*KEY_COLUMNS, *columns],
+    )
+    if run.decode:  # images decoded on the device (its decoder's pixels): not the files of a CPU decode
+        meta["decode"] = record["decode"] = run.decode
+    return _Job(given=given, parsed=parsed, out=Path(given.out), scorer=scorer, space=space, columns=columns,
+                meta=meta, record=record, batch_size=batch_size)
 
 
-def _prepare_job(job: _Job, held: ExitStack, resume: bool, wait: bool, n: int, part_size: int) -> _Plan:
+def _prepare_job(job: _Job, held: ExitStack, run: _Run) -> _Plan:
     """Lock the job's output, then reuse it, skip it (optional, made elsewhere) or resume its parts."""
-    from iqa_lib.locks import LockBusy, output_lock
-    from iqa_lib.scoring import complete
+    if run.settings.resume and not job.pdir.exists() and _verified_without_writing(job, legacy=False):
+        return _Plan(True, run.manifest.rows)  # complete and verified: reading it needs no lock (read-only storage)
+    return _lock(job, held, run) or _plan_locked(job, run)
 
-    out, pdir = job.out, job.pdir
-    if resume and not pdir.exists() and _verified_without_writing(job, legacy=False):
-        return _Plan(True, n)  # complete and verified: reading it needs no lock (read-only storage)
+
+def _lock(job: _Job, held: ExitStack, run: _Run) -> _Plan | None:
+    """Hold the output's lock (None); or, when it cannot be had, the plan an optional job or a
+    complete output on storage that takes no lock gets instead."""
     try:
-        held.enter_context(output_lock(out, wait and not job.given.optional))
+        held.enter_context(output_lock(job.out, run.settings.wait and not job.given.optional))
     except LockBusy as exc:
         if not job.given.optional:
             raise
         return _Plan(False, 0, f"another run is writing it ({exc})")
     except fileio.WriteError:
-        if resume and not pdir.exists() and _verified_without_writing(job, legacy=True):
-            _say(f"note: {out} cannot be locked (storage not writable); reused as checked, its "
+        if run.settings.resume and not job.pdir.exists() and _verified_without_writing(job, legacy=True):
+            _say(f"note: {job.out} cannot be locked (storage not writable); reused as checked, its "
                  "old-format completion record left as it is")
-            return _Plan(True, n)
+            return _Plan(True, run.manifest.rows)
         raise
+    return None
+
+
+def _plan_locked(job: _Job, run: _Run) -> _Plan:
+    """Under the output's lock: reuse a complete output, leave one made elsewhere, or check the parts."""
+    out, pdir, n = job.out, job.pdir, run.manifest.rows
     with fileio.writing(out.parent):
         out.parent.mkdir(parents=True, exist_ok=True)
     parts.remove_trash(pdir)
-    if resume and complete.is_complete(out, job.record):
+    if run.settings.resume and complete.is_complete(out, job.record):
         if pdir.exists():  # killed after the record was written, before the parts went
             parts.remove_tree(pdir)
         return _Plan(True, n)
     if job.given.optional and out.exists() and not complete.record_path(out).exists() and not pdir.exists():
         return _Plan(False, 0, "it exists without a completion record (made elsewhere)")
     complete.forget_complete(out)
-    parts.prepare_parts_dir(pdir, job.meta, resume)
-    return _Plan(False, parts.check_parts(pdir, n, part_size))
+    parts.prepare_parts_dir(pdir, job.meta, run.settings.resume)
+    return _Plan(False, parts.check_parts(pdir, n, run.settings.part_size))
 
 
 def _verified_without_writing(job: _Job, legacy: bool) -> bool:
     """Whether the output verifies complete by reading alone; ``legacy``: accept an old-format record."""
-    from iqa_lib.scoring import complete
-
     verdict = complete.verify(job.out, job.record)
     return verdict.complete and (legacy or not verdict.legacy)
 
 
-def _score_active(
-    active: list[_Job], manifest: pd.DataFrame, n: int, n_chunks: int, part_size: int,
-    part_seconds: float, dev: torch.device, num_workers: int, progress: bool, geometry: str,
-    classes: Any, classnames: Any, unlabelled: bool, info: Any, decode_on_device: bool = False,
-) -> int:
-    """This rank's share of every active job: one loader over the rows any of them needs."""
-    labels = torch.from_numpy(manifest["label"].to_numpy(np.int64, copy=True))
+@dataclass
+class _Share:
+    """A job's work on this rank: its chunks not done, and the rows of those its sub-parts lack."""
+
+    chunks: int  # this rank's chunks of the job that have no whole part
+    needed: np.ndarray  # manifest rows to score (bool)
+    todo: list[int] = field(default_factory=list)  # chunks with rows to score
+    earlier: dict[int, parts.SubParts] = field(default_factory=dict)  # their sub-parts
+
+
+def _score_active(active: list[_Job], run: _Run, info: DistInfo) -> int:
+    """This rank's share of every active job, through one loader over the rows any of them needs.
+
+    Returns how many of the jobs' chunks fell to this rank.
+    """
+    labels = torch.from_numpy(run.manifest.frame["label"].to_numpy(np.int64, copy=True))
     streams: dict[str, stream.ScorerStream] = {}
     by_name: dict[str, _Job] = {}
-    union = np.zeros(n, dtype=bool)
+    union = np.zeros(run.manifest.rows, dtype=bool)
     chunks: set[int] = set()
     mine_total = 0
     for job in active:
-        done = parts.done_chunks(job.pdir)
-        mine = [c for c in range(n_chunks) if c % info.world_size == info.rank and c not in done]
-        mine_total += len(mine)
-        needed = np.zeros(n, dtype=bool)
-        earlier = {}
-        todo = []
-        for c in mine:
-            sub = parts.read_sub_parts(job.pdir, c)
-            lo, hi = c * part_size, min((c + 1) * part_size, n)
-            needed[lo:hi] = True
-            needed[sub.rows] = False
-            if needed[lo:hi].any():
-                todo.append(c)
-                earlier[c] = sub
-            else:  # every row already in sub-parts: make them the chunk's part
-                parts.write_chunk(job.pdir, c, *stream.ChunkResults(0, sub).frames())
-        if not todo:
+        share = _share(job, run, info)
+        mine_total += share.chunks
+        if not share.todo:
             if job.scorer is None and info.is_main and job.space.warning:
                 print(f"warning: {job.space.warning}", file=sys.stderr)  # resumed: nothing was built
             continue
-        if job.scorer is None:
-            try:
-                job.scorer = build_scorer(
-                    job.parsed, dev, classes, classnames, unlabelled, warn=info.is_main
-                )
-            except Exception as exc:
-                if not job.given.optional:
-                    raise
-                job.dropped = f"{type(exc).__name__}: {exc}"
-                if info.is_main:
-                    _say(f"warning: {job.out} left to its own run: {job.dropped}")
-                continue
-        name = str(job.out)
-        by_name[name] = job
-        streams[name] = stream.ScorerStream(
-            job.scorer, job.pdir, needed, todo, part_size, job.batch_size, labels, earlier,
-            optional=job.given.optional,
+        if not _has_scorer(job, run, info):
+            continue
+        by_name[str(job.out)] = job
+        streams[str(job.out)] = stream.ScorerStream(
+            job.scorer, job.pdir, share.needed, share.todo, part_size=run.settings.part_size,
+            batch_size=job.batch_size, labels=labels, earlier=share.earlier, optional=job.given.optional,
         )
-        union |= needed
-        chunks.update(todo)
-    if not streams:
-        return mine_total
-    if dev.type == "cuda":
+        union |= share.needed
+        chunks.update(share.todo)
+    if streams:
+        _score_streams(streams, by_name, sorted(chunks), union, run, info)
+    return mine_total
+
+
+def _share(job: _Job, run: _Run, info: DistInfo) -> _Share:
+    """This rank's chunks of ``job`` that are not done; a chunk whose sub-parts hold every row
+    is made its part here."""
+    done = parts.done_chunks(job.pdir)
+    mine = [c for c in range(run.n_chunks) if c % info.world_size == info.rank and c not in done]
+    share = _Share(chunks=len(mine), needed=np.zeros(run.manifest.rows, dtype=bool))
+    for c in mine:
+        sub = parts.read_sub_parts(job.pdir, c)
+        lo, hi = run.chunk_bounds(c)
+        share.needed[lo:hi] = True
+        share.needed[sub.rows] = False
+        if share.needed[lo:hi].any():
+            share.todo.append(c)
+            share.earlier[c] = sub
+        else:  # every row already in sub-parts: make them the chunk's part
+            scores, failures = stream.ChunkResults(0, sub).frames()
+            parts.write_chunk(job.pdir, c, scores, failures)
+    return share
+
+
+def _has_scorer(job: _Job, run: _Run, info: DistInfo) -> bool:
+    """Build the job's scorer unless it came built; False when an optional one fails to build."""
+    if job.scorer is not None:
+        return True
+    manifest = run.manifest
+    try:
+        job.scorer = build_scorer(
+            job.parsed, run.device, classes=manifest.classes, classnames=manifest.classnames,
+            unlabelled=manifest.unlabelled, warn=info.is_main,
+        )
+    except Exception as exc:
+        if not job.given.optional:
+            raise
+        job.dropped = f"{type(exc).__name__}: {exc}"
+        if info.is_main:
+            _say(f"warning: {job.out} left to its own run: {job.dropped}")
+        return False
+    return True
+
+
+def _score_streams(
+    streams: dict[str, stream.ScorerStream], by_name: dict[str, _Job], order: list[int], union: np.ndarray,
+    run: _Run, info: DistInfo,
+) -> None:
+    """Feed every loader batch of the ``union`` rows of chunks ``order`` to the streams, with a
+    progress bar or lines; a dropped optional job records why."""
+    if run.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # batches are almost all one shape
-    order = sorted(chunks)
-    load_batch = max(s.batch_size for s in streams.values())
-    done_rows = {}
-    for c in order:
-        lo, hi = c * part_size, min((c + 1) * part_size, n)
-        if not union[lo:hi].all():
-            done_rows[c] = (np.flatnonzero(~union[lo:hi]) + lo).tolist()
-    sampler = ChunkBatchSampler(order, part_size, n, load_batch, done_rows)
-    # rows that get the clean-image Resize + CenterCrop (none with geometry "none")
-    clean = manifest["corruption"].eq("clean").to_numpy() & (geometry == "resize_crop")
-    dataset = ManifestImages(manifest["path"].tolist(), clean, encoded=decode_on_device)
-    loader: Any = DataLoader(
-        dataset,
-        batch_sampler=sampler,
-        num_workers=num_workers,
-        collate_fn=collate_images,
-        pin_memory=dev.type == "cuda",
-        prefetch_factor=4 if num_workers > 0 else None,
-        worker_init_fn=functools.partial(_die_with, os.getpid()) if num_workers > 0 else None,
-    )
-    if decode_on_device:
-        loader = (decode_on_device_fn(batch, dev) for batch in loader)
+    loader = _loader(order, union, max(s.batch_size for s in streams.values()), run)
     name = " + ".join(j.parsed.text for j in by_name.values())
-    bar_on = progress and info.is_main and sys.stderr.isatty()
-    lines = None
+    bar_on = run.settings.progress and info.is_main and sys.stderr.isatty()
     share = int(union.sum())
-    if info.is_main and not bar_on:
-        lines = (
-            ProgressLines(name, n, n - share) if info.world_size == 1
-            else ProgressLines(f"{name} [rank 0 of {info.world_size}]", share)
-        )
+    lines = _progress_lines(name, share, run.manifest.rows, info) if info.is_main and not bar_on else None
     with tqdm(total=share, unit="img", desc=name, disable=not bar_on, smoothing=0.05) as bar:
-        try:
-            dropped = stream.score_streams(streams, loader, order, part_seconds, bar, lines)
-        except Exception as exc:
-            rows = getattr(exc, stream.FAILED_ROWS, None)
-            if rows is None:
-                raise
-            raise _naming_images(exc, manifest["image_id"].to_numpy()[rows]) from exc
+        dropped = _feed(streams, loader, order, run, bar=bar, lines=lines)
     for key, why in dropped.items():
         by_name[key].dropped = why
-    return mine_total
+
+
+def _feed(
+    streams: dict[str, stream.ScorerStream], loader: Any, order: list[int], run: _Run, bar: Any,
+    lines: ProgressLines | None,
+) -> dict[str, str]:
+    """:func:`.stream.score_streams`, its error for a group whose every image failed naming them."""
+    try:
+        return stream.score_streams(streams, loader, order, run.settings.part_seconds, bar=bar, lines=lines)
+    except Exception as exc:
+        rows = getattr(exc, stream.FAILED_ROWS, None)
+        if rows is None:
+            raise
+        raise _naming_images(exc, run.manifest.frame["image_id"].to_numpy()[rows]) from exc
+
+
+def _progress_lines(name: str, share: int, n: int, info: DistInfo) -> ProgressLines:
+    """Lines of progress for rank 0 (all rows alone; its own share under torchrun)."""
+    if info.world_size == 1:
+        return ProgressLines(name, n, n - share)
+    return ProgressLines(f"{name} [rank 0 of {info.world_size}]", share)
+
+
+def _loader(order: list[int], union: np.ndarray, batch_size: int, run: _Run) -> Any:
+    """Batches of the ``union`` rows of chunks ``order``, decoded by the workers (or on the device)."""
+    done_rows = {}
+    for c in order:
+        lo, hi = run.chunk_bounds(c)
+        if not union[lo:hi].all():
+            done_rows[c] = (np.flatnonzero(~union[lo:hi]) + lo).tolist()
+    sampler = ChunkBatchSampler(order, run.settings.part_size, run.manifest.rows, batch_size, done_rows)
+    frame, workers = run.manifest.frame, run.num_workers
+    # rows that get the clean-image Resize + CenterCrop (none with geometry "none")
+    clean = frame["corruption"].eq("clean").to_numpy() & (run.settings.geometry == "resize_crop")
+    dataset = ManifestImages(frame["path"].tolist(), clean, encoded=run.settings.decode_on_device)
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate_images,
+        pin_memory=run.device.type == "cuda",
+        prefetch_factor=4 if workers > 0 else None,
+        worker_init_fn=functools.partial(_die_with, os.getpid()) if workers > 0 else None,
+    )
+    if run.settings.decode_on_device:
+        return (decode_on_device_fn(batch, run.device) for batch in loader)
+    return loader
 
 
 def _naming_images(exc: Exception, image_ids: Any) -> Exception:
@@ -645,9 +780,6 @@ def _built_scorer_space(scorer: Scorer, wanted: LabelSpace, manifest_path: Any) 
 
 def _die_with(parent: int, worker_id: int) -> None:
     """Loader workers die with the run: a killed run leaves no decoder behind; malloc as the run's."""
-    from iqa_lib.data.workers import die_with_parent
-    from iqa_lib.scoring.allocator import tune_allocator
-
     die_with_parent(parent)
     tune_allocator()
 
