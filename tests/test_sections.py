@@ -9,10 +9,12 @@ import pytest
 
 from iqa_lib.analysis.runner import run_all
 from iqa_lib.analysis.synthetic import write_synthetic_scores
-from iqa_lib.commands.correctness import write_correctness
 from iqa_lib.config import load_params, validate_params
-from iqa_lib.presentation.sections import METRIC_KEYS, SECTIONS, figure14_title, make_context
-from iqa_lib.presentation.sections import new_section as sections_new
+from iqa_lib.pipeline.correctness import write_correctness
+from iqa_lib.presentation.sections import SECTIONS
+from iqa_lib.presentation.sections.base import METRIC_KEYS, make_context
+from iqa_lib.presentation.sections.base import new_section as sections_new
+from iqa_lib.presentation.sections.section5_strong_tg import figure14_title
 from iqa_lib.presentation.tables import paper_name
 from tests.conftest import REPO_ROOT
 
@@ -158,7 +160,7 @@ def test_claims_carry_a_verdict_and_our_numbers(paper_like):
 
 def test_claims_are_written_beside_the_tables_as_the_notebook_shows_them(paper_like):
     """claims.md / claims.csv: what a README quotes, the same words as the notebook's claims cell."""
-    from iqa_lib.presentation.sections import claims_markdown
+    from iqa_lib.presentation.sections.base import claims_markdown
 
     ctx, built = paper_like
     for name, section in built.items():
@@ -279,7 +281,7 @@ def test_groupwise_claim_needs_enough_images_per_group(images, verdict):
     from types import SimpleNamespace
 
     from iqa_lib.analysis.pairs import summary_table
-    from iqa_lib.presentation.sections import claims_section4
+    from iqa_lib.presentation.sections.section4_nr_iqa import claims_section4
     from iqa_lib.presentation.tables import table1
 
     key = {"task_model": "resnet34", "kind": "nr_iqa", "q": "q"}

@@ -76,6 +76,26 @@ def _note(folder: Path) -> str | None:
     return " ".join(lines) or None
 
 
+def _drawn(folder: Path, numbers: tuple[int, ...]) -> dict[int, list[Path]]:
+    """The PNGs in ``folder`` of each of the paper's figure ``numbers`` (several per model)."""
+    found: dict[int, list[Path]] = {}
+    for png in sorted(folder.glob("fig*.png")):
+        match = _FILE.match(png.name)
+        if match and int(match.group(1)) in numbers:
+            found.setdefault(int(match.group(1)), []).append(png)
+    return found
+
+
+def _why_missing(entry: PaperFigure, folder: Path, found: dict[int, list[Path]]) -> str:
+    """Why a figure of ``entry`` was not drawn: no section run, the section's note, or the scorers."""
+    if not folder.is_dir():
+        return f"{folder} does not exist: run `dvc repro section@{entry.section}`"
+    if len(entry.numbers) > 1 and found:
+        return (f"the paper draws Figures {entry.numbers[0]}-{entry.numbers[-1]} for three "
+                f"task models; this run configures {len(found)}")
+    return _note(folder) or f"not drawn in this run: it needs {entry.needs}"
+
+
 def gallery(figures_dir: str | os.PathLike = "results/figures") -> pd.DataFrame:
     """One row per paper figure number, in the paper's order: its PNG(s), caption, or why missing.
 
@@ -85,22 +105,10 @@ def gallery(figures_dir: str | os.PathLike = "results/figures") -> pd.DataFrame:
     rows = []
     for entry in PAPER_FIGURES:
         folder = figures_dir / entry.section
-        found = {}
-        for png in sorted(folder.glob("fig*.png")):
-            match = _FILE.match(png.name)
-            if match and int(match.group(1)) in entry.numbers:
-                found.setdefault(int(match.group(1)), []).append(png)
+        found = _drawn(folder, entry.numbers)
         for number in entry.numbers:
             pngs = found.get(number, [])
-            why = None
-            if not pngs:
-                if not folder.is_dir():
-                    why = f"{folder} does not exist: run `dvc repro section@{entry.section}`"
-                else:
-                    why = _note(folder) or f"not drawn in this run: it needs {entry.needs}"
-                    if len(entry.numbers) > 1 and found:
-                        why = (f"the paper draws Figures {entry.numbers[0]}-{entry.numbers[-1]} for three "
-                               f"task models; this run configures {len(found)}")
+            why = None if pngs else _why_missing(entry, folder, found)
             for png in pngs or [None]:
                 rows.append({"figure": number, "section": entry.section, "caption": entry.caption,
                              "png": png, "missing": why})

@@ -14,6 +14,8 @@ import re
 from importlib import resources
 from pathlib import Path
 
+from iqa_lib.fileio import atomic_write_text
+
 TEMPLATE = "offline.html.j2"
 _REMOTE = re.compile(r"""(?:src|href)\s*=\s*["'](?:https?:)?//""", re.IGNORECASE)
 
@@ -24,7 +26,8 @@ def remote_references(html: str) -> list[str]:
 
 
 def export_offline_html(notebook: str | os.PathLike, out: str | os.PathLike, hide_code: bool = True) -> Path:
-    import nbformat
+    """``notebook`` as one HTML file at ``out`` that loads nothing from the network (code hidden by default)."""
+    import nbformat  # nbconvert and nbformat are slow to import: only when a report is exported
     from nbconvert import HTMLExporter
 
     template = Path(str(resources.files("iqa_lib.resources").joinpath("templates", TEMPLATE)))
@@ -35,8 +38,4 @@ def export_offline_html(notebook: str | os.PathLike, out: str | os.PathLike, hid
     remote = remote_references(body)
     if remote:
         raise RuntimeError(f"the report would load {len(remote)} remote resource(s), e.g. {remote[0]!r}")
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp.write_text(body, encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return atomic_write_text(out, body)

@@ -105,6 +105,53 @@ def groups_text(table: pd.DataFrame) -> str:
     return ("clean + " if has_clean else "") + f"{n_cor} corruption(s), {sev_text}"
 
 
+def _statistics(source: str | Path | ScoreSet, wanted: list[tuple[str, str]] | None) -> pd.DataFrame:
+    """The distribution table of ``source`` (of the ``wanted`` scorers' files only, from a folder)."""
+    if isinstance(source, ScoreSet):
+        return describe_scoreset(source)
+    scorers = list(dict.fromkeys(s for s, _ in wanted)) if wanted else None
+    return describe_scores(source, scorers)
+
+
+def _variables(table: pd.DataFrame, wanted: list[tuple[str, str]] | None) -> list[tuple[str, str]]:
+    """The (scorer, q) panels to draw: ``wanted``, or every one of the table; each must be in it."""
+    available = list(dict.fromkeys(zip(table["scorer"], table["q"], strict=True)))
+    wanted = wanted if wanted is not None else available
+    missing = [variable_name(*v) for v in wanted if v not in available]
+    if missing:
+        raise KeyError(
+            f"no scores for {missing}; available: {[variable_name(*v) for v in available]}"
+        )
+    if not wanted:
+        raise ValueError("no Q variables to plot: the score table is empty")
+    return wanted
+
+
+def _draw_panels(axes: np.ndarray, source: str | Path | ScoreSet, table: pd.DataFrame,
+                 wanted: list[tuple[str, str]], bins: int) -> plt.Axes | None:
+    """One panel per variable; returns the first severity panel (whose legend the figure shows)."""
+    legend_ax = None
+    loaded: dict = {}
+    for ax, (scorer, q) in zip(axes.flat, wanted, strict=False):
+        rows = table[(table["scorer"] == scorer) & (table["q"] == q)]
+        label = _axis_label(scorer, q)
+        if len(rows) == 1:
+            _histogram(ax, _values(source, loaded, scorer, q), rows.iloc[0], bins, label)
+        else:
+            _severity_lines(ax, rows, label)
+            legend_ax = legend_ax or ax
+        ax.set_title(variable_name(scorer, q), fontsize=10)
+    for ax in list(axes.flat)[len(wanted):]:
+        ax.set_visible(False)
+    return legend_ax
+
+
+def _default_title(source: str | Path | ScoreSet, table: pd.DataFrame) -> str:
+    name = "/".join(Path(source).resolve().parts[-2:]) if not isinstance(source, ScoreSet) else ""
+    where = f" of {name}" if name else ""
+    return f"Quality distribution{where}: {groups_text(table)}"
+
+
 def q_distribution_figure(
     source: str | Path | ScoreSet,
     variables: Sequence[str | tuple[str, str]] | None = None,
@@ -121,41 +168,14 @@ def q_distribution_figure(
     """
     wanted = [parse_variable(v) for v in variables] if variables is not None else None
     if table is None:
-        if isinstance(source, ScoreSet):
-            table = describe_scoreset(source)
-        else:
-            scorers = list(dict.fromkeys(s for s, _ in wanted)) if wanted else None
-            table = describe_scores(source, scorers)
-    available = list(dict.fromkeys(zip(table["scorer"], table["q"], strict=True)))
-    wanted = wanted if wanted is not None else available
-    missing = [variable_name(*v) for v in wanted if v not in available]
-    if missing:
-        raise KeyError(
-            f"no scores for {missing}; available: {[variable_name(*v) for v in available]}"
-        )
-    if not wanted:
-        raise ValueError("no Q variables to plot: the score table is empty")
-    n = len(wanted)
-    ncols = min(n, MAX_COLUMNS)
-    nrows = int(np.ceil(n / ncols))
+        table = _statistics(source, wanted)
+    wanted = _variables(table, wanted)
+    ncols = min(len(wanted), MAX_COLUMNS)
+    nrows = int(np.ceil(len(wanted) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.0 * ncols + 1.8, 3.2 * nrows),
                              squeeze=False)
-    legend_ax = None
-    loaded: dict = {}
-    for ax, (scorer, q) in zip(axes.flat, wanted, strict=False):
-        rows = table[(table["scorer"] == scorer) & (table["q"] == q)]
-        label = _axis_label(scorer, q)
-        if len(rows) == 1:
-            _histogram(ax, _values(source, loaded, scorer, q), rows.iloc[0], bins, label)
-        else:
-            _severity_lines(ax, rows, label)
-            legend_ax = legend_ax or ax
-        ax.set_title(variable_name(scorer, q), fontsize=10)
-    for ax in list(axes.flat)[n:]:
-        ax.set_visible(False)
-    name = "/".join(Path(source).resolve().parts[-2:]) if not isinstance(source, ScoreSet) else ""
-    where = f" of {name}" if name else ""
-    fig.suptitle(title or f"Quality distribution{where}: {groups_text(table)}")
+    legend_ax = _draw_panels(axes, source, table, wanted, bins)
+    fig.suptitle(title or _default_title(source, table))
     right = 1.0
     if legend_ax is not None:
         handles, labels = legend_ax.get_legend_handles_labels()

@@ -19,6 +19,7 @@ from iqa_lib.analysis.inference import N_TOO_SMALL, RULE_TEXT, is_true, vs_best_
 from iqa_lib.analysis.sample_size import SMALL_N_CLASS_IMAGES, SMALL_N_GROUP_IMAGES, SMALL_N_GROUPS
 from iqa_lib.fileio import atomic_write_text, write_csv
 from iqa_lib.paper import paper_tables
+from iqa_lib.presentation.numbers import count_text
 from iqa_lib.scorers.spec import ScorerSpec, parse_spec
 
 PAPER_NR_IQA = {
@@ -177,6 +178,80 @@ def is_flagged(value) -> bool:
     return is_true(value)
 
 
+MEAN_LABELS = {"auc": "mean AUC", "auc_raw": "mean AUC (raw Q)", "ce": "mean CE"}
+
+
+def _pointwise_cells(table: pd.DataFrame, r: pd.Series) -> dict:
+    """AUC [CI] (flagged), its mark against the best row, the raw-Q AUC and CE."""
+    row = {"AUC": _flagged(_fmt(r.get("auc"), r.get("auc_ci_low"), r.get("auc_ci_high")), r.get("small_n_auc"))}
+    if "auc_vs_best" in table.columns:
+        row["AUC vs best"] = r.get("auc_vs_best")
+    if "auc_raw" in table.columns:
+        row["AUC (raw Q)"] = _fmt(r.get("auc_raw"))
+    row["CE"] = _fmt(r.get("ce"))
+    return row
+
+
+def _mean_cells(table: pd.DataFrame, r: pd.Series) -> dict:
+    """Cross-validated or per-mixture summaries: mean ± sd, and the number of groups or mixtures."""
+    row = {label: _pm(r.get(f"mean_{stat}"), r.get(f"sd_{stat}"))
+           for stat, label in MEAN_LABELS.items() if f"mean_{stat}" in table.columns}
+    for count in ("n_groups_scored", "n_groups", "n_mixtures"):
+        if count in table.columns:
+            row[count.replace("_", " ")] = r.get(count)
+    return row
+
+
+def _correlation_cells(table: pd.DataFrame, r: pd.Series) -> dict:
+    """|KRCC|, |SRCC|, |PLCC| [CI] (flagged), and |SRCC|'s mark against the best row."""
+    row = {f"\\|{stat.upper()}\\|": _flagged(_fmt(r.get(stat), r.get(f"{stat}_ci_low"), r.get(f"{stat}_ci_high")),
+                                            r.get("small_n_corr"))
+           for stat in ("krcc", "srcc", "plcc") if stat in table.columns}
+    if "srcc_vs_best" in table.columns:
+        row["\\|SRCC\\| vs best"] = r.get("srcc_vs_best")
+    return row
+
+
+def _n_cell(table: pd.DataFrame, r: pd.Series) -> dict:
+    """n beside the intervals: test images, and groups with their smallest size where known."""
+    if "n_test_images" not in table.columns or "auc" not in table.columns:
+        return {}
+    images, groups = count_text(r.get("n_test_images"), ""), r.get("n_groups")
+    if groups is not None and np.isfinite(groups):
+        images = f"{images} / {group_count_text(groups, r.get('min_group_images'))}"
+    return {"n (test images / groups)": images}
+
+
+def _paper_cells(table: pd.DataFrame, r: pd.Series) -> dict:
+    """The paper's value of each statistic, where the table has one."""
+    row = {}
+    for stat in STATS:
+        col = f"paper_{stat}"
+        if col in table.columns and table[col].notna().any():
+            label = stat.upper() if stat in ("auc", "ce") else f"\\|{stat.upper()}\\|"
+            row[f"paper {label}"] = _fmt(r.get(col))
+    return row
+
+
+def _markdown_row(table: pd.DataFrame, r: pd.Series, id_cols: list[str]) -> dict:
+    row = {c: r[c] for c in id_cols}
+    row.update(_pointwise_cells(table, r) if "auc" in table.columns else _mean_cells(table, r))
+    row.update(_correlation_cells(table, r))
+    row.update(_n_cell(table, r))
+    row.update(_paper_cells(table, r))
+    return row
+
+
+def _notes(table: pd.DataFrame) -> list[str]:
+    """The notes under a table: what the dagger means, what "vs best" means, where they are used."""
+    notes = []
+    if any(is_flagged(r.get(c)) for _, r in table.iterrows() for c in ("small_n_auc", "small_n_corr")):
+        notes.append(SMALL_N_NOTE)
+    if "auc_vs_best" in table.columns and (table["auc_vs_best"].astype(str) != "").any():
+        notes.append(VS_BEST_NOTE)
+    return notes
+
+
 def to_markdown(table: pd.DataFrame, title: str | None = None) -> str:
     """A readable Markdown rendering: our value [95% CI] and the paper's beside it.
 
@@ -184,68 +259,20 @@ def to_markdown(table: pd.DataFrame, title: str | None = None) -> str:
     results whose n is too small, and whether each row is significantly below the best.
     """
     id_cols = [c for c in ("task_model", "m_model", "q_model", "scorer", "q") if c in table.columns]
-    rows = []
-    for _, r in table.iterrows():
-        row = {c: r[c] for c in id_cols}
-        if "auc" in table.columns:
-            row["AUC"] = _flagged(_fmt(r.get("auc"), r.get("auc_ci_low"), r.get("auc_ci_high")),
-                                  r.get("small_n_auc"))
-            if "auc_vs_best" in table.columns:
-                row["AUC vs best"] = r.get("auc_vs_best")
-            if "auc_raw" in table.columns:
-                row["AUC (raw Q)"] = _fmt(r.get("auc_raw"))
-            row["CE"] = _fmt(r.get("ce"))
-        else:  # cross-validated or per-mixture summaries: mean and sd
-            for stat in ("auc", "auc_raw", "ce"):
-                if f"mean_{stat}" in table.columns:
-                    label = {"auc": "mean AUC", "auc_raw": "mean AUC (raw Q)", "ce": "mean CE"}[stat]
-                    row[label] = _pm(r.get(f"mean_{stat}"), r.get(f"sd_{stat}"))
-            for count in ("n_groups_scored", "n_groups", "n_mixtures"):
-                if count in table.columns:
-                    row[count.replace("_", " ")] = r.get(count)
-        for stat in ("krcc", "srcc", "plcc"):
-            if stat in table.columns:
-                row[f"\\|{stat.upper()}\\|"] = _flagged(
-                    _fmt(r.get(stat), r.get(f"{stat}_ci_low"), r.get(f"{stat}_ci_high")), r.get("small_n_corr"))
-        if "srcc_vs_best" in table.columns:
-            row["\\|SRCC\\| vs best"] = r.get("srcc_vs_best")
-        if "n_test_images" in table.columns and "auc" in table.columns:
-            groups = r.get("n_groups")
-            row["n (test images / groups)"] = (f"{_int(r.get('n_test_images'))} / "
-                                               f"{group_count_text(groups, r.get('min_group_images'))}"
-                                               if groups is not None and np.isfinite(groups)
-                                               else _int(r.get("n_test_images")))
-        for stat in STATS:
-            col = f"paper_{stat}"
-            if col in table.columns and table[col].notna().any():
-                label = stat.upper() if stat in ("auc", "ce") else f"\\|{stat.upper()}\\|"
-                row[f"paper {label}"] = _fmt(r.get(col))
-        rows.append(row)
+    rows = [_markdown_row(table, r, id_cols) for _, r in table.iterrows()]
     body = pd.DataFrame(rows).to_markdown(index=False) if rows else "_(no rows: the scorers this table needs are not configured)_"
-    notes = []
-    if any(is_flagged(r.get(c)) for _, r in table.iterrows() for c in ("small_n_auc", "small_n_corr")):
-        notes.append(SMALL_N_NOTE)
-    if "auc_vs_best" in table.columns and (table["auc_vs_best"].astype(str) != "").any():
-        notes.append(VS_BEST_NOTE)
-    tail = "".join(f"\n{note}\n" for note in notes)
+    tail = "".join(f"\n{note}\n" for note in _notes(table))
     return (f"### {title}\n\n" if title else "") + body + "\n" + tail
 
 
 def group_count_text(n_groups, min_group_images=None, unit: str = "") -> str:
     """A group-wise n in words: "75 (≥10 images each)", or with ``unit`` "75 groups of at least
     10 images"; the number of groups alone where the image count is unknown (older tables)."""
-    groups = _int(n_groups) or "?"
-    images = _int(min_group_images)
+    groups = count_text(n_groups, "") or "?"
+    images = count_text(min_group_images, "")
     if unit:
         return f"{groups} {unit}" + (f" of at least {images} images" if images else "")
     return groups + (f" (≥{images} images each)" if images else "")
-
-
-def _int(value) -> str:
-    try:
-        return "" if value is None or not np.isfinite(value) else str(int(value))
-    except TypeError:
-        return ""
 
 
 def write_table(
