@@ -14,7 +14,7 @@ import yaml
 from chromium import chromium_path, inspect_page
 from PIL import Image
 
-from iqa_lib.audit.run import run_audit
+from iqa_lib.pipeline.audit import AuditSettings, run_audit
 from iqa_lib.scoring.parts import read_score_metadata
 
 # Own classes made of real ImageNet photographs: folder name -> the wnids of its images.
@@ -60,7 +60,7 @@ def test_audit_own_classes_end_to_end(own_dataset, own_checkpoint, tiny_clip, tm
         {"spec": f"open_clip:{tiny_clip.arch}/random", "weights": str(tiny_clip.path)},
     ]
     out = tmp_path / "audit"
-    first = run_audit(own_dataset, scorers, out, device="cpu", num_workers=0, progress=False)
+    first = run_audit(AuditSettings(own_dataset, scorers, out, device="cpu", num_workers=0, progress=False))
     names = ["tv", "brisque", "efficientnet_lite-lite0", "torchvision-resnet18",
              f"open_clip-{tiny_clip.arch}-random"]
     assert first.scored == names and first.reused == []
@@ -107,7 +107,8 @@ def test_audit_own_classes_end_to_end(own_dataset, own_checkpoint, tiny_clip, tm
     assert brisque["closest_informative"] is False and "held-out" in brisque["closest_note"]
     assert summary["scorers"]["torchvision-resnet18"]["variables"]["q_p"]["closest_informative"] is False
 
-    second = run_audit(own_dataset, scorers, out, device="cpu", num_workers=0, progress=False, report=False)
+    second = run_audit(AuditSettings(own_dataset, scorers, out, device="cpu", num_workers=0, progress=False,
+                                      report=False))
     assert second.scored == [] and second.reused == names
     assert second.summary == summary
 
@@ -135,13 +136,13 @@ def test_audit_errors_name_what_to_fix(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ValueError, match="empty"):
-        run_audit(empty, ["tv"], tmp_path / "out", device="cpu", progress=False, report=False)
+        run_audit(AuditSettings(empty, ["tv"], tmp_path / "out", device="cpu", progress=False, report=False))
     with pytest.raises(FileNotFoundError, match="reference folder"):
-        run_audit(empty, ["tv"], tmp_path / "out", reference_dirs=[tmp_path / "nope"], progress=False)
+        run_audit(AuditSettings(empty, ["tv"], tmp_path / "out", reference_dirs=[tmp_path / "nope"], progress=False))
     from iqa_lib.locks import LockBusy, output_lock
 
     with output_lock(tmp_path / "busy"), pytest.raises(LockBusy, match="is being written by process"):
-        run_audit(empty, ["tv"], tmp_path / "busy", progress=False)
+        run_audit(AuditSettings(empty, ["tv"], tmp_path / "busy", progress=False))
 
 
 def _jpeg_bytes(seed: int) -> bytes:
@@ -200,8 +201,8 @@ def test_audit_of_a_csv_list_with_own_labels(tmp_path):
         rows.append({"path": f"p{i}.jpg", "label": ["cat", "dog"][i % 2]})
     rows.append({"path": "missing.jpg", "label": "cat"})
     pd.DataFrame(rows).to_csv(tmp_path / "list.csv", index=False)
-    result = run_audit(tmp_path / "list.csv", ["tv"], tmp_path / "out", device="cpu", num_workers=0,
-                       progress=False, report=False)
+    result = run_audit(AuditSettings(tmp_path / "list.csv", ["tv"], tmp_path / "out", device="cpu", num_workers=0,
+                                     progress=False, report=False))
     assert result.summary["dataset"] == {
         "source": str(tmp_path / "list.csv"), "images": 4, "unreadable": 1, "labels": "own classes",
         "classes": ["cat", "dog"], "geometry": "resize_crop",

@@ -17,7 +17,6 @@ from iqa_lib.audit.reference import (
     shipped_reference_files,
     write_reference,
 )
-from iqa_lib.audit.run import named_specs
 from iqa_lib.audit.summary import (
     QUANTILES,
     accuracy,
@@ -28,6 +27,8 @@ from iqa_lib.audit.summary import (
     reference_distances,
     wilson_interval,
 )
+from iqa_lib.pipeline.audit import named_specs
+from iqa_lib.pipeline.reference import ReferenceSettings, build_reference
 from iqa_lib.scorers.spec import SpecError
 
 
@@ -128,7 +129,6 @@ def test_directions_and_scorer_names():
 
 
 def test_reference_command_scores_a_labelled_manifest(tmp_path, image_factory):
-    from iqa_lib.audit.build import build_reference
     from iqa_lib.cli import main
 
     rows = []
@@ -139,8 +139,8 @@ def test_reference_command_scores_a_labelled_manifest(tmp_path, image_factory):
             rows.append((f"im{i}", i, "gaussian_noise", s, str(path)))
     manifest = tmp_path / "m.parquet"
     pd.DataFrame(rows, columns=["image_id", "label", "corruption", "severity", "path"]).to_parquet(manifest)
-    path = build_reference("tv", tmp_path / "ref", manifest=manifest, made_from="four images",
-                           device="cpu", num_workers=0, progress=False)
+    path = build_reference(ReferenceSettings("tv", tmp_path / "ref", manifest=manifest, made_from="four images",
+                                             device="cpu", num_workers=0, progress=False))
     ref = read_reference(path)
     assert path.name == "tv.parquet" and ref.info["made_from"] == "four images"
     assert {k: len(v) for k, v in ref.groups("q").items()} == {"clean": 4, "severity 1": 4, "severity 3": 4}

@@ -11,8 +11,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from iqa_lib import imagenet
+from iqa_lib.audit.headline import CAVEAT, headline_blocks
 from iqa_lib.audit.reference import Reference, read_reference, shipped_reference_files
-from iqa_lib.audit.summary import class_quality, reference_distances, summary_path
+from iqa_lib.audit.summary import class_quality, reference_distances, severity_level, summary_path
+from iqa_lib.data.images import thumbnail
+from iqa_lib.data.manifest import failures_path, manifest_classes, read_manifest
 
 THUMBNAIL = 128
 
@@ -37,20 +41,14 @@ class Audit:
 
     def headline(self) -> dict[str, list[tuple[str, bool]]]:
         """Per task model, its first-screen sentences and whether each is a warning."""
-        from iqa_lib.audit.headline import headline_blocks
-
         return headline_blocks(self.summary)
 
     def caveat(self) -> str:
-        from iqa_lib.audit.headline import CAVEAT
-
         return self.summary.get("caveat") or CAVEAT
 
     def closest_table(self) -> pd.DataFrame:
         """One row per Q variable with a reference: its closest group, the severity level (0 = clean),
         whether that is informative and why; each task model's q_p first."""
-        from iqa_lib.audit.summary import severity_level
-
         rows = []
         for name, variable in self.variables(confidence_first=True):
             item = self.entry(name, variable)
@@ -128,14 +126,10 @@ class Audit:
             return ""
         if self.classes is not None:
             return self.classes[label]
-        from iqa_lib import imagenet
-
         return imagenet.wnid_of(int(label))
 
     def thumbnails(self, rows: pd.DataFrame, variable: str) -> tuple[list[np.ndarray], list[str]]:
         """Thumbnails of ``rows`` (a bad file becomes a grey square) and their captions."""
-        from iqa_lib.data.images import thumbnail
-
         images, captions = [], []
         for _, row in rows.iterrows():
             images.append(thumbnail(row["path"], THUMBNAIL))
@@ -145,8 +139,6 @@ class Audit:
 
 
 def load_audit(out_dir: str | os.PathLike) -> Audit:
-    from iqa_lib.data.manifest import failures_path, manifest_classes, read_manifest
-
     out = Path(out_dir)
     summary = json.loads(summary_path(out).read_text())
     manifest_path = out / "manifest.parquet"

@@ -39,6 +39,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from iqa_lib.fileio import atomic_write_with
+from iqa_lib.scorers.spec import ScorerSpec
+from iqa_lib.scoring.complete import scores_version
+
 CLEAN = "clean"
 REFERENCE_COLUMNS = ("variable", "corruption", "severity", "value")
 ROW = "row"  # the image's position in the score file: aligns the variables of one image
@@ -99,41 +103,55 @@ class Reference:
         variables (misaligned data).
         """
         variables = list(variables)
-        where = f"reference {str(self.path or self.spec)!r}"
-        if ROW not in self.frame.columns:
-            raise ReferenceError(f"{where} has no {ROW!r} column to align its variables by (made before it was kept)")
-        missing = [v for v in variables if v not in set(self.frame["variable"].unique())]
-        if missing:
-            raise ReferenceError(f"{where} has no variable(s) {missing}")
+        self._check_alignable(variables)
         out: pd.DataFrame | None = None
         for variable in variables:
-            df = self.frame[self.frame["variable"] == variable]
-            rows = df[ROW].to_numpy(np.int64)
-            if len(np.unique(rows)) != len(rows):
-                raise MisalignedReference(f"{where}: variable {variable!r} repeats a {ROW!r}: misaligned data")
-            part = pd.DataFrame(
-                {"corruption": df["corruption"].to_numpy(), "severity": df["severity"].to_numpy(np.int64),
-                 variable: df["value"].to_numpy(np.float64)},
-                index=pd.Index(rows, name=ROW),
-            )
-            if out is None:
-                out = part
-                continue
-            common = out.index.intersection(part.index)
-            a, b = out.loc[common], part.loc[common]
-            bad = (a["corruption"].to_numpy() != b["corruption"].to_numpy()) | (
-                a["severity"].to_numpy() != b["severity"].to_numpy()
-            )
-            if bad.any():
-                first = common[np.flatnonzero(bad)[0]]
-                raise MisalignedReference(
-                    f"{where}: {int(bad.sum())} row(s) of {variable!r} sit in another corruption or "
-                    f"severity than the same row of {variables[0]!r} (first: {ROW} {first}): misaligned data"
-                )
-            out = out.loc[common].assign(**{variable: b[variable].to_numpy()})
+            part = self._by_row(variable)
+            out = part if out is None else self._join(out, part, variable, variables[0])
         assert out is not None, "aligned() needs at least one variable"
         out = out.sort_index()
         return out[np.isfinite(out[variables].to_numpy()).all(axis=1)]
+
+    @property
+    def _where(self) -> str:
+        return f"reference {str(self.path or self.spec)!r}"
+
+    def _check_alignable(self, variables: list[str]) -> None:
+        """Refuse a file without ``row`` or without one of ``variables``."""
+        if ROW not in self.frame.columns:
+            raise ReferenceError(
+                f"{self._where} has no {ROW!r} column to align its variables by (made before it was kept)"
+            )
+        missing = [v for v in variables if v not in set(self.frame["variable"].unique())]
+        if missing:
+            raise ReferenceError(f"{self._where} has no variable(s) {missing}")
+
+    def _by_row(self, variable: str) -> pd.DataFrame:
+        """One variable's corruption, severity and value, indexed by ``row`` (each row once)."""
+        df = self.frame[self.frame["variable"] == variable]
+        rows = df[ROW].to_numpy(np.int64)
+        if len(np.unique(rows)) != len(rows):
+            raise MisalignedReference(f"{self._where}: variable {variable!r} repeats a {ROW!r}: misaligned data")
+        return pd.DataFrame(
+            {"corruption": df["corruption"].to_numpy(), "severity": df["severity"].to_numpy(np.int64),
+             variable: df["value"].to_numpy(np.float64)},
+            index=pd.Index(rows, name=ROW),
+        )
+
+    def _join(self, out: pd.DataFrame, part: pd.DataFrame, variable: str, first: str) -> pd.DataFrame:
+        """``out`` and one more variable on their common rows, which must agree about the group."""
+        common = out.index.intersection(part.index)
+        a, b = out.loc[common], part.loc[common]
+        bad = (a["corruption"].to_numpy() != b["corruption"].to_numpy()) | (
+            a["severity"].to_numpy() != b["severity"].to_numpy()
+        )
+        if bad.any():
+            raise MisalignedReference(
+                f"{self._where}: {int(bad.sum())} row(s) of {variable!r} sit in another corruption or "
+                f"severity than the same row of {first!r} (first: {ROW} {common[np.flatnonzero(bad)[0]]}): "
+                "misaligned data"
+            )
+        return out.loc[common].assign(**{variable: b[variable].to_numpy()})
 
 
 def spec_slug(spec_text: str) -> str:
@@ -143,11 +161,34 @@ def spec_slug(spec_text: str) -> str:
 
 def scorer_identity(spec_text: str, options: Mapping[str, Any], geometry: str) -> dict[str, Any]:
     """What must match between a reference and an audited score file."""
-    from iqa_lib.scoring.complete import scores_version
+    # torch: the engine loads it, and reading a reference (the report notebook) must not
     from iqa_lib.scoring.engine import RUNTIME_OPTIONS
 
     kept = {k: str(v) for k, v in sorted(options.items()) if k not in RUNTIME_OPTIONS}
     return {"spec": spec_text, "options": kept, "geometry": geometry, "scores_version": scores_version()}
+
+
+def _label_space(meta: Mapping[str, Any], kind: str | None) -> str:
+    """Over which classes a score file's confidences are: a reference must share them.
+
+    No-reference scores have none. A classifier's q_p, q_h, q_l are over the
+    1000 ImageNet classes unless a class map restricted them (an own head is
+    told apart by its ``weights`` option, part of the identity already); ZSCLIP's
+    are over the names it prompted with: ImageNet's unless the data has its own.
+    """
+    if kind == "nr_iqa":
+        return "none"
+    space = meta.get("label_space") or "imagenet"
+    if space == "class_map" or (kind == "zero_shot" and space not in ("imagenet", "unlabelled")):
+        return str(space)
+    return "imagenet"
+
+
+def reference_identity(spec: ScorerSpec, meta: Mapping[str, Any], geometry: str) -> dict[str, Any]:
+    """What a reference must match to be compared with a score file (``meta``: its metadata)."""
+    return scorer_identity(spec.text, spec.options, geometry) | {
+        "label_space": _label_space(meta, meta.get("kind") or spec.kind)
+    }
 
 
 def reference_from_scores(
@@ -195,13 +236,25 @@ def write_reference(frame: pd.DataFrame, info: Mapping[str, Any], path: str | os
     columns = [*REFERENCE_COLUMNS, *([ROW] if ROW in frame.columns else [])]
     table = pa.Table.from_pandas(frame[columns], preserve_index=False)
     meta = {**(table.schema.metadata or {}), METADATA_KEY: json.dumps(dict(info), sort_keys=True).encode()}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     # row counts up within each variable: delta-encoded it costs next to nothing
     encoding = {ROW: "DELTA_BINARY_PACKED"} if ROW in columns else None
-    pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd",
-                   use_dictionary=["variable", "corruption"], column_encoding=encoding)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_with(path, lambda tmp: pq.write_table(
+        table.replace_schema_metadata(meta), tmp, compression="zstd",
+        use_dictionary=["variable", "corruption"], column_encoding=encoding))
+
+
+def check_reference_scores(meta: Mapping[str, Any], spec: ScorerSpec, geometry: str, path: Path) -> None:
+    """Refuse a score file (``meta``: its metadata) made by another scorer or geometry, or over
+    other classes than ImageNet's: a reference is made on ImageNet-labelled images."""
+    if meta.get("spec") and meta["spec"] != spec.text:
+        raise ReferenceError(f"{str(path)!r} was made by {meta['spec']!r}, not {spec.text!r}")
+    if meta.get("geometry") and meta["geometry"] != geometry:
+        raise ReferenceError(f"{str(path)!r} was scored with geometry {meta['geometry']!r}, not {geometry!r}")
+    space = meta.get("label_space") or "imagenet"
+    if spec.kind != "nr_iqa" and space not in ("imagenet", "unlabelled"):
+        raise ReferenceError(
+            f"{str(path)!r} was scored on {space!r} classes; references are made on ImageNet-labelled images"
+        )
 
 
 def read_reference(path: str | os.PathLike) -> Reference:
@@ -235,15 +288,8 @@ def find_reference(
 
     Returns (reference, "") or (None, why none matched) for the report to say.
     """
-    candidates = []
-    for folder in folders:
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise ReferenceError(f"reference folder {str(folder)!r} does not exist")
-        candidates += sorted(folder.glob("*.parquet"))
-    candidates += shipped_reference_files()
     near = []
-    for path in candidates:
+    for path in _candidate_files(folders):
         try:
             ref = read_reference(path)
         except ReferenceError:
@@ -260,3 +306,27 @@ def find_reference(
         + ": build one with `iqa-kit reference --manifest <labelled ImageNet manifest> --scorer ...`"
     )
     return None, why
+
+
+def _candidate_files(folders: Iterable[str | os.PathLike]) -> list[Path]:
+    """The Parquet files of each user folder (which must exist), then the shipped references."""
+    candidates = []
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise ReferenceError(f"reference folder {str(folder)!r} does not exist")
+        candidates += sorted(folder.glob("*.parquet"))
+    return candidates + shipped_reference_files()
+
+
+def matching_reference(
+    identity: Mapping[str, Any], folders: Iterable[str | os.PathLike] = ()
+) -> tuple[Reference | None, str]:
+    """:func:`find_reference` for confidences over ImageNet classes (or none, an NR-IQA metric's);
+    confidences over a dataset's own classes have no reference: (None, why)."""
+    if identity["label_space"] in ("none", "imagenet"):
+        return find_reference(identity, folders)
+    return None, (
+        f"confidences over this dataset's own classes ({identity['label_space']}) have no "
+        "ImageNet reference to compare with; the accuracy below is what they tell"
+    )

@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import wasserstein_distance
 
+from iqa_lib import imagenet
+from iqa_lib.audit.accuracy import predict_accuracy
 from iqa_lib.audit.reference import CLEAN, Q_VARIABLES, Reference
 
 QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
@@ -289,8 +291,6 @@ def class_quality(
     if classes is not None:
         out["class"] = [classes[i] if 0 <= i < len(classes) else str(i) for i in out["label"]]
     else:
-        from iqa_lib import imagenet
-
         out["class"] = [imagenet.wnid_of(int(i)) for i in out["label"]]
     ascending = direction >= 0  # worst first: low when higher is better
     out = out.sort_values("median", ascending=ascending, kind="stable").reset_index(drop=True)
@@ -337,8 +337,6 @@ def summarise_scorer(
         entry["variables"][variable] = item
     entry["predicted_accuracy"] = None
     if "q_p" in scores.columns:
-        from iqa_lib.audit.accuracy import predict_accuracy
-
         ref, why = references.get("q_p", (None, "no reference"))
         if ref is not None:
             entry["predicted_accuracy"] = predict_accuracy(ref, scores, entry["accuracy"])

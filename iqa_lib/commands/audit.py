@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
-from iqa_lib.commands.arguments import add_max_pixels, apply_max_pixels
-from iqa_lib.commands.score import _spec_arg, device_arg, nonnegative_int_arg, positive_int_arg
+from iqa_lib.commands.arguments import (
+    add_max_pixels,
+    apply_max_pixels,
+    device_arg,
+    nonnegative_int_arg,
+    positive_int_arg,
+    spec_arg,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("images", metavar="IMAGES", help="folder, .csv/.parquet list, or .tar shard(s)")
     parser.add_argument(
-        "--scorer", dest="scorers", action="append", type=_spec_arg, required=True,
+        "--scorer", dest="scorers", action="append", type=spec_arg, required=True,
         help="scorer spec, repeatable; NAME=SPEC names its score file; a mapping adds options, "
         "e.g. '{spec: efficientnet_lite:lite0, class_map: map.yaml}' or "
         "'{spec: torchvision:resnet18, weights: my_model.pt}'",
@@ -56,36 +63,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from iqa_lib.audit.run import run_audit
+    # pandas, torch and the engine: loaded when an audit runs, not when the parser is built
+    from iqa_lib.pipeline.audit import AuditSettings, run_audit
 
     apply_max_pixels(args)
-    result = run_audit(
+    result = run_audit(AuditSettings(
         args.images, args.scorers, args.out, labels_file=args.labels_file,
         classnames_file=args.classnames, check=args.check, geometry=args.geometry,
         device=args.device, batch_size=args.batch_size, num_workers=args.num_workers,
         reference_dirs=args.reference, report=not args.no_report, progress=not args.no_progress,
         wait=args.wait,
-    )
+    ))
     scorers = result.summary["scorers"]
     # task models (their confidence-based closest severity) first
     for name in sorted(scorers, key=lambda n: "q_p" not in scorers[n]["variables"]):
-        entry = scorers[name]
-        for variable, item in entry["variables"].items():
-            closest = (item.get("reference") or {}).get("closest") or "no reference"
-            if item.get("reference") and item.get("closest_informative") is False:
-                closest += " (not informative)"
-            median = item["quantiles"].get("0.5")
-            print(f"{name}.{variable}: n={item['n']} median={median:.4g} closest={closest}"
-                  if median is not None else f"{name}.{variable}: no finite values")
-            if item.get("reference") and item.get("closest_informative") is False:
-                print(f"  {item.get('closest_note')}")
-        if entry.get("accuracy"):
-            acc = entry["accuracy"]
-            print(f"{name}: accuracy {acc['value']:.3f} (95% CI {acc['ci95'][0]:.3f}-{acc['ci95'][1]:.3f}, n={acc['n']})")
-        if entry.get("predicted_accuracy") is not None:
-            from iqa_lib.audit.accuracy import prediction_sentence
-
-            print(prediction_sentence(name, entry["predicted_accuracy"]))
+        _print_scorer(name, scorers[name])
     print(f"reused {len(result.reused)} score file(s), scored {len(result.scored)}; "
           f"wrote {result.out_dir / 'summary.json'}" + (f" and {result.report}" if result.report else ""))
     sys.stdout.flush()
@@ -93,3 +85,30 @@ def run(args: argparse.Namespace) -> int:
         if line:
             print(f"audit: {line}", file=sys.stderr, flush=True)
     return 0
+
+
+def _print_scorer(name: str, entry: dict[str, Any]) -> None:
+    """One scorer's lines: each Q variable, then the measured and the predicted accuracy."""
+    # numpy and pandas (through the audit's accuracy module): not on the parser's path
+    from iqa_lib.audit.accuracy import prediction_sentence
+
+    for variable, item in entry["variables"].items():
+        _print_variable(f"{name}.{variable}", item)
+    if entry.get("accuracy"):
+        acc = entry["accuracy"]
+        print(f"{name}: accuracy {acc['value']:.3f} (95% CI {acc['ci95'][0]:.3f}-{acc['ci95'][1]:.3f}, n={acc['n']})")
+    if entry.get("predicted_accuracy") is not None:
+        print(prediction_sentence(name, entry["predicted_accuracy"]))
+
+
+def _print_variable(label: str, item: dict[str, Any]) -> None:
+    """A Q variable's n, median and closest reference group, and why that group is not informative."""
+    not_informative = bool(item.get("reference")) and item.get("closest_informative") is False
+    closest = (item.get("reference") or {}).get("closest") or "no reference"
+    if not_informative:
+        closest += " (not informative)"
+    median = item["quantiles"].get("0.5")
+    print(f"{label}: n={item['n']} median={median:.4g} closest={closest}"
+          if median is not None else f"{label}: no finite values")
+    if not_informative:
+        print(f"  {item.get('closest_note')}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from iqa_lib.commands.score import _spec_arg, device_arg, nonnegative_int_arg, positive_int_arg
+from iqa_lib.commands.arguments import device_arg, nonnegative_int_arg, positive_int_arg, spec_arg
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "scorer, or take an existing score file of one (--scores), and write the reference "
         "distribution file that `iqa-kit audit --reference DIR` compares datasets with.",
     )
-    parser.add_argument("--scorer", type=_spec_arg, required=True, help="scorer spec, as for `iqa-kit score`")
+    parser.add_argument("--scorer", type=spec_arg, required=True, help="scorer spec, as for `iqa-kit score`")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--manifest", help="labelled manifest with clean and ImageNet-C rows to score")
     source.add_argument("--scores", help="an existing score file of this scorer on such a manifest")
@@ -32,14 +32,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    # pandas, torch and the engine: loaded when a reference is built, not when the parser is built
+    from iqa_lib.pipeline.reference import ReferenceSettings, build_reference
 
-    from iqa_lib.audit.build import build_reference
-
-    path = build_reference(
-        args.scorer, Path(args.out), manifest=args.manifest, scores=args.scores,
+    path = build_reference(ReferenceSettings(
+        args.scorer, args.out, manifest=args.manifest, scores=args.scores,
         made_from=args.made_from, geometry=args.geometry, device=args.device,
         batch_size=args.batch_size, num_workers=args.num_workers, progress=not args.no_progress,
-    )
+    ))
     print(f"wrote {path}")
     return 0
