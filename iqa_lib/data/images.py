@@ -218,32 +218,49 @@ def _shard(shard: str, need_fd: bool = True) -> tuple[_Shard, int]:
     identity = _identity(os.stat(shard))  # notices a replaced shard, and a missing one
     key = (os.getpid(), shard)
     with _LOCK:
-        entry = _SHARDS.get(key)
-        if entry is None or entry.identity != identity:
-            index = _index(shard)
-            if entry is not None and entry.fd >= 0:
-                os.close(entry.fd)
-                _OPEN.pop(key, None)
-            entry = _SHARDS[key] = _Shard(identity, index)
+        entry = _current_entry(shard, key, identity)
         if not need_fd:
             return entry, -1
         if entry.fd < 0:
-            fd = os.open(shard, os.O_RDONLY)
-            if _identity(os.fstat(fd)) != entry.identity:  # replaced between stat and open
-                os.close(fd)
-                raise OSError(f"tar shard {shard!r} changed while being read; run again")
-            entry.fd = fd
-            while len(_OPEN) >= _MAX_OPEN:
-                old, _ = _OPEN.popitem(last=False)
-                old_entry = _SHARDS.get(old)
-                if old_entry is not None and old_entry.fd >= 0:
-                    os.close(old_entry.fd)
-                    old_entry.fd = -1
+            entry.fd = _open_unchanged(shard, entry.identity)
+            _close_oldest_beyond_limit()
         _OPEN[key] = None
         _OPEN.move_to_end(key)
         # pread below runs outside the lock: the fd is only closed under the lock by an
         # eviction, which needs _MAX_OPEN other shards to be opened first
         return entry, entry.fd
+
+
+def _current_entry(shard: str, key: tuple[int, str], identity: tuple[int, int, int]) -> _Shard:
+    """The cached entry of ``shard``, indexed again (its descriptor closed) when the file changed."""
+    entry = _SHARDS.get(key)
+    if entry is not None and entry.identity == identity:
+        return entry
+    index = _index(shard)
+    if entry is not None and entry.fd >= 0:
+        os.close(entry.fd)
+        _OPEN.pop(key, None)
+    entry = _SHARDS[key] = _Shard(identity, index)
+    return entry
+
+
+def _open_unchanged(shard: str, identity: tuple[int, int, int]) -> int:
+    """A read descriptor of ``shard``, refused when the file was replaced since it was indexed."""
+    fd = os.open(shard, os.O_RDONLY)
+    if _identity(os.fstat(fd)) != identity:  # replaced between stat and open
+        os.close(fd)
+        raise OSError(f"tar shard {shard!r} changed while being read; run again")
+    return fd
+
+
+def _close_oldest_beyond_limit() -> None:
+    """Close the least recently used descriptors until fewer than ``_MAX_OPEN`` are open."""
+    while len(_OPEN) >= _MAX_OPEN:
+        old, _ = _OPEN.popitem(last=False)
+        old_entry = _SHARDS.get(old)
+        if old_entry is not None and old_entry.fd >= 0:
+            os.close(old_entry.fd)
+            old_entry.fd = -1
 
 
 def read_member(path: str | os.PathLike) -> bytes:
@@ -286,35 +303,52 @@ def _open_image(path: str | os.PathLike) -> Image.Image:
     return Image.open(path)
 
 
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     mode = img.mode
     if mode == "RGB":
         return img
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        arr = np.asarray(img)
-        if mode == "I":
-            hi = int(arr.max()) if arr.size else 0
-            shift = 8 if hi > 255 else 0
-        else:
-            shift = 8
-        arr8 = (arr.astype(np.uint32) >> shift).clip(0, 255).astype(np.uint8)
-        return Image.fromarray(arr8, mode="L").convert("RGB")
+    if mode in _SIXTEEN_BIT_MODES:
+        return _integer_to_rgb(img)
     if mode == "F":
-        arr = np.asarray(img, dtype=np.float32)
-        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
-        scale = 255.0 if hi <= 1.0 and lo >= 0.0 else 255.0 / max(hi - lo, 1e-12)
-        offset = 0.0 if hi <= 1.0 and lo >= 0.0 else lo
-        arr8 = ((arr - offset) * scale).clip(0, 255).astype(np.uint8)
-        return Image.fromarray(arr8, mode="L").convert("RGB")
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        mode == "P" and "transparency" in img.info
-    )
-    if has_alpha:
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        return _float_to_rgb(img)
+    if mode in _ALPHA_MODES or (mode == "P" and "transparency" in img.info):
+        return _on_white(img)
     # L, 1, P, CMYK, YCbCr, LAB, HSV: Pillow's conversions are the standard ones.
     return img.convert("RGB")
+
+
+def _integer_to_rgb(img: Image.Image) -> Image.Image:
+    """16-bit (and 32-bit ``I``) gray: the high byte; an ``I`` image within 0-255 as it is."""
+    arr = np.asarray(img)
+    if img.mode == "I":
+        hi = int(arr.max()) if arr.size else 0
+        shift = 8 if hi > 255 else 0
+    else:
+        shift = 8
+    arr8 = (arr.astype(np.uint32) >> shift).clip(0, 255).astype(np.uint8)
+    return Image.fromarray(arr8, mode="L").convert("RGB")
+
+
+def _float_to_rgb(img: Image.Image) -> Image.Image:
+    """Float gray: 0-1 scaled to 0-255, any other range stretched to it."""
+    arr = np.asarray(img, dtype=np.float32)
+    lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+    unit = hi <= 1.0 and lo >= 0.0
+    scale = 255.0 if unit else 255.0 / max(hi - lo, 1e-12)
+    offset = 0.0 if unit else lo
+    arr8 = ((arr - offset) * scale).clip(0, 255).astype(np.uint8)
+    return Image.fromarray(arr8, mode="L").convert("RGB")
+
+
+def _on_white(img: Image.Image) -> Image.Image:
+    """A transparent image composited onto white (a transparent pixel's stored RGB is arbitrary)."""
+    rgba = img.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
 
 
 def load_rgb(path: str | os.PathLike) -> Image.Image:
@@ -349,16 +383,7 @@ def opened_rgb(path: str | os.PathLike) -> Iterator[Image.Image]:
     """
     if split_member(path) is None:
         path = Path(path)
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError as exc:
-            raise ImageDecodeError(path, missing_reason(path, exc)) from None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise ImageDecodeError(path, LINK_LOOP) from None
-            raise ImageDecodeError(path, f"cannot stat: {exc}") from None
-        if size == 0:
-            raise ImageDecodeError(path, "zero-byte file")
+        _check_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # EXIF and palette warnings are not failures
@@ -374,10 +399,27 @@ def opened_rgb(path: str | os.PathLike) -> Iterator[Image.Image]:
     except Image.UnidentifiedImageError:
         raise ImageDecodeError(path, unsupported_image_reason(path) or "not a recognised image format") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        msg = str(exc) or type(exc).__name__
-        if "truncated" in msg.lower():
-            msg = f"truncated file ({msg})"
-        raise ImageDecodeError(path, msg) from None
+        raise ImageDecodeError(path, _decoder_reason(exc)) from None
+
+
+def _check_file(path: Path) -> None:
+    """Refuse a file that is missing (a dangling or looping link said so), unreadable or empty."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError as exc:
+        raise ImageDecodeError(path, missing_reason(path, exc)) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ImageDecodeError(path, LINK_LOOP) from None
+        raise ImageDecodeError(path, f"cannot stat: {exc}") from None
+    if size == 0:
+        raise ImageDecodeError(path, "zero-byte file")
+
+
+def _decoder_reason(exc: Exception) -> str:
+    """A decoder's error as a failure reason; a truncated file says so first."""
+    msg = str(exc) or type(exc).__name__
+    return f"truncated file ({msg})" if "truncated" in msg.lower() else msg
 
 
 def too_large_reason(exc: Exception) -> str:
@@ -392,20 +434,19 @@ def check_image(path: str | os.PathLike, full: bool = True) -> str | None:
     ``full=False`` only reads the header: catches missing, empty and non-image
     files at a fraction of the cost, but not truncated pixel data.
     """
-    if full:
-        try:
-            load_rgb(path)
-        except ImageDecodeError as exc:
-            return exc.reason
-        return None
+    if not full:
+        return _header_problem(path)
     try:
-        if split_member(path) is None:
-            size = os.stat(path).st_size
-            if size == 0:
-                return "zero-byte file"
-        with _open_image(path) as img:
-            if img.width < 1 or img.height < 1:
-                return f"empty image ({img.width}x{img.height})"
+        load_rgb(path)
+    except ImageDecodeError as exc:
+        return exc.reason
+    return None
+
+
+def _header_problem(path: str | os.PathLike) -> str | None:
+    """Why the header of ``path`` cannot be read, or ``None`` when it can."""
+    try:
+        return _header_emptiness(path)
     except ImageDecodeError as exc:
         return exc.reason
     except FileNotFoundError as exc:
@@ -418,6 +459,15 @@ def check_image(path: str | os.PathLike, full: bool = True) -> str | None:
         if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
             return LINK_LOOP
         return str(exc) or type(exc).__name__
+
+
+def _header_emptiness(path: str | os.PathLike) -> str | None:
+    """A zero-byte file or an image of no pixels, by its header; ``None`` when neither."""
+    if split_member(path) is None and os.stat(path).st_size == 0:
+        return "zero-byte file"
+    with _open_image(path) as img:
+        if img.width < 1 or img.height < 1:
+            return f"empty image ({img.width}x{img.height})"
     return None
 
 
