@@ -19,12 +19,14 @@ Resize(256)+CenterCrop(224), ImageNet-C images as stored.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -32,11 +34,7 @@ import torch
 
 from iqa_lib.scorers.base import Scorer, to_unit_float
 from iqa_lib.scorers.spec import ScorerSpec, SpecError
-from iqa_lib.scorers.weights import (
-    WeightsError,
-    download_errors,
-    hf_offline_if_unreachable,
-)
+from iqa_lib.scorers.weights import WeightsError, hf_offline_if_unreachable, weights_error
 
 
 class TotalVariationScorer(Scorer):
@@ -220,73 +218,21 @@ def _record_downloads(attempted: list[tuple[str, str]]) -> Iterator[None]:
 
 
 def build_pyiqa(spec: ScorerSpec, device: torch.device) -> PyiqaScorer:
-    name = spec.name
-    metrics = pyiqa_nr_metrics()
-    if name not in metrics:
-        import difflib
-
-        close = difflib.get_close_matches(name, metrics, n=5)
-        raise SpecError(
-            f"unknown pyiqa no-reference metric {name!r} in {spec.text!r}"
-            + (f"; did you mean {', '.join(close)}?" if close else "")
-            + f"; valid: {', '.join(metrics)}"
-        )
-    import pyiqa
+    _check_metric(spec)
+    import pyiqa  # heavy: loaded only when a pyiqa scorer is built
     import pyiqa.utils.download_util as dl
 
-    kwargs: dict[str, Any] = {}
-    restore: list[Callable[[], None]] = []
     weights = spec.options.get("weights")
-    looked_in = f"{dl.DEFAULT_CACHE_DIR} and {Path(torch.hub.get_dir()) / 'checkpoints'}"
-    if weights:
-        path = Path(weights).expanduser()
-        if path.is_dir():
-            # A torch-hub style folder: checkpoints/ (torch.hub), pyiqa/ (pyiqa), clip/ (CLIP models).
-            old_hub, old_cache = torch.hub.get_dir(), dl.DEFAULT_CACHE_DIR
-            torch.hub.set_dir(str(path))
-            dl.DEFAULT_CACHE_DIR = str(path / "pyiqa")
-            restore.append(lambda: torch.hub.set_dir(old_hub))
-            restore.append(lambda: setattr(dl, "DEFAULT_CACHE_DIR", old_cache))
-            looked_in = f"{path / 'pyiqa'} and {path / 'checkpoints'}"
-        elif path.is_file():
-            arch_type = pyiqa.DEFAULT_CONFIGS[name]["metric_opts"]["type"]
-            from pyiqa.archs import ARCH_REGISTRY
-
-            params = inspect.signature(ARCH_REGISTRY.get(arch_type).__init__).parameters
-            if "pretrained_model_path" not in params:
-                raise WeightsError(
-                    f"pyiqa metric {name!r} loads several files and takes no single weight file; "
-                    "give option `weights` a folder laid out like ~/.cache/torch/hub "
-                    "(checkpoints/, pyiqa/, clip/ subfolders) holding its downloads"
-                )
-            kwargs["pretrained_model_path"] = str(path)
-        else:
-            raise WeightsError(
-                f"weights {str(path)!r} given for scorer {spec.text!r} do not exist; give a file "
-                "or a torch-hub style folder (checkpoints/, pyiqa/, clip/)"
-            )
-    hf_offline_if_unreachable()
     attempted: list[tuple[str, str]] = []
-    try:
-        with _record_downloads(attempted), _pkg_resources_shim():
-            metric = pyiqa.create_metric(name, as_loss=False, device=torch.device(device), **kwargs)
-    except (WeightsError, ImportError):
-        raise
-    except Exception as exc:
-        if not attempted:
-            with download_errors(spec.text, f"the weight files of pyiqa metric {name!r}", looked_in):
-                raise
-        url, dst = attempted[-1]
-        raise WeightsError(
-            f"weights for scorer {spec.text!r} are missing: {Path(dst).name} (from {url}) was not "
-            f"found in {Path(dst).parent} and could not be downloaded ({type(exc).__name__}: "
-            f"{exc}). Download it there on a machine with internet access, or give option "
-            "`weights` a folder laid out like ~/.cache/torch/hub (checkpoints/, pyiqa/, clip/) "
-            "holding the metric's files"
-        ) from exc
-    finally:
-        for undo in restore:
-            undo()
+    with _weights_option(spec, dl) as (kwargs, looked_in):
+        hf_offline_if_unreachable()
+        try:
+            with _record_downloads(attempted), _pkg_resources_shim():
+                metric = pyiqa.create_metric(spec.name, as_loss=False, device=torch.device(device), **kwargs)
+        except (WeightsError, ImportError):
+            raise
+        except Exception as exc:
+            raise _download_failure(spec, exc, attempted, looked_in) from exc
     metric.eval()
     _cache_clipiqa_text(metric.net)
     scorer = PyiqaScorer(spec, device, metric)
@@ -296,5 +242,86 @@ def build_pyiqa(spec: ScorerSpec, device: torch.device) -> PyiqaScorer:
     else:
         files = [Path(dst) for _, dst in attempted if Path(dst).is_file()]
         scorer.weights_file = files[-1] if len(files) == 1 else None
-        scorer.weights_source = f"pyiqa {name} downloads (cached in {looked_in})"
+        scorer.weights_source = f"pyiqa {spec.name} downloads (cached in {looked_in})"
     return scorer
+
+
+def _check_metric(spec: ScorerSpec) -> None:
+    metrics = pyiqa_nr_metrics()
+    if spec.name not in metrics:
+        close = difflib.get_close_matches(spec.name, metrics, n=5)
+        raise SpecError(
+            f"unknown pyiqa no-reference metric {spec.name!r} in {spec.text!r}"
+            + (f"; did you mean {', '.join(close)}?" if close else "")
+            + f"; valid: {', '.join(metrics)}"
+        )
+
+
+@contextmanager
+def _weights_option(spec: ScorerSpec, dl: ModuleType) -> Iterator[tuple[dict[str, Any], str]]:
+    """``create_metric`` keyword arguments for option ``weights`` and where weights are looked for.
+
+    A folder stands in for the torch-hub and pyiqa caches while the block runs;
+    a file is passed as ``pretrained_model_path``.
+    """
+    weights = spec.options.get("weights")
+    looked_in = f"{dl.DEFAULT_CACHE_DIR} and {Path(torch.hub.get_dir()) / 'checkpoints'}"
+    if not weights:
+        yield {}, looked_in
+        return
+    path = Path(weights).expanduser()
+    if path.is_dir():
+        with _cache_folder(path, dl):
+            yield {}, f"{path / 'pyiqa'} and {path / 'checkpoints'}"
+    elif path.is_file():
+        _check_single_file_metric(spec.name)
+        yield {"pretrained_model_path": str(path)}, looked_in
+    else:
+        raise WeightsError(
+            f"weights {str(path)!r} given for scorer {spec.text!r} do not exist; give a file "
+            "or a torch-hub style folder (checkpoints/, pyiqa/, clip/)"
+        )
+
+
+@contextmanager
+def _cache_folder(path: Path, dl: ModuleType) -> Iterator[None]:
+    """A torch-hub style folder as the caches: checkpoints/ (torch.hub), pyiqa/ (pyiqa), clip/ (CLIP)."""
+    old_hub, old_cache = torch.hub.get_dir(), dl.DEFAULT_CACHE_DIR
+    torch.hub.set_dir(str(path))
+    dl.DEFAULT_CACHE_DIR = str(path / "pyiqa")
+    try:
+        yield
+    finally:
+        torch.hub.set_dir(old_hub)
+        dl.DEFAULT_CACHE_DIR = old_cache
+
+
+def _check_single_file_metric(name: str) -> None:
+    """A metric given one weight file must load one (its architecture takes ``pretrained_model_path``)."""
+    import pyiqa  # heavy: see build_pyiqa
+    from pyiqa.archs import ARCH_REGISTRY
+
+    arch_type = pyiqa.DEFAULT_CONFIGS[name]["metric_opts"]["type"]
+    params = inspect.signature(ARCH_REGISTRY.get(arch_type).__init__).parameters
+    if "pretrained_model_path" not in params:
+        raise WeightsError(
+            f"pyiqa metric {name!r} loads several files and takes no single weight file; "
+            "give option `weights` a folder laid out like ~/.cache/torch/hub "
+            "(checkpoints/, pyiqa/, clip/ subfolders) holding its downloads"
+        )
+
+
+def _download_failure(
+    spec: ScorerSpec, exc: Exception, attempted: list[tuple[str, str]], looked_in: str
+) -> WeightsError:
+    """The error for a metric that failed to build: the last file it tried to fetch, if any."""
+    if not attempted:
+        return weights_error(spec.text, f"the weight files of pyiqa metric {spec.name!r}", looked_in, exc)
+    url, dst = attempted[-1]
+    return WeightsError(
+        f"weights for scorer {spec.text!r} are missing: {Path(dst).name} (from {url}) was not "
+        f"found in {Path(dst).parent} and could not be downloaded ({type(exc).__name__}: "
+        f"{exc}). Download it there on a machine with internet access, or give option "
+        "`weights` a folder laid out like ~/.cache/torch/hub (checkpoints/, pyiqa/, clip/) "
+        "holding the metric's files"
+    )
