@@ -81,6 +81,7 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import torch
@@ -143,38 +144,16 @@ _LOCK = threading.Lock()
 
 def parse_libsvm_model(path: str | os.PathLike, n_features: int = N_FEATURES) -> SvrModel:
     """Parse a libsvm text model of an RBF epsilon/nu-SVR (the format ``svm-train`` writes)."""
-    header: dict[str, str] = {}
     coef: list[float] = []
     rows: list[np.ndarray] = []
     with open(path, encoding="ascii") as fh:
-        for line in fh:
-            line = line.strip()
-            if line == "SV":
-                break
-            key, _, value = line.partition(" ")
-            header[key] = value
-        else:
-            raise ValueError(f"{path}: not a libsvm model file (no 'SV' line)")
+        header = _read_libsvm_header(fh, path)
         for line in fh:
             parts = line.split()
-            if not parts:
-                continue
-            coef.append(float(parts[0]))
-            row = np.zeros(n_features)
-            for item in parts[1:]:
-                i, _, v = item.partition(":")
-                if not 1 <= int(i) <= n_features:
-                    raise ValueError(f"{path}: feature index {i} outside 1..{n_features}")
-                row[int(i) - 1] = float(v)
-            rows.append(row)
-    if header.get("svm_type") not in ("epsilon_svr", "nu_svr") or header.get("kernel_type") != "rbf":
-        raise ValueError(
-            f"{path}: expected an RBF SVR model, got svm_type={header.get('svm_type')!r} "
-            f"kernel_type={header.get('kernel_type')!r}"
-        )
-    total = int(header.get("total_sv", len(coef)))
-    if total != len(coef):
-        raise ValueError(f"{path}: header says {total} support vectors, file has {len(coef)}")
+            if parts:
+                coef.append(float(parts[0]))
+                rows.append(_support_vector(parts[1:], n_features, path))
+    _check_rbf_svr(header, len(coef), path)
     return SvrModel(
         path=str(path),
         gamma=float(header["gamma"]),
@@ -182,6 +161,40 @@ def parse_libsvm_model(path: str | os.PathLike, n_features: int = N_FEATURES) ->
         coef=np.asarray(coef, dtype=np.float64),
         sv=np.stack(rows) if rows else np.zeros((0, n_features)),
     )
+
+
+def _read_libsvm_header(fh: TextIO, path: str | os.PathLike) -> dict[str, str]:
+    """The ``key value`` lines up to the ``SV`` line (the file is left just after it)."""
+    header: dict[str, str] = {}
+    for line in fh:
+        line = line.strip()
+        if line == "SV":
+            return header
+        key, _, value = line.partition(" ")
+        header[key] = value
+    raise ValueError(f"{path}: not a libsvm model file (no 'SV' line)")
+
+
+def _support_vector(items: list[str], n_features: int, path: str | os.PathLike) -> np.ndarray:
+    """One support vector from its sparse ``index:value`` items (1-based indices)."""
+    row = np.zeros(n_features)
+    for item in items:
+        i, _, v = item.partition(":")
+        if not 1 <= int(i) <= n_features:
+            raise ValueError(f"{path}: feature index {i} outside 1..{n_features}")
+        row[int(i) - 1] = float(v)
+    return row
+
+
+def _check_rbf_svr(header: dict[str, str], n_sv: int, path: str | os.PathLike) -> None:
+    if header.get("svm_type") not in ("epsilon_svr", "nu_svr") or header.get("kernel_type") != "rbf":
+        raise ValueError(
+            f"{path}: expected an RBF SVR model, got svm_type={header.get('svm_type')!r} "
+            f"kernel_type={header.get('kernel_type')!r}"
+        )
+    total = int(header.get("total_sv", n_sv))
+    if total != n_sv:
+        raise ValueError(f"{path}: header says {total} support vectors, file has {n_sv}")
 
 
 def default_model_path() -> Path:
