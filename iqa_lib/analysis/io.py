@@ -108,12 +108,20 @@ def scorer_kind(path: Path, columns: list[str]) -> str:
             f"{path}: neither an NR-IQA score file (column 'q') nor a task score file "
             f"(columns correct, q_p, q_h, q_l); missing {missing}; a score file is written by `iqa-kit score`"
         )
+    kind = _metadata_kind(path)
+    if kind is not None:
+        return kind
+    name = path.stem.lower()
+    return "zero_shot" if any(h in name for h in ZERO_SHOT_HINTS) else "classifier"
+
+
+def _metadata_kind(path: Path) -> str | None:
+    """The task kind a file's Parquet key-value metadata names, if any."""
     meta = read_schema(path).metadata or {}
     for key in (b"kind", b"iqa_kit.kind"):
         if key in meta and meta[key].decode() in ("classifier", "zero_shot"):
             return meta[key].decode()
-    name = path.stem.lower()
-    return "zero_shot" if any(h in name for h in ZERO_SHOT_HINTS) else "classifier"
+    return None
 
 
 def read_schema(path: Path) -> pa.Schema:
@@ -165,6 +173,17 @@ def _is_manifest(path: Path) -> bool:
     return "path" in names and "q" not in names and "correct" not in names
 
 
+def _unscored_skipped(d: Path, found: dict[str, Path]) -> list[Path]:
+    """Every file of ``found`` but a manifest (skipped with a warning)."""
+    paths = [p for p in found.values() if not _is_manifest(p)]
+    skipped = sorted(set(found) - {p.stem for p in paths})
+    if skipped:
+        warnings.warn(f"{d}: skipped {skipped}: a manifest, not scores", stacklevel=3)
+    if not paths:
+        raise FileNotFoundError(f"no <scorer>.parquet score files in {d} (only {skipped})")
+    return paths
+
+
 def list_score_files(scores_dir: str | Path, scorers: list[str] | None = None) -> list[Path]:
     """The ``<scorer>.parquet`` files of a folder (all, or the named ones, in that order).
 
@@ -181,13 +200,7 @@ def list_score_files(scores_dir: str | Path, scorers: list[str] | None = None) -
     if not found:
         raise FileNotFoundError(f"no <scorer>.parquet score files in {d}; run `iqa-kit score`")
     if scorers is None:
-        paths = [p for p in found.values() if not _is_manifest(p)]
-        skipped = sorted(set(found) - {p.stem for p in paths})
-        if skipped:
-            warnings.warn(f"{d}: skipped {skipped}: a manifest, not scores", stacklevel=2)
-        if not paths:
-            raise FileNotFoundError(f"no <scorer>.parquet score files in {d} (only {skipped})")
-        return paths
+        return _unscored_skipped(d, found)
     missing = [s for s in scorers if s not in found]
     if missing:
         raise FileNotFoundError(
@@ -197,6 +210,100 @@ def list_score_files(scores_dir: str | Path, scorers: list[str] | None = None) -
     return [found[s] for s in scorers]
 
 
+def _value_columns(path: Path) -> tuple[str, list[str]]:
+    """A score file's kind and the value columns to read, its key columns checked."""
+    cols = read_schema(path).names
+    missing = [c for c in (*KEYS, "label") if c not in cols]
+    if missing:
+        raise ValueError(f"{path}: missing key column(s) {missing} (every score file has image_id, corruption, severity and label)")
+    kind = scorer_kind(path, cols)
+    return kind, ["q"] if kind == "nr_iqa" else [c for c in ("correct", *TASK_QS) if c in cols]
+
+
+def _first_file(path: Path, df: pd.DataFrame) -> tuple[ScoreSet, np.ndarray, pd.DataFrame]:
+    """The first file sets the rows: its keys, sorted and unique. Returns the empty ScoreSet,
+    the sorted keys and the file's rows in that order."""
+    image_ids = _categories(df["image_id"])
+    corruptions = _categories(df["corruption"])
+    img = _codes(df["image_id"], image_ids).astype(np.int64)
+    cor = _codes(df["corruption"], corruptions).astype(np.int64)
+    sev = df["severity"].to_numpy(np.int64)
+    key = (img * len(corruptions) + cor) * 1000 + sev
+    order = np.argsort(key, kind="stable")
+    ref_keys = key[order]
+    dup = np.flatnonzero(ref_keys[1:] == ref_keys[:-1])
+    if dup.size:
+        row = df.iloc[order[dup[0]]]
+        raise ValueError(f"{path}: duplicate key {[row[k] for k in KEYS]}")
+    if sev.min() < 0 or sev.max() >= 1000:
+        raise ValueError(f"{path}: severity must be in 0..999")
+    out = ScoreSet(
+        img[order].astype(np.int32),
+        image_ids,
+        cor[order].astype(np.int16),
+        corruptions,
+        sev[order].astype(np.int16),
+        df["label"].to_numpy(np.int64)[order],
+    )
+    return out, ref_keys, df.iloc[order]
+
+
+def _match_rows(
+    path: Path, df: pd.DataFrame, out: ScoreSet, ref_keys: np.ndarray, first: str
+) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
+    """A later file's rows among the first file's: (positions, matched rows, which of the
+    first file's rows it has). Extra or missing rows warn; duplicates and labels that
+    disagree raise."""
+    img = _codes(df["image_id"], out.image_ids).astype(np.int64)
+    cor = _codes(df["corruption"], out.corruptions).astype(np.int64)
+    sev = df["severity"].to_numpy(np.int64)
+    key = np.where(
+        (img >= 0) & (cor >= 0), (img * len(out.corruptions) + cor) * 1000 + sev, -1
+    )
+    pos = np.searchsorted(ref_keys, key)
+    pos_c = np.minimum(pos, len(ref_keys) - 1)
+    hit = (key >= 0) & (ref_keys[pos_c] == key)
+    if (~hit).any():
+        warnings.warn(f"{path}: {int((~hit).sum())} row(s) not in {first}; ignored", stacklevel=3)
+    pos = pos_c[hit]
+    df = df.loc[hit]
+    seen = np.zeros(len(ref_keys), dtype=bool)
+    seen[pos] = True
+    if int(seen.sum()) != pos.size:
+        raise ValueError(f"{path}: duplicate (image_id, corruption, severity) keys")
+    if (~seen).any():
+        warnings.warn(
+            f"{path}: lacks {int((~seen).sum())} row(s) of {first}; "
+            "those rows are left out of every analysis",
+            stacklevel=3,
+        )
+    if (out.label[pos] != df["label"].to_numpy(np.int64)).any():
+        raise ValueError(f"{path}: labels disagree with {first} for the same keys")
+    return pos, df, seen
+
+
+def _store(out: ScoreSet, path: Path, kind: str, df: pd.DataFrame, pos: np.ndarray, value_cols: list[str]) -> None:
+    """A file's value columns into ``out`` at rows ``pos``: ``correct`` as M, the rest as Q."""
+    scorer = path.stem
+    if scorer in out.kinds:
+        raise ValueError(f"two score files named {scorer!r}")
+    out.kinds[scorer] = kind
+    n = out.n_rows
+    for c in value_cols:
+        vals = df[c].to_numpy()
+        if c == "correct":
+            if vals.dtype != bool and not np.isin(vals, (0, 1)).all():
+                raise ValueError(f"{path}: column 'correct' must be bool or 0/1")
+            arr = np.zeros(n, dtype=np.int8)
+            arr[pos] = vals.astype(np.int8)
+            out.m[scorer] = arr
+        else:
+            dtype = vals.dtype if vals.dtype in (np.float32, np.float64) else np.float64
+            arr = np.zeros(n, dtype=dtype)
+            arr[pos] = vals
+            out.q[(scorer, c)] = arr
+
+
 def load_scores(scores_dir: str | Path, scorers: list[str] | None = None) -> ScoreSet:
     """Read and align the score files of ``scores_dir`` (see the module docstring).
 
@@ -204,93 +311,20 @@ def load_scores(scores_dir: str | Path, scorers: list[str] | None = None) -> Sco
     keys, NaN scores, non-0/1 ``correct`` and labels that disagree between files raise.
     """
     paths = list_score_files(scores_dir, scorers)
-    ref_keys = None
     out: ScoreSet | None = None
-    present = None
+    ref_keys = present = None
     for path in paths:
-        cols = read_schema(path).names
-        missing = [c for c in (*KEYS, "label") if c not in cols]
-        if missing:
-            raise ValueError(f"{path}: missing key column(s) {missing} (every score file has image_id, corruption, severity and label)")
-        kind = scorer_kind(path, cols)
-        value_cols = ["q"] if kind == "nr_iqa" else [c for c in ("correct", *TASK_QS) if c in cols]
+        kind, value_cols = _value_columns(path)
         df = _read(path, [*KEYS, "label", *value_cols])
         _check_finite(path, df, value_cols)
         if out is None:
-            image_ids = _categories(df["image_id"])
-            corruptions = _categories(df["corruption"])
-            img = _codes(df["image_id"], image_ids).astype(np.int64)
-            cor = _codes(df["corruption"], corruptions).astype(np.int64)
-            sev = df["severity"].to_numpy(np.int64)
-            key = (img * len(corruptions) + cor) * 1000 + sev
-            order = np.argsort(key, kind="stable")
-            ref_keys = key[order]
-            dup = np.flatnonzero(ref_keys[1:] == ref_keys[:-1])
-            if dup.size:
-                row = df.iloc[order[dup[0]]]
-                raise ValueError(f"{path}: duplicate key {[row[k] for k in KEYS]}")
-            if sev.min() < 0 or sev.max() >= 1000:
-                raise ValueError(f"{path}: severity must be in 0..999")
-            out = ScoreSet(
-                img[order].astype(np.int32),
-                image_ids,
-                cor[order].astype(np.int16),
-                corruptions,
-                sev[order].astype(np.int16),
-                df["label"].to_numpy(np.int64)[order],
-            )
-            pos = np.arange(len(order))
-            present = np.ones(len(order), dtype=bool)
-            df = df.iloc[order]
+            out, ref_keys, df = _first_file(path, df)
+            pos = np.arange(len(ref_keys))
+            present = np.ones(len(ref_keys), dtype=bool)
         else:
-            img = _codes(df["image_id"], out.image_ids).astype(np.int64)
-            cor = _codes(df["corruption"], out.corruptions).astype(np.int64)
-            sev = df["severity"].to_numpy(np.int64)
-            key = np.where(
-                (img >= 0) & (cor >= 0), (img * len(out.corruptions) + cor) * 1000 + sev, -1
-            )
-            pos = np.searchsorted(ref_keys, key)
-            pos_c = np.minimum(pos, len(ref_keys) - 1)
-            hit = (key >= 0) & (ref_keys[pos_c] == key)
-            if (~hit).any():
-                warnings.warn(
-                    f"{path}: {int((~hit).sum())} row(s) not in {paths[0].name}; ignored",
-                    stacklevel=2,
-                )
-            pos = pos_c[hit]
-            df = df.loc[hit]
-            seen = np.zeros(len(ref_keys), dtype=bool)
-            seen[pos] = True
-            if int(seen.sum()) != pos.size:
-                raise ValueError(f"{path}: duplicate (image_id, corruption, severity) keys")
-            if (~seen).any():
-                warnings.warn(
-                    f"{path}: lacks {int((~seen).sum())} row(s) of {paths[0].name}; "
-                    "those rows are left out of every analysis",
-                    stacklevel=2,
-                )
+            pos, df, seen = _match_rows(path, df, out, ref_keys, paths[0].name)
             present &= seen
-            labels = df["label"].to_numpy(np.int64)
-            if (out.label[pos] != labels).any():
-                raise ValueError(f"{path}: labels disagree with {paths[0].name} for the same keys")
-        scorer = path.stem
-        if scorer in out.kinds:
-            raise ValueError(f"two score files named {scorer!r}")
-        out.kinds[scorer] = kind
-        n = len(ref_keys)
-        for c in value_cols:
-            vals = df[c].to_numpy()
-            if c == "correct":
-                if vals.dtype != bool and not np.isin(vals, (0, 1)).all():
-                    raise ValueError(f"{path}: column 'correct' must be bool or 0/1")
-                arr = np.zeros(n, dtype=np.int8)
-                arr[pos] = vals.astype(np.int8)
-                out.m[scorer] = arr
-            else:
-                dtype = vals.dtype if vals.dtype in (np.float32, np.float64) else np.float64
-                arr = np.zeros(n, dtype=dtype)
-                arr[pos] = vals
-                out.q[(scorer, c)] = arr
+        _store(out, path, kind, df, pos, value_cols)
     assert out is not None and present is not None
     if not present.all():
         out = out.take(np.flatnonzero(present))
