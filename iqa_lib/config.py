@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from iqa_lib import defaults
+from iqa_lib.checks import check_device
 from iqa_lib.corruptions import ALL_CORRUPTIONS, COMMON_CORRUPTIONS, SEVERITIES
 from iqa_lib.scorers.spec import ScorerSpec, SpecError, parse_spec
 
@@ -131,8 +132,6 @@ class ScoringParams(_Strict):
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
-        from iqa_lib.checks import check_device
-
         return check_device(value)
 
 
@@ -197,17 +196,28 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The pydantic model that owns the last key of ``loc`` (to list valid keys)."""
     model: Any = Params
     for part in loc[:-1]:
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        model = _field_model(model, part)
+        if model is None:
             return None
-        field = model.model_fields.get(str(part))
-        if field is None:
-            return None
-        model = field.annotation
-        origin = typing.get_origin(model)
-        if origin is not None and origin is not Literal:
-            args = [a for a in typing.get_args(model) if isinstance(a, type) and issubclass(a, BaseModel)]
-            model = args[0] if args else None
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+    return model if _is_model(model) else None
+
+
+def _is_model(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseModel)
+
+
+def _field_model(model: Any, part: Any) -> Any:
+    """The type of field ``part`` of ``model``; for ``list[M]``, ``M | None`` and the like, its model ``M``."""
+    if not _is_model(model):
+        return None
+    field = model.model_fields.get(str(part))
+    if field is None:
+        return None
+    annotation = field.annotation
+    origin = typing.get_origin(annotation)
+    if origin is None or origin is Literal:
+        return annotation
+    return next((a for a in typing.get_args(annotation) if _is_model(a)), None)
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
@@ -221,27 +231,36 @@ def _dotted(loc: tuple[Any, ...]) -> str:
 
 
 def _describe(err: dict[str, Any]) -> str:
+    """One line for one pydantic error: the dotted key, what is wrong, and what would be right."""
     loc = tuple(err["loc"])
     key = _dotted(loc)
-    value = err.get("input")
     kind = err["type"]
     if kind == "extra_forbidden":
-        model = _model_at(loc)
-        valid = list(model.model_fields) if model else []
-        hint = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-        more = f" (did you mean {hint[0]!r}?)" if hint else ""
-        return f"{key}: unknown key{more}; valid keys here: {', '.join(valid)}"
+        return _unknown_key(key, loc)
     if kind == "literal_error":
-        expected = err.get("ctx", {}).get("expected", "")
-        choices = re.findall(r"'([^']*)'|(\d+)", expected)
-        names = [a or b for a, b in choices]
-        hint = difflib.get_close_matches(str(value), names, n=1)
-        more = f" (did you mean {hint[0]!r}?)" if hint else ""
-        return f"{key}: {value!r} is not valid{more}; valid choices: {', '.join(names)}"
+        return _bad_choice(key, err)
     msg = err["msg"].removeprefix("Value error, ")
     if kind == "value_error" or not loc:
         return f"{key}: {msg}" if loc else msg
-    return f"{key}: {msg} (got {value!r})"
+    return f"{key}: {msg} (got {err.get('input')!r})"
+
+
+def _unknown_key(key: str, loc: tuple[Any, ...]) -> str:
+    model = _model_at(loc)
+    valid = list(model.model_fields) if model else []
+    hint = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+    more = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return f"{key}: unknown key{more}; valid keys here: {', '.join(valid)}"
+
+
+def _bad_choice(key: str, err: dict[str, Any]) -> str:
+    value = err.get("input")
+    expected = err.get("ctx", {}).get("expected", "")
+    choices = re.findall(r"'([^']*)'|(\d+)", expected)
+    names = [a or b for a, b in choices]
+    hint = difflib.get_close_matches(str(value), names, n=1)
+    more = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return f"{key}: {value!r} is not valid{more}; valid choices: {', '.join(names)}"
 
 
 def validate_params(raw: dict[str, Any] | None, source: str = "params.yaml") -> Params:
