@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from iqa_lib import defaults
 from iqa_lib.analysis.common import label_cols, n_workers, parallel_map, resolve
 from iqa_lib.analysis.io import ScoreSet
 from iqa_lib.analysis.sample_size import small_groups
@@ -152,8 +153,8 @@ def per_label(
     q_names=None,
     task_models=None,
     *,
-    n_folds: int = 5,
-    seed: int = 0,
+    n_folds: int = defaults.N_FOLDS,
+    seed: int = defaults.SEED,
     progress: bool = False,
     return_groups: bool = False,
     workers: int | None = None,
@@ -186,8 +187,8 @@ def per_image(
     q_names=None,
     task_models=None,
     *,
-    n_folds: int = 5,
-    seed: int = 0,
+    n_folds: int = defaults.N_FOLDS,
+    seed: int = defaults.SEED,
     progress: bool = False,
     return_groups: bool = False,
     workers: int | None = None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from iqa_lib import defaults
 from iqa_lib.analysis.common import combos, label_cols, resolve
 from iqa_lib.analysis.io import CLEAN, ScoreSet
 from iqa_lib.analysis.sample_size import small_groups
@@ -66,9 +67,9 @@ def groupwise(
     q_names=None,
     task_models=None,
     *,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
+    n_bootstrap: int = defaults.N_BOOTSTRAP,
+    seed: int = defaults.SEED,
+    level: float = defaults.LEVEL,
     include_clean: bool = False,
     progress: bool = False,
     means: pd.DataFrame | None = None,

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from iqa_lib import defaults
 from iqa_lib.analysis.sample_size import (
     SMALL_N_CLASS_IMAGES,
     SMALL_N_GROUP_IMAGES,
@@ -250,7 +251,7 @@ def comparison_verdict(comparisons: Iterable[Comparison], stat: str = "AUC") -> 
     return Verdict(INCONCLUSIVE, "; ".join(why), evidence)
 
 
-def mean_interval(mean: float, sd: float, n: float, level: float = 0.95) -> tuple[float, float]:
+def mean_interval(mean: float, sd: float, n: float, level: float = defaults.LEVEL) -> tuple[float, float]:
     """A t interval of a mean over ``n`` units (folds, groups, mixtures) from its sd."""
     from scipy import stats
 

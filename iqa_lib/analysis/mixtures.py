@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from iqa_lib import defaults
 from iqa_lib.analysis.common import label_cols, parallel_map, resolve
 from iqa_lib.analysis.io import ScoreSet
 from iqa_lib.analysis.pointwise import fit_and_score
@@ -50,7 +51,7 @@ def make_mixture(
     fraction: float,
     corruptions=None,
     severities=DEFAULT_SEVERITIES,
-    seed: int = 0,
+    seed: int = defaults.SEED,
 ) -> np.ndarray:
     """Row indices of one mixture: one row per image ID with a clean row.
 
@@ -102,8 +103,8 @@ def mixtures(
     fractions=DEFAULT_FRACTIONS,
     corruptions=None,
     severities=DEFAULT_SEVERITIES,
-    test_fraction: float = 0.2,
-    seed: int = 0,
+    test_fraction: float = defaults.TEST_FRACTION,
+    seed: int = defaults.SEED,
     n_bins: int = 50,
     progress: bool = False,
     workers: int | None = None,

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm  # text bars: tqdm.auto warns in kernels without ipywidgets
 
+from iqa_lib import defaults
 from iqa_lib.analysis.common import resolve
 from iqa_lib.analysis.groupwise import MIN_GROUPS, group_codes
 from iqa_lib.analysis.inference import auc_test_valid, holm_valid, significance, srcc_test_valid
@@ -83,10 +84,10 @@ def paired_tests(
     q_names=None,
     task_models=None,
     *,
-    test_fraction: float = 0.2,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
+    test_fraction: float = defaults.TEST_FRACTION,
+    n_bootstrap: int = defaults.N_BOOTSTRAP,
+    seed: int = defaults.SEED,
+    level: float = defaults.LEVEL,
     include_clean: bool = False,
     progress: bool = False,
     work: AucWork | None = None,
@@ -268,7 +269,7 @@ COLUMNS = [
 __all__ = ["COLUMNS", "paired_tests"]
 
 
-def within_table(paired: pd.DataFrame, members: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+def within_table(paired: pd.DataFrame, members: pd.DataFrame, level: float = defaults.LEVEL) -> pd.DataFrame:
     """The pairs among one paper table's rows, Holm re-adjusted within that table.
 
     ``members``: the table's (task_model, scorer, q) rows. Each task model's pairs of those

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm  # text bars: tqdm.auto warns in kernels without ipywidgets
 
+from iqa_lib import defaults
 from iqa_lib.analysis.common import label_cols, resolve
 from iqa_lib.analysis.io import ScoreSet
 from iqa_lib.analysis.sample_size import class_image_counts, small_auc
@@ -82,9 +83,9 @@ def auc_work(
     q_names=None,
     task_models=None,
     *,
-    test_fraction: float = 0.2,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
+    test_fraction: float = defaults.TEST_FRACTION,
+    n_bootstrap: int = defaults.N_BOOTSTRAP,
+    seed: int = defaults.SEED,
     progress: bool = False,
 ) -> AucWork:
     """Fit every (Q, task model) on the training image IDs and bootstrap its raw AUC on the
@@ -141,10 +142,10 @@ def pointwise(
     q_names=None,
     task_models=None,
     *,
-    test_fraction: float = 0.2,
-    n_bootstrap: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
+    test_fraction: float = defaults.TEST_FRACTION,
+    n_bootstrap: int = defaults.N_BOOTSTRAP,
+    seed: int = defaults.SEED,
+    level: float = defaults.LEVEL,
     progress: bool = False,
     work: AucWork | None = None,
 ) -> pd.DataFrame:

@@ -11,8 +11,10 @@ import warnings
 
 import numpy as np
 
+from iqa_lib import defaults
 
-def bootstrap_indices(n: int, n_boot: int, seed: int | np.random.Generator = 0) -> np.ndarray:
+
+def bootstrap_indices(n: int, n_boot: int, seed: int | np.random.Generator = defaults.SEED) -> np.ndarray:
     """(n_boot, n) matrix of row indices drawn with replacement."""
     if n < 1 or n_boot < 1:
         raise ValueError(f"need n >= 1 and n_boot >= 1, got n={n}, n_boot={n_boot}")
@@ -21,7 +23,7 @@ def bootstrap_indices(n: int, n_boot: int, seed: int | np.random.Generator = 0) 
 
 
 def cluster_weights(
-    n_clusters: int, n_boot: int, seed: int | np.random.Generator = 0
+    n_clusters: int, n_boot: int, seed: int | np.random.Generator = defaults.SEED
 ) -> np.ndarray:
     """(n_boot, n_clusters) int32 counts: how often each cluster is drawn in each resample.
 
@@ -36,7 +38,7 @@ def cluster_weights(
     return out
 
 
-def percentile_ci(samples: np.ndarray, level: float = 0.95, axis: int = -1):
+def percentile_ci(samples: np.ndarray, level: float = defaults.LEVEL, axis: int = -1):
     """Percentile interval of the finite bootstrap replicates (NaN ones are left out).
 
     Returns ``(low, high)`` arrays (scalars for 1-D input); NaN where no replicate is finite.

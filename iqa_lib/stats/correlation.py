@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from iqa_lib import defaults
 from iqa_lib.stats.bootstrap import bootstrap_indices, percentile_ci
 from iqa_lib.stats.checks import as_float, same_length
 
@@ -144,9 +145,9 @@ def resampled_correlations(rx: Resampled, ry: Resampled) -> dict[str, np.ndarray
 def bootstrap_correlations(
     x,
     y,
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
+    n_boot: int = defaults.N_BOOTSTRAP,
+    seed: int = defaults.SEED,
+    level: float = defaults.LEVEL,
     idx: np.ndarray | None = None,
     resampled: tuple[Resampled, Resampled] | None = None,
 ) -> pd.DataFrame:

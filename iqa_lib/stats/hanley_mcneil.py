@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from iqa_lib import defaults
+
 
 def hanley_mcneil_se(auc, n_pos, n_neg):
     """SE of an AUC with ``n_pos`` positives and ``n_neg`` negatives; NaN where a class is empty."""
@@ -25,7 +27,7 @@ def hanley_mcneil_se(auc, n_pos, n_neg):
     return np.where((n1 > 0) & (n2 > 0), out, np.nan)
 
 
-def hanley_mcneil_interval(auc, n_pos, n_neg, level: float = 0.95):
+def hanley_mcneil_interval(auc, n_pos, n_neg, level: float = defaults.LEVEL):
     """Wald interval ``auc +- z * SE``, clipped to [0, 1]: (low, high)."""
     z = stats.norm.ppf(0.5 + level / 2)
     se = hanley_mcneil_se(auc, n_pos, n_neg)

@@ -24,12 +24,13 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from iqa_lib import defaults
 from iqa_lib.stats import _kernels as K
 from iqa_lib.stats.bootstrap import bootstrap_indices, cluster_weights, percentile_ci
 from iqa_lib.stats.logistic import sorted_blocks, weights_for_kernel
 
 
-def diff_summary(diff: float, reps: np.ndarray, level: float = 0.95) -> dict[str, float]:
+def diff_summary(diff: float, reps: np.ndarray, level: float = defaults.LEVEL) -> dict[str, float]:
     """Percentile interval, bootstrap SE and normal p-value of a difference.
 
     Keys: ci_low, ci_high, se, p_value, n_boot_valid (finite replicates).
@@ -53,7 +54,7 @@ def diff_summary(diff: float, reps: np.ndarray, level: float = 0.95) -> dict[str
     return {"ci_low": lo, "ci_high": hi, "se": se, "p_value": p, "n_boot_valid": int(ok.size)}
 
 
-def auc_weights(n_clusters: int, n_boot: int, seed: int = 0) -> np.ndarray:
+def auc_weights(n_clusters: int, n_boot: int, seed: int = defaults.SEED) -> np.ndarray:
     """(n_clusters, B) resample counts in the kernel layout; the point-wise analysis's draws
     for the same seed (``default_rng([seed, 1])``)."""
     w = cluster_weights(n_clusters, n_boot, np.random.default_rng([seed, 1]))
@@ -70,7 +71,7 @@ def cluster_auc_reps(score, y, cluster, weights_t: np.ndarray) -> np.ndarray:
 
 
 def paired_auc_bootstrap(
-    score_a, score_b, y, cluster, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+    score_a, score_b, y, cluster, *, n_boot: int = defaults.N_BOOTSTRAP, seed: int = defaults.SEED, level: float = defaults.LEVEL
 ) -> dict[str, float]:
     """Raw-score AUC_a - AUC_b (higher score = class 1) under a cluster bootstrap with the
     same resamples for both scores.
@@ -114,7 +115,7 @@ def srcc_reps(ranks_q: np.ndarray, ranks_acc: np.ndarray) -> np.ndarray:
 
 
 def paired_srcc_bootstrap(
-    q_a, q_b, acc, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+    q_a, q_b, acc, *, n_boot: int = defaults.N_BOOTSTRAP, seed: int = defaults.SEED, level: float = defaults.LEVEL
 ) -> dict[str, float]:
     """|SRCC(q_a, acc)| - |SRCC(q_b, acc)| over the same group resamples.
 

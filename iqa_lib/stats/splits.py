@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from iqa_lib import defaults
+
 
 def group_test_mask(
-    groups, test_fraction: float = 0.2, seed: int | np.random.Generator = 0
+    groups, test_fraction: float = defaults.TEST_FRACTION, seed: int | np.random.Generator = defaults.SEED
 ) -> np.ndarray:
     """Row mask of the test side: a seeded ``test_fraction`` of the distinct group codes.
 
@@ -30,7 +32,7 @@ def group_test_mask(
 
 
 def kfold_within_groups(
-    groups, n_folds: int = 5, seed: int | np.random.Generator = 0, stratify=None
+    groups, n_folds: int = defaults.N_FOLDS, seed: int | np.random.Generator = defaults.SEED, stratify=None
 ) -> np.ndarray:
     """Fold id (0..n_folds-1) per row, assigned within each group, sizes as equal as can be.
 
@@ -59,7 +61,7 @@ def kfold_within_groups(
 
 
 def kfold_by_cluster(
-    groups, clusters, n_folds: int = 5, seed: int | np.random.Generator = 0
+    groups, clusters, n_folds: int = defaults.N_FOLDS, seed: int | np.random.Generator = defaults.SEED
 ) -> np.ndarray:
     """Fold id per row such that all rows of one (group, cluster) share a fold.
 
