@@ -28,6 +28,7 @@ from pydantic import (
 from iqa_lib import defaults
 from iqa_lib.checks import check_device
 from iqa_lib.corruptions import ALL_CORRUPTIONS, COMMON_CORRUPTIONS, SEVERITIES
+from iqa_lib.dvc_params import missing_dvc_params
 from iqa_lib.scorers.spec import ScorerSpec, SpecError, parse_spec
 
 CorruptionName = Literal[ALL_CORRUPTIONS]  # type: ignore[valid-type]
@@ -289,3 +290,24 @@ def load_params(path: str | os.PathLike = "params.yaml") -> Params:
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of sections (data, scoring, scorers, analysis)")
     return validate_params(raw, source=str(path))
+
+
+def validate_params_file(path: str | os.PathLike = "params.yaml") -> Params:
+    """What ``iqa-kit validate`` checks: the schema, and (where a dvc.yaml sits beside the file or
+    in the current folder) that every key a dvc.yaml stage reads is written out, which dvc repro needs."""
+    params = load_params(path)
+    dvc_yaml = _dvc_yaml_for(Path(path))
+    if dvc_yaml is not None:
+        missing = missing_dvc_params(yaml.safe_load(Path(path).read_text()), dvc_yaml)
+        if missing:
+            raise ConfigError(
+                f"{path} lacks key(s) that {dvc_yaml} reads, so dvc repro would stop: "
+                + ", ".join(missing) + " (copy them, with their values, from the repository's params.yaml)")
+    return params
+
+
+def _dvc_yaml_for(params_file: Path) -> Path | None:
+    for folder in (params_file.resolve().parent, Path.cwd()):
+        if (folder / "dvc.yaml").is_file():
+            return folder / "dvc.yaml"
+    return None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -18,27 +17,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _dvc_yaml_for(params_file: Path) -> Path | None:
-    for folder in (params_file.resolve().parent, Path.cwd()):
-        if (folder / "dvc.yaml").is_file():
-            return folder / "dvc.yaml"
-    return None
-
-
 def run(args: argparse.Namespace) -> int:
-    import yaml
+    # the params schema loads pydantic and yaml: imported when the command runs, not for `--help`
+    from iqa_lib.config import validate_params_file
 
-    from iqa_lib.config import ConfigError, load_params
-    from iqa_lib.dvc_params import missing_dvc_params
-
-    params = load_params(args.params)
-    dvc_yaml = _dvc_yaml_for(Path(args.params))
-    if dvc_yaml is not None:
-        missing = missing_dvc_params(yaml.safe_load(Path(args.params).read_text()), dvc_yaml)
-        if missing:
-            raise ConfigError(
-                f"{args.params} lacks key(s) that {dvc_yaml} reads, so dvc repro would stop: "
-                + ", ".join(missing) + " (copy them, with their values, from the repository's params.yaml)")
+    params = validate_params_file(args.params)
     kinds = {name: params.scorer_spec(name).kind for name in params.scorers}
     print(f"{args.params}: valid; {len(params.scorers)} scorer(s): "
           + (", ".join(f"{n} ({k})" for n, k in kinds.items()) or "none"))
