@@ -1,11 +1,14 @@
-"""``iqa-kit corrupt``: render ImageNet-C from clean images (no 70 GB download needed)."""
+"""``iqa-kit corrupt``: render ImageNet-C from clean images (no 70 GB download needed).
+
+The work is :func:`iqa_lib.pipeline.corrupt.render_imagenet_c`; this parses its options and prints.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from iqa_lib.commands.arguments import add_max_pixels, apply_max_pixels
+from iqa_lib.commands.arguments import add_max_pixels
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -65,13 +68,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _load_clean(src: str, labels_file: str | None):
-    """Clean rows and the dataset's own classes (``None``: ImageNet wnids name the folders)."""
-    from iqa_lib.data.scan import clean_source
-
-    return clean_source(src, labels_file)
-
-
 def check_positive(option: str, value: int | None) -> None:
     """A count option (``--workers``, ``--limit``) is a whole number of at least 1, or not given."""
     if value is not None and value < 1:
@@ -79,39 +75,17 @@ def check_positive(option: str, value: int | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from iqa_lib.data.imagenet_c_render import resolve_corruptions, resolve_severities
-    from iqa_lib.locks import output_lock
+    # the renderer imports pandas and Pillow: kept off the parser's start-up path
+    from iqa_lib.pipeline.corrupt import CorruptSettings, render_imagenet_c
 
-    apply_max_pixels(args)
-
-    # Check the cheap arguments before taking the lock and scanning a large folder.
-    corruptions = resolve_corruptions(args.corruptions)
-    severities = resolve_severities(args.severities)
     check_positive("--limit", args.limit)
     check_positive("--workers", args.workers)
-    with output_lock(args.out, wait=getattr(args, "wait", False)):
-        return _render(args, corruptions, severities)
-
-
-def _render(args: argparse.Namespace, corruptions: tuple[str, ...], severities: tuple[int, ...]) -> int:
-    from iqa_lib.data.imagenet_c_render import generate_imagenet_c
-
-    clean, classes = _load_clean(args.src, args.labels_file)
-    if args.limit is not None:
-        clean = clean.sort_values("image_id", kind="stable").head(args.limit)
-    print(
-        f"rendering {len(clean)} image(s) x {len(corruptions)} corruption(s) x "
-        f"{len(severities)} severity(ies) into {args.out}"
+    settings = CorruptSettings(
+        src=args.src, out=args.out, corruptions=tuple(args.corruptions), severities=tuple(args.severities),
+        labels_file=args.labels_file, limit=args.limit, workers=args.workers, progress=not args.no_progress,
+        max_pixels=getattr(args, "max_pixels", None), wait=getattr(args, "wait", False),
     )
-    report = generate_imagenet_c(
-        clean,
-        args.out,
-        corruptions=corruptions,
-        severities=severities,
-        workers=args.workers,
-        progress=not args.no_progress,
-        classes=classes,
-    )
+    report = render_imagenet_c(settings, say=print)
     rate = f" ({report.renders_per_s:.1f} renders/s)" if report.written else ""
     print(
         f"written {report.written}, skipped {report.skipped} (already there), "

@@ -1,11 +1,14 @@
-"""``iqa-kit manifest``: one row per image to score, from folders, lists, shards or params.yaml."""
+"""``iqa-kit manifest``: one row per image to score, from folders, lists, shards or params.yaml.
+
+The stage is :func:`iqa_lib.pipeline.manifest.make_manifest`; this parses its options and prints.
+"""
 
 from __future__ import annotations
 
 import argparse
-from functools import partial
 
-from iqa_lib.commands.arguments import add_max_pixels, apply_max_pixels
+from iqa_lib.commands.arguments import add_max_pixels
+from iqa_lib.commands.corrupt import check_positive
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -61,72 +64,41 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from iqa_lib.commands.corrupt import check_positive
-    from iqa_lib.locks import output_lock
+    # the stage imports pandas, pyarrow and pydantic: kept off the parser's start-up path
+    from iqa_lib.pipeline.manifest import make_manifest
 
     check_positive("--workers", args.workers)
-    apply_max_pixels(args)
+    written = make_manifest(_settings(args))
+    result = written.result
+    print(written.summary.to_string(index=False))
+    if result.classes is not None:
+        print(f"own classes: {len(result.classes)} ({', '.join(result.classes[:5])}"
+              f"{', ...' if len(result.classes) > 5 else ''})")
+    print(f"wrote {len(result.manifest)} rows to {written.path}")
+    if len(result.failures):
+        print(f"left out {len(result.failures)} undecodable image(s); reasons in {written.failures}")
+    return 0
+
+
+def _settings(args: argparse.Namespace):
+    """The stage's settings: ``--source``, else ``--clean``/``--imagenet-c``, else ``--params``."""
+    # pydantic and pandas come with the stage's settings: kept off the parser's start-up path
+    from iqa_lib.pipeline.manifest import ManifestSettings, params_settings
+
+    common = dict(workers=args.workers, classnames=getattr(args, "classnames", None),
+                  max_pixels=getattr(args, "max_pixels", None), wait=getattr(args, "wait", False))
     source = getattr(args, "source", None)
     if source is not None:
         if args.clean or args.imagenet_c:
             raise ValueError("--source takes the whole dataset; give it without --clean/--imagenet-c")
         if args.out is None:
             raise ValueError("--out is required with --source")
-        build = partial(_from_source, args, source)
-        out = args.out
-    elif args.clean or args.imagenet_c:
+        return ManifestSettings(out=args.out, source=source, labels_file=args.labels_file,
+                                cls_labels=getattr(args, "cls_labels", "imagenet"),
+                                check=args.check or "full", **common)
+    if args.clean or args.imagenet_c:
         if args.out is None:
             raise ValueError("--out is required when --clean or --imagenet-c is given")
-        out = args.out
-        build = partial(
-            _build, args, args.clean, args.labels_file, args.imagenet_c, args.check or "full", None, None
-        )
-    else:
-        from iqa_lib.config import MANIFEST_PATH, load_params
-
-        data = load_params(args.params).data
-        apply_max_pixels(args, data.max_pixels)
-        out = args.out or MANIFEST_PATH
-        build = partial(
-            _build, args, data.clean_dir, data.clean_labels, data.imagenet_c_dir,
-            args.check or data.check, data.corruptions, data.severities,
-        )
-    # one writer per manifest, taken before the scan so that a second run fails at once
-    with output_lock(out, wait=getattr(args, "wait", False)):
-        return _write(build(), out)
-
-
-def _from_source(args: argparse.Namespace, source: str):
-    from iqa_lib.data.sources import dataset_manifest
-
-    return dataset_manifest(
-        source, labels_file=args.labels_file, classnames_file=getattr(args, "classnames", None),
-        check=args.check or "full", workers=args.workers,
-        cls_labels=getattr(args, "cls_labels", "imagenet"),
-    )
-
-
-def _build(args: argparse.Namespace, clean, labels, imagenet_c, check, corruptions, severities):
-    from iqa_lib.data.assemble import build_manifest
-
-    return build_manifest(
-        clean, imagenet_c, labels_file=labels, check=check, workers=args.workers,
-        corruptions=corruptions, severities=severities,
-        classnames_file=getattr(args, "classnames", None),
-    )
-
-
-def _write(result, out: str) -> int:
-    from pathlib import Path
-
-    from iqa_lib.data.manifest import failures_path, summarize, write_manifest
-
-    path = write_manifest(result, out)
-    print(summarize(result.manifest).to_string(index=False))
-    if result.classes is not None:
-        print(f"own classes: {len(result.classes)} ({', '.join(result.classes[:5])}"
-              f"{', ...' if len(result.classes) > 5 else ''})")
-    print(f"wrote {len(result.manifest)} rows to {path}")
-    if len(result.failures):
-        print(f"left out {len(result.failures)} undecodable image(s); reasons in {failures_path(Path(out))}")
-    return 0
+        return ManifestSettings(out=args.out, clean=args.clean, imagenet_c=args.imagenet_c,
+                                labels_file=args.labels_file, check=args.check or "full", **common)
+    return params_settings(args.params, out=args.out, check=args.check, **common)

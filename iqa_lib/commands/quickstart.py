@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from iqa_lib import imagenet
+from iqa_lib.data.quickstart import QUICKSTART_IMAGES, export_quickstart
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -18,9 +21,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from iqa_lib import imagenet
-    from iqa_lib.data.quickstart import QUICKSTART_IMAGES, export_quickstart
-
     written = export_quickstart(args.out)
     names = {q.image_id: imagenet.class_name(imagenet.label_of(q.wnid)) for q in QUICKSTART_IMAGES}
     print(f"wrote {len(written)} quickstart images to {args.out}:")
