@@ -450,7 +450,7 @@ def finish(ctx: Context, section: Section) -> dict:
 
 def show_table(section: Section, key: str):
     """The table as Markdown for a notebook cell (ours with CIs, the paper's value beside)."""
-    from IPython.display import Markdown
+    from IPython.display import Markdown  # IPython: only in a notebook cell
 
     return Markdown(section.markdown.get(key, f"_({key}: nothing to show; {section.note})_"))
 
@@ -461,7 +461,7 @@ def show_claims(claims: list[Claim], ctx: Context | None = None):
     With ``ctx``, the run's caveat (a demo, or too small for findings) comes first, and the
     verdict rules close the cell.
     """
-    from IPython.display import Markdown
+    from IPython.display import Markdown  # IPython: only in a notebook cell
 
     return Markdown(claims_markdown(claims, ctx.run_caveat if ctx is not None else None))
 
