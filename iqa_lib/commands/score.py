@@ -24,7 +24,6 @@ from iqa_lib.fileio import WriteError, is_write_fault
 
 if TYPE_CHECKING:
     from iqa_lib.pipeline.score import ScoreOptions
-    from iqa_lib.scoring.engine import ScoringResult
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
@@ -127,9 +126,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Score as the options say (params.yaml's, the command line's winning); a line per output."""
-    from iqa_lib.pipeline.score import score  # torch and pydantic: off `iqa-kit --help`'s path
+    from iqa_lib.pipeline.score import (  # torch and pydantic: off `iqa-kit --help`'s path
+        score,
+        summary,
+    )
 
-    _summarise(score(_options(args)))
+    for line in summary(score(_options(args))):
+        print(line)
     return 0
 
 
@@ -188,24 +191,6 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "progress": False if args.no_progress else None, "decode_on_device": args.decode_on_device,
         "max_pixels": args.max_pixels,
     }
-
-
-def _summarise(results: Sequence[ScoringResult]) -> None:
-    """A line per output: rows and failures, or why an optional scorer was left to its own run."""
-    import pandas as pd  # pandas and torch: off `iqa-kit --help`'s path
-
-    from iqa_lib.scoring.distributed import dist_info
-    from iqa_lib.scoring.parts import failures_path
-
-    if not dist_info().is_main:
-        return
-    for result in results:
-        out = Path(result.out)
-        if result.dropped:
-            continue  # the engine said why when it left it out
-        n_rows = len(pd.read_parquet(out, columns=["image_id"]))
-        n_fail = len(pd.read_csv(failures_path(out)))
-        print(f"{out}: {n_rows} rows scored; {n_fail} failed (see {failures_path(out)})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

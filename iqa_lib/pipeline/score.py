@@ -7,9 +7,12 @@ the same file.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from iqa_lib.config import MANIFEST_PATH, SCORES_DIR, Params, load_params
 from iqa_lib.data.images import set_max_pixels
@@ -24,6 +27,7 @@ from iqa_lib.data.scan import images_manifest
 from iqa_lib.device import pick_device
 from iqa_lib.scorers.base import Scorer
 from iqa_lib.scorers.registry import build_scorer
+from iqa_lib.scoring.distributed import dist_info
 from iqa_lib.scoring.engine import (
     RunSettings,
     ScoringJob,
@@ -31,6 +35,7 @@ from iqa_lib.scoring.engine import (
     run_scoring,
     run_scoring_many,
 )
+from iqa_lib.scoring.parts import failures_path
 
 RUN_FIELDS = frozenset(f.name for f in fields(RunSettings))
 
@@ -166,6 +171,22 @@ def score(opts: ScoreOptions) -> list[ScoringResult]:
         ScoringJob(o.spec, o.out, o.batch_size, o.optional) for o in opts.others
     ]
     return run_scoring_many(jobs, opts.manifest, opts.settings)
+
+
+def summary(results: Sequence[ScoringResult]) -> list[str]:
+    """A line per output of the pass (rank 0 only): rows scored and failed, and where the failures
+    are; an optional scorer left to its own run has none (the engine said why)."""
+    if not dist_info().is_main:
+        return []
+    lines = []
+    for result in results:
+        out = Path(result.out)
+        if result.dropped:
+            continue
+        n_rows = len(pd.read_parquet(out, columns=["image_id"]))
+        n_fail = len(pd.read_csv(failures_path(out)))
+        lines.append(f"{out}: {n_rows} rows scored; {n_fail} failed (see {failures_path(out)})")
+    return lines
 
 
 def folder_manifest_path(out: str | Path) -> Path:

@@ -29,12 +29,14 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
 
+from iqa_lib import fileio
 from iqa_lib.scoring import parts
 
 # What a record says about the files rather than about the work; old records lack them.
@@ -45,8 +47,6 @@ _CHUNK = 1 << 20
 
 def scores_version() -> str:
     """The kit's SCORES_VERSION: bumped whenever a code change alters scores."""
-    from importlib import resources
-
     return resources.files("iqa_lib.scorers").joinpath("SCORES_VERSION").read_text().strip()
 
 
@@ -109,28 +109,54 @@ def verify(out: str | os.PathLike, record: Mapping[str, Any]) -> Verdict:
     fails = parts.failures_path(out)
     if not (out.is_file() and path.is_file() and fails.is_file()):
         return Verdict(False)
+    found, unreadable = _read_record(path)
+    if found is None:
+        return Verdict(False, why=unreadable)
+    if not _same_work(found, record):
+        return Verdict(False)  # made by other work: scored again, nothing to say
+    legacy = not all(isinstance(found.get(key), dict) for key in FILE_FACTS)
+    problems = _shape_problems(out, fails, record)
+    if not legacy:
+        _add_facts_problems(problems, found, (out, fails))
+    if not problems:
+        return Verdict(True, legacy=legacy)
+    return _failed(problems, legacy)
+
+
+def _add_facts_problems(
+    problems: dict[Path, tuple[list[str], str]], found: Mapping[str, Any], files: tuple[Path, Path]
+) -> None:
+    """Then the bytes: the size and sha256 of each file (output, failures) not already found wrong."""
+    for key, file in zip(FILE_FACTS, files, strict=True):
+        if file not in problems:
+            problems.update(_facts_problems(file, found[key]))
+
+
+def _failed(problems: dict[Path, tuple[list[str], str]], legacy: bool) -> Verdict:
+    """The verdict on files found wrong: what each says, and the suffix each is set aside with."""
+    why = "; ".join(f"{str(file)!r} {', '.join(said)}" for file, (said, _) in problems.items())
+    return Verdict(False, legacy=legacy, why=why,
+                   suspect=tuple((file, suffix) for file, (_, suffix) in problems.items()))
+
+
+def _read_record(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """A completion record, or (None) why it cannot be read as a JSON object."""
     try:
         found = json.loads(path.read_text())
         if not isinstance(found, dict):
             raise ValueError(f"a JSON {type(found).__name__}, not an object")
     except (OSError, ValueError) as exc:
-        return Verdict(False, why=f"completion record {str(path)!r} is unreadable ({parts.unreadable_reason(exc)})")
+        return None, f"completion record {str(path)!r} is unreadable ({parts.unreadable_reason(exc)})"
+    return found, ""
+
+
+def _same_work(found: Mapping[str, Any], record: Mapping[str, Any]) -> bool:
+    """Whether a record found on disk is this work's (its file facts aside; an older record
+    without ``columns`` is compared without them)."""
     expected = json.loads(json.dumps(dict(record)))
     if "columns" not in found:  # a record older than the columns it vouches for
         expected.pop("columns", None)
-    if {k: v for k, v in found.items() if k not in FILE_FACTS} != expected:
-        return Verdict(False)  # made by other work: scored again, nothing to say
-    problems = _shape_problems(out, fails, record)
-    legacy = not all(isinstance(found.get(key), dict) for key in FILE_FACTS)
-    if not legacy:
-        for key, file in zip(FILE_FACTS, (out, fails), strict=True):
-            if file not in problems:
-                problems.update(_facts_problems(file, found[key]))
-    if not problems:
-        return Verdict(True, legacy=legacy)
-    why = "; ".join(f"{str(file)!r} {', '.join(said)}" for file, (said, _) in problems.items())
-    return Verdict(False, legacy=legacy, why=why,
-                   suspect=tuple((file, suffix) for file, (_, suffix) in problems.items()))
+    return {k: v for k, v in found.items() if k not in FILE_FACTS} == expected
 
 
 def _shape_problems(out: Path, fails: Path, record: Mapping[str, Any]) -> dict[Path, tuple[list[str], str]]:
@@ -211,8 +237,6 @@ def mark_complete(out: str | os.PathLike, record: Mapping[str, Any]) -> Path:
 
 def forget_complete(out: str | os.PathLike) -> None:
     """Remove the record before the output is rewritten: a kill mid-run must not look complete."""
-    from iqa_lib import fileio
-
     path = record_path(out)
     with fileio.writing(path):
         path.unlink(missing_ok=True)

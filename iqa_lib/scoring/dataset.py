@@ -24,7 +24,14 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler, get_worker_info
 
-from iqa_lib.data.images import resize_center_crop
+from iqa_lib.data.images import (
+    ImageDecodeError,
+    opened_rgb,
+    planar,
+    read_member,
+    resize_center_crop,
+    split_member,
+)
 
 CLEAN_RESIZE = 256
 CLEAN_CROP = 224
@@ -55,8 +62,6 @@ class ManifestImages(Dataset):
         return len(self.paths)
 
     def __getitem__(self, row: int) -> tuple[int, torch.Tensor | None, str | None]:
-        from iqa_lib.data.images import ImageDecodeError, opened_rgb, planar
-
         if self.encoded and not self.clean[row]:
             data = _jpeg_bytes(self.paths[row])
             if data is not None:
@@ -106,8 +111,6 @@ def _decoder_reason(exc: BaseException, device: torch.device) -> str:
 def _jpeg_bytes(path: str) -> torch.Tensor | None:
     """The file's bytes if it is a JPEG; None otherwise or when it cannot be read (decoded
     here instead, where a failure gets its reason)."""
-    from iqa_lib.data.images import ImageDecodeError, read_member, split_member
-
     try:
         if split_member(path) is not None:
             data = read_member(path)
@@ -197,6 +200,12 @@ def decode_on_device(batch: ImageBatch, device: torch.device) -> ImageBatch:
             items[row] = images[i].to(device, non_blocking=True)
     for (row, _), image in zip(batch.encoded, decoded, strict=True):
         items[row] = image
+    return _regrouped(batch.rows, items)
+
+
+def _regrouped(rows: torch.Tensor, items: Mapping[int, torch.Tensor | str]) -> ImageBatch:
+    """A batch of decoded images (or failure reasons) by row: groups by size in order of first
+    appearance, rows ascending, as :func:`collate_images` makes them."""
     by_size: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
     failures = []
     for row in sorted(items):
@@ -209,7 +218,7 @@ def decode_on_device(batch: ImageBatch, device: torch.device) -> ImageBatch:
         (torch.tensor([r for r, _ in g], dtype=torch.long), _stack_decoded([x for _, x in g]))
         for g in by_size.values()
     ]
-    return ImageBatch(batch.rows, groups, failures)
+    return ImageBatch(rows, groups, failures)
 
 
 def _stack_decoded(images: list[torch.Tensor]) -> torch.Tensor:

@@ -101,11 +101,8 @@ def write_parquet_atomic(df: pd.DataFrame, path: Path, metadata: dict[str, str] 
     fileio.atomic_write_with(path, write)
 
 
-def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
-    fileio.atomic_write_with(path, lambda tmp: df.to_csv(tmp, index=False))
-
-
 def write_json_atomic(value: Any, path: Path) -> None:
+    """``value`` as indented JSON with sorted keys, atomically (records, ``meta.json``)."""
     text = json.dumps(value, indent=1, sort_keys=True)
     fileio.atomic_write_with(path, lambda tmp: Path(tmp).write_text(text))
 
@@ -225,16 +222,7 @@ def prepare_parts_dir(directory: Path, meta: dict[str, Any], resume: bool) -> No
     if directory.exists() and not resume:
         remove_tree(directory)
     if directory.exists() and meta_file.is_file():
-        try:
-            old = json.loads(meta_file.read_text())
-            if not isinstance(old, dict):
-                raise ValueError(f"a JSON {type(old).__name__}, not an object")
-        except (OSError, ValueError) as exc:
-            raise RuntimeError(
-                f"{str(meta_file)!r} is unreadable ({unreadable_reason(exc)}), so the parts beside it "
-                f"cannot be checked against this run; rerun with --no-resume to score from scratch, "
-                f"or delete {str(directory)!r}"
-            ) from None
+        old = _read_meta(meta_file)
         if {k: v for k, v in old.items() if k != DIGESTS_KEY} != meta:
             diff = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
             raise RuntimeError(
@@ -245,6 +233,21 @@ def prepare_parts_dir(directory: Path, meta: dict[str, Any], resume: bool) -> No
     with fileio.writing(directory):
         directory.mkdir(parents=True, exist_ok=True)
     write_json_atomic({**meta, DIGESTS_KEY: True}, meta_file)
+
+
+def _read_meta(meta_file: Path) -> dict[str, Any]:
+    """A parts folder's ``meta.json``; an error naming it when it cannot be read as an object."""
+    try:
+        old = json.loads(meta_file.read_text())
+        if not isinstance(old, dict):
+            raise ValueError(f"a JSON {type(old).__name__}, not an object")
+    except (OSError, ValueError) as exc:
+        raise RuntimeError(
+            f"{str(meta_file)!r} is unreadable ({unreadable_reason(exc)}), so the parts beside it "
+            f"cannot be checked against this run; rerun with --no-resume to score from scratch, "
+            f"or delete {str(meta_file.parent)!r}"
+        ) from None
+    return old
 
 
 def _readable(path: Path) -> tuple[pd.DataFrame | None, str | None, str | None]:
@@ -299,6 +302,58 @@ def check_parts(
     whole part was written.
     """
     warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
+    units = _units(directory)
+    required = _digests_required(directory)
+    coverage = _Coverage(n_rows, part_size)
+    # each chunk's whole part first, then its sub-parts in row order
+    for chunk, sub in sorted(units, key=lambda key: (key[0], -1 if key[1] is None else key[1])):
+        files = units[(chunk, sub)]
+        if _tidied(files, sub is not None and chunk in coverage.whole):
+            continue
+        rows, problems = _unit_rows(directory, chunk, sub, files, required)
+        if rows is not None:
+            problem = coverage.take(chunk, sub is None, rows, files["scores"])
+            if problem is None:
+                continue
+            problems.append(problem)
+        _set_aside_unit(files, problems, warn)
+    return coverage.kept
+
+
+def _set_aside_unit(files: dict[str, Path], problems: list[str], warn: Callable[[str], Any]) -> None:
+    """Set a unit's files aside (its rows are scored again), with one warning line saying why."""
+    moved = [set_aside(p) for p in files.values() if p.exists()]
+    warn(
+        f"warning: {'; '.join(problems)}: set aside as {', '.join(repr(str(p)) for p in moved)}; "
+        f"its rows are scored again"
+    )
+
+
+@dataclass
+class _Coverage:
+    """The rows the good units hold so far, per chunk, and the chunks whose whole part is good."""
+
+    n_rows: int
+    part_size: int
+    kept: int = 0
+    covered: dict[int, set[int]] = field(default_factory=dict)
+    whole: set[int] = field(default_factory=set)  # their sub-parts are leftovers
+
+    def take(self, chunk: int, whole: bool, rows: np.ndarray, scores: Path) -> str | None:
+        """Count a unit's rows, or say why they are not its chunk's (and count nothing)."""
+        seen = self.covered.setdefault(chunk, set())
+        bounds = (chunk * self.part_size, min((chunk + 1) * self.part_size, self.n_rows))
+        problem = _rows_problem(rows, bounds, whole, seen, scores)
+        if problem is None:
+            seen.update(rows.tolist())
+            self.kept += len(rows)
+            if whole:
+                self.whole.add(chunk)
+        return problem
+
+
+def _units(directory: Path) -> dict[tuple[int, int | None], dict[str, Path]]:
+    """The files of each (chunk, sub-part's first row or None for the whole part): scores, failures."""
     units: dict[tuple[int, int | None], dict[str, Path]] = {}
     for path in sorted(directory.glob("part-*.parquet")):
         m = _PART_RE.match(path.name)
@@ -306,61 +361,66 @@ def check_parts(
             continue
         key = (int(m.group(1)), None if m.group(2) is None else int(m.group(2)))
         units.setdefault(key, {})["failures" if m.group(3) else "scores"] = path
-    required = _digests_required(directory)
-    kept = 0
-    covered: dict[int, set[int]] = {}
-    whole: set[int] = set()  # chunks whose whole part is good: their sub-parts are leftovers
-    # each chunk's whole part first, then its sub-parts in row order
-    order = sorted(units, key=lambda key: (key[0], -1 if key[1] is None else key[1]))
-    for chunk, sub in order:
-        files = units[(chunk, sub)]
-        if "scores" not in files:  # killed between the two writes: not a part yet
-            _unlink(files["failures"])
-            continue
-        if sub is not None and chunk in whole:  # killed after the whole part, before its sub-parts went
-            for path in files.values():
-                _unlink(path)
-            continue
-        lo, hi = chunk * part_size, min((chunk + 1) * part_size, n_rows)
-        frames, problems = [], []
-        for role in ("scores", "failures"):
-            path = files.get(role) or (
-                failure_part_path(directory, chunk) if sub is None else sub_failure_path(directory, chunk, sub)
-            )
-            if not path.exists():
-                problems.append(f"{str(path)!r} is missing")
-                continue
-            frame, stored, why = _readable(path)
-            if frame is None:
-                problems.append(f"{str(path)!r} is unreadable ({why})")
-            elif ROW not in frame.columns:
-                problems.append(f"{str(path)!r} has no {ROW} column")
-            elif bad := _digest_problem(frame, stored, required):
-                problems.append(f"{str(path)!r} {bad}")
-            else:
-                frames.append(frame[ROW].to_numpy(np.int64))
-        if not problems:
-            rows = np.concatenate(frames)
-            seen = covered.setdefault(chunk, set())
-            if sub is None and (len(rows) != hi - lo or set(rows.tolist()) != set(range(lo, hi))):
-                problems.append(f"{str(files['scores'])!r} does not hold exactly rows {lo}-{hi - 1}")
-            elif sub is not None and (
-                ((rows < lo) | (rows >= hi)).any() or len(set(rows.tolist())) != len(rows)
-                or seen.intersection(rows.tolist())
-            ):
-                problems.append(f"{str(files['scores'])!r} holds rows outside its chunk or twice")
-            else:
-                seen.update(rows.tolist())
-                kept += len(rows)
-                if sub is None:
-                    whole.add(chunk)
-                continue
-        moved = [set_aside(p) for p in files.values() if p.exists()]
-        warn(
-            f"warning: {'; '.join(problems)}: set aside as {', '.join(repr(str(p)) for p in moved)}; "
-            f"its rows are scored again"
+    return units
+
+
+def _tidied(files: dict[str, Path], superseded: bool) -> bool:
+    """Remove a unit a kill left behind: a failures file without its scores file, or a sub-part of
+    a chunk whose whole part is written (``superseded``); whether it was one."""
+    if "scores" not in files:  # killed between the two writes: not a part yet
+        _unlink(files["failures"])
+        return True
+    if superseded:  # killed after the whole part, before its sub-parts went
+        for path in files.values():
+            _unlink(path)
+        return True
+    return False
+
+
+def _unit_rows(
+    directory: Path, chunk: int, sub: int | None, files: dict[str, Path], required: bool
+) -> tuple[np.ndarray | None, list[str]]:
+    """The manifest rows a unit's two files hold, or (None) what is wrong with them."""
+    frames, problems = [], []
+    for role in ("scores", "failures"):
+        path = files.get(role) or (
+            failure_part_path(directory, chunk) if sub is None else sub_failure_path(directory, chunk, sub)
         )
-    return kept
+        rows, problem = _file_rows(path, required)
+        if problem is None:
+            frames.append(rows)
+        else:
+            problems.append(problem)
+    return (None if problems else np.concatenate(frames)), problems
+
+
+def _file_rows(path: Path, required: bool) -> tuple[np.ndarray | None, str | None]:
+    """The ``_row`` values of a part file, or what is wrong with it (missing, unreadable, altered)."""
+    if not path.exists():
+        return None, f"{str(path)!r} is missing"
+    frame, stored, why = _readable(path)
+    if frame is None:
+        return None, f"{str(path)!r} is unreadable ({why})"
+    if ROW not in frame.columns:
+        return None, f"{str(path)!r} has no {ROW} column"
+    if bad := _digest_problem(frame, stored, required):
+        return None, f"{str(path)!r} {bad}"
+    return frame[ROW].to_numpy(np.int64), None
+
+
+def _rows_problem(
+    rows: np.ndarray, bounds: tuple[int, int], whole: bool, seen: set[int], scores: Path
+) -> str | None:
+    """Why the rows of a unit are not its chunk's: a whole part holds exactly the chunk's rows
+    (``bounds``: first, one after the last), a sub-part rows within it that no other unit holds."""
+    lo, hi = bounds
+    if whole:
+        if len(rows) != hi - lo or set(rows.tolist()) != set(range(lo, hi)):
+            return f"{str(scores)!r} does not hold exactly rows {lo}-{hi - 1}"
+        return None
+    if ((rows < lo) | (rows >= hi)).any() or len(set(rows.tolist())) != len(rows) or seen.intersection(rows.tolist()):
+        return f"{str(scores)!r} holds rows outside its chunk or twice"
+    return None
 
 
 def _unlink(path: Path) -> None:
@@ -427,7 +487,7 @@ def merge_parts(
     fidx = fails_df[ROW].to_numpy().astype(int)
     fkeys = manifest.iloc[fidx][["image_id", "corruption", "severity", "path"]].reset_index(drop=True)
     failures = pd.concat([fkeys, fails_df[["reason"]].reset_index(drop=True)], axis=1)
-    write_csv_atomic(failures[FAILURE_COLUMNS], failures_path(out))
+    fileio.write_csv(failures[FAILURE_COLUMNS], failures_path(out))
     write_parquet_atomic(result, out, metadata)
     if on_merged is not None:
         on_merged()

@@ -61,7 +61,13 @@ def score_group(
     except Exception as exc:
         if len(rows) == 1:
             return None, [(int(rows[0]), f"scorer error: {type(exc).__name__}: {exc}")]
-        first_exc = exc
+        return _one_by_one(scorer, images, rows, labels, exc)
+
+
+def _one_by_one(
+    scorer: Scorer, images: torch.Tensor, rows: torch.Tensor, labels: torch.Tensor, first_exc: Exception
+) -> tuple[dict[str, np.ndarray], list[tuple[int, str]]]:
+    """A group that failed as a whole, scored image by image; ``first_exc`` when every image fails."""
     results: list[dict[str, np.ndarray] | None] = []
     failures: list[tuple[int, str]] = []
     for i in range(len(rows)):
@@ -193,10 +199,9 @@ class ScorerStream:
         mask = self.needed[rows]
         if not mask.any():
             return []
-        if self._cell is None and mask.all():
-            cell = self._cell_of(int(rows[0]))
-            if self._cell_of(int(rows[-1])) == cell and self._expect(cell) == len(rows):
-                return self._score(cell, batch.groups, batch.failures, len(rows))  # the loader's batch is ours
+        cell = self._whole_batch(rows, mask)
+        if cell is not None:
+            return self._score(cell, batch.groups, batch.failures, len(rows))  # the loader's batch is ours
         by_row = {}
         for group_rows, images in batch.groups:
             for i, row in enumerate(group_rows.tolist()):
@@ -204,13 +209,7 @@ class ScorerStream:
         failed = dict(batch.failures)
         written: list[int] = []
         for row in rows[mask].tolist():
-            cell = self._cell_of(row)
-            if self._cell != cell:
-                if self._cell is not None:
-                    raise RuntimeError(
-                        f"{self.scorer.name}: rows of batch {self._cell} did not all arrive before row {row}"
-                    )
-                self._cell, self._expected = cell, self._expect(cell)
+            self._enter(row)
             self._rows.append(row)
             if row in by_row:
                 self._images[row] = by_row[row]
@@ -219,6 +218,27 @@ class ScorerStream:
             if len(self._rows) == self._expected:
                 written += self._flush()
         return written
+
+    def _whole_batch(self, rows: np.ndarray, mask: np.ndarray) -> tuple[int, int] | None:
+        """The cell of this scorer's batch when the loader's batch is exactly it, else None."""
+        if self._cell is not None or not mask.all():
+            return None
+        cell = self._cell_of(int(rows[0]))
+        if self._cell_of(int(rows[-1])) == cell and self._expect(cell) == len(rows):
+            return cell
+        return None
+
+    def _enter(self, row: int) -> None:
+        """Start collecting the batch of ``row`` unless it is the one being collected; the batch
+        before must be whole by then."""
+        cell = self._cell_of(row)
+        if self._cell == cell:
+            return
+        if self._cell is not None:
+            raise RuntimeError(
+                f"{self.scorer.name}: rows of batch {self._cell} did not all arrive before row {row}"
+            )
+        self._cell, self._expected = cell, self._expect(cell)
 
     def _flush(self) -> list[int]:
         """Score the collected batch (size groups in order of first appearance, as the loader's)."""
@@ -280,51 +300,71 @@ def score_streams(
     A chunk counts as written (a progress line) when the last stream needing it
     wrote its part.
     """
-    warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
-    kill_after = int(os.environ.get(KILL_AFTER_PARTS_ENV, "0") or 0)
+    run = _Pass(streams, chunks, part_seconds, lines, warn or (lambda line: print(line, file=sys.stderr, flush=True)))
     delay = float(os.environ.get(BATCH_DELAY_ENV, "0") or 0)
-    open_chunks = {c: sum(c in s.pending for s in streams.values()) for c in chunks}
-    live = dict(streams)
-    dropped: dict[str, str] = {}
-    written = 0
-    last_write = time.monotonic()
-
-    def close(chunk: int) -> None:
-        open_chunks[chunk] -= 1
-        if open_chunks[chunk] == 0 and lines is not None:
-            lines.part_written()
-
     for batch in loader:
         rows = batch.rows.numpy()
-        closed: list[int] = []  # chunks a stream wrote the part of
-        released: list[int] = []  # chunks a dropped stream will not write
-        for name, stream in list(live.items()):
-            try:
-                closed += stream.feed(batch, rows)
-            except ScorerDropped as exc:
-                dropped[name] = str(exc)
-                warn(f"warning: {name} failed ({exc}); the other scorers go on, its own run scores "
-                     "it again (its parts so far are kept)")
-                del live[name]
-                released += list(stream.pending)
+        closed, released = run.feed(batch, rows)
         bar.update(len(rows))
         if lines is not None:
             lines.update(len(rows))
-        for c in closed + released:  # after the rows are counted: a part's line includes them
-            close(c)
-        wrote = len(closed) > 0
-        written += len(closed)
-        if kill_after and written >= kill_after:
-            os.kill(os.getpid(), signal.SIGKILL)
-        if wrote:
-            last_write = time.monotonic()
-        elif time.monotonic() - last_write >= part_seconds:
-            for stream in live.values():
-                stream.write_sub_parts()
-            last_write = time.monotonic()
+        run.close(closed + released)  # after the rows are counted: a part's line includes them
+        run.wrote(len(closed))
         if delay:
             time.sleep(delay)
-    for name, stream in live.items():
+    for name, stream in run.live.items():
         if stream.pending:
             raise RuntimeError(f"{name}: chunks {sorted(stream.pending)} were not completed by the loader")
-    return dropped
+    return run.dropped
+
+
+class _Pass:
+    """One pass over the loader: the streams still in it, the chunks some stream has yet to write,
+    and when parts were last written."""
+
+    def __init__(
+        self, streams: Mapping[str, ScorerStream], chunks: Sequence[int], part_seconds: float,
+        lines: ProgressLines | None, warn: Any,
+    ):
+        self.live = dict(streams)
+        self.dropped: dict[str, str] = {}
+        self.open_chunks = {c: sum(c in s.pending for s in streams.values()) for c in chunks}
+        self.part_seconds, self.lines, self.warn = part_seconds, lines, warn
+        self.kill_after = int(os.environ.get(KILL_AFTER_PARTS_ENV, "0") or 0)
+        self.written = 0
+        self.last_write = time.monotonic()
+
+    def feed(self, batch: ImageBatch, rows: np.ndarray) -> tuple[list[int], list[int]]:
+        """Give the batch to every live stream: the chunks they wrote the part of, and those a
+        stream dropped now will not write."""
+        closed: list[int] = []
+        released: list[int] = []
+        for name, stream in list(self.live.items()):
+            try:
+                closed += stream.feed(batch, rows)
+            except ScorerDropped as exc:
+                self.dropped[name] = str(exc)
+                self.warn(f"warning: {name} failed ({exc}); the other scorers go on, its own run scores "
+                          "it again (its parts so far are kept)")
+                del self.live[name]
+                released += list(stream.pending)
+        return closed, released
+
+    def close(self, chunks: list[int]) -> None:
+        """A progress line per chunk that no stream has left to write."""
+        for chunk in chunks:
+            self.open_chunks[chunk] -= 1
+            if self.open_chunks[chunk] == 0 and self.lines is not None:
+                self.lines.part_written()
+
+    def wrote(self, parts_written: int) -> None:
+        """After a batch: the kill test hook, and sub-parts when no part was written for ``part_seconds``."""
+        self.written += parts_written
+        if self.kill_after and self.written >= self.kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if parts_written:
+            self.last_write = time.monotonic()
+        elif time.monotonic() - self.last_write >= self.part_seconds:
+            for stream in self.live.values():
+                stream.write_sub_parts()
+            self.last_write = time.monotonic()
