@@ -19,6 +19,12 @@ def resolve(
     """Q variables and task models to analyse (default: all), checked against ``scores``."""
     qs = list(scores.q) if q_names is None else [tuple(q) for q in q_names]
     models = scores.task_models if task_models is None else list(task_models)
+    _check_known(scores, qs, models)
+    return qs, models
+
+
+def _check_known(scores: ScoreSet, qs: list[tuple[str, str]], models: list[str]) -> None:
+    """A KeyError naming unknown Qs or task models; a ValueError when there is no task model."""
     bad_q = [q for q in qs if q not in scores.q]
     if bad_q:
         raise KeyError(f"unknown Q variable(s) {bad_q}; available: {list(scores.q)}")
@@ -30,7 +36,6 @@ def resolve(
         )
     if not models:
         raise ValueError("no task model: the scores folder has no classifier/zero-shot file")
-    return qs, models
 
 
 def combos(

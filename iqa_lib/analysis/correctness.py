@@ -162,6 +162,31 @@ CE_COLUMNS = (
 )
 
 
+def _why_unnormalised(corruption: str, sevs: frozenset, alex_sum: pd.Series, alex_sev: pd.Series) -> str | None:
+    """Why a corruption's CE cannot be normalised by AlexNet's, or None when it can."""
+    if corruption not in COMMON_CORRUPTIONS:
+        return "not one of the 15 ImageNet-C corruptions: unnormalised only"
+    if corruption not in alex_sum.index or alex_sev.get(corruption) != frozenset(SEVERITIES):
+        return "no AlexNet errors for all 5 severities: unnormalised only"
+    if sevs != frozenset(SEVERITIES):
+        return f"severities {sorted(sevs)} only, CE needs 1-5: unnormalised only"
+    return None
+
+
+def _normalised(err_sum: float, a_sum: float, e_clean: float | None, alexnet: AlexNetErrors) -> dict:
+    """CE against AlexNet's error sum and, with both clean errors, relative CE; the note says which."""
+    out = {"alexnet_error_sum": a_sum, "ce": err_sum / a_sum}
+    if e_clean is None:
+        out["note"] = "no clean images: relative CE not computed"
+    elif alexnet.clean is None:
+        out["note"] = "no published AlexNet clean error: relative CE not computed"
+    else:
+        denom = a_sum - len(SEVERITIES) * alexnet.clean
+        out["relative_ce"] = (err_sum - len(SEVERITIES) * e_clean) / denom
+        out["note"] = alexnet.clean_note
+    return out
+
+
 def corruption_errors(accuracy: pd.DataFrame, alexnet: AlexNetErrors | None = None) -> pd.DataFrame:
     """One row per corruption present: unnormalised CE (``error_mean``) and, where the
     model has all five severities of one of the 15 ImageNet-C corruptions, ``ce`` and
@@ -181,24 +206,11 @@ def corruption_errors(accuracy: pd.DataFrame, alexnet: AlexNetErrors | None = No
             "error_mean": float(g["error"].mean()), "error_sum": err_sum,
             "alexnet_error_sum": math.nan, "ce": math.nan, "relative_ce": math.nan, "note": "",
         }
-        if corruption not in COMMON_CORRUPTIONS:
-            row["note"] = "not one of the 15 ImageNet-C corruptions: unnormalised only"
-        elif corruption not in alex_sum.index or alex_sev.get(corruption) != frozenset(SEVERITIES):
-            row["note"] = "no AlexNet errors for all 5 severities: unnormalised only"
-        elif sevs != frozenset(SEVERITIES):
-            row["note"] = f"severities {sorted(sevs)} only, CE needs 1-5: unnormalised only"
+        why = _why_unnormalised(corruption, sevs, alex_sum, alex_sev)
+        if why:
+            row["note"] = why
         else:
-            a_sum = float(alex_sum[corruption])
-            row["alexnet_error_sum"] = a_sum
-            row["ce"] = err_sum / a_sum
-            if e_clean is None:
-                row["note"] = "no clean images: relative CE not computed"
-            elif alexnet.clean is None:
-                row["note"] = "no published AlexNet clean error: relative CE not computed"
-            else:
-                denom = a_sum - len(SEVERITIES) * alexnet.clean
-                row["relative_ce"] = (err_sum - len(SEVERITIES) * e_clean) / denom
-                row["note"] = alexnet.clean_note
+            row.update(_normalised(err_sum, float(alex_sum[corruption]), e_clean, alexnet))
         rows.append(row)
     return pd.DataFrame(rows, columns=list(CE_COLUMNS))
 

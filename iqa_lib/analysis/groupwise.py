@@ -94,12 +94,7 @@ def groupwise(
             f"{n_groups}{'' if include_clean else ' (clean images are not a group)'}"
         )
     idx = bootstrap_indices(n_groups, n_bootstrap, seed)
-    sel = {k: g["mean"].to_numpy() for k, g in means.groupby(["measure", "source", "variant"])}
-    acc = {m: sel[("accuracy", m, "m")] for m in models}
-    # images behind each model's group accuracies (every row of a ScoreSet has its correctness)
-    per_group = {k: g["n"].to_numpy() for k, g in means[means["measure"] == "accuracy"].groupby("source")}
-    min_images = {m: int(per_group[m].min()) for m in models}
-    qmean = {q: sel[("q", q[0], q[1])] for q in qs}
+    acc, qmean = _group_series(means, qs, models)
     # each variable is resampled once and shared by all its pairs
     r_acc = {m: Resampled(v, idx) for m, v in acc.items()}
     r_q: dict = {}
@@ -114,7 +109,24 @@ def groupwise(
         for k, v in label_cols(scores, q, model).items():
             res[k] = v
         frames.append(res)
-    out = pd.concat(frames, ignore_index=True)
+    return _with_evidence(pd.concat(frames, ignore_index=True), _min_group_images(means, models))
+
+
+def _group_series(means: pd.DataFrame, qs: list, models: list[str]) -> tuple[dict, dict]:
+    """Each task model's group accuracies and each Q's group means, from :func:`group_means`."""
+    sel = {k: g["mean"].to_numpy() for k, g in means.groupby(["measure", "source", "variant"])}
+    return {m: sel[("accuracy", m, "m")] for m in models}, {q: sel[("q", q[0], q[1])] for q in qs}
+
+
+def _min_group_images(means: pd.DataFrame, models: list[str]) -> dict[str, int]:
+    """Images behind each model's group accuracies in its smallest group (every row of a
+    ScoreSet has its correctness)."""
+    per_group = {k: g["n"].to_numpy() for k, g in means[means["measure"] == "accuracy"].groupby("source")}
+    return {m: int(per_group[m].min()) for m in models}
+
+
+def _with_evidence(out: pd.DataFrame, min_images: dict[str, int]) -> pd.DataFrame:
+    """The smallest group's images and the small-n mark beside each row, label columns first."""
     out["min_group_images"] = out["task_model"].map(min_images).astype(np.int64)
     out["small_n"] = small_groups(out["n"].to_numpy(), out["min_group_images"].to_numpy())
     first = ["task_model", "scorer", "q", "kind", "stat"]

@@ -195,6 +195,32 @@ def _listed(items: Sequence[str], limit: int = 8) -> str:
     return shown + (f"; and {len(items) - limit} more" if len(items) > limit else "")
 
 
+def _wrong_side(r: Estimate, threshold: float, side: str) -> bool:
+    """The whole interval on the other side of ``threshold`` from the claim's."""
+    if not (np.isfinite(r.low) and np.isfinite(r.high)):
+        return False
+    return r.low >= threshold if side == "below" else r.high < threshold
+
+
+def _right_side(r: Estimate, threshold: float, side: str) -> bool:
+    """The whole interval on the claim's side of ``threshold``."""
+    if not (np.isfinite(r.low) and np.isfinite(r.high)):
+        return False
+    return r.high < threshold if side == "below" else r.low >= threshold
+
+
+def _threshold_doubts(rows: list[Estimate], threshold: float, side: str) -> str:
+    """Why an undecided threshold claim is inconclusive: straddling intervals, small n."""
+    small = sum(r.small_n for r in rows)
+    straddle = sum(not _right_side(r, threshold, side) and not _wrong_side(r, threshold, side) for r in rows)
+    why = []
+    if straddle:
+        why.append(f"{straddle} of {len(rows)} intervals straddle {threshold} (or have none)")
+    if small:
+        why.append(f"{small} of {len(rows)} rest on too small an n")
+    return "; ".join(why)
+
+
 def threshold_verdict(rows: Iterable[Estimate], threshold: float, side: str, stat: str = "value") -> Verdict:
     """A claim "every value is below ``threshold``" (``side="below"``) or "at least" it (``"at_least"``)."""
     if side not in ("below", "at_least"):
@@ -202,32 +228,20 @@ def threshold_verdict(rows: Iterable[Estimate], threshold: float, side: str, sta
     rows = [r for r in rows if np.isfinite(r.value)]
     if not rows:
         return Verdict(NOT_TESTED, "no numbers to judge", "none")
-    evidence = _listed([r.text(stat) for r in rows])
+    verdict, reason = _judge_threshold(rows, threshold, side)
+    return Verdict(verdict, reason, _listed([r.text(stat) for r in rows]))
 
-    def wrong_side(r: Estimate) -> bool:  # the whole interval on the other side
-        if not (np.isfinite(r.low) and np.isfinite(r.high)):
-            return False
-        return r.low >= threshold if side == "below" else r.high < threshold
 
-    def right_side(r: Estimate) -> bool:
-        if not (np.isfinite(r.low) and np.isfinite(r.high)):
-            return False
-        return r.high < threshold if side == "below" else r.low >= threshold
-
-    refuting = [r for r in rows if wrong_side(r) and not r.small_n]
+def _judge_threshold(rows: list[Estimate], threshold: float, side: str) -> tuple[str, str]:
+    """(verdict, reason): fails on an interval wholly on the wrong side (at a valid n), holds
+    when every interval is wholly on the right side, else inconclusive."""
+    refuting = [r for r in rows if _wrong_side(r, threshold, side) and not r.small_n]
     if refuting:
-        return Verdict(FAILS, f"{len(refuting)} of {len(rows)} intervals lie wholly on the other side of "
-                              f"{threshold}, e.g. {refuting[0].label}", evidence)
-    if all(right_side(r) and not r.small_n for r in rows):
-        return Verdict(HOLDS, "", evidence)
-    small = sum(r.small_n for r in rows)
-    straddle = sum(not right_side(r) and not wrong_side(r) for r in rows)
-    why = []
-    if straddle:
-        why.append(f"{straddle} of {len(rows)} intervals straddle {threshold} (or have none)")
-    if small:
-        why.append(f"{small} of {len(rows)} rest on too small an n")
-    return Verdict(INCONCLUSIVE, "; ".join(why), evidence)
+        return FAILS, (f"{len(refuting)} of {len(rows)} intervals lie wholly on the other side of "
+                       f"{threshold}, e.g. {refuting[0].label}")
+    if all(_right_side(r, threshold, side) and not r.small_n for r in rows):
+        return HOLDS, ""
+    return INCONCLUSIVE, _threshold_doubts(rows, threshold, side)
 
 
 def comparison_verdict(comparisons: Iterable[Comparison], stat: str = "AUC") -> Verdict:
@@ -235,12 +249,23 @@ def comparison_verdict(comparisons: Iterable[Comparison], stat: str = "AUC") -> 
     comparisons = [c for c in comparisons if np.isfinite(c.better) and np.isfinite(c.worse)]
     if not comparisons:
         return Verdict(NOT_TESTED, "nothing to compare", "none")
-    evidence = _listed([c.text(stat) for c in comparisons])
+    verdict, reason = _judge_comparisons(comparisons)
+    return Verdict(verdict, reason, _listed([c.text(stat) for c in comparisons]))
+
+
+def _judge_comparisons(comparisons: list[Comparison]) -> tuple[str, str]:
+    """(verdict, reason): fails on a significant difference the other way, holds when every
+    difference is significant and the right way, else inconclusive."""
     against = [c for c in comparisons if c.significant and c.diff < 0]
     if against:
-        return Verdict(FAILS, f"{against[0].label} is significantly the other way", evidence)
+        return FAILS, f"{against[0].label} is significantly the other way"
     if all(c.significant and c.diff > 0 for c in comparisons):
-        return Verdict(HOLDS, "", evidence)
+        return HOLDS, ""
+    return INCONCLUSIVE, _comparison_doubts(comparisons)
+
+
+def _comparison_doubts(comparisons: list[Comparison]) -> str:
+    """Why an undecided comparison claim is inconclusive: tests invalid at their n, differences not significant."""
     invalid = sum(not c.valid for c in comparisons)
     ns = sum(c.valid and not c.significant for c in comparisons)
     why = []
@@ -248,7 +273,7 @@ def comparison_verdict(comparisons: Iterable[Comparison], stat: str = "AUC") -> 
         why.append(f"{invalid} of {len(comparisons)} comparisons have too small an n for their test")
     if ns:
         why.append(f"{ns} of {len(comparisons)} differences are not significant")
-    return Verdict(INCONCLUSIVE, "; ".join(why), evidence)
+    return "; ".join(why)
 
 
 def mean_interval(mean: float, sd: float, n: float, level: float = defaults.LEVEL) -> tuple[float, float]:

@@ -28,16 +28,22 @@ DEFAULT_SEVERITIES = (1, 2, 3)
 QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
 
 
+def _default_corruptions(names: list[str]) -> list[str]:
+    """The ImageNet-C corruptions present, else (with a warning) every corruption present."""
+    chosen = [c for c in IMAGENET_C if c in names]
+    if not chosen:
+        chosen = [c for c in names if c != "clean"]
+        warnings.warn(
+            f"none of the 15 ImageNet-C corruptions in the scores; mixing {chosen}",
+            stacklevel=4,
+        )
+    return chosen
+
+
 def _corruption_codes(scores: ScoreSet, corruptions) -> np.ndarray:
     names = list(scores.corruptions)
     if corruptions is None:
-        chosen = [c for c in IMAGENET_C if c in names]
-        if not chosen:
-            chosen = [c for c in names if c != "clean"]
-            warnings.warn(
-                f"none of the 15 ImageNet-C corruptions in the scores; mixing {chosen}",
-                stacklevel=3,
-            )
+        chosen = _default_corruptions(names)
     else:
         chosen = list(corruptions)
         bad = [c for c in chosen if c not in names]

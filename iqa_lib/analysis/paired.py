@@ -34,6 +34,8 @@ then reads the k x k DeLong covariance and differences of bootstrap replicates.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 from tqdm import tqdm  # text bars: tqdm.auto warns in kernels without ipywidgets
@@ -79,6 +81,179 @@ def _orient(values: np.ndarray, sign: float) -> np.ndarray:
     return np.full_like(values, np.nan)
 
 
+@dataclass
+class _Groups:
+    """The (corruption, severity) groups every task model shares: codes, sizes, each Q's
+    group means, one set of group resamples and each Q's ranks in them (SRCC needs
+    :data:`~iqa_lib.analysis.groupwise.MIN_GROUPS` groups: below that only ``codes``)."""
+
+    codes: np.ndarray
+    n_groups: int
+    keep: np.ndarray | None = None
+    c: np.ndarray | None = None
+    n_per: np.ndarray | None = None
+    qmean: list[np.ndarray] = field(default_factory=list)
+    idx: np.ndarray | None = None
+    q_ranks: list[np.ndarray] | None = None
+
+    @property
+    def do_srcc(self) -> bool:
+        return self.keep is not None
+
+    def mean(self, v: np.ndarray) -> np.ndarray:
+        return np.bincount(self.c, weights=v[self.keep].astype(np.float64), minlength=self.n_groups) / self.n_per
+
+
+def _groups(scores: ScoreSet, qs: list, include_clean: bool, n_bootstrap: int, seed: int) -> _Groups:
+    codes, groups = group_codes(scores, include_clean)
+    g = _Groups(codes, len(groups))
+    if g.n_groups < MIN_GROUPS:
+        return g
+    g.keep = codes >= 0
+    g.c = codes[g.keep]
+    g.n_per = np.bincount(g.c, minlength=g.n_groups)
+    g.qmean = [g.mean(scores.q[q]) for q in qs]
+    g.idx = bootstrap_indices(g.n_groups, n_bootstrap, seed) if n_bootstrap > 0 else None
+    g.q_ranks = [unit_rank_rows(v, g.idx) for v in g.qmean] if g.idx is not None else None
+    return g
+
+
+def _signs_and_orders(work: AucWork, qs: list, n_models: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Each (Q, task model)'s orientation from the point-wise fit, and Q's sorted test rows."""
+    sign = np.empty((len(qs), n_models))
+    sorted_q = []
+    for i, q in enumerate(qs):
+        _, b, status = work.fits[q]
+        sign[i] = [_orientation(b[j], STATUS_NAMES[int(status[j])]) for j in range(n_models)]
+        order, _ = work.sorted_test[q]
+        sorted_q.append(order)
+    return sign, sorted_q
+
+
+@dataclass(frozen=True)
+class _ModelTests:
+    """One task model's ingredients for every pair: test correctness, DeLong's placements
+    and covariance, oriented bootstrap AUC replicates, group-wise |SRCC| and its replicates."""
+
+    model: str
+    yt: np.ndarray
+    n_pos_img: int
+    n_neg_img: int
+    dl: object  # iqa_lib.stats.delong result: auc, cov
+    reps: np.ndarray
+    min_images: int
+    srcc: np.ndarray | None
+    s_reps: list[np.ndarray] | None
+
+
+def _model_srcc(g: _Groups, m: np.ndarray) -> tuple[np.ndarray | None, list[np.ndarray] | None]:
+    """|SRCC| of each Q's group means with the group accuracy, and its bootstrap replicates."""
+    if not g.do_srcc:
+        return None, None
+    acc = g.mean(m)
+    r_point = np.array([spearman(qm, acc) for qm in g.qmean])
+    r_sign = np.where(r_point >= 0, 1.0, -1.0)
+    srcc = r_sign * r_point
+    if g.idx is None:
+        return srcc, None
+    acc_ranks = unit_rank_rows(acc, g.idx)
+    return srcc, [r_sign[i] * srcc_reps(g.q_ranks[i], acc_ranks) for i in range(len(g.qmean))]
+
+
+def _model_tests(
+    scores: ScoreSet, qs: list, work: AucWork, oriented: tuple[np.ndarray, list[np.ndarray]],
+    j: int, model: str, g: _Groups, n_bootstrap: int,
+) -> _ModelTests:
+    sign, sorted_q = oriented
+    yt = np.ascontiguousarray(scores.m[model][work.test], dtype=np.int8)
+    n_pos_img, n_neg_img = class_image_counts(yt, work.test_cluster)
+    v = np.empty((len(qs), yt.size))
+    reps = np.full((len(qs), max(n_bootstrap, 0)), np.nan)
+    for i, order in enumerate(sorted_q):
+        x_te = scores.q[qs[i]][work.test]
+        v[i] = _orient(placement_values(x_te, yt, order), sign[i, j])
+        if n_bootstrap > 0:
+            reps[i] = _orient(work.raw[qs[i]][j][1:], sign[i, j])
+    dl = delong_from_placements(v, yt, work.test_cluster)
+    min_images = int(group_image_counts(g.codes, g.n_groups, scores.m[model]).min()) if g.n_groups else 0
+    srcc, s_reps = _model_srcc(g, scores.m[model])
+    return _ModelTests(model, yt, n_pos_img, n_neg_img, dl, reps, min_images, srcc, s_reps)
+
+
+def _srcc_columns(t: _ModelTests, a: int, b: int, level: float) -> dict:
+    if t.srcc is None:
+        row = {"srcc_a": np.nan, "srcc_b": np.nan, "srcc_diff": np.nan}
+        sboot: dict = {}
+    else:
+        d = float(t.srcc[a] - t.srcc[b])
+        row = {"srcc_a": float(t.srcc[a]), "srcc_b": float(t.srcc[b]), "srcc_diff": d}
+        sboot = diff_summary(d, t.s_reps[a] - t.s_reps[b], level) if t.s_reps is not None else {}
+    row["srcc_diff_ci_low"] = sboot.get("ci_low", np.nan)
+    row["srcc_diff_ci_high"] = sboot.get("ci_high", np.nan)
+    row["srcc_p_boot"] = sboot.get("p_value", np.nan)
+    row["n_boot_valid_srcc"] = sboot.get("n_boot_valid", 0)
+    return row
+
+
+def _pair_row(
+    scores: ScoreSet, qs: list, t: _ModelTests, a: int, b: int, n_img: int, n_groups: int,
+    n_bootstrap: int, level: float,
+) -> dict:
+    """One (task model, q_a, q_b) row: the AUC difference (DeLong, bootstrap) and the |SRCC| one."""
+    z = paired_z(t.dl.auc, t.dl.cov, a, b)
+    boot = diff_summary(z.diff, t.reps[a] - t.reps[b], level) if n_bootstrap > 0 else {}
+    return {
+        "task_model": t.model,
+        "scorer_a": qs[a][0],
+        "q_a": qs[a][1],
+        "kind_a": scores.kinds[qs[a][0]],
+        "scorer_b": qs[b][0],
+        "q_b": qs[b][1],
+        "kind_b": scores.kinds[qs[b][0]],
+        "holm_family": t.model,
+        "n_test": int(t.yt.size),
+        "n_test_images": n_img,
+        "n_test_pos_images": t.n_pos_img,
+        "n_test_neg_images": t.n_neg_img,
+        "auc_a": z.auc_a,
+        "auc_b": z.auc_b,
+        "auc_diff": z.diff,
+        "auc_diff_ci_low": boot.get("ci_low", np.nan),
+        "auc_diff_ci_high": boot.get("ci_high", np.nan),
+        "auc_p_boot": boot.get("p_value", np.nan),
+        "delong_clustered": True,
+        "delong_var": z.var_diff,
+        "delong_z": z.z,
+        "delong_p": z.p_value,
+        "n_groups": n_groups,
+        "min_group_images": t.min_images,
+        "n_boot_valid_auc": boot.get("n_boot_valid", 0),
+        **_srcc_columns(t, a, b, level),
+    }
+
+
+def _holm_within_model(block: list[dict]) -> pd.DataFrame:
+    """One task model's pairs with Holm-adjusted p-values over its valid tests only
+    (iqa_lib.analysis.inference): an invalid test has no adjusted p-value and cannot move the others'."""
+    frame = pd.DataFrame(block)
+    frame["delong_p_holm"] = holm_valid(
+        frame["delong_p"], auc_test_valid(frame["n_test_pos_images"], frame["n_test_neg_images"]))
+    frame["srcc_p_holm"] = holm_valid(
+        frame["srcc_p_boot"], srcc_test_valid(frame["n_groups"], frame["min_group_images"]))
+    return frame
+
+
+def _validity_and_marks(out: pd.DataFrame, do_srcc: bool, alpha: float) -> pd.DataFrame:
+    out["auc_test_valid"] = auc_test_valid(out["n_test_pos_images"], out["n_test_neg_images"])
+    out["srcc_test_valid"] = srcc_test_valid(out["n_groups"], out["min_group_images"]) & do_srcc
+    out["significant_auc"] = significance(out["delong_p_holm"], out["auc_test_valid"], alpha)
+    out["significant_srcc"] = significance(out["srcc_p_holm"], out["srcc_test_valid"], alpha)
+    out["small_n_auc"] = small_auc(out["n_test_pos_images"], out["n_test_neg_images"])
+    out["small_n_srcc"] = small_groups(out["n_groups"], out["min_group_images"]) & do_srcc
+    out["small_n"] = out["small_n_auc"] | out["small_n_srcc"]
+    return out[COLUMNS]
+
+
 def paired_tests(
     scores: ScoreSet,
     q_names=None,
@@ -105,121 +280,21 @@ def paired_tests(
     (the point-wise table's fits and bootstrap replicates), computed here when not given.
     """
     qs, models = resolve(scores, q_names, task_models)
-    alpha = 1.0 - level
     # the point-wise fits (orientation) and bootstrap AUC replicates: shared with pointwise
     work = ensure_work(work, scores, qs, models, test_fraction, n_bootstrap, seed)
-    test = work.test
-    n_img = work.n_img
-    test_cluster = work.test_cluster
-    sign = np.empty((len(qs), len(models)))
-    sorted_q = []
-    for i, q in enumerate(qs):
-        _, b, status = work.fits[q]
-        sign[i] = [_orientation(b[j], STATUS_NAMES[int(status[j])]) for j in range(len(models))]
-        order, _ = work.sorted_test[q]
-        sorted_q.append(order)
-
+    oriented = _signs_and_orders(work, qs, len(models))
     # group-wise: accuracy and mean Q per group, one set of group resamples
-    codes, groups = group_codes(scores, include_clean)
-    n_groups = len(groups)
-    do_srcc = n_groups >= MIN_GROUPS
-    if do_srcc:
-        keep = codes >= 0
-        c = codes[keep]
-        n_per = np.bincount(c, minlength=n_groups)
-
-        def gmean(v):
-            return np.bincount(c, weights=v[keep].astype(np.float64), minlength=n_groups) / n_per
-
-        qmean = [gmean(scores.q[q]) for q in qs]
-        idx = bootstrap_indices(n_groups, n_bootstrap, seed) if n_bootstrap > 0 else None
-        q_ranks = [unit_rank_rows(v, idx) for v in qmean] if idx is not None else None
-
+    g = _groups(scores, qs, include_clean, n_bootstrap, seed)
     rows = []
     for j, model in enumerate(tqdm(models, desc="paired", disable=not progress, leave=False)):
-        yt = np.ascontiguousarray(scores.m[model][test], dtype=np.int8)
-        n_pos_img, n_neg_img = class_image_counts(yt, test_cluster)
-        v = np.empty((len(qs), yt.size))
-        reps = np.full((len(qs), max(n_bootstrap, 0)), np.nan)
-        for i, order in enumerate(sorted_q):
-            x_te = scores.q[qs[i]][test]
-            v[i] = _orient(placement_values(x_te, yt, order), sign[i, j])
-            if n_bootstrap > 0:
-                reps[i] = _orient(work.raw[qs[i]][j][1:], sign[i, j])
-        dl = delong_from_placements(v, yt, test_cluster)
-        min_images = int(group_image_counts(codes, n_groups, scores.m[model]).min()) if n_groups else 0
-        if do_srcc:
-            acc = gmean(scores.m[model])
-            r_point = np.array([spearman(qm, acc) for qm in qmean])
-            r_sign = np.where(r_point >= 0, 1.0, -1.0)
-            srcc = r_sign * r_point
-            if idx is not None:
-                acc_ranks = unit_rank_rows(acc, idx)
-                s_reps = [r_sign[i] * srcc_reps(q_ranks[i], acc_ranks) for i in range(len(qs))]
-        block = []
-        for a in range(len(qs)):
-            for b in range(a + 1, len(qs)):
-                t = paired_z(dl.auc, dl.cov, a, b)
-                row = {
-                    "task_model": model,
-                    "scorer_a": qs[a][0],
-                    "q_a": qs[a][1],
-                    "kind_a": scores.kinds[qs[a][0]],
-                    "scorer_b": qs[b][0],
-                    "q_b": qs[b][1],
-                    "kind_b": scores.kinds[qs[b][0]],
-                    "holm_family": model,
-                    "n_test": int(yt.size),
-                    "n_test_images": n_img,
-                    "n_test_pos_images": n_pos_img,
-                    "n_test_neg_images": n_neg_img,
-                    "auc_a": t.auc_a,
-                    "auc_b": t.auc_b,
-                    "auc_diff": t.diff,
-                }
-                boot = diff_summary(t.diff, reps[a] - reps[b], level) if n_bootstrap > 0 else {}
-                row["auc_diff_ci_low"] = boot.get("ci_low", np.nan)
-                row["auc_diff_ci_high"] = boot.get("ci_high", np.nan)
-                row["auc_p_boot"] = boot.get("p_value", np.nan)
-                row.update(
-                    delong_clustered=True, delong_var=t.var_diff, delong_z=t.z, delong_p=t.p_value
-                )
-                row["n_groups"] = n_groups
-                row["min_group_images"] = min_images
-                sboot: dict = {}
-                if do_srcc:
-                    d = float(srcc[a] - srcc[b])
-                    row.update(srcc_a=float(srcc[a]), srcc_b=float(srcc[b]), srcc_diff=d)
-                    if idx is not None:
-                        sboot = diff_summary(d, s_reps[a] - s_reps[b], level)
-                else:
-                    row.update(srcc_a=np.nan, srcc_b=np.nan, srcc_diff=np.nan)
-                row["srcc_diff_ci_low"] = sboot.get("ci_low", np.nan)
-                row["srcc_diff_ci_high"] = sboot.get("ci_high", np.nan)
-                row["srcc_p_boot"] = sboot.get("p_value", np.nan)
-                row["n_boot_valid_auc"] = boot.get("n_boot_valid", 0)
-                row["n_boot_valid_srcc"] = sboot.get("n_boot_valid", 0)
-                block.append(row)
+        t = _model_tests(scores, qs, work, oriented, j, model, g, n_bootstrap)
+        block = [_pair_row(scores, qs, t, a, b, work.n_img, g.n_groups, n_bootstrap, level)
+                 for a in range(len(qs)) for b in range(a + 1, len(qs))]
         if block:
-            frame = pd.DataFrame(block)
-            # Holm over the valid tests only (iqa_lib.analysis.inference): an invalid test has no
-            # adjusted p-value and cannot move the others'
-            frame["delong_p_holm"] = holm_valid(
-                frame["delong_p"], auc_test_valid(frame["n_test_pos_images"], frame["n_test_neg_images"]))
-            frame["srcc_p_holm"] = holm_valid(
-                frame["srcc_p_boot"], srcc_test_valid(frame["n_groups"], frame["min_group_images"]))
-            rows.append(frame)
+            rows.append(_holm_within_model(block))
     if not rows:
         return pd.DataFrame(columns=COLUMNS)
-    out = pd.concat(rows, ignore_index=True)
-    out["auc_test_valid"] = auc_test_valid(out["n_test_pos_images"], out["n_test_neg_images"])
-    out["srcc_test_valid"] = srcc_test_valid(out["n_groups"], out["min_group_images"]) & do_srcc
-    out["significant_auc"] = significance(out["delong_p_holm"], out["auc_test_valid"], alpha)
-    out["significant_srcc"] = significance(out["srcc_p_holm"], out["srcc_test_valid"], alpha)
-    out["small_n_auc"] = small_auc(out["n_test_pos_images"], out["n_test_neg_images"])
-    out["small_n_srcc"] = small_groups(out["n_groups"], out["min_group_images"]) & do_srcc
-    out["small_n"] = out["small_n_auc"] | out["small_n_srcc"]
-    return out[COLUMNS]
+    return _validity_and_marks(pd.concat(rows, ignore_index=True), g.do_srcc, 1.0 - level)
 
 
 COLUMNS = [

@@ -58,9 +58,19 @@ def summary_table(point: pd.DataFrame, group: pd.DataFrame | None) -> pd.DataFra
         out = point.assign(**{c: float("nan") for c in GROUP_COLS}, n_groups=float("nan"),
                            min_group_images=float("nan"))
         return _flag(out)
+    out = point.merge(_wide_correlations(group).reset_index(), on=KEY, how="outer")
+    return _flag(out.merge(_group_sizes(group), on=KEY, how="left"))
+
+
+def _group_sizes(group: pd.DataFrame) -> pd.DataFrame:
+    """Per (task model, Q): the number of groups and the smallest group's images."""
     sizes = {"n": "n_groups", "min_group_images": "min_group_images"}
     sizes = {k: v for k, v in sizes.items() if k in group.columns}  # older tables: groups only
-    n_groups = group.groupby(KEY, sort=False)[list(sizes)].first().rename(columns=sizes).reset_index()
+    return group.groupby(KEY, sort=False)[list(sizes)].first().rename(columns=sizes).reset_index()
+
+
+def _wide_correlations(group: pd.DataFrame) -> pd.DataFrame:
+    """The group-wise table one row per (task model, Q): |r|, its interval and p per statistic."""
     wide = group.pivot_table(
         index=KEY,
         columns="stat",
@@ -70,9 +80,7 @@ def summary_table(point: pd.DataFrame, group: pd.DataFrame | None) -> pd.DataFra
     wide.columns = [
         f"{stat}{'' if v == 'abs_r' else '_' + v.replace('abs_', '')}" for v, stat in wide.columns
     ]
-    wide = wide[[c for c in GROUP_COLS if c in wide.columns]]
-    out = point.merge(wide.reset_index(), on=KEY, how="outer")
-    return _flag(out.merge(n_groups, on=KEY, how="left"))
+    return wide[[c for c in GROUP_COLS if c in wide.columns]]
 
 
 def _flag(out: pd.DataFrame) -> pd.DataFrame:
