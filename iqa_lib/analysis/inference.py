@@ -213,12 +213,8 @@ def _threshold_doubts(rows: list[Estimate], threshold: float, side: str) -> str:
     """Why an undecided threshold claim is inconclusive: straddling intervals, small n."""
     small = sum(r.small_n for r in rows)
     straddle = sum(not _right_side(r, threshold, side) and not _wrong_side(r, threshold, side) for r in rows)
-    why = []
-    if straddle:
-        why.append(f"{straddle} of {len(rows)} intervals straddle {threshold} (or have none)")
-    if small:
-        why.append(f"{small} of {len(rows)} rest on too small an n")
-    return "; ".join(why)
+    return _reasons((straddle, f"{straddle} of {len(rows)} intervals straddle {threshold} (or have none)"),
+                    (small, f"{small} of {len(rows)} rest on too small an n"))
 
 
 def threshold_verdict(rows: Iterable[Estimate], threshold: float, side: str, stat: str = "value") -> Verdict:
@@ -268,12 +264,13 @@ def _comparison_doubts(comparisons: list[Comparison]) -> str:
     """Why an undecided comparison claim is inconclusive: tests invalid at their n, differences not significant."""
     invalid = sum(not c.valid for c in comparisons)
     ns = sum(c.valid and not c.significant for c in comparisons)
-    why = []
-    if invalid:
-        why.append(f"{invalid} of {len(comparisons)} comparisons have too small an n for their test")
-    if ns:
-        why.append(f"{ns} of {len(comparisons)} differences are not significant")
-    return "; ".join(why)
+    return _reasons((invalid, f"{invalid} of {len(comparisons)} comparisons have too small an n for their test"),
+                    (ns, f"{ns} of {len(comparisons)} differences are not significant"))
+
+
+def _reasons(*counted: tuple[int, str]) -> str:
+    """The reasons whose count is not zero, in order, joined."""
+    return "; ".join(text for count, text in counted if count)
 
 
 def mean_interval(mean: float, sd: float, n: float, level: float = defaults.LEVEL) -> tuple[float, float]:
