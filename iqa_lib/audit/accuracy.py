@@ -50,6 +50,7 @@ import pandas as pd
 from iqa_lib.analysis.prior.estimators import estimate_accuracy, own_contributions
 from iqa_lib.audit.interval import (
     PI_LEVEL,
+    ShiftFit,
     interval_words,
     min_families,
     prediction_interval,
@@ -136,32 +137,36 @@ def loco_validation(data: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     Empty when the reference has fewer than two corruptions besides clean.
     """
     corruption = data["corruption"].to_numpy()
-    severity = data["severity"].to_numpy()
-    ref = _reference_dict(data)
     held = [c for c in pd.unique(corruption) if c != CLEAN]
-    rows: list[dict[str, Any]] = []
     if len(held) < 2 or not (corruption == CLEAN).any():
         return pd.DataFrame(columns=LOCO_COLUMNS)
-    for c in held:
-        fit, tgt = corruption != c, corruption == c
-        sev, inv = np.unique(severity[tgt], return_inverse=True)
-        pick = {k: (None if v is None else v[fit]) for k, v in ref.items()}
-        target = {k: (None if v is None else v[tgt]) for k, v in ref.items()}
-        contrib = own_contributions(pick, target)
-        n = np.bincount(inv)
-        m = ref["correct"][tgt]
-        actual = np.bincount(inv, weights=m) / n
-        for k in methods:
-            if k not in contrib:
-                continue
-            pred = np.bincount(inv, weights=contrib[k]) / n
-            d = m - contrib[k]  # per image: correct minus its share of the estimate
-            var_d = np.bincount(inv, weights=d * d) / n - (actual - pred) ** 2
-            for j, s in enumerate(sev):
-                rows.append({"method": k, "corruption": str(c), "severity": int(s), "n": int(n[j]),
-                             "predicted": float(pred[j]), "actual": float(actual[j]),
-                             "var_d": float(max(var_d[j], 0.0))})
+    ref = _reference_dict(data)
+    severity = data["severity"].to_numpy()
+    rows = [row for c in held for row in _held_out_rows(ref, corruption == c, severity, str(c), methods)]
     return pd.DataFrame(rows, columns=LOCO_COLUMNS)
+
+
+def _held_out_rows(
+    ref: dict[str, np.ndarray | None], held: np.ndarray, severity: np.ndarray, corruption: str, methods: list[str]
+) -> list[dict[str, Any]]:
+    """One held-out corruption (``held``: its rows): fit on the other rows, and per method and
+    severity group of the held-out rows, the predicted and actual accuracy and ``var_d``."""
+    sev, inv = np.unique(severity[held], return_inverse=True)
+    fit = {k: (None if v is None else v[~held]) for k, v in ref.items()}
+    target = {k: (None if v is None else v[held]) for k, v in ref.items()}
+    contrib = own_contributions(fit, target)
+    n = np.bincount(inv)
+    m = ref["correct"][held]
+    actual = np.bincount(inv, weights=m) / n
+    rows = []
+    for k in (k for k in methods if k in contrib):
+        pred = np.bincount(inv, weights=contrib[k]) / n
+        d = m - contrib[k]  # per image: correct minus its share of the estimate
+        var_d = np.bincount(inv, weights=d * d) / n - (actual - pred) ** 2
+        rows += [{"method": k, "corruption": corruption, "severity": int(s), "n": int(n[j]),
+                  "predicted": float(pred[j]), "actual": float(actual[j]), "var_d": float(max(var_d[j], 0.0))}
+                 for j, s in enumerate(sev)]
+    return rows
 
 
 def validation_bands(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
@@ -193,61 +198,34 @@ def predict_accuracy(
     entry), put beside the prediction. A reference that cannot predict (no
     ``correct``, no ``row``) gives ``{"value": None, "note": why}``; misaligned data raises.
     """
+    actual = dict(actual) if actual else None
     try:
         data = reference_outputs(ref)
     except MisalignedReference:
         raise  # a broken file is an error to fix, not a reference without correctness
     except ReferenceError as exc:
-        return {"value": None, "note": str(exc), "actual": dict(actual) if actual else None}
-    t_qp = target["q_p"].to_numpy(np.float64)
-    t_qh = target["q_h"].to_numpy(np.float64) if "q_h" in target and "q_h" in data else None
-    keep = np.isfinite(t_qp) & (np.isfinite(t_qh) if t_qh is not None else True)
-    if not keep.any():
-        return {"value": None, "note": "no image of this dataset has a finite q_p",
-                "actual": dict(actual) if actual else None}
-    reference = _reference_dict(data)
-    kept = {"q_p": t_qp[keep], **({"q_h": t_qh[keep]} if t_qh is not None else {})}
-    table = estimate_accuracy(reference, {"q_p": t_qp[keep], "q_h": None if t_qh is None else t_qh[keep]},
+        return {"value": None, "note": str(exc), "actual": actual}
+    kept = _finite_outputs(target, data)
+    if kept is None:
+        return {"value": None, "note": "no image of this dataset has a finite q_p", "actual": actual}
+    n = len(kept["q_p"])
+    table = estimate_accuracy(_reference_dict(data), {"q_p": kept["q_p"], "q_h": kept.get("q_h")},
                               n_bootstrap=n_bootstrap, seed=seed, level=level).set_index("method")
     methods = [k for k in ("atc_mc", "atc_ne", "ac", "doc") if k in table.index]
-    n = int(keep.sum())
-    ref_acc = float(table["reference_accuracy"].iloc[0])
     loco = loco_validation(data, methods)
     bands = validation_bands(loco)
-    atc = [k for k in ("atc_ne", "atc_mc") if k in methods and k in bands]
-    chosen = min(atc, key=lambda k: bands[k]["mean_abs_error_pts"]) if atc else DEFAULT_ATC
+    chosen, why = _stated_method(methods, bands)
     check = reference_check(data, kept, level=PI_LEVEL, seed=seed)
     fits = {k: shift_fit(loco, k, PI_LEVEL) for k in methods if k in bands}
-    estimates = {}
-    for k in methods:
-        value = float(table.at[k, "predicted"])
-        ci = [float(table.at[k, "ci_low"]), float(table.at[k, "ci_high"])]
-        pi = prediction_interval(fits[k], value, n) if k in fits and check["in_reference"] else None
-        estimates[k] = {"method": k, "name": SHORT[k], "value": value, "ci95": ci,
-                        "bootstrap_interval_images": ci, "prediction_interval": pi,
-                        "validation": bands.get(k)}
-    why = ("the ATC score with the lower leave-one-corruption-out error on this reference"
-           if chosen in bands else "ATC-MC: this reference has too few corruptions to validate on")
-    fit = fits.get(chosen)
-    if fit is None:
-        pi_how = ("not given: the reference has too few corruptions to leave one out "
-                  f"(a {PI_LEVEL:.0%} conformal interval needs {min_families(PI_LEVEL)})")
-    elif not math.isfinite(fit.quantile):
-        pi_how = (f"not given: the reference has {fit.families} corruptions, too few for a "
-                  f"{PI_LEVEL:.0%} conformal interval (needs {min_families(PI_LEVEL)})")
-    elif not check["in_reference"]:
-        pi_how = (f"not given (withheld): these images' confidence lies outside what the reference's "
-                  f"held-out corruptions cover (see in_reference_reason), where its validated error says "
-                  f"nothing about the error here. When given: {interval_words(fit)}")
-    else:
-        pi_how = interval_words(fit)
+    estimates = {k: _estimate(table, k, fits.get(k), check["in_reference"], n, bands) for k in methods}
+    stated = estimates[chosen]
     return {
-        "value": estimates[chosen]["value"],
-        "ci95": estimates[chosen]["ci95"],
-        "bootstrap_interval_images": estimates[chosen]["bootstrap_interval_images"],
-        "prediction_interval": estimates[chosen]["prediction_interval"],
+        "value": stated["value"],
+        "ci95": stated["ci95"],
+        "bootstrap_interval_images": stated["bootstrap_interval_images"],
+        "prediction_interval": stated["prediction_interval"],
         "prediction_interval_level": PI_LEVEL,
-        "prediction_interval_how": pi_how,
+        "prediction_interval_how": _interval_how(fits.get(chosen), check["in_reference"]),
         "in_reference": check["in_reference"],
         "in_reference_reason": check["reason"],
         "reference_distance": {"distance": check["distance"], "threshold": check["threshold"],
@@ -264,12 +242,61 @@ def predict_accuracy(
             "leave-one-corruption-out on the reference: fit on clean and the other corruptions, "
             "predict each severity group of the held-out one; absolute errors in accuracy points"
         ),
-        "reference_accuracy": ref_acc,
+        "reference_accuracy": float(table["reference_accuracy"].iloc[0]),
         "reference_images": int(len(data)),
         "estimates": estimates,
-        "actual": dict(actual) if actual else None,
+        "actual": actual,
         "note": None,
     }
+
+
+def _stated_method(methods: list[str], bands: Mapping[str, dict[str, Any]]) -> tuple[str, str]:
+    """The estimator the audit states, and why: the ATC score with the lower validated error,
+    ATC-MC when neither could be validated."""
+    atc = [k for k in ("atc_ne", "atc_mc") if k in methods and k in bands]
+    chosen = min(atc, key=lambda k: bands[k]["mean_abs_error_pts"]) if atc else DEFAULT_ATC
+    why = ("the ATC score with the lower leave-one-corruption-out error on this reference"
+           if chosen in bands else "ATC-MC: this reference has too few corruptions to validate on")
+    return chosen, why
+
+
+def _finite_outputs(target: pd.DataFrame, data: pd.DataFrame) -> dict[str, np.ndarray] | None:
+    """The target's q_p (and q_h when the reference has it too) on the images where all are
+    finite; None when there is no such image."""
+    t_qp = target["q_p"].to_numpy(np.float64)
+    t_qh = target["q_h"].to_numpy(np.float64) if "q_h" in target and "q_h" in data else None
+    keep = np.isfinite(t_qp) & (np.isfinite(t_qh) if t_qh is not None else True)
+    if not keep.any():
+        return None
+    return {"q_p": t_qp[keep], **({"q_h": t_qh[keep]} if t_qh is not None else {})}
+
+
+def _estimate(
+    table: pd.DataFrame, method: str, fit: ShiftFit | None, in_reference: bool | None, n: int,
+    bands: Mapping[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """One estimator's entry of ``estimates``: its prediction, bootstrap interval, prediction
+    interval (only with a fit and images inside the reference) and validated error band."""
+    value = float(table.at[method, "predicted"])
+    ci = [float(table.at[method, "ci_low"]), float(table.at[method, "ci_high"])]
+    pi = prediction_interval(fit, value, n) if fit is not None and in_reference else None
+    return {"method": method, "name": SHORT[method], "value": value, "ci95": ci,
+            "bootstrap_interval_images": ci, "prediction_interval": pi, "validation": bands.get(method)}
+
+
+def _interval_how(fit: ShiftFit | None, in_reference: bool | None) -> str:
+    """How the stated estimator's prediction interval was made, or why it is not given."""
+    if fit is None:
+        return ("not given: the reference has too few corruptions to leave one out "
+                f"(a {PI_LEVEL:.0%} conformal interval needs {min_families(PI_LEVEL)})")
+    if not math.isfinite(fit.quantile):
+        return (f"not given: the reference has {fit.families} corruptions, too few for a "
+                f"{PI_LEVEL:.0%} conformal interval (needs {min_families(PI_LEVEL)})")
+    if not in_reference:
+        return (f"not given (withheld): these images' confidence lies outside what the reference's "
+                f"held-out corruptions cover (see in_reference_reason), where its validated error says "
+                f"nothing about the error here. When given: {interval_words(fit)}")
+    return interval_words(fit)
 
 
 def _pct(x: float) -> str:
@@ -293,61 +320,73 @@ def prediction_sentence(name: str, pred: Mapping[str, Any] | None) -> str:
         text += (f"; {level:.0%} prediction interval {_span(pi)}, which allows for the error of a shift "
                  f"like an unseen ImageNet-C corruption")
     text += f"; 95% interval {_span(pred['ci95'])} over these {pred['n']} images, from their sampling alone"
-    band = pred.get("validation")
-    if band:
-        text += (
-            f"; on ImageNet-C, with each corruption left out in turn, this estimator was off by "
-            f"{band['mean_abs_error_pts']:.1f} points on average and {band['max_abs_error_pts']:.1f} at worst)."
-        )
-    else:
-        text += "; not validated: the reference has too few corruptions to leave one out)."
+    return text + _validation_words(pred.get("validation")) + _reference_words(pred) + _measured_words(pred)
+
+
+def _validation_words(band: Mapping[str, Any] | None) -> str:
+    """The estimator's validated error on ImageNet-C, closing the sentence's parenthesis."""
+    if not band:
+        return "; not validated: the reference has too few corruptions to leave one out)."
+    return (
+        f"; on ImageNet-C, with each corruption left out in turn, this estimator was off by "
+        f"{band['mean_abs_error_pts']:.1f} points on average and {band['max_abs_error_pts']:.1f} at worst)."
+    )
+
+
+def _reference_words(pred: Mapping[str, Any]) -> str:
+    """Whether the images lie in the reference, and why (nothing for a summary without the check)."""
     inside = pred.get("in_reference")
     reason = pred.get("in_reference_reason") or ""
     if inside is False:
-        text += (f" Out of reference: {reason} No prediction interval is given: the estimate may be off "
-                 f"by more than the validated error.")
-    elif inside is True:
-        text += f" In reference: {reason}"
-    elif "in_reference" in pred:
-        text += f" {reason}"
-        if pi is None:
-            text += " No prediction interval is given."
+        return (f" Out of reference: {reason} No prediction interval is given: the estimate may be off "
+                f"by more than the validated error.")
+    if inside is True:
+        return f" In reference: {reason}"
+    if "in_reference" not in pred:
+        return ""
+    return f" {reason}" + (" No prediction interval is given." if pred.get("prediction_interval") is None else "")
+
+
+def _measured_words(pred: Mapping[str, Any]) -> str:
+    """The measured accuracy on labelled images, when there is one."""
     actual = pred.get("actual")
-    if actual and actual.get("value") is not None:
-        a_lo, a_hi = actual["ci95"]
-        text += (
-            f" Measured on these labelled images: {_pct(actual['value'])} "
-            f"(95% CI {100 * a_lo:.0f}-{100 * a_hi:.0f}%, n = {actual['n']})."
-        )
-    return text
+    if not (actual and actual.get("value") is not None):
+        return ""
+    a_lo, a_hi = actual["ci95"]
+    return (
+        f" Measured on these labelled images: {_pct(actual['value'])} "
+        f"(95% CI {100 * a_lo:.0f}-{100 * a_hi:.0f}%, n = {actual['n']})."
+    )
 
 
 def prediction_table(predictions: Mapping[str, Mapping[str, Any] | None]) -> pd.DataFrame:
     """One row per task model and estimator: prediction, bootstrap interval over the images
     (95% low/high), prediction interval (90% PI low/high; NaN when withheld), whether the data
     are in the reference, validated error, actual."""
-    rows = []
-    for name, pred in predictions.items():
-        if not pred or pred.get("value") is None:
-            continue
-        actual = pred.get("actual") or {}
-        level = pred.get("prediction_interval_level", PI_LEVEL)
-        for k, est in pred["estimates"].items():
-            band = est.get("validation") or {}
-            pi = est.get("prediction_interval")
-            rows.append({
-                "task model": name,
-                "estimator": est["name"] + (" (stated)" if k == pred["method"] else ""),
-                "predicted": est["value"],
-                "95% low": est["ci95"][0],
-                "95% high": est["ci95"][1],
-                f"{level:.0%} PI low": pi[0] if pi else math.nan,
-                f"{level:.0%} PI high": pi[1] if pi else math.nan,
-                "in reference": pred.get("in_reference"),
-                "LOCO mean abs. error (pts)": band.get("mean_abs_error_pts", math.nan),
-                "LOCO worst (pts)": band.get("max_abs_error_pts", math.nan),
-                "LOCO bias (pts)": round(band.get("bias_pts", math.nan), 1) + 0.0,  # no "-0.0"
-                "actual": actual.get("value", math.nan) if actual else math.nan,
-                "n": pred["n"],
-            })
+    rows = [_estimate_row(name, pred, k, est)
+            for name, pred in predictions.items() if pred and pred.get("value") is not None
+            for k, est in pred["estimates"].items()]
     return pd.DataFrame(rows)
+
+
+def _estimate_row(name: str, pred: Mapping[str, Any], method: str, est: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`prediction_table`'s row of one task model's estimator."""
+    actual = pred.get("actual") or {}
+    level = pred.get("prediction_interval_level", PI_LEVEL)
+    band = est.get("validation") or {}
+    pi = est.get("prediction_interval")
+    return {
+        "task model": name,
+        "estimator": est["name"] + (" (stated)" if method == pred["method"] else ""),
+        "predicted": est["value"],
+        "95% low": est["ci95"][0],
+        "95% high": est["ci95"][1],
+        f"{level:.0%} PI low": pi[0] if pi else math.nan,
+        f"{level:.0%} PI high": pi[1] if pi else math.nan,
+        "in reference": pred.get("in_reference"),
+        "LOCO mean abs. error (pts)": band.get("mean_abs_error_pts", math.nan),
+        "LOCO worst (pts)": band.get("max_abs_error_pts", math.nan),
+        "LOCO bias (pts)": round(band.get("bias_pts", math.nan), 1) + 0.0,  # no "-0.0"
+        "actual": actual.get("value", math.nan) if actual else math.nan,
+        "n": pred["n"],
+    }

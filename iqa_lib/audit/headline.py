@@ -70,66 +70,99 @@ def model_items(entry: Mapping[str, Any], confidence_level: int | None = None) -
     """The headline sentences of one task model, without its name, each with whether it is a
     warning (images outside the reference, a measurement outside the prediction interval)."""
     pred = entry.get("predicted_accuracy") or {}
-    items: list[tuple[str, bool]] = []
-    in_ref = pred.get("in_reference")
-    reason = _clause(pred.get("in_reference_reason"))
-    if in_ref is False:
-        items.append((
-            "these images are NOT like its reference (clean ImageNet and ImageNet-C)"
-            + (f": {reason}" if reason else "")
-            + ". The accuracy predicted below is a guess, not a validated estimate.", True))
-    pi = pred.get("prediction_interval")
-    if pred.get("value") is not None:
-        level = pred.get("prediction_interval_level")
-        level_text = f"{level:.0%} " if isinstance(level, int | float) else ""
-        text = f"predicted top-1 accuracy {_pct(pred['value'])}"
-        text += f" ({pred['method_name']})" if pred.get("method_name") else ""
-        if _range(pi):
-            text += (f"; {level_text}prediction interval {_range(pi)}, which covers the error of a shift "
-                     "like an unseen ImageNet-C corruption (from the estimator's validated "
-                     "leave-one-corruption-out error on the reference)")
-        elif in_ref is False:
-            text += "; no prediction interval: withheld, as these images lie outside what it was validated on"
-        elif "prediction_interval" in pred:
-            why = _clause((pred.get("prediction_interval_how") or "").split(". When given")[0])
-            text += "; no prediction interval" + (f" ({why})" if why else "")
-        else:
-            band = pred.get("validation")
-            text += ("; no prediction interval in this summary (written before the audit gave one: rerun it)"
-                     + (f"; with each ImageNet-C corruption left out the estimator was off by "
-                        f"{band['mean_abs_error_pts']:.1f} points on average, {band['max_abs_error_pts']:.1f} at worst"
-                        if band else ""))
-        boot = pred.get("bootstrap_interval_images") or pred.get("ci95")
-        if _range(boot):
-            text += (f"; 95% bootstrap interval {_range(boot)} over these {pred.get('n', '?')} images "
-                     "(resampling the images only, not the shift)")
-        items.append((text + ".", False))
-    elif entry.get("predicted_accuracy") is not None:
-        items.append(("no accuracy prediction" + (f": {pred['note']}" if pred.get("note") else "."), False))
-    if in_ref is True:
-        items.append(("these images are like its reference (clean ImageNet and ImageNet-C)"
-                      + (f": {reason}" if reason else "") + ".", False))
-    elif in_ref is None and "in_reference" in pred and pred.get("value") is not None:
-        items.append(("whether these images are like its reference is unknown"
-                      + (f": {reason}" if reason else "") + ".", False))
-    actual = measured(entry)
-    if actual:
-        text = f"measured on these labelled images: {_pct(actual['value'])}"
-        ci = _range(actual.get("ci95"))
-        text += f" (95% CI {ci}, n = {actual.get('n')})" if ci else f" (n = {actual.get('n')})"
-        outside = pred.get("value") is not None and outside_interval(actual["value"], pi)
-        if outside:
-            text += (f", OUTSIDE the prediction interval {_range(pi)}: the prediction is off for "
-                     "these images; trust the measurement")
-        elif pred.get("value") is not None and _range(pi):
-            text += ", inside the prediction interval"
-        items.append((text + ".", outside))
-    elif pred.get("value") is not None:
-        items.append(("no labels this model's correctness is defined on: accuracy is not measured, "
-                      "only predicted.", False))
+    items = [*_outside_items(pred), *_prediction_items(entry, pred), *_reference_items(pred),
+             *_measured_items(entry, pred)]
     if confidence_level is not None:
         items.append((f"by its confidence (q_p) these images are nearest {level_words(confidence_level)}.", False))
     return items
+
+
+def _because(pred: Mapping[str, Any]) -> str:
+    """``: <why the images are or are not like the reference>``, or nothing without a reason."""
+    reason = _clause(pred.get("in_reference_reason"))
+    return f": {reason}" if reason else ""
+
+
+def _outside_items(pred: Mapping[str, Any]) -> list[tuple[str, bool]]:
+    """The warning that leads when the images lie outside the reference."""
+    if pred.get("in_reference") is not False:
+        return []
+    return [("these images are NOT like its reference (clean ImageNet and ImageNet-C)" + _because(pred)
+             + ". The accuracy predicted below is a guess, not a validated estimate.", True)]
+
+
+def _prediction_items(entry: Mapping[str, Any], pred: Mapping[str, Any]) -> list[tuple[str, bool]]:
+    """The predicted accuracy with its intervals, or why there is none."""
+    if pred.get("value") is not None:
+        text = f"predicted top-1 accuracy {_pct(pred['value'])}"
+        text += f" ({pred['method_name']})" if pred.get("method_name") else ""
+        return [(text + _interval_clause(pred) + _bootstrap_clause(pred) + ".", False)]
+    if entry.get("predicted_accuracy") is not None:
+        return [("no accuracy prediction" + (f": {pred['note']}" if pred.get("note") else "."), False)]
+    return []
+
+
+def _interval_clause(pred: Mapping[str, Any]) -> str:
+    """The prediction interval, or why it is not given (withheld, not computable, an older summary)."""
+    pi = pred.get("prediction_interval")
+    if _range(pi):
+        level = pred.get("prediction_interval_level")
+        level_text = f"{level:.0%} " if isinstance(level, int | float) else ""
+        return (f"; {level_text}prediction interval {_range(pi)}, which covers the error of a shift "
+                "like an unseen ImageNet-C corruption (from the estimator's validated "
+                "leave-one-corruption-out error on the reference)")
+    if pred.get("in_reference") is False:
+        return "; no prediction interval: withheld, as these images lie outside what it was validated on"
+    if "prediction_interval" in pred:
+        why = _clause((pred.get("prediction_interval_how") or "").split(". When given")[0])
+        return "; no prediction interval" + (f" ({why})" if why else "")
+    band = pred.get("validation")
+    return ("; no prediction interval in this summary (written before the audit gave one: rerun it)"
+            + (f"; with each ImageNet-C corruption left out the estimator was off by "
+               f"{band['mean_abs_error_pts']:.1f} points on average, {band['max_abs_error_pts']:.1f} at worst"
+               if band else ""))
+
+
+def _bootstrap_clause(pred: Mapping[str, Any]) -> str:
+    """The bootstrap interval over the images, when the summary has a finite one."""
+    boot = pred.get("bootstrap_interval_images") or pred.get("ci95")
+    if not _range(boot):
+        return ""
+    return (f"; 95% bootstrap interval {_range(boot)} over these {pred.get('n', '?')} images "
+            "(resampling the images only, not the shift)")
+
+
+def _reference_items(pred: Mapping[str, Any]) -> list[tuple[str, bool]]:
+    """That the images are like the reference, or that nobody knows (no warning either way)."""
+    in_ref = pred.get("in_reference")
+    if in_ref is True:
+        return [("these images are like its reference (clean ImageNet and ImageNet-C)" + _because(pred) + ".",
+                 False)]
+    if in_ref is None and "in_reference" in pred and pred.get("value") is not None:
+        return [("whether these images are like its reference is unknown" + _because(pred) + ".", False)]
+    return []
+
+
+def _measured_items(entry: Mapping[str, Any], pred: Mapping[str, Any]) -> list[tuple[str, bool]]:
+    """The measured accuracy, a warning when it falls outside the prediction interval; or that
+    there are no labels to measure it on."""
+    actual = measured(entry)
+    if not actual:
+        if pred.get("value") is not None:
+            return [("no labels this model's correctness is defined on: accuracy is not measured, "
+                     "only predicted.", False)]
+        return []
+    pi = pred.get("prediction_interval")
+    text = f"measured on these labelled images: {_pct(actual['value'])}"
+    ci = _range(actual.get("ci95"))
+    text += f" (95% CI {ci}, n = {actual.get('n')})" if ci else f" (n = {actual.get('n')})"
+    outside = pred.get("value") is not None and outside_interval(actual["value"], pi)
+    if outside:
+        text += (f", OUTSIDE the prediction interval {_range(pi)}: the prediction is off for "
+                 "these images; trust the measurement")
+    elif pred.get("value") is not None and _range(pi):
+        text += ", inside the prediction interval"
+    return [(text + ".", outside)]
 
 
 def model_lines(name: str, entry: Mapping[str, Any], confidence_level: int | None = None) -> list[str]:

@@ -161,7 +161,7 @@ def spec_slug(spec_text: str) -> str:
 
 def scorer_identity(spec_text: str, options: Mapping[str, Any], geometry: str) -> dict[str, Any]:
     """What must match between a reference and an audited score file."""
-    # torch: the engine loads it, and reading a reference (the report notebook) must not
+    # the engine loads torch (seconds); reading a reference (the report notebook) needs none of it
     from iqa_lib.scoring.engine import RUNTIME_OPTIONS
 
     kept = {k: str(v) for k, v in sorted(options.items()) if k not in RUNTIME_OPTIONS}

@@ -176,15 +176,7 @@ def _closest_validation(reference: Reference, variable: str) -> dict[str, Any] |
     held = [c for c in pd.unique(corruption) if c != CLEAN]
     if len(clean) == 0 or len(held) < 2:
         return None
-    hits = []
-    for c in held:
-        rest = (corruption != CLEAN) & (corruption != c)
-        pools = {0: clean} | {int(s): value[rest & (severity == s)] for s in np.unique(severity[rest])}
-        for s in np.unique(severity[corruption == c]):
-            x = value[(corruption == c) & (severity == s)]
-            d = {k: wasserstein_distance(x, v) for k, v in pools.items() if len(v)}
-            nearest = min(d, key=d.__getitem__)
-            hits.append(nearest != 0 and abs(nearest - int(s)) <= 1)
+    hits = [hit for c in held for hit in _held_out_hits(c, corruption, severity, value)]
     return {
         "within_one_severity": float(np.mean(hits)),
         "groups": len(hits),
@@ -195,6 +187,22 @@ def _closest_validation(reference: Reference, variable: str) -> dict[str, Any] |
     }
 
 
+def _held_out_hits(held: str, corruption: np.ndarray, severity: np.ndarray, value: np.ndarray) -> list[bool]:
+    """Per severity group of the ``held`` corruption: whether its nearest group (clean, or a
+    severity pooled over the other corruptions) is within one severity of its own, and not clean."""
+    rest = (corruption != CLEAN) & (corruption != held)
+    pools = {0: value[corruption == CLEAN]} | {
+        int(s): value[rest & (severity == s)] for s in np.unique(severity[rest])
+    }
+    hits = []
+    for s in np.unique(severity[corruption == held]):
+        x = value[(corruption == held) & (severity == s)]
+        d = {k: wasserstein_distance(x, v) for k, v in pools.items() if len(v)}
+        nearest = min(d, key=d.__getitem__)
+        hits.append(nearest != 0 and abs(nearest - int(s)) <= 1)
+    return hits
+
+
 def assess_closest(
     distances: Mapping[str, float | None], validation: Mapping[str, Any] | None
 ) -> tuple[bool, str]:
@@ -203,26 +211,36 @@ def assess_closest(
     if not d:
         return False, "no finite distance to any reference group"
     nearest = min(d, key=d.__getitem__)
-    level = severity_level(nearest)
     if validation is not None and validation["within_one_severity"] < CLOSEST_MIN_HIT_RATE:
         return False, (
             f"not informative: on the reference's own ImageNet-C this variable put only "
             f"{validation['within_one_severity']:.0%} of {validation['groups']} held-out corruption-severity "
             f"groups within one severity of their own, so its nearest group ({nearest}) says little about a severity"
         )
-    ties = [g for g, v in d.items() if g != nearest and severities_differ(level, severity_level(g))
-            and v <= d[nearest] * (1 + CLOSEST_TIE)]
+    ties = _ties(d, nearest)
     if ties:
         return False, (
             f"not informative: the distance to {nearest} ({d[nearest]:.3g}) is within "
             f"{CLOSEST_TIE:.0%} of the distance to {', '.join(f'{g} ({d[g]:.3g})' for g in ties)}: "
             "it cannot tell these apart"
         )
+    return True, _informative_words(severity_level(nearest), validation)
+
+
+def _ties(d: Mapping[str, float], nearest: str) -> list[str]:
+    """Rule 2: the groups at another severity than ``nearest`` within CLOSEST_TIE of its distance."""
+    level = severity_level(nearest)
+    return [g for g, v in d.items() if g != nearest and severities_differ(level, severity_level(g))
+            and v <= d[nearest] * (1 + CLOSEST_TIE)]
+
+
+def _informative_words(level: int, validation: Mapping[str, Any] | None) -> str:
+    """Why an informative closest group can be read as a severity."""
     checked = (f"; on the reference's own ImageNet-C it found {validation['within_one_severity']:.0%} of "
                f"{validation['groups']} held-out groups within one severity" if validation else
                "; not validated: the reference has too few corruptions to hold one out")
     other = "any ImageNet-C severity" if level == 0 else "clean and any severity more than one away"
-    return True, f"nearest {level_words(level)}, more than {CLOSEST_TIE:.0%} nearer than {other}{checked}"
+    return f"nearest {level_words(level)}, more than {CLOSEST_TIE:.0%} nearer than {other}{checked}"
 
 
 def annotate_closest(scorers: Mapping[str, dict[str, Any]]) -> dict[str, int | None]:
@@ -230,6 +248,16 @@ def annotate_closest(scorers: Mapping[str, dict[str, Any]]) -> dict[str, int | N
     contradicts a task model's confidence-based one becomes not informative. Returns
     ``closest_severity_from_confidence``: task model -> the level of its q_p's closest group
     (0 = clean, 1-5; None without a reference)."""
+    from_confidence, usable = _confidence_levels(scorers)
+    for entry in scorers.values():
+        item = entry["variables"].get("q")
+        if item is not None and (item.get("reference") or {}).get("closest"):
+            _check_against_confidence(item, usable)
+    return from_confidence
+
+
+def _confidence_levels(scorers: Mapping[str, dict[str, Any]]) -> tuple[dict[str, int | None], dict[str, int]]:
+    """Each task model's q_p closest level, and the levels of those whose closest is informative."""
     from_confidence: dict[str, int | None] = {}
     usable: dict[str, int] = {}
     for name, entry in scorers.items():
@@ -240,26 +268,33 @@ def annotate_closest(scorers: Mapping[str, dict[str, Any]]) -> dict[str, int | N
         from_confidence[name] = level
         if level is not None and item.get("closest_informative"):
             usable[name] = level
-    for entry in scorers.values():
-        item = entry["variables"].get("q")
-        if item is None or not (item.get("reference") or {}).get("closest"):
-            continue
-        level = severity_level(item["reference"]["closest"])
-        against = {m: lv for m, lv in usable.items() if severities_differ(level, lv)}
-        if usable and not against and not item.get("closest_informative", True):
-            item["closest_note"] += ("; here it agrees with the task model's confidence ("
-                                     + ", ".join(f"{m}: {level_words(lv)}" for m, lv in usable.items()) + ")")
-        if against:
-            contradiction = (
-                f"contradicts the task model's confidence: nearest here is {level_words(level)}, but "
-                + "; ".join(f"{m}'s q_p puts these images at {level_words(lv)}" for m, lv in against.items())
-                + " (read the confidence-based severity)"
-            )
-            note = item.get("closest_note") or ""
-            item["closest_note"] = (f"{note}; it also {contradiction}" if not item.get("closest_informative", True)
-                                    and note else f"not informative: it {contradiction}")
-            item["closest_informative"] = False
-    return from_confidence
+    return from_confidence, usable
+
+
+def _check_against_confidence(item: dict[str, Any], usable: Mapping[str, int]) -> None:
+    """Rule 3 for one NR-IQA variable (in place): say when it agrees with the task models'
+    confidence; make it not informative when it contradicts one."""
+    level = severity_level(item["reference"]["closest"])
+    against = {m: lv for m, lv in usable.items() if severities_differ(level, lv)}
+    if usable and not against and not item.get("closest_informative", True):
+        item["closest_note"] += ("; here it agrees with the task model's confidence ("
+                                 + ", ".join(f"{m}: {level_words(lv)}" for m, lv in usable.items()) + ")")
+    if against:
+        _mark_contradiction(item, level, against)
+
+
+def _mark_contradiction(item: dict[str, Any], level: int, against: Mapping[str, int]) -> None:
+    """Make one NR-IQA variable not informative (in place), saying which task models' confidence
+    its nearest severity ``level`` contradicts."""
+    contradiction = (
+        f"contradicts the task model's confidence: nearest here is {level_words(level)}, but "
+        + "; ".join(f"{m}'s q_p puts these images at {level_words(lv)}" for m, lv in against.items())
+        + " (read the confidence-based severity)"
+    )
+    note = item.get("closest_note") or ""
+    item["closest_note"] = (f"{note}; it also {contradiction}" if not item.get("closest_informative", True)
+                            and note else f"not informative: it {contradiction}")
+    item["closest_informative"] = False
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
