@@ -130,7 +130,7 @@ LOCO_COLUMNS = ["method", "corruption", "severity", "n", "predicted", "actual", 
 def loco_validation(data: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     """Leave-one-corruption-out on the reference: per method, held-out corruption and severity,
     the predicted and actual accuracy (fit on clean plus every other corruption), with the
-    estimators of :func:`iqa_lib.analysis.prior.own_contributions`, as prior.md's, and
+    estimators of :func:`iqa_lib.analysis.prior.estimators.own_contributions`, as prior.md's, and
     ``var_d``: the group's per-image variance of (correct minus the image's share of the
     estimate), the sampling noise of the residual (:mod:`iqa_lib.audit.interval`).
 

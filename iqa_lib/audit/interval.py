@@ -1,7 +1,7 @@
 """A prediction interval for a task model's accuracy under shift, and whether a dataset lies in the reference.
 
-The audit's bootstrap interval (:func:`iqa_lib.analysis.prior.estimate_accuracy`) resamples
-the user's images with the reference fit held fixed: it says nothing about the error the
+The audit's bootstrap interval (:func:`iqa_lib.analysis.prior.estimators.estimate_accuracy`)
+resamples the user's images with the reference fit held fixed: it says nothing about the error the
 shift itself causes. This module adds the two things that do, both fitted on the task
 model's reference (clean ImageNet and ImageNet-C) by leaving one corruption out, and both
 validated the same way (``benchmarks/validate_prediction_interval.py``,
