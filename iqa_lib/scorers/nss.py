@@ -374,6 +374,7 @@ def _cpu_kernels_for(x: torch.Tensor) -> bool:
 @lru_cache(maxsize=1)
 def _kernels() -> ModuleType:
     """The compiled CPU kernels (:mod:`iqa_lib.scorers.nss_kernels`, imported on first use)."""
+    # imported here: numba and the cached kernels take ~0.3 s to load, which scoring on a GPU never needs
     from iqa_lib.scorers import nss_kernels
 
     return nss_kernels
