@@ -13,17 +13,15 @@ import math
 from abc import ABC, abstractmethod
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from iqa_lib.scorers.families import Kind
+from iqa_lib.scorers.label_space import LabelSpace
 from iqa_lib.scorers.spec import ScorerSpec
-
-if TYPE_CHECKING:
-    from iqa_lib.scorers.label_space import LabelSpace
 
 NR_IQA_COLUMNS: tuple[str, ...] = ("q",)
 CONFIDENCE_COLUMNS: tuple[str, ...] = ("pred", "correct", "q_p", "q_h", "q_l")

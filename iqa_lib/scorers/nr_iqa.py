@@ -165,11 +165,9 @@ def _pkg_resources_shim() -> Iterator[None]:
     else:
         yield
         return
-    import types
-
     import packaging.version
 
-    shim = types.ModuleType("pkg_resources")
+    shim = ModuleType("pkg_resources")
     shim.packaging = packaging  # type: ignore[attr-defined]
     sys.modules["pkg_resources"] = shim
     try:

@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from types import ModuleType
@@ -515,8 +516,6 @@ def by_chunks(fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor) 
     threads = torch.get_num_threads()
     if threads <= 1 or len(chunks) == 1:
         return torch.cat([fn(c) for c in chunks])
-    from concurrent.futures import ThreadPoolExecutor
-
     torch.set_num_threads(1)
     try:
         with ThreadPoolExecutor(min(threads, len(chunks))) as pool:
