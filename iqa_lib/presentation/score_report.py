@@ -3,7 +3,9 @@
 The notebook only calls these, one cell each, so a reader can check the run
 (which spec, which weight file, how fast) and its output (failures, how Q
 moves with corruption and severity, the images at both ends) and the tests can
-check the same functions without a kernel.
+check the same functions without a kernel. Nothing here scores or builds a
+model: the notebook gets its run from the score stage (``iqa_lib.pipeline.score``)
+and hands its result and scorer to these functions.
 """
 
 from __future__ import annotations
