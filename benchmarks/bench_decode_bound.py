@@ -38,6 +38,7 @@ a shared machine hits every case alike; medians are kept.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -119,92 +120,120 @@ def run_case(case: str, manifest: Path, work: Path, rows: int) -> dict:
 
 def child(case: str, manifest_path: Path, work: Path) -> dict:
     import torch
-    from torch.utils.data import DataLoader
 
     from iqa_lib.data.manifest import read_manifest
-    from iqa_lib.scorers.registry import as_spec, build_scorer
     from iqa_lib.scoring.allocator import tune_allocator
+
+    tune_allocator()  # what run_scoring does first (a no-op under IQA_KIT_MALLOPT=0)
+    manifest = read_manifest(manifest_path)
+    n = len(manifest)
+    info: dict = {"case": case, "rows": n, "torch_threads": torch.get_num_threads()}
+    seconds, batch, workers = case_runner(case)(case, manifest, manifest_path, work)
+    info.update(batch_size=batch, num_workers=workers)
+    info.update(seconds=round(seconds, 3), ips=round(n / seconds, 2))
+    info.update(usage())
+    return info
+
+
+def case_runner(case: str):
+    """The function that times ``case``: (seconds, batch size, loader workers)."""
+    if case in ("decode1", "decode"):
+        return decode_case
+    if case == "tv":
+        return tv_case
+    if case.startswith("lite0_"):
+        return lite0_case
+    raise SystemExit(f"unknown case {case!r}; cases: {', '.join(CASES + EXTRA_CASES)}")
+
+
+def decode_case(case: str, manifest, manifest_path: Path, work: Path) -> tuple[float, int, int]:
+    """Decoding alone: in this process (``decode1``), or through the engine's loader (``decode``)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from iqa_lib.scorers.registry import as_spec
     from iqa_lib.scoring.dataset import ChunkBatchSampler, ManifestImages, collate_images
     from iqa_lib.scoring.engine import (
         DEFAULT_PART_SIZE,
         _die_with,
         default_batch_size,
         default_num_workers,
-        run_scoring,
     )
 
-    tune_allocator()  # what run_scoring does first (a no-op under IQA_KIT_MALLOPT=0)
-    cpu = torch.device("cpu")
-    manifest = read_manifest(manifest_path)
-    n = len(manifest)
+    cpu, n = torch.device("cpu"), len(manifest)
+    ds = ManifestImages(manifest["path"].tolist(), [False] * n)  # stored 224 px, as geometry none
+    batch = default_batch_size(as_spec("tv"), cpu)
+    t0 = time.perf_counter()
+    if case == "decode1":
+        for i in range(n):
+            ds[i]
+        return time.perf_counter() - t0, batch, 0
     workers = default_num_workers(cpu)
-    info: dict = {"case": case, "rows": n, "torch_threads": torch.get_num_threads()}
-    if case in ("decode1", "decode"):
-        ds = ManifestImages(manifest["path"].tolist(), [False] * n)  # stored 224 px, as geometry none
-        batch = default_batch_size(as_spec("tv"), cpu)
-        t0 = time.perf_counter()
-        if case == "decode1":
-            for i in range(n):
-                ds[i]
-            workers = 0
-        else:
-            import functools
+    sampler = ChunkBatchSampler(range(-(-n // DEFAULT_PART_SIZE)), DEFAULT_PART_SIZE, n, batch)
+    loader = DataLoader(ds, batch_sampler=sampler, num_workers=workers, collate_fn=collate_images,
+                        prefetch_factor=4 if workers else None,
+                        worker_init_fn=functools.partial(_die_with, os.getpid()) if workers else None)
+    for _ in loader:
+        pass
+    return time.perf_counter() - t0, batch, workers
 
-            sampler = ChunkBatchSampler(range(-(-n // DEFAULT_PART_SIZE)), DEFAULT_PART_SIZE, n, batch)
-            loader = DataLoader(ds, batch_sampler=sampler, num_workers=workers, collate_fn=collate_images,
-                                prefetch_factor=4 if workers else None,
-                                worker_init_fn=functools.partial(_die_with, os.getpid()) if workers else None)
-            for _ in loader:
-                pass
-        seconds = time.perf_counter() - t0
-        info.update(batch_size=batch, num_workers=workers)
-    elif case == "tv":
+
+def tv_case(case: str, manifest, manifest_path: Path, work: Path) -> tuple[float, int, int]:
+    """TV through the engine, as ``iqa-kit score`` runs it."""
+    from iqa_lib.scoring.engine import run_scoring
+
+    t0 = time.perf_counter()
+    res = run_scoring("tv", manifest_path, work / f"tv_{os.getpid()}.parquet", geometry="none",
+                      progress=False, resume=False)
+    return time.perf_counter() - t0, res.batch_size, res.num_workers
+
+
+def lite0_case(case: str, manifest, manifest_path: Path, work: Path) -> tuple[float, int, int]:
+    """Lite0 built before the clock: through the engine, or a bare decode + forward loop."""
+    import torch
+
+    from iqa_lib.scorers.registry import as_spec, build_scorer
+    from iqa_lib.scoring.dataset import ManifestImages
+    from iqa_lib.scoring.engine import default_batch_size, run_scoring
+
+    cpu, n = torch.device("cpu"), len(manifest)
+    scorer = build_scorer(LITE0, cpu)
+    batch = default_batch_size(as_spec(LITE0), cpu)
+    if case.startswith("lite0_engine"):
         t0 = time.perf_counter()
-        res = run_scoring("tv", manifest_path, work / f"tv_{os.getpid()}.parquet", geometry="none",
-                          progress=False, resume=False)
-        seconds = time.perf_counter() - t0
-        info.update(batch_size=res.batch_size, num_workers=res.num_workers)
-    elif case.startswith("lite0_"):
-        scorer = build_scorer(LITE0, cpu)
-        batch = default_batch_size(as_spec(LITE0), cpu)
-        if case.startswith("lite0_engine"):
-            t0 = time.perf_counter()
-            res = run_scoring(scorer, manifest_path, work / f"lite0_{os.getpid()}.parquet",
-                              geometry="none", progress=False, resume=False,
-                              num_workers=0 if case.startswith("lite0_engine0") else None)
-            seconds = time.perf_counter() - t0
-            info.update(batch_size=res.batch_size, num_workers=res.num_workers)
-        else:
-            ds = ManifestImages(manifest["path"].tolist(), [False] * n)
-            model = scorer.model
-            t0 = time.perf_counter()
-            with torch.inference_mode():
-                for start in range(0, n, batch):
-                    x = torch.stack([ds[i][1] for i in range(start, min(start + batch, n))])
-                    model(scorer.preprocess(x)).softmax(dim=1)
-            seconds = time.perf_counter() - t0
-            info.update(batch_size=batch, num_workers=0)
-    else:
-        raise SystemExit(f"unknown case {case!r}; cases: {', '.join(CASES + EXTRA_CASES)}")
-    info.update(seconds=round(seconds, 3), ips=round(n / seconds, 2))
+        res = run_scoring(scorer, manifest_path, work / f"lite0_{os.getpid()}.parquet",
+                          geometry="none", progress=False, resume=False,
+                          num_workers=0 if case.startswith("lite0_engine0") else None)
+        return time.perf_counter() - t0, res.batch_size, res.num_workers
+    ds = ManifestImages(manifest["path"].tolist(), [False] * n)
+    model = scorer.model
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for start in range(0, n, batch):
+            x = torch.stack([ds[i][1] for i in range(start, min(start + batch, n))])
+            model(scorer.preprocess(x)).softmax(dim=1)
+    return time.perf_counter() - t0, batch, 0
+
+
+def usage() -> dict:
+    """CPU time, page faults and peak RSS of this process and its (joined) loader workers."""
     import gc
     import resource
 
     gc.collect()  # loader workers are joined and reaped: their usage is in RUSAGE_CHILDREN
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    info.update(
-        process_cpu_s=round(me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime, 2),
-        minflt=me.ru_minflt + kids.ru_minflt,
-        peak_rss_mib=round(me.ru_maxrss / 1024),  # the main process (workers: peak_rss_workers_mib)
-        peak_rss_workers_mib=round(kids.ru_maxrss / 1024),
-    )
-    return info
+    return {
+        "process_cpu_s": round(me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime, 2),
+        "minflt": me.ru_minflt + kids.ru_minflt,
+        "peak_rss_mib": round(me.ru_maxrss / 1024),  # the main process (workers: peak_rss_workers_mib)
+        "peak_rss_workers_mib": round(kids.ru_maxrss / 1024),
+    }
 
 
 # ------------------------------------------------------------------ report
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=1000, help="distinct 224 px JPEGs to render")
     ap.add_argument("--rows", type=int, default=4000, help="manifest rows for decode and TV (cycling)")
@@ -217,15 +246,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--manifest", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child, args.manifest, args.work)))
         return 0
-
     cases = [c for c in args.cases.split(",") if c]
     unknown = set(cases) - set(CASES) - set(EXTRA_CASES)
     if unknown:
         raise SystemExit(f"unknown case(s) {sorted(unknown)}; cases: {', '.join(CASES + EXTRA_CASES)}")
+    runs = measure(args, cases)
+    summary = summarise(runs, cases)
+    print(json.dumps(summary, indent=1))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"summary": summary, "runs": runs}, indent=1))
+    return 0
+
+
+def measure(args: argparse.Namespace, cases: list[str]) -> dict[str, list[dict]]:
+    """Every case once per round, rounds interleaved, each in a fresh process."""
     runs: dict[str, list[dict]] = {c: [] for c in cases}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -241,18 +284,25 @@ def main(argv: list[str] | None = None) -> int:
                       f"process wall {res['process_wall_s']:6.1f} s  CPU {res['process_cpu_s']:6.1f} s  "
                       f"faults/img {res['faults_per_image']:6d}  peak RSS {res['peak_rss_mib']} MiB",
                       flush=True)
+    return runs
 
-    def med(case: str, key: str = "ips") -> float | None:
-        return statistics.median(r[key] for r in runs[case]) if runs.get(case) else None
 
-    def ratio(a: str, b: str, key: str = "ips", invert: bool = False) -> float | None:
-        """Median over rounds of the per-round ratio (each round's runs ran side by side)."""
-        if not runs.get(a) or not runs.get(b):
-            return None
-        per = [(y[key] / x[key]) if invert else (x[key] / y[key]) for x, y in zip(runs[a], runs[b], strict=True)]
-        return round(statistics.median(per), 3)
+def median_of(runs: dict[str, list[dict]], case: str, key: str = "ips") -> float | None:
+    return statistics.median(r[key] for r in runs[case]) if runs.get(case) else None
 
-    summary = {
+
+def ratio_of(runs: dict[str, list[dict]], a: str, b: str, key: str = "ips", invert: bool = False) -> float | None:
+    """Median over rounds of the per-round ratio (each round's runs ran side by side)."""
+    if not runs.get(a) or not runs.get(b):
+        return None
+    per = [(y[key] / x[key]) if invert else (x[key] / y[key]) for x, y in zip(runs[a], runs[b], strict=True)]
+    return round(statistics.median(per), 3)
+
+
+def summarise(runs: dict[str, list[dict]], cases: list[str]) -> dict:
+    """Medians per case and the ratios the README quotes."""
+    med, ratio = functools.partial(median_of, runs), functools.partial(ratio_of, runs)
+    return {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "medians": {c: {"ips": med(c), "process_wall_s": med(c, "process_wall_s"),
                         "process_cpu_s": med(c, "process_cpu_s"),
@@ -273,11 +323,6 @@ def main(argv: list[str] | None = None) -> int:
                 "lite0_engine_malloc", "lite0_engine_nomalloc", "peak_rss_mib"),
         },
     }
-    print(json.dumps(summary, indent=1))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"summary": summary, "runs": runs}, indent=1))
-    return 0
 
 
 if __name__ == "__main__":
