@@ -52,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -197,9 +198,15 @@ def decode_code() -> str:
     return hashlib.sha256(text).hexdigest()[:12]
 
 
-def child(case: str, spec: Any, image_list: Path, cap: int | None, decode_passes: int) -> dict:
+def cpu_s() -> float:
+    """User + system CPU seconds of this process."""
     import resource
 
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def child(case: str, spec: Any, image_list: Path, cap: int | None, decode_passes: int) -> dict:
     import torch
 
     torch.set_num_threads(1)
@@ -212,52 +219,62 @@ def child(case: str, spec: Any, image_list: Path, cap: int | None, decode_passes
     if cap:
         items = items[:cap]
     paths, labels = [p for p, _ in items], [lab for _, lab in items]
-    n = len(paths)
-    ds = ManifestImages(paths, [False] * n)  # stored 224 px, as geometry none
-
-    def cpu_s() -> float:
-        r = resource.getrusage(resource.RUSAGE_SELF)
-        return r.ru_utime + r.ru_stime
-
+    ds = ManifestImages(paths, [False] * len(paths))  # stored 224 px, as geometry none
     info: dict[str, Any] = {"case": case, "torch_threads": torch.get_num_threads(), "decode_code": decode_code()}
     if case == "decode":
-        for i in range(n):  # untimed pass: plugin imports, file cache
-            ds[i]
-        c0, t0 = cpu_s(), time.perf_counter()
-        for _ in range(decode_passes):
-            for i in range(n):
-                ds[i]
-        seconds, cpu = time.perf_counter() - t0, cpu_s() - c0
-        count = n * decode_passes
-        info.update(batch_size=1)
+        timed = decode_case(ds, len(paths), decode_passes)
     else:
-        from iqa_lib.scorers.registry import as_spec, build_scorer
-        from iqa_lib.scoring.engine import default_batch_size
-
-        t0 = time.perf_counter()
-        try:
-            scorer = build_scorer(spec, "cpu")
-        except Exception as exc:  # noqa: BLE001 - reported as a skip with its reason
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            return {"case": case, "skipped": f"{type(exc).__name__}: {first}"[:400]}
-        info["build_s"] = round(time.perf_counter() - t0, 1)
-        batch = default_batch_size(as_spec(spec), torch.device("cpu"))
-        tensors = [ds[i][1] for i in range(n)]
-        batches = [(torch.stack(tensors[s:s + batch]), torch.tensor(labels[s:s + batch], dtype=torch.long))
-                   for s in range(0, n, batch)]
-        t0 = time.perf_counter()
-        scorer.score(*batches[0])  # warm-up: numba compile, text embeddings, first allocations
-        info["warmup_s"] = round(time.perf_counter() - t0, 1)
-        c0, t0 = cpu_s(), time.perf_counter()
-        for x, y in batches:
-            scorer.score(x, y)
-        seconds, cpu = time.perf_counter() - t0, cpu_s() - c0
-        count = n
-        info.update(batch_size=batch, weights=str(getattr(scorer, "weights_source", "") or ""))
+        timed = scorer_case(spec, ds, labels)
+        if "skipped" in timed:
+            return {"case": case, **timed}
+    count, seconds, cpu = timed.pop("images"), timed.pop("seconds"), timed.pop("cpu")
+    info.update(timed)
     info.update(images=count, seconds=round(seconds, 3), cpu_s=round(cpu, 3), ips=round(count / seconds, 3),
                 ips_cpu=round(count / cpu, 3) if cpu > 0 else None, cpu_over_wall=round(cpu / seconds, 3),
                 peak_rss_mib=peak_rss_mib())
     return info
+
+
+def decode_case(ds: Any, n: int, passes: int) -> dict[str, Any]:
+    """Decoding alone: one untimed pass (plugin imports, file cache), then ``passes`` timed ones."""
+    for i in range(n):
+        ds[i]
+    c0, t0 = cpu_s(), time.perf_counter()
+    for _ in range(passes):
+        for i in range(n):
+            ds[i]
+    return {"images": n * passes, "seconds": time.perf_counter() - t0, "cpu": cpu_s() - c0, "batch_size": 1}
+
+
+def scorer_case(spec: Any, ds: Any, labels: list[int]) -> dict[str, Any]:
+    """``scorer.score`` over the images decoded beforehand, in its CPU default batches, after a
+    warm-up batch; a scorer that cannot be built here is a skip with its reason."""
+    import torch
+
+    from iqa_lib.scorers.registry import as_spec, build_scorer
+    from iqa_lib.scoring.engine import default_batch_size
+
+    t0 = time.perf_counter()
+    try:
+        scorer = build_scorer(spec, "cpu")
+    except Exception as exc:  # noqa: BLE001 - reported as a skip with its reason
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return {"skipped": f"{type(exc).__name__}: {first}"[:400]}
+    timed: dict[str, Any] = {"build_s": round(time.perf_counter() - t0, 1)}
+    n = len(labels)
+    batch = default_batch_size(as_spec(spec), torch.device("cpu"))
+    tensors = [ds[i][1] for i in range(n)]
+    batches = [(torch.stack(tensors[s:s + batch]), torch.tensor(labels[s:s + batch], dtype=torch.long))
+               for s in range(0, n, batch)]
+    t0 = time.perf_counter()
+    scorer.score(*batches[0])  # warm-up: numba compile, text embeddings, first allocations
+    timed["warmup_s"] = round(time.perf_counter() - t0, 1)
+    c0, t0 = cpu_s(), time.perf_counter()
+    for x, y in batches:
+        scorer.score(x, y)
+    timed.update(images=n, seconds=time.perf_counter() - t0, cpu=cpu_s() - c0, batch_size=batch,
+                 weights=str(getattr(scorer, "weights_source", "") or ""))
+    return timed
 
 
 # ------------------------------------------------------------------ report
@@ -272,53 +289,65 @@ def hours(seconds: float) -> str:
 def summarise(runs: dict[str, list[dict]], notes: dict[str, str], skipped: dict[str, str],
               caps: dict[str, int], n_images: int) -> dict:
     dec = runs["decode"]
-    out: dict[str, Any] = {"decode": {"ips": statistics.median(r["ips"] for r in dec),
-                                      "ips_cpu": statistics.median(r["ips_cpu"] for r in dec),
-                                      "cpu_over_wall": statistics.median(r["cpu_over_wall"] for r in dec),
-                                      "rounds": len(dec)}, "scorers": {}, "skipped": skipped}
-    d = out["decode"]["ips"]
+    out: dict[str, Any] = {"decode": {"ips": median_of(dec, "ips"), "ips_cpu": median_of(dec, "ips_cpu"),
+                                      "cpu_over_wall": median_of(dec, "cpu_over_wall"), "rounds": len(dec)},
+                           "scorers": {}, "skipped": skipped}
     for name, rs in runs.items():
-        if name == "decode" or not rs:
-            continue
-        rs = [r for r in rs if r["round"] in {x["round"] for x in dec}] or rs
-        by_round = {x["round"]: x["ips"] for x in dec}
-        ratios = [r["ips"] / by_round[r["round"]] for r in rs if r["round"] in by_round]
-        rate = statistics.median(r["ips"] for r in rs)
-        out["scorers"][name] = {
-            "ips": rate,
-            "ips_range": [min(r["ips"] for r in rs), max(r["ips"] for r in rs)],
-            "ips_cpu": statistics.median(r["ips_cpu"] for r in rs),
-            "cpu_over_wall": statistics.median(r["cpu_over_wall"] for r in rs),
-            "ratio_to_decode": statistics.median(ratios) if ratios else float("nan"),
-            "ratio_range": [min(ratios), max(ratios)] if ratios else [float("nan")] * 2,
-            "batch_size": rs[0]["batch_size"], "images": rs[0]["images"], "rounds": len(rs),
-            "capped": name in caps and caps[name] < n_images,
-            "weights": notes.get(name, "shipped"),
-            "hours_compute": PAPER_IMAGES / (CORES * rate) / 3600,
-            "hours_with_decode": PAPER_IMAGES * (1 / rate + 1 / d) / CORES / 3600,
-        }
+        if name != "decode" and rs:
+            out["scorers"][name] = scorer_summary(rs, dec, notes.get(name, "shipped"),
+                                                  name in caps and caps[name] < n_images)
     paper = [s for s in PAPER if s in out["scorers"]]
     if paper:
-        one = PAPER_IMAGES * (sum(1 / out["scorers"][s]["ips"] for s in paper) + 1 / d) / CORES
-        each = PAPER_IMAGES * sum(1 / out["scorers"][s]["ips"] + 1 / d for s in paper) / CORES
-        out["paper_one_pass"] = {"scorers": paper, "missing": [s for s in PAPER if s not in paper],
-                                 "hours_one_pass": one / 3600, "hours_separate": each / 3600}
+        out["paper_one_pass"] = paper_one_pass(out, paper)
     return out
 
 
-def markdown(summary: dict, command: str, machine: str, n_images: int, reps: int, passes: int) -> str:
-    d = summary["decode"]
-    lines = [
-        "## CPU images/s per core, every scorer (`bench_scorer_rates.py`)",
-        "",
-        f"Machine: {machine}. No GPU here: GPU figures **not measured**.",
-        "",
-        "| Scorer | Batch | Images/round | img/s per core, median [range] | img/s per CPU-s | CPU/wall "
-        "| / decode, median [range] | 3.8 M on 16 cores, compute only (h) | with its own decode (h) |",
-        "|---|---|---|---|---|---|---|---|---|",
-        f"| **decode** (baseline, `ManifestImages`) | 1 | {n_images} x {passes} | {d['ips']:.1f} | "
-        f"{d['ips_cpu']:.1f} | {d['cpu_over_wall']:.2f} | 1 | {hours(PAPER_IMAGES / (CORES * d['ips']))} | |",
-    ]
+def median_of(rs: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in rs)
+
+
+def same_rounds(rs: list[dict], dec: list[dict]) -> tuple[list[dict], list[float]]:
+    """A scorer's runs of the rounds that have a decode run (all of them if none does), and each
+    one's rate over the decode rate of its round."""
+    rounds = {x["round"]: x["ips"] for x in dec}
+    rs = [r for r in rs if r["round"] in rounds] or rs
+    return rs, [r["ips"] / rounds[r["round"]] for r in rs if r["round"] in rounds]
+
+
+def scorer_summary(rs: list[dict], dec: list[dict], weights: str, capped: bool) -> dict[str, Any]:
+    """One scorer's medians over rounds, its ratio to the decode rate of the same rounds, and the
+    hours the paper's images would take."""
+    d = median_of(dec, "ips")
+    rs, ratios = same_rounds(rs, dec)
+    rate = median_of(rs, "ips")
+    ips = [r["ips"] for r in rs]
+    return {
+        "ips": rate,
+        "ips_range": [min(ips), max(ips)],
+        "ips_cpu": median_of(rs, "ips_cpu"),
+        "cpu_over_wall": median_of(rs, "cpu_over_wall"),
+        "ratio_to_decode": statistics.median(ratios) if ratios else float("nan"),
+        "ratio_range": [min(ratios), max(ratios)] if ratios else [float("nan")] * 2,
+        "batch_size": rs[0]["batch_size"], "images": rs[0]["images"], "rounds": len(rs),
+        "capped": capped,
+        "weights": weights,
+        "hours_compute": PAPER_IMAGES / (CORES * rate) / 3600,
+        "hours_with_decode": PAPER_IMAGES * (1 / rate + 1 / d) / CORES / 3600,
+    }
+
+
+def paper_one_pass(out: dict[str, Any], paper: list[str]) -> dict[str, Any]:
+    """The paper's scorers in one pass (decode once) against one pass each."""
+    d = out["decode"]["ips"]
+    one = PAPER_IMAGES * (sum(1 / out["scorers"][s]["ips"] for s in paper) + 1 / d) / CORES
+    each = PAPER_IMAGES * sum(1 / out["scorers"][s]["ips"] + 1 / d for s in paper) / CORES
+    return {"scorers": paper, "missing": [s for s in PAPER if s not in paper],
+            "hours_one_pass": one / 3600, "hours_separate": each / 3600}
+
+
+def table_rows(summary: dict) -> list[str]:
+    """The table's rows after the decode baseline: scorers, skips, the paper's pass, lost rounds."""
+    lines = []
     for name, s in summary["scorers"].items():
         lo, hi = s["ips_range"]
         rlo, rhi = s["ratio_range"]
@@ -336,9 +365,26 @@ def markdown(summary: dict, command: str, machine: str, n_images: int, reps: int
         lines.append(
             f"| **paper scorers{miss}: {', '.join(p['scorers'])}** | | | | | | | one pass (decode once): "
             f"**{p['hours_one_pass']:.1f}** | one pass each: **{p['hours_separate']:.1f}** |")
-    codes = summary.get("decode_code") or []
     for f in summary.get("failed_runs", []):
         lines.append(f"| {f['case']} | | | round {f['round'] + 1} lost (crashed: {f['error'][:120]}) | | | | | |")
+    return lines
+
+
+def markdown(summary: dict, command: str, machine: str, n_images: int, reps: int, passes: int) -> str:
+    d = summary["decode"]
+    lines = [
+        "## CPU images/s per core, every scorer (`bench_scorer_rates.py`)",
+        "",
+        f"Machine: {machine}. No GPU here: GPU figures **not measured**.",
+        "",
+        "| Scorer | Batch | Images/round | img/s per core, median [range] | img/s per CPU-s | CPU/wall "
+        "| / decode, median [range] | 3.8 M on 16 cores, compute only (h) | with its own decode (h) |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| **decode** (baseline, `ManifestImages`) | 1 | {n_images} x {passes} | {d['ips']:.1f} | "
+        f"{d['ips_cpu']:.1f} | {d['cpu_over_wall']:.2f} | 1 | {hours(PAPER_IMAGES / (CORES * d['ips']))} | |",
+    ]
+    lines += table_rows(summary)
+    codes = summary.get("decode_code") or []
     lines += [
         "",
         "How each figure was obtained:",
@@ -386,7 +432,7 @@ def markdown(summary: dict, command: str, machine: str, n_images: int, reps: int
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scorers", default=",".join(SCORERS),
                     help=f"comma list of {','.join(SCORERS)} (or other specs, built as they load)")
@@ -401,76 +447,117 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--spec", help=argparse.SUPPRESS)
     ap.add_argument("--image-list", type=Path, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
-    if args.child:
-        spec = json.loads(args.spec) if args.spec else None
-        print(json.dumps(child(args.child, spec, args.image_list, args.cap, args.decode_passes)))
-        return 0
+    return ap
 
+
+@dataclass
+class Rounds:
+    """What the rounds measured: each case's runs, the cases out for good (why), the lost runs."""
+
+    runs: dict[str, list[dict]]
+    skipped: dict[str, str] = field(default_factory=dict)
+    failures: list[dict] = field(default_factory=list)
+
+    def record(self, case: str, res: dict, rep: int) -> None:
+        """Keep a run, or a crash (this round's run lost), or a skip (cannot be built here: out for good)."""
+        if "error" in res:
+            self.failures.append({**res, "round": rep})
+            print(f"[round {rep + 1}] {case:14s} FAILED: {res['error']}", flush=True)
+        elif "skipped" in res:
+            why = WHY_SKIPPED.get(case)
+            self.skipped[case] = f"{why}; the kit says: {res['skipped'][:160]}..." if why else res["skipped"]
+            print(f"[round {rep + 1}] {case:14s} SKIPPED: {self.skipped[case]}", flush=True)
+            self.runs.pop(case, None)
+        else:
+            self.runs[case].append(res)
+            print(f"[round {rep + 1}] {case:14s} {res['ips']:9.2f} img/s  {res['ips_cpu']:9.2f} img/CPU-s  "
+                  f"CPU/wall {res['cpu_over_wall']:.2f}  images {res['images']:5d}  batch {res['batch_size']:3d}"
+                  f"  process {res['process_wall_s']:6.1f} s  peak RSS {res['peak_rss_mib']} MiB",
+                  flush=True)
+
+
+def case_specs(chosen: dict[str, tuple[str, str]], folder: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each case's spec (random weights written to ``folder`` where the model hub is out of
+    reach) and a note on the weights of those."""
+    specs: dict[str, Any] = {}
+    notes: dict[str, str] = {}
+    for name, (spec, how) in chosen.items():
+        if how.startswith("random:"):
+            specs[name], notes[name] = random_weights(name, spec, how, folder)
+        else:
+            specs[name] = spec
+    return specs, notes
+
+
+def measure(args: argparse.Namespace, chosen: dict[str, tuple[str, str]], caps: dict[str, int],
+            started: float) -> tuple[Rounds, dict[str, str]]:
+    """Render the images, then run every case once per round (order reversed every other round)."""
     from iqa_lib.imagenet import label_of
 
-    chosen = resolve_scorers([s for s in args.scorers.split(",") if s])
-    caps = {name: args.cap or min(args.images, CAPS.get(name, args.images)) for name in chosen}
-    runs: dict[str, list[dict]] = {"decode": [], **{n: [] for n in chosen}}
-    skipped: dict[str, str] = {}
-    failures: list[dict] = []
-    notes: dict[str, str] = {}
-    started = time.perf_counter()
+    rounds = Rounds({"decode": [], **{n: [] for n in chosen}})
     with tempfile.TemporaryDirectory(prefix="bench_scorer_rates_") as tmp:
         work = Path(tmp)
         rendered = render(args.sample, work / "jpeg224", args.images)
         image_list = work / "images.json"
         image_list.write_text(json.dumps([[str(p), label_of(w)] for p, w in rendered]))
-        specs: dict[str, Any] = {}
-        for name, (spec, how) in chosen.items():
-            if how.startswith("random:"):
-                specs[name], notes[name] = random_weights(name, spec, how, work / "weights")
-            else:
-                specs[name] = spec
+        specs, notes = case_specs(chosen, work / "weights")
         print(f"setup {time.perf_counter() - started:.0f} s: {args.images} images, weights in {work}", flush=True)
         order = ["decode", *chosen]
         for rep in range(args.reps):
             for case in order if rep % 2 == 0 else order[::-1]:
-                if case in skipped:
-                    continue
-                res = run_case(case, specs.get(case), image_list, caps.get(case), args.decode_passes, rep)
-                if "error" in res:  # a crash: this round's run is lost, the case stays in
-                    failures.append({**res, "round": rep})
-                    print(f"[round {rep + 1}] {case:14s} FAILED: {res['error']}", flush=True)
-                    continue
-                if "skipped" in res:  # cannot be built here: out for good
-                    why = WHY_SKIPPED.get(case)
-                    skipped[case] = f"{why}; the kit says: {res['skipped'][:160]}..." if why else res["skipped"]
-                    print(f"[round {rep + 1}] {case:14s} SKIPPED: {skipped[case]}", flush=True)
-                    runs.pop(case, None)
-                    continue
-                runs[case].append(res)
-                print(f"[round {rep + 1}] {case:14s} {res['ips']:9.2f} img/s  {res['ips_cpu']:9.2f} img/CPU-s  "
-                      f"CPU/wall {res['cpu_over_wall']:.2f}  images {res['images']:5d}  batch {res['batch_size']:3d}"
-                      f"  process {res['process_wall_s']:6.1f} s  peak RSS {res['peak_rss_mib']} MiB",
-                      flush=True)
-    if "decode" in skipped or not runs["decode"]:
-        raise SystemExit(f"the decode baseline failed: {skipped.get('decode')} {failures}")
-    summary = summarise(runs, notes, skipped, caps, args.images)
-    summary["failed_runs"] = failures
-    summary["decode_code"] = sorted({r["decode_code"] for rs in runs.values() for r in rs if r.get("decode_code")})
-    load = os.getloadavg()
+                if case not in rounds.skipped:
+                    res = run_case(case, specs.get(case), image_list, caps.get(case), args.decode_passes, rep)
+                    rounds.record(case, res, rep)
+    return rounds, notes
+
+
+def machine_text(started: float) -> str:
     import torch
 
-    machine = (f"{os.cpu_count()} cores (load average {load[0]:.1f} at the end; shared with other jobs), "
-               f"Python {sys.version.split()[0]}, torch {torch.__version__}; "
-               f"whole run {(time.perf_counter() - started) / 60:.1f} min")
-    command = "python benchmarks/bench_scorer_rates.py " + " ".join(
-        a for a in (argv if argv is not None else sys.argv[1:]))
-    md = markdown(summary, command.strip(), machine, args.images, args.reps, args.decode_passes)
-    print(md)
+    load = os.getloadavg()
+    return (f"{os.cpu_count()} cores (load average {load[0]:.1f} at the end; shared with other jobs), "
+            f"Python {sys.version.split()[0]}, torch {torch.__version__}; "
+            f"whole run {(time.perf_counter() - started) / 60:.1f} min")
+
+
+def full_summary(rounds: Rounds, notes: dict[str, str], caps: dict[str, int], n_images: int) -> dict:
+    """The summary with the lost runs and the decode path's source hashes; no decode baseline: an error."""
+    runs = rounds.runs
+    if "decode" in rounds.skipped or not runs["decode"]:
+        raise SystemExit(f"the decode baseline failed: {rounds.skipped.get('decode')} {rounds.failures}")
+    summary = summarise(runs, notes, rounds.skipped, caps, n_images)
+    summary["failed_runs"] = rounds.failures
+    summary["decode_code"] = sorted({r["decode_code"] for rs in runs.values() for r in rs if r.get("decode_code")})
+    return summary
+
+
+def write_outputs(args: argparse.Namespace, md: str, record: dict) -> None:
     if args.markdown:
         args.markdown.write_text(md)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"summary": summary, "runs": runs, "caps": caps, "machine": machine,
-                                         "command": command.strip(), "images": args.images, "reps": args.reps,
-                                         "decode_passes": args.decode_passes}, indent=1))
+        args.json.write_text(json.dumps(record, indent=1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.child:
+        spec = json.loads(args.spec) if args.spec else None
+        print(json.dumps(child(args.child, spec, args.image_list, args.cap, args.decode_passes)))
+        return 0
+    chosen = resolve_scorers([s for s in args.scorers.split(",") if s])
+    caps = {name: args.cap or min(args.images, CAPS.get(name, args.images)) for name in chosen}
+    started = time.perf_counter()
+    rounds, notes = measure(args, chosen, caps, started)
+    summary = full_summary(rounds, notes, caps, args.images)
+    machine = machine_text(started)
+    command = "python benchmarks/bench_scorer_rates.py " + " ".join(
+        a for a in (argv if argv is not None else sys.argv[1:]))
+    md = markdown(summary, command.strip(), machine, args.images, args.reps, args.decode_passes)
+    print(md)
+    write_outputs(args, md, {"summary": summary, "runs": rounds.runs, "caps": caps, "machine": machine,
+                             "command": command.strip(), "images": args.images, "reps": args.reps,
+                             "decode_passes": args.decode_passes})
     return 0
 
 
