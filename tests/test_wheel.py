@@ -47,7 +47,9 @@ def installed(tmp_path_factory) -> Path:
 
 def _environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    return {**env, "HF_HUB_OFFLINE": "1"}
+    # the dependencies come from this interpreter's site-packages; their data files (nbconvert's
+    # HTML templates) lie under its prefix, where a full install would have put them in the venv
+    return {**env, "HF_HUB_OFFLINE": "1", "JUPYTER_PATH": str(Path(sys.prefix) / "share" / "jupyter")}
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -219,12 +220,12 @@ def render_report(out: Path) -> Path:
 
 
 def report_notebook() -> Path:
-    """``notebooks/audit.ipynb`` of the repository the package is installed from."""
-    path = Path(__file__).resolve().parents[2] / "notebooks" / REPORT_NOTEBOOK
+    """The report notebook, package data of the installed kit (a wheel carries it too)."""
+    path = Path(str(resources.files("iqa_lib.resources").joinpath("notebooks", REPORT_NOTEBOOK)))
     if not path.is_file():
         raise FileNotFoundError(
-            f"the report notebook {path} is missing: iqa-kit audit runs notebooks/{REPORT_NOTEBOOK} "
-            "of the iqa-kit checkout it is installed from (pip install -e .); or pass --no-report"
+            f"the report notebook {path} is missing from the installed iqa-kit: reinstall it "
+            "(pip install iqa-kit, or pip install -e . in a checkout); or pass --no-report"
         )
     return path
 
