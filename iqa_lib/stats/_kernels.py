@@ -45,56 +45,64 @@ def _pass(x, y, mu, inv, b0, b1, want_ll):
 
 
 @njit(cache=True, nogil=True)
-def fit_one(x, y, max_iter, tol, ridge, a_start=np.nan, b_start=np.nan):
-    """Maximum-likelihood P(y=1|x) = sigmoid(a + b x); returns (a, b, status, n_iter).
-
-    x is standardised internally (conditioning). Newton steps; a step longer than 1 (in
-    standardised units) is halved until the log-likelihood does not drop. The fit stops
-    after a step shorter than ``tol`` (the remaining error is of order tol**2). Perfectly or
-    quasi-separable data have no finite MLE: they get an L2 penalty ridge/2 * b_std**2 on
-    the standardised slope and are flagged SEPARABLE. (a_start, b_start) is a warm start.
-    """
-    n = x.shape[0]
-    if n == 0:
-        return np.nan, np.nan, EMPTY, 0
+def _positives_and_mean(x, y):
+    """Number of y = 1 rows and the mean of x."""
     n1 = 0.0
     mu = 0.0
-    for i in range(n):
+    for i in range(x.shape[0]):
         n1 += y[i]
         mu += x[i]
-    if n1 == 0.0 or n1 == n:
-        return np.nan, np.nan, CONSTANT_M, 0
-    mu /= n
+    return n1, mu / x.shape[0]
+
+
+@njit(cache=True, nogil=True)
+def _std(x, mu):
+    """Population standard deviation of x about its mean mu."""
     var = 0.0
-    for i in range(n):
+    for i in range(x.shape[0]):
         var += (x[i] - mu) ** 2
-    sd = math.sqrt(var / n)
-    ybar = n1 / n
-    b0 = math.log(ybar / (1.0 - ybar))
-    if not sd > 0.0:
-        return b0, 0.0, CONSTANT_Q, 0
-    inv = 1.0 / sd
+    return math.sqrt(var / x.shape[0])
+
+
+@njit(cache=True, nogil=True)
+def _separable(x, y):
+    """Whether a threshold on x splits y = 0 from y = 1 (perfectly or with ties at the edge)."""
     min1 = np.inf
     max1 = -np.inf
     min0 = np.inf
     max0 = -np.inf
-    for i in range(n):
+    for i in range(x.shape[0]):
         if y[i]:
             min1 = min(min1, x[i])
             max1 = max(max1, x[i])
         else:
             min0 = min(min0, x[i])
             max0 = max(max0, x[i])
-    separable = max0 <= min1 or max1 <= min0
-    lam = ridge if separable else 0.0
-    status = SEPARABLE if separable else OK
-    b1 = 0.0
-    if np.isfinite(a_start) and np.isfinite(b_start):
-        b0 = a_start + b_start * mu
-        b1 = b_start * sd
+    return max0 <= min1 or max1 <= min0
+
+
+@njit(cache=True, nogil=True)
+def _backtrack(x, y, mu, inv, b0, b1, d0, d1, ll, lam):
+    """A long Newton step (d0, d1) halved until the penalised log-likelihood does not drop;
+    returns the new point, its log-likelihood, gradient and negated Hessian."""
+    t = 1.0
+    for _ in range(60):
+        nb0 = b0 + t * d0
+        nb1 = b1 + t * d1
+        nll, ng0, ng1, nh00, nh01, nh11 = _pass(x, y, mu, inv, nb0, nb1, True)
+        nll -= 0.5 * lam * nb1 * nb1
+        if nll >= ll - 1e-12 * (1.0 + abs(ll)):
+            break
+        t *= 0.5
+    return nb0, nb1, nll, ng0, ng1, nh00, nh01, nh11
+
+
+@njit(cache=True, nogil=True)
+def _newton(x, y, mu, inv, b0, b1, lam, max_iter, tol):
+    """Newton's method on the standardised problem from (b0, b1); returns (b0, b1, converged,
+    n_iter). A step shorter than ``tol`` ends it; a step longer than 1 is backtracked."""
     ll, g0, g1, h00, h01, h11 = _pass(x, y, mu, inv, b0, b1, False)
     have_ll = False
-    converged = False
     n_iter = 0
     for _ in range(max_iter):
         n_iter += 1
@@ -107,10 +115,7 @@ def fit_one(x, y, max_iter, tol, ridge, a_start=np.nan, b_start=np.nan):
         d1 = (h00 * g1 - h01 * g0) / det
         step = max(abs(d0), abs(d1))
         if step < tol:
-            b0 += d0
-            b1 += d1
-            converged = True
-            break
+            return b0 + d0, b1 + d1, True, n_iter
         if step <= 1.0:
             b0 += d0
             b1 += d1
@@ -119,17 +124,39 @@ def fit_one(x, y, max_iter, tol, ridge, a_start=np.nan, b_start=np.nan):
             continue
         if not have_ll:
             ll = _pass(x, y, mu, inv, b0, b1, True)[0] - 0.5 * lam * b1 * b1
-        t = 1.0
-        for _ in range(60):
-            nb0 = b0 + t * d0
-            nb1 = b1 + t * d1
-            nll, ng0, ng1, nh00, nh01, nh11 = _pass(x, y, mu, inv, nb0, nb1, True)
-            nll -= 0.5 * lam * nb1 * nb1
-            if nll >= ll - 1e-12 * (1.0 + abs(ll)):
-                break
-            t *= 0.5
-        b0, b1, ll, have_ll = nb0, nb1, nll, True
-        g0, g1, h00, h01, h11 = ng0, ng1, nh00, nh01, nh11
+        b0, b1, ll, g0, g1, h00, h01, h11 = _backtrack(x, y, mu, inv, b0, b1, d0, d1, ll, lam)
+        have_ll = True
+    return b0, b1, False, n_iter
+
+
+@njit(cache=True, nogil=True)
+def fit_one(x, y, max_iter, tol, ridge, a_start=np.nan, b_start=np.nan):
+    """Maximum-likelihood P(y=1|x) = sigmoid(a + b x); returns (a, b, status, n_iter).
+
+    x is standardised internally (conditioning). Newton steps; a step longer than 1 (in
+    standardised units) is halved until the log-likelihood does not drop. The fit stops
+    after a step shorter than ``tol`` (the remaining error is of order tol**2). Perfectly or
+    quasi-separable data have no finite MLE: they get an L2 penalty ridge/2 * b_std**2 on
+    the standardised slope and are flagged SEPARABLE. (a_start, b_start) is a warm start.
+    """
+    n = x.shape[0]
+    if n == 0:
+        return np.nan, np.nan, EMPTY, 0
+    n1, mu = _positives_and_mean(x, y)
+    if n1 == 0.0 or n1 == n:
+        return np.nan, np.nan, CONSTANT_M, 0
+    sd = _std(x, mu)
+    ybar = n1 / n
+    b0 = math.log(ybar / (1.0 - ybar))
+    if not sd > 0.0:
+        return b0, 0.0, CONSTANT_Q, 0
+    inv = 1.0 / sd
+    lam, status = (ridge, SEPARABLE) if _separable(x, y) else (0.0, OK)
+    b1 = 0.0
+    if np.isfinite(a_start) and np.isfinite(b_start):
+        b0 = a_start + b_start * mu
+        b1 = b_start * sd
+    b0, b1, converged, n_iter = _newton(x, y, mu, inv, b0, b1, lam, max_iter, tol)
     if not converged:
         status = NOT_CONVERGED
     return b0 - b1 * mu * inv, b1 * inv, status, n_iter
@@ -271,25 +298,61 @@ def argsort_groups_serial(x, starts):
 
 
 @njit(cache=True, nogil=True)
+def _fold_size(fs, f):
+    """Rows in fold f."""
+    nt = 0
+    for i in range(fs.shape[0]):
+        if fs[i] == f:
+            nt += 1
+    return nt
+
+
+@njit(cache=True, nogil=True)
+def _training_rows(xs, ys, fs, f, xtr, ytr):
+    """Copy the rows outside fold f into (xtr, ytr); returns how many."""
+    itr = 0
+    for i in range(xs.shape[0]):
+        if fs[i] != f:
+            xtr[itr] = xs[i]
+            ytr[itr] = ys[i]
+            itr += 1
+    return itr
+
+
+@njit(cache=True, nogil=True)
+def _oriented_auc(ar, b):
+    """AUC of the fitted probability: the raw AUC, flipped for a negative slope, 0.5 for a flat fit."""
+    if b > 0.0:
+        return ar
+    if b < 0.0:
+        return 1.0 - ar
+    return 0.5 if np.isfinite(ar) else np.nan
+
+
+@njit(cache=True, nogil=True)
+def _fold_ce(xs, ys, fs, f, a, b, nt):
+    """Mean log loss of sigmoid(a + b x) on fold f (each row's loss capped like log_loss)."""
+    c = 0.0
+    for i in range(xs.shape[0]):
+        if fs[i] == f:
+            eta = a + b * xs[i]
+            loss = max(eta, 0.0) + math.log1p(math.exp(-abs(eta))) - ys[i] * eta
+            c += min(loss, LOSS_CAP)
+    return c / nt
+
+
+@njit(cache=True, nogil=True)
 def _cv_group(xs, ys, fs, k, n_folds, max_iter, tol, ridge, auc, aucr, ce, status, slope, n_test):
     """CV of one group whose rows (xs, ys, fs) are sorted by score; writes row k of the outputs."""
     m = xs.shape[0]
     xtr = np.empty(m)
     ytr = np.empty(m, np.int8)
     for f in range(n_folds):
-        nt = 0
-        for i in range(m):
-            if fs[i] == f:
-                nt += 1
+        nt = _fold_size(fs, f)
         n_test[k, f] = nt
         if nt == 0 or nt == m:
             continue
-        itr = 0
-        for i in range(m):
-            if fs[i] != f:
-                xtr[itr] = xs[i]
-                ytr[itr] = ys[i]
-                itr += 1
+        itr = _training_rows(xs, ys, fs, f, xtr, ytr)
         a, b, st, _ = fit_one(xtr[:itr], ytr[:itr], max_iter, tol, ridge, np.nan, np.nan)
         status[k, f] = st
         slope[k, f] = b
@@ -297,19 +360,8 @@ def _cv_group(xs, ys, fs, k, n_folds, max_iter, tol, ridge, auc, aucr, ce, statu
             continue
         ar = _auc_sorted_subset(xs, ys, fs, f)
         aucr[k, f] = ar
-        if b > 0.0:
-            auc[k, f] = ar
-        elif b < 0.0:
-            auc[k, f] = 1.0 - ar
-        elif np.isfinite(ar):
-            auc[k, f] = 0.5
-        c = 0.0
-        for i in range(m):
-            if fs[i] == f:
-                eta = a + b * xs[i]
-                loss = max(eta, 0.0) + math.log1p(math.exp(-abs(eta))) - ys[i] * eta
-                c += min(loss, LOSS_CAP)
-        ce[k, f] = c / nt
+        auc[k, f] = _oriented_auc(ar, b)
+        ce[k, f] = _fold_ce(xs, ys, fs, f, a, b, nt)
 
 
 @njit(cache=True)
@@ -359,6 +411,49 @@ def cv_groups_serial(xs, ys, fs, starts, n_folds, max_iter, tol, ridge):
     return auc, aucr, ce, status, slope, n_test
 
 
+@njit(cache=True, nogil=True)
+def _add_row(row, positive, num, cum0, w1, m):
+    """One row without ties: a positive adds its weight times the negatives' weight below it;
+    a negative joins those."""
+    if positive:
+        for j in range(m):
+            wj = float(row[j])
+            num[j] += wj * cum0[j]
+            w1[j] += wj
+    else:
+        for j in range(m):
+            cum0[j] += row[j]
+
+
+@njit(cache=True, nogil=True)
+def _add_tied_block(y, cluster, weights_t, s0, s1, lo, m, num, cum0, w1, c1, c0):
+    """Rows s0:s1 with one score: positives count the negatives below in full, the tied ones by half."""
+    c1[:] = 0.0
+    c0[:] = 0.0
+    for i in range(s0, s1):
+        row = weights_t[cluster[i], lo : lo + m]
+        if y[i]:
+            for j in range(m):
+                c1[j] += row[j]
+        else:
+            for j in range(m):
+                c0[j] += row[j]
+    for j in range(m):
+        num[j] += c1[j] * (cum0[j] + 0.5 * c0[j])
+        cum0[j] += c0[j]
+        w1[j] += c1[j]
+
+
+@njit(cache=True, nogil=True)
+def _weighted_auc(num, w1, cum0, out, lo, m):
+    """out[lo:lo + m]: each resample's AUC, NaN with only one class."""
+    for j in range(m):
+        if w1[j] > 0.0 and cum0[j] > 0.0:
+            out[lo + j] = num[j] / (w1[j] * cum0[j])
+        else:
+            out[lo + j] = np.nan
+
+
 @njit(parallel=True, cache=True)
 def bootstrap_auc_sorted(y, cluster, block_starts, weights_t):
     """Raw-score AUC for each column of cluster weights ``weights_t`` (n_clusters, B).
@@ -385,33 +480,8 @@ def bootstrap_auc_sorted(y, cluster, block_starts, weights_t):
             s0 = block_starts[kb]
             s1 = block_starts[kb + 1]
             if s1 - s0 == 1:
-                row = weights_t[cluster[s0], lo : lo + m]
-                if y[s0]:
-                    for j in range(m):
-                        wj = float(row[j])
-                        num[j] += wj * cum0[j]
-                        w1[j] += wj
-                else:
-                    for j in range(m):
-                        cum0[j] += row[j]
+                _add_row(weights_t[cluster[s0], lo : lo + m], y[s0], num, cum0, w1, m)
             else:
-                c1[:] = 0.0
-                c0[:] = 0.0
-                for i in range(s0, s1):
-                    row = weights_t[cluster[i], lo : lo + m]
-                    if y[i]:
-                        for j in range(m):
-                            c1[j] += row[j]
-                    else:
-                        for j in range(m):
-                            c0[j] += row[j]
-                for j in range(m):
-                    num[j] += c1[j] * (cum0[j] + 0.5 * c0[j])
-                    cum0[j] += c0[j]
-                    w1[j] += c1[j]
-        for j in range(m):
-            if w1[j] > 0.0 and cum0[j] > 0.0:
-                out[lo + j] = num[j] / (w1[j] * cum0[j])
-            else:
-                out[lo + j] = np.nan
+                _add_tied_block(y, cluster, weights_t, s0, s1, lo, m, num, cum0, w1, c1, c0)
+        _weighted_auc(num, w1, cum0, out, lo, m)
     return out
