@@ -52,7 +52,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "data" / "imagenet-sample"
@@ -229,7 +231,7 @@ def stages(prof, total: float, n: int) -> None:
 # ---------------------------------------------------------------- driver
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -251,134 +253,137 @@ def main() -> None:
     p.add_argument("--_arm", help=argparse.SUPPRESS)
     p.add_argument("--_images_file", help=argparse.SUPPRESS)
     p.add_argument("--_out", help=argparse.SUPPRESS)
-    a = p.parse_args()
-    if a._arm:
-        run_arm(a._arm, a._images_file, a._out, a.profile)
-        return
+    return p
 
+
+@dataclass
+class Tally:
+    """Every arm's rates per counted round, its scores, batch size and threads."""
+
+    arms: list[str]
+    rates: dict[str, list[float]] = field(default_factory=dict)
+    cpu_rates: dict[str, list[float]] = field(default_factory=dict)
+    faults: dict[str, list[float]] = field(default_factory=dict)
+    scores: dict[str, Any] = field(default_factory=dict)
+    batch: dict[str, int] = field(default_factory=dict)
+    threads: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for rates in (self.rates, self.cpu_rates, self.faults):
+            rates.update({arm: [] for arm in self.arms})
+
+    def add(self, rep: int, arm: str, r: dict, q: Any, profiled: bool) -> None:
+        """One arm's run: counted unless profiled; its scores checked against its earlier rounds'."""
+        import numpy as np
+
+        rate = r["n"] / r["seconds"]
+        if profiled:
+            print(f"  ({arm} round 0 under cProfile: {rate:.1f} img/s, not counted)", file=sys.stderr)
+        else:
+            self.rates[arm].append(rate)
+            self.cpu_rates[arm].append(r["n"] / r["cpu_seconds"])
+            self.faults[arm].append(r["faults"] / r["n"])
+        self.batch[arm] = r["batch"]
+        self.threads[arm] = r["threads"]
+        if arm in self.scores and not np.array_equal(self.scores[arm], q, equal_nan=True):
+            print(f"  warning: {arm} scores differ between rounds", file=sys.stderr)
+        self.scores[arm] = q
+        cpu_rate, fault_rate = r["n"] / r["cpu_seconds"], r["faults"] / r["n"]
+        print(
+            f"round {rep} {arm:6s} batch {r['batch']:3d} threads {r['threads']}: "
+            f"{rate:8.2f} img/s, {cpu_rate:8.2f} img per CPU-s, {fault_rate:7.1f} faults/img",
+            file=sys.stderr,
+        )
+
+
+def measure(a: argparse.Namespace, arms: list[str], images: Any, env: dict[str, str]) -> Tally:
+    """Every arm once per round in its own process, the order reversed every other round."""
     import numpy as np
 
-    arms = [s for s in a.arms.split(",") if s]
-    images, source = load_images(a.sample, a.images)
-    env = {**os.environ, **{v: "1" for v in THREAD_VARS}}
-    unknown = set(arms) - set(ALL_ARMS)
-    if unknown:
-        raise SystemExit(f"unknown arm(s) {sorted(unknown)}; choose from {ALL_ARMS}")
-    if a.base_tree:
-        arms.append("base")
-        env[BASE_TREE] = str(a.base_tree.resolve())
-    rates: dict[str, list[float]] = {arm: [] for arm in arms}
-    cpu_rates: dict[str, list[float]] = {arm: [] for arm in arms}
-    faults: dict[str, list[float]] = {arm: [] for arm in arms}
-    scores: dict[str, np.ndarray] = {}
-    batch: dict[str, int] = {}
-    threads: dict[str, int] = {}
+    tally = Tally(arms)
     with tempfile.TemporaryDirectory() as tmp:
         img_file = str(Path(tmp) / "images.npy")
         np.save(img_file, images)
         for rep in range(a.reps):
-            order = arms if rep % 2 == 0 else arms[::-1]
-            for arm in order:
+            for arm in arms if rep % 2 == 0 else arms[::-1]:
                 out = str(Path(tmp) / f"{arm}.{rep}.json")
-                cmd = [
-                    sys.executable,
-                    __file__,
-                    "--_arm",
-                    arm,
-                    "--_images_file",
-                    img_file,
-                    "--_out",
-                    out,
-                ]
+                cmd = [sys.executable, __file__, "--_arm", arm, "--_images_file", img_file, "--_out", out]
                 profiled = a.profile and arm in ("kit", "base") and rep == 0
                 if profiled:
                     cmd.append("--profile")
                 subprocess.run(cmd, env=env, check=True)
-                r = json.loads(Path(out).read_text())
-                rate = r["n"] / r["seconds"]
-                if profiled:
-                    print(
-                        f"  ({arm} round 0 under cProfile: {rate:.1f} img/s, not counted)",
-                        file=sys.stderr,
-                    )
-                else:
-                    rates[arm].append(rate)
-                    cpu_rates[arm].append(r["n"] / r["cpu_seconds"])
-                    faults[arm].append(r["faults"] / r["n"])
-                batch[arm] = r["batch"]
-                threads[arm] = r["threads"]
-                q = np.load(out + ".npy")
-                if arm in scores and not np.array_equal(scores[arm], q, equal_nan=True):
-                    print(f"  warning: {arm} scores differ between rounds", file=sys.stderr)
-                scores[arm] = q
-                cpu_rate, fault_rate = r["n"] / r["cpu_seconds"], r["faults"] / r["n"]
-                print(
-                    f"round {rep} {arm:6s} batch {r['batch']:3d} threads {r['threads']}: "
-                    f"{rate:8.2f} img/s, {cpu_rate:8.2f} img per CPU-s, {fault_rate:7.1f} faults/img",
-                    file=sys.stderr,
-                )
+                tally.add(rep, arm, json.loads(Path(out).read_text()), np.load(out + ".npy"), profiled)
+    return tally
 
-    med = {arm: statistics.median(v) for arm, v in rates.items() if v}
-    cpu_med = {arm: statistics.median(v) for arm, v in cpu_rates.items() if v}
+
+def summarise(a: argparse.Namespace, arms: list[str], source: str, tally: Tally) -> dict:
+    """Rates per round and their medians, ratios between arms, and how far their scores differ."""
+    med = {arm: statistics.median(v) for arm, v in tally.rates.items() if v}
+    cpu_med = {arm: statistics.median(v) for arm, v in tally.cpu_rates.items() if v}
     summary: dict = {
         "images": a.images,
         "source": source,
         "rounds": a.reps,
-        "threads": threads,
-        "batch": batch,
+        "threads": tally.threads,
+        "batch": tally.batch,
         # wall-clock images/s (per core for the one-thread arms: all but kitall)
-        "img_per_s": {k: rates[k] for k in arms},
+        "img_per_s": {k: tally.rates[k] for k in arms},
         "median_img_per_s": med,
         # images per second of the process's CPU time: less sensitive to other jobs
         # taking the core away (for kitall: the CPU time of all its threads)
-        "img_per_cpu_second": {k: cpu_rates[k] for k in arms},
+        "img_per_cpu_second": {k: tally.cpu_rates[k] for k in arms},
         "median_img_per_cpu_second": cpu_med,
-        "median_minor_faults_per_img": {k: statistics.median(v) for k, v in faults.items() if v},
+        "median_minor_faults_per_img": {k: statistics.median(v) for k, v in tally.faults.items() if v},
     }
+    summary.update(ratios(tally.rates, med, cpu_med))
+    summary.update(score_differences(tally.scores))
+    return summary
 
-    def ratio(x: str, y: str) -> None:
+
+def ratios(rates: dict[str, list[float]], med: dict[str, float], cpu_med: dict[str, float]) -> dict:
+    """Speed ratios between pairs of arms that both ran: of the medians, per round, of the CPU rates."""
+    out = {}
+    for x, y in (("kit", "wheel"), ("kit", "kit1"), ("kit1", "wheel"), ("kitall", "kit"), ("kit", "base"),
+                 ("base", "wheel")):
         if x in med and y in med:
             per_round = [u / v for u, v in zip(rates[x], rates[y], strict=False)]
-            summary[f"{x}/{y}"] = {
+            out[f"{x}/{y}"] = {
                 "ratio_of_medians": med[x] / med[y],
                 "median_of_round_ratios": statistics.median(per_round) if per_round else None,
                 "ratio_of_median_cpu_rates": cpu_med[x] / cpu_med[y],
             }
+    return out
 
-    ratio("kit", "wheel")
-    ratio("kit", "kit1")
-    ratio("kit1", "wheel")
-    ratio("kitall", "kit")
-    ratio("kit", "base")
-    ratio("base", "wheel")
-    if "kit" in scores and "kit1" in scores:
-        summary["max_abs_q_batched_minus_unbatched"] = float(
-            np.max(np.abs(scores["kit"] - scores["kit1"]))
-        )
-    if "kit" in scores and "kitall" in scores:
-        summary["max_abs_q_kit_minus_kitall"] = float(
-            np.max(np.abs(scores["kit"] - scores["kitall"]))
-        )
-    if "kit" in scores and "base" in scores:
-        summary["max_abs_q_kit_minus_base"] = float(np.max(np.abs(scores["kit"] - scores["base"])))
-    if "kit" in scores and "wheel" in scores:
-        d = scores["kit"] - scores["wheel"]
-        summary["kit_minus_wheel_q (different models, for information)"] = {
+
+def score_differences(scores: dict[str, Any]) -> dict[str, Any]:
+    """max |q| differences of the kit's batched scores against its other arms (and the wheel's, for
+    information: a different model)."""
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    if "kit" not in scores:
+        return out
+    kit = scores["kit"]
+    for other, key in (("kit1", "max_abs_q_batched_minus_unbatched"), ("kitall", "max_abs_q_kit_minus_kitall"),
+                       ("base", "max_abs_q_kit_minus_base")):
+        if other in scores:
+            out[key] = float(np.max(np.abs(kit - scores[other])))
+    if "wheel" in scores:
+        d = kit - scores["wheel"]
+        out["kit_minus_wheel_q (different models, for information)"] = {
             "median_abs": float(np.median(np.abs(d))),
             "max_abs": float(np.max(np.abs(d))),
         }
-    if a.save and "kit" in scores:
-        np.save(a.save, scores["kit"])
-    if a.compare and "kit" in scores:
-        ref = np.load(a.compare)
-        summary["max_abs_q_vs_saved"] = float(np.max(np.abs(scores["kit"] - ref)))
-    text = json.dumps(summary, indent=2)
-    print(text)
-    print(f"\nmedians of {a.reps} interleaved rounds, {a.images} images 224x224:", file=sys.stderr)
+    return out
+
+
+def print_medians(summary: dict, arms: list[str], reps: int, n_images: int) -> None:
+    print(f"\nmedians of {reps} interleaved rounds, {n_images} images 224x224:", file=sys.stderr)
+    med, cpu_med = summary["median_img_per_s"], summary["median_img_per_cpu_second"]
     for arm in arms:
         if arm in med:
             print(
-                f"  {arm:6s} batch {batch[arm]:3d} threads {threads[arm]}: "
+                f"  {arm:6s} batch {summary['batch'][arm]:3d} threads {summary['threads'][arm]}: "
                 f"{med[arm]:8.1f} img/s wall, {cpu_med[arm]:8.1f} img per CPU-s",
                 file=sys.stderr,
             )
@@ -390,6 +395,41 @@ def main() -> None:
                 f"CPU-time rates {val['ratio_of_median_cpu_rates']:.2f}x)",
                 file=sys.stderr,
             )
+
+
+def arms_and_env(arms: list[str], base_tree: Path | None) -> tuple[list[str], dict[str, str]]:
+    """The arms to run (with 'base' when a base tree is given) and the one-thread environment."""
+    env = {**os.environ, **{v: "1" for v in THREAD_VARS}}
+    unknown = set(arms) - set(ALL_ARMS)
+    if unknown:
+        raise SystemExit(f"unknown arm(s) {sorted(unknown)}; choose from {ALL_ARMS}")
+    if base_tree:
+        arms = [*arms, "base"]
+        env[BASE_TREE] = str(base_tree.resolve())
+    return arms, env
+
+
+def main() -> None:
+    a = parser().parse_args()
+    if a._arm:
+        run_arm(a._arm, a._images_file, a._out, a.profile)
+        return
+
+    import numpy as np
+
+    arms = [s for s in a.arms.split(",") if s]
+    images, source = load_images(a.sample, a.images)
+    arms, env = arms_and_env(arms, a.base_tree)
+    tally = measure(a, arms, images, env)
+    summary = summarise(a, arms, source, tally)
+    if a.save and "kit" in tally.scores:
+        np.save(a.save, tally.scores["kit"])
+    if a.compare and "kit" in tally.scores:
+        ref = np.load(a.compare)
+        summary["max_abs_q_vs_saved"] = float(np.max(np.abs(tally.scores["kit"] - ref)))
+    text = json.dumps(summary, indent=2)
+    print(text)
+    print_medians(summary, arms, a.reps, a.images)
     if a.json:
         a.json.write_text(text + "\n")
 
