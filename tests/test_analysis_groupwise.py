@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 from iqa_lib.analysis import group_means, groupwise, load_scores
+from iqa_lib.analysis.sample_size import SMALL_N_GROUP_IMAGES, SMALL_N_GROUPS, small_groups
 from iqa_lib.analysis.synthetic import write_synthetic_scores
 
 
@@ -95,8 +96,6 @@ def few_and_many(tmp_path_factory):
 
 
 def test_few_images_per_group_flag_a_correlation_over_many_groups(few_and_many):
-    from iqa_lib.analysis.sample_size import SMALL_N_GROUP_IMAGES, SMALL_N_GROUPS, small_groups
-
     assert SMALL_N_GROUP_IMAGES == 30
     few, many = (groupwise(few_and_many[n], n_bootstrap=20, seed=1) for n in (10, 40))
     assert (few["n"] == 75).all() and (few["min_group_images"] == 10).all()

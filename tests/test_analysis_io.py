@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from iqa_lib.analysis.io import load_scores
+from iqa_lib.analysis.runner import run_all
 from iqa_lib.analysis.synthetic import write_synthetic_scores
 
 
@@ -137,8 +138,6 @@ def test_a_manifest_beside_the_scores_is_skipped(scores_dir, tmp_path):
 
 def test_a_classifier_file_without_correct_gives_q_but_no_m(tmp_path):
     """Unlabelled images (``iqa-kit score --images``): confidence is a Q, there is no M."""
-    from iqa_lib.analysis.runner import run_all
-
     keys = {"image_id": ["a", "b", "c"], "corruption": ["clean"] * 3, "severity": [0] * 3,
             "label": [-1] * 3}
     pd.DataFrame({**keys, "q": [1.0, 2.0, 3.0]}).to_parquet(tmp_path / "tv.parquet")

@@ -26,6 +26,8 @@ from iqa_lib.analysis.prior.validation import (
     summarize,
     verdict,
 )
+from iqa_lib.cli import main
+from iqa_lib.presentation.prior_report import verdict_text
 
 
 def calibrated(n: int, a: float, b: float, rng: np.random.Generator):
@@ -220,8 +222,6 @@ def write_scores(folder, s: ScoreSet, unlabelled: bool = False) -> None:
 
 
 def test_command_end_to_end_and_errors(tmp_path, capsys):
-    from iqa_lib.cli import main
-
     scores = tmp_path / "scores"
     scores.mkdir()
     write_scores(scores, tiny_scores())
@@ -283,8 +283,6 @@ def test_notebook_is_parameterised_and_offline_friendly():
 def test_verdict_is_withheld_when_group_accuracies_rest_on_too_few_images():
     """The estimators are scored against group accuracies: from 9 images each (a demo) no
     estimator is called usable or ranked; from 60 images in 18 groups the verdict stands."""
-    from iqa_lib.presentation.prior_report import verdict_text
-
     s = tiny_scores()
     table = leave_one_corruption_out(s, n_classes=10)
     more = pd.concat([table, table.assign(corruption=table["corruption"] + "_b")], ignore_index=True)

@@ -10,6 +10,7 @@ import pytest
 
 from iqa_lib.analysis import run_all
 from iqa_lib.analysis.synthetic import write_synthetic_scores
+from iqa_lib.cli import main
 from iqa_lib.commands import analyze
 
 
@@ -105,8 +106,6 @@ def test_analyze_command_rejects_bad_fractions(capsys):
 
 
 def test_analyze_command_reports_bad_input(tmp_path, capsys):
-    from iqa_lib.cli import main
-
     assert main(["analyze", "--scores", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and "Traceback" not in err

@@ -19,6 +19,7 @@ from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss, roc_auc_score
 
+from iqa_lib.stats import _kernels as K
 from iqa_lib.stats.bootstrap import cluster_weights, percentile_ci
 from iqa_lib.stats.logistic import (
     STATUS_NAMES,
@@ -254,8 +255,6 @@ def test_cluster_bootstrap_auc_interval_covers_the_true_auc():
 
 def test_pure_python_kernels_give_the_same_numbers():
     """Without numba the kernels run as plain Python; they must agree with the compiled ones."""
-    from iqa_lib.stats import _kernels as K
-
     if not hasattr(K.fit_one, "py_func"):
         pytest.skip("numba not installed: the kernels already run as Python")
     q, m = _data(n=200, seed=9)
