@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from iqa_lib.fileio import writing
+
 # Lock files this process holds open. A forked child (a DataLoader or pool worker) shares the
 # open file description, and with it the flock: it would keep the output locked after its
 # parent was killed. The child closes its copies at once; the parent's lock stays.
@@ -64,8 +66,6 @@ def _holder(fd: int) -> str:
 @contextmanager
 def output_lock(target: str | os.PathLike, wait: bool = False) -> Iterator[Path]:
     """Hold the lock of ``target`` for the block; raise :class:`LockBusy` unless ``wait``."""
-    from iqa_lib.fileio import writing
-
     path = lock_path(target)
     with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)

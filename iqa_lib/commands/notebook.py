@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from iqa_lib.locks import output_lock
 
 
 def _parameter(text: str) -> tuple[str, object]:
@@ -44,9 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from iqa_lib.locks import output_lock
+    # papermill, nbformat and nbconvert load only when a notebook runs, never for --help
     from iqa_lib.pipeline.notebook_runner import run_notebook
 
     name = f"{args.name}.ipynb" if args.name else Path(args.notebook).name

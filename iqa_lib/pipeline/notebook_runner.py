@@ -19,6 +19,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from iqa_lib.fileio import writing
+from iqa_lib.scoring.progress import LINE_RE
+
 # what papermill and nbclient record that differs on every run
 _RUN_KEYS = ("start_time", "end_time", "duration")
 # the injected parameters cell gets a random id from nbformat; the HTML shows ids
@@ -49,10 +52,8 @@ def run_notebook(
     run per scorer needs one name each). ``stream_stderr`` copies the kernel's stderr
     to ours as it comes, so that a long run (scoring) is not silent under ``dvc repro``.
     """
-    import nbformat
+    import nbformat  # papermill and nbformat load in a second: only when a notebook runs
     import papermill as pm
-
-    from iqa_lib.fileio import writing
 
     notebook, out_dir = Path(notebook), Path(out_dir)
     if not notebook.is_file():
@@ -97,8 +98,6 @@ def run_notebook(
 
 
 def _log_line(line: str) -> bool:
-    from iqa_lib.scoring.progress import LINE_RE
-
     return bool(LINE_RE.match(line) or _TIMED_LINE.match(line))
 
 
