@@ -37,9 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # why: the stage imports pandas, scipy and matplotlib, not at `iqa-kit --help`
+    # why: the stage and the report import pandas, scipy and matplotlib, not at `iqa-kit --help`
     from iqa_lib.pipeline.correctness import resolve_paths, write_correctness
-    from iqa_lib.presentation.correctness_report import format_summary
+    from iqa_lib.presentation.correctness_report import format_summary  # why: as the line above
 
     scores, out = resolve_paths(args.model, args.scores, args.out, args.params)
     result, written = write_correctness(scores, args.model, out, wait=args.wait)

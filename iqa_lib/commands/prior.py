@@ -62,9 +62,9 @@ def settings_from_args(args: argparse.Namespace) -> PriorSettings:
 
 
 def run(args: argparse.Namespace) -> int:
-    # why: the stage imports pandas, scipy and matplotlib, not at `iqa-kit --help`
+    # why: the stage and the report import pandas, scipy and matplotlib, not at `iqa-kit --help`
     from iqa_lib.pipeline.prior import write_prior
-    from iqa_lib.presentation.prior_report import verdict_text
+    from iqa_lib.presentation.prior_report import verdict_text  # why: as the line above
 
     settings = settings_from_args(args)
     _, summary, v, written = write_prior(settings)
