@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm  # text bars: tqdm.auto warns in kernels without ipywidgets
 
-from iqa_lib import fileio
+from iqa_lib import fileio, locks
 from iqa_lib.checks import nonnegative_int, positive_int, positive_seconds
 from iqa_lib.data.manifest import (
     MANIFEST_COLUMNS,
@@ -44,13 +44,11 @@ from iqa_lib.data.manifest import (
 )
 from iqa_lib.data.workers import die_with_parent
 from iqa_lib.device import pick_device
-from iqa_lib.locks import LockBusy, output_lock
 from iqa_lib.scorers.base import Scorer, spec_columns
 from iqa_lib.scorers.label_space import LabelSpace, resolve_label_space
 from iqa_lib.scorers.registry import as_spec, build_scorer
 from iqa_lib.scorers.spec import ScorerSpec
-from iqa_lib.scoring import complete, parts, stream
-from iqa_lib.scoring.allocator import tune_allocator
+from iqa_lib.scoring import allocator, complete, parts, stream
 from iqa_lib.scoring.dataset import ChunkBatchSampler, ManifestImages, collate_images
 from iqa_lib.scoring.dataset import decode_on_device as decode_on_device_fn
 from iqa_lib.scoring.distributed import (
@@ -362,7 +360,7 @@ def run_scoring_many(
     ``settings`` and ``options``: as for :func:`run_scoring`.
     """
     started = time.perf_counter()
-    tune_allocator()  # big buffers stay mapped between batches (IQA_KIT_MALLOPT=0: off)
+    allocator.tune_allocator()  # big buffers stay mapped between batches (IQA_KIT_MALLOPT=0: off)
     run = _start(jobs, manifest_path, replace(settings or RunSettings(), **options))
     by_index, failed_setup = _set_up_all(jobs, run)
     created = init_distributed(run.device)
@@ -541,8 +539,8 @@ def _lock(job: _Job, held: ExitStack, run: _Run) -> _Plan | None:
     """Hold the output's lock (None); or, when it cannot be had, the plan an optional job or a
     complete output on storage that takes no lock gets instead."""
     try:
-        held.enter_context(output_lock(job.out, run.settings.wait and not job.given.optional))
-    except LockBusy as exc:
+        held.enter_context(locks.output_lock(job.out, run.settings.wait and not job.given.optional))
+    except locks.LockBusy as exc:
         if not job.given.optional:
             raise
         return _Plan(False, 0, f"another run is writing it ({exc})")
@@ -781,6 +779,6 @@ def _built_scorer_space(scorer: Scorer, wanted: LabelSpace, manifest_path: Any) 
 def _die_with(parent: int, worker_id: int) -> None:
     """Loader workers die with the run: a killed run leaves no decoder behind; malloc as the run's."""
     die_with_parent(parent)
-    tune_allocator()
+    allocator.tune_allocator()
 
 
