@@ -7,6 +7,7 @@ import pandas as pd
 
 from iqa_lib.analysis.prior.validation import USABLE_MEAN_PTS
 from iqa_lib.analysis.sample_size import SMALL_N_GROUP_IMAGES, SMALL_N_GROUPS
+from iqa_lib.presentation.numbers import count_text
 
 
 def verdict_text(v: pd.DataFrame, usable_pts: float = USABLE_MEAN_PTS) -> str:
@@ -20,8 +21,8 @@ def verdict_text(v: pd.DataFrame, usable_pts: float = USABLE_MEAN_PTS) -> str:
         if getattr(r, "small_n", False):
             lines.append(
                 f"- **{r.task_model}**: n too small for a verdict: the held-out groups' accuracies rest on "
-                f"as few as {_int(r.min_group_images)} images ({_int(r.n_groups)} groups of "
-                f"{_int(r.n_corruptions)} corruptions; at least {SMALL_N_GROUP_IMAGES} images per group "
+                f"as few as {count_text(r.min_group_images)} images ({count_text(r.n_groups)} groups of "
+                f"{count_text(r.n_corruptions)} corruptions; at least {SMALL_N_GROUP_IMAGES} images per group "
                 f"and {SMALL_N_GROUPS} groups are needed), so no estimator is called usable and no "
                 f"estimator is ranked above another. Mean absolute errors, for the record: best of "
                 f"M's own outputs {r.best_own} {r.best_own_mae_pts:.1f} points, no-shift baseline "
@@ -48,8 +49,4 @@ def verdict_text(v: pd.DataFrame, usable_pts: float = USABLE_MEAN_PTS) -> str:
             text += " No task-agnostic Q (no-reference IQA or zero-shot score) was given."
         lines.append(text)
     return "\n".join(lines)
-
-
-def _int(value) -> str:
-    return "?" if value is None or not np.isfinite(value) else f"{int(value)}"
 
