@@ -144,31 +144,46 @@ def deterministic(nb: Any, executed: str | os.PathLike | None = None,
     if source is not None and not _has_cell_ids(source):
         for n, cell in enumerate(nb.cells):
             cell["id"] = f"cell-{n}"
+    _clean_run_metadata(nb.metadata.get("papermill"), executed)
     styler_ids: dict[str, str] = {}
-    meta = nb.metadata.get("papermill")
-    if meta is not None:
-        for key in _RUN_KEYS:
-            meta.pop(key, None)
-        if executed is not None and "output_path" in meta:
-            meta["output_path"] = Path(executed).as_posix()
     for cell in nb.cells:
-        cell.metadata.pop("execution", None)  # nbclient's iopub timestamps
-        for key in _RUN_KEYS:
-            cell.metadata.get("papermill", {}).pop(key, None)
-        if INJECTED_ID in cell.metadata.get("tags", ()):
-            cell["id"] = INJECTED_ID
-        outputs = []
-        for output in cell.get("outputs", ()):
-            if output.get("output_type") == "stream" and output.get("name") == "stderr":
-                text = output.get("text", "")
-                output["text"] = _without_log_lines("".join(text) if isinstance(text, list) else text)
-                if not output["text"]:
-                    continue
-            _plain_output(output, styler_ids)
-            outputs.append(output)
-        if "outputs" in cell:
-            cell["outputs"] = outputs
+        _clean_cell(cell, styler_ids)
     return nb
+
+
+def _clean_run_metadata(meta: Any, executed: str | os.PathLike | None) -> None:
+    """The notebook's papermill record without run times; the final output name, not the temporary one."""
+    if meta is None:
+        return
+    for key in _RUN_KEYS:
+        meta.pop(key, None)
+    if executed is not None and "output_path" in meta:
+        meta["output_path"] = Path(executed).as_posix()
+
+
+def _clean_cell(cell: Any, styler_ids: dict[str, str]) -> None:
+    """One cell without timestamps and log lines; the injected parameters cell gets a fixed id."""
+    cell.metadata.pop("execution", None)  # nbclient's iopub timestamps
+    for key in _RUN_KEYS:
+        cell.metadata.get("papermill", {}).pop(key, None)
+    if INJECTED_ID in cell.metadata.get("tags", ()):
+        cell["id"] = INJECTED_ID
+    if "outputs" not in cell:
+        return
+    outputs = []
+    for output in cell["outputs"]:
+        if _is_stderr(output):
+            text = output.get("text", "")
+            output["text"] = _without_log_lines("".join(text) if isinstance(text, list) else text)
+            if not output["text"]:
+                continue
+        _plain_output(output, styler_ids)
+        outputs.append(output)
+    cell["outputs"] = outputs
+
+
+def _is_stderr(output: Any) -> bool:
+    return output.get("output_type") == "stream" and output.get("name") == "stderr"
 
 
 def enter_project_root(start: str | os.PathLike | None = None) -> Path:
