@@ -56,6 +56,11 @@ class Scorer(ABC):
     # builder loaded (None: no single file) and a few words (no weights, the package, the hub).
     weights_file: Path | None = None
     weights_source: str = ""
+    # Per-image CPU work (TV, BRISQUE, NIQE, PIQE): each image's score is a function of its own
+    # pixels computed on the CPU, cheap enough that decoding is a large share of it. On the CPU
+    # the engine then scores inside its loader workers, each worker the images it decodes,
+    # through the very same ``score`` calls (iqa_lib.scoring.stream.WorkerScoring).
+    per_image_cpu: bool = False
 
     def __init__(self, spec: ScorerSpec, device: torch.device):
         self.spec = spec
@@ -77,6 +82,11 @@ class Scorer(ABC):
     @property
     def columns(self) -> tuple[str, ...]:
         return spec_columns(self.spec, self.defines_correct)
+
+    @property
+    def scores_in_workers(self) -> bool:
+        """Whether the engine runs this scorer inside its loader workers: per-image work on the CPU."""
+        return self.per_image_cpu and self.device.type == "cpu"
 
     @property
     def needs_labels(self) -> bool:

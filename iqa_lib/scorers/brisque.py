@@ -310,6 +310,7 @@ class BrisqueScorer(Scorer):
     """The published BRISQUE on whole batches, float64, on the scorer's device."""
 
     kind = "nr_iqa"
+    per_image_cpu = True  # scored in the engine's loader workers on the CPU
     lower_better = True
 
     def __init__(self, spec: ScorerSpec, device: torch.device):

@@ -39,6 +39,7 @@ from iqa_lib.scorers.weights import WeightsError, hf_offline_if_unreachable, wei
 
 class TotalVariationScorer(Scorer):
     kind = "nr_iqa"
+    per_image_cpu = True  # scored in the engine's loader workers on the CPU
     weights_source = "no weights (tv: a formula)"
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:

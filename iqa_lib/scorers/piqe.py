@@ -101,6 +101,7 @@ class PiqeScorer(Scorer):
     """PIQE as MATLAB ``piqe`` on whole uint8 batches; ``q`` in [0, 100], lower = better."""
 
     kind = "nr_iqa"
+    per_image_cpu = True  # scored in the engine's loader workers on the CPU
     lower_better = True
     weights_source = "no weights (piqe: a fixed rule set)"
 

@@ -137,18 +137,21 @@ class ImageBatch:
     groups: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # (rows, uint8)
     failures: list[tuple[int, str]] = field(default_factory=list)
     encoded: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (row, JPEG bytes)
+    # scorers run in the loader workers: their scored batches by stream (iqa_lib.scoring.stream)
+    scored: dict[str, list] = field(default_factory=dict)
 
     def pin_memory(self) -> ImageBatch:
         self.groups = [(r, x.pin_memory()) for r, x in self.groups]
         return self
 
 
-def collate_images(items: Sequence[tuple[int, torch.Tensor | None, str | None]]) -> ImageBatch:
+def collate_images(items: Sequence[tuple[int, torch.Tensor | None, str | None]], shared: bool = True) -> ImageBatch:
     """Stack images of equal size together; keep order within each size group.
 
     In a loader worker each group is stacked straight into shared memory (as
     torch's default collate does), so sending the batch to the scoring process
-    costs no further copy.
+    costs no further copy; ``shared=False`` stacks into ordinary memory (images
+    a worker scores itself and never sends).
     """
     rows = torch.tensor([it[0] for it in items], dtype=torch.long)
     by_size: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
@@ -162,7 +165,7 @@ def collate_images(items: Sequence[tuple[int, torch.Tensor | None, str | None]])
         else:
             by_size.setdefault(tuple(img.shape), []).append((row, img))
     groups = [
-        (torch.tensor([r for r, _ in g], dtype=torch.long), _stack([x for _, x in g]))
+        (torch.tensor([r for r, _ in g], dtype=torch.long), _stack([x for _, x in g], shared))
         for g in by_size.values()
     ]
     return ImageBatch(rows, groups, failures, _pack(encoded))
@@ -232,7 +235,9 @@ def _stack_decoded(images: list[torch.Tensor]) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def _stack(images: list[torch.Tensor]) -> torch.Tensor:
+def _stack(images: list[torch.Tensor], shared: bool = True) -> torch.Tensor:
+    if not shared:
+        return torch.stack(images)
     return torch.stack(images, out=_shared_out(images[0], (len(images), *images[0].shape)))
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -90,20 +91,52 @@ def default_batch_size(spec: ScorerSpec, device: torch.device) -> int:
     return int(spec.options.get("batch_size") or (cuda if device.type == "cuda" else other))
 
 
-def default_num_workers(device: torch.device) -> int:
-    """Leave cores to the model on CPU; feed a GPU with several decoders per rank."""
+# CPU cost of scoring one 224 px image, in decodes of it (one core; benchmarks/README.md, "Every
+# scorer per core": the decode rate over the scorer's): the per-image scorers the loader workers run.
+DECODE_SHARE = {"tv": 0.2, "brisque": 3.0, "niqe": 3.3, "piqe": 1.5}
+# The same for the cheapest network the kit runs on CPU (EfficientNet-Lite0, ~47 decodes): a pass
+# with networks sizes its workers as if each cost this (more workers than a bigger model needs).
+NETWORK_DECODES = 47.0
+# Set to 0: per-image CPU scorers are scored in the scoring process, as before (benchmarks compare).
+WORKER_SCORING_ENV = "IQA_KIT_WORKER_SCORING"
+
+
+def default_num_workers(device: torch.device, shares: Sequence[float | None] = ()) -> int:
+    """Loader workers per rank: on CPU sized from the pass's scorers; feed a GPU with several decoders.
+
+    ``shares``: for each scorer of the pass, its CPU cost per image in decodes when the workers
+    score it (:data:`DECODE_SHARE`), None when the scoring process does (a network). Every
+    scorer in the workers: one worker per core (decoding and scoring are the whole work). Some:
+    the cores split in proportion of the workers' cost per image (a decode and their scorers)
+    to the networks' (:data:`NETWORK_DECODES` each), one core at least left to the networks.
+    None (or no ``shares``): half the cores, at most 4, the rest to the model.
+    """
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     per_rank = max(1, cpus // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", 1))))
     if device.type == "cuda":
         return max(1, min(8, per_rank - 1))
-    return max(1, min(4, per_rank // 2))
+    in_workers = [s for s in shares if s is not None]
+    if not in_workers:
+        return max(1, min(4, per_rank // 2))
+    if len(in_workers) == len(shares):
+        return per_rank
+    workers = 1 + sum(in_workers)
+    networks = NETWORK_DECODES * (len(shares) - len(in_workers))
+    return max(1, min(per_rank - 1, math.ceil(per_rank * workers / (workers + networks))))
+
+
+def worker_scoring(device: torch.device, settings: RunSettings) -> bool:
+    """Whether per-image CPU scorers may run in the loader workers of this run (a CPU run whose
+    workers decode; ``IQA_KIT_WORKER_SCORING=0`` turns it off)."""
+    on = os.environ.get(WORKER_SCORING_ENV, "1").strip() not in ("0", "off", "false", "no")
+    return on and device.type == "cpu" and not settings.decode_on_device
 
 
 @dataclass(frozen=True)
 class RunSettings:
     """How a run goes, whichever scorers it runs: device, loader, parts, resume and what it prints.
 
-    ``num_workers`` None: from the CPU count (:func:`default_num_workers`); ``device`` None
+    ``num_workers`` None: from the CPU count and the scorers (:func:`default_num_workers`); ``device`` None
     or ``"auto"``: CUDA, else MPS, else CPU. Each field is explained at :func:`run_scoring`.
     """
 
@@ -363,6 +396,7 @@ def run_scoring_many(
     allocator.tune_allocator()  # big buffers stay mapped between batches (IQA_KIT_MALLOPT=0: off)
     run = _start(jobs, manifest_path, replace(settings or RunSettings(), **options))
     by_index, failed_setup = _set_up_all(jobs, run)
+    run = _sized(run, list(by_index.values()))
     created = init_distributed(run.device)
     try:
         active = _plan_score_merge(list(by_index.values()), run)
@@ -387,8 +421,24 @@ def _start(jobs: Sequence[ScoringJob], manifest_path: str | os.PathLike, setting
     settings = settings.checked()
     dev = _device(jobs, settings.device)  # a missing GPU fails before the manifest is read
     manifest = read_context(manifest_path)
-    num_workers = default_num_workers(dev) if settings.num_workers is None else settings.num_workers
+    num_workers = -1 if settings.num_workers is None else settings.num_workers  # -1: sized by _sized
     return _Run(settings=settings, device=dev, num_workers=num_workers, manifest=manifest)
+
+
+def _sized(run: _Run, set_up: list[_Job]) -> _Run:
+    """The run with its loader workers sized for its scorers, unless the settings give them."""
+    if run.settings.num_workers is not None:
+        return run
+    shares = [_decode_share(job, run) for job in set_up]
+    return replace(run, num_workers=default_num_workers(run.device, shares))
+
+
+def _decode_share(job: _Job, run: _Run) -> float | None:
+    """The job's cost per image in decodes when the loader workers will score it, else None."""
+    if not worker_scoring(run.device, run.settings):
+        return None
+    per_image = job.scorer.per_image_cpu if job.scorer is not None else job.parsed.family in DECODE_SHARE
+    return DECODE_SHARE.get(job.parsed.family, 1.0) if per_image else None
 
 
 def _device(jobs: Sequence[ScoringJob], requested: torch.device | str | None) -> torch.device:
@@ -666,7 +716,7 @@ def _score_streams(
     progress bar or lines; a dropped optional job records why."""
     if run.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # batches are almost all one shape
-    loader = _loader(order, union, max(s.batch_size for s in streams.values()), run)
+    loader = _loader(order, union, run, *_collation(streams, run))
     name = " + ".join(j.parsed.text for j in by_name.values())
     bar_on = run.settings.progress and info.is_main and sys.stderr.isatty()
     share = int(union.sum())
@@ -698,7 +748,19 @@ def _progress_lines(name: str, share: int, n: int, info: DistInfo) -> ProgressLi
     return ProgressLines(f"{name} [rank 0 of {info.world_size}]", share)
 
 
-def _loader(order: list[int], union: np.ndarray, batch_size: int, run: _Run) -> Any:
+def _collation(streams: dict[str, stream.ScorerStream], run: _Run) -> tuple[int, Callable[..., Any]]:
+    """The loader's batch size and collate function: per-image CPU scorers scored in the workers
+    (:class:`.stream.WorkerScoring`) when the run allows it, the others fed pixels."""
+    on = worker_scoring(run.device, run.settings)
+    in_workers = {k: s for k, s in streams.items() if on and s.scorer.scores_in_workers}
+    main = [s.batch_size for k, s in streams.items() if k not in in_workers]
+    batch_size = stream.loader_batch_size(main, [s.batch_size for s in in_workers.values()])
+    if not in_workers or batch_size is None:
+        return max(s.batch_size for s in streams.values()), collate_images
+    return batch_size, stream.WorkerScoring.of(in_workers, pixels=bool(main))
+
+
+def _loader(order: list[int], union: np.ndarray, run: _Run, batch_size: int, collate: Callable[..., Any]) -> Any:
     """Batches of the ``union`` rows of chunks ``order``, decoded by the workers (or on the device)."""
     done_rows = {}
     for c in order:
@@ -714,7 +776,7 @@ def _loader(order: list[int], union: np.ndarray, batch_size: int, run: _Run) -> 
         dataset,
         batch_sampler=sampler,
         num_workers=workers,
-        collate_fn=collate_images,
+        collate_fn=collate,
         pin_memory=run.device.type == "cuda",
         prefetch_factor=4 if workers > 0 else None,
         worker_init_fn=functools.partial(_die_with, os.getpid()) if workers > 0 else None,

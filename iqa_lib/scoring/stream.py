@@ -10,15 +10,28 @@ batches (a batch is scored the moment its last needed row arrives), so
 batch-dependent numerics give the values of a single-scorer run, and it keeps
 its own chunk results, parts and sub-parts (:mod:`.parts`). When its batch
 is exactly the loader's batch, the loader's groups go straight to the scorer.
+
+Per-image CPU scorers (:attr:`~iqa_lib.scorers.base.Scorer.scores_in_workers`)
+are scored inside the loader workers instead (:class:`WorkerScoring`, the
+loader's collate function): a worker cuts the images it decoded into the
+scorer's batches (the loader's batches are a multiple of them, so a scorer
+batch never spans two loader batches), makes the very ``score`` calls the
+scoring process would have made (:func:`score_cell`), and sends back rows and
+scores (:class:`CellScores`), not pixels. The scoring process records them in
+the same order as its own scoring (:meth:`ScorerStream.feed`), so parts,
+sub-parts, failures, resumes and errors are those of scoring in the process.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import pickle
 import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +93,49 @@ def _one_by_one(
     keep = [i for i, r in enumerate(results) if r is not None]
     merged = {k: np.concatenate([results[i][k] for i in keep]) for k in results[keep[0]]}
     return merged | {"__rows__": rows[keep].numpy()}, failures
+
+
+Groups = list[tuple[torch.Tensor, torch.Tensor]]  # (manifest rows, uint8 images) of one size each
+Scored = list[tuple[torch.Tensor, "dict[str, np.ndarray] | None", list[tuple[int, str]]]]
+
+
+def score_cell(scorer: Scorer, groups: Groups, labels: torch.Tensor) -> Scored:
+    """Score one scorer batch, size group by size group: (rows, scores, failures) per group."""
+    out: Scored = []
+    for rows, images in groups:
+        images = images.to(scorer.device, non_blocking=True)
+        scored, failed = score_group(scorer, images, rows, labels[rows])
+        out.append((rows, scored, failed))
+    return out
+
+
+@dataclass
+class CellScores:
+    """One scorer batch, scored: what :meth:`ScorerStream.feed` records for it.
+
+    ``cell`` is (chunk, first row of the batch); ``failures`` the rows that could
+    not be decoded; ``count`` every row of the batch. ``error``: the scorer's
+    error (then ``scored`` is empty), raised where scoring it would have raised.
+    """
+
+    cell: tuple[int, int]
+    scored: Scored
+    failures: list[tuple[int, str]]
+    count: int
+    error: BaseException | None = None
+
+
+def cell_of(row: int, part_size: int, batch_size: int) -> tuple[int, int]:
+    """(chunk, first row) of the scorer batch that holds ``row``: the grid from each chunk's first row."""
+    chunk = row // part_size
+    start = chunk * part_size
+    return chunk, start + (row - start) // batch_size * batch_size
+
+
+def expected_rows(cell: tuple[int, int], needed: np.ndarray, part_size: int, batch_size: int) -> int:
+    """How many rows of the scorer batch ``cell`` the scorer needs."""
+    stop = min(cell[1] + batch_size, (cell[0] + 1) * part_size, len(needed))
+    return int(needed[cell[1] : stop].sum())
 
 
 class ChunkResults:
@@ -181,21 +237,22 @@ class ScorerStream:
         self._images: dict[int, torch.Tensor] = {}
         self._failed: dict[int, str] = {}
         self._rows: list[int] = []
+        self.key: str | None = None  # set when the loader workers score it (its key in their results)
 
     def _cell_of(self, row: int) -> tuple[int, int]:
-        chunk = row // self.part_size
-        start = chunk * self.part_size
-        return chunk, start + (row - start) // self.batch_size * self.batch_size
+        return cell_of(row, self.part_size, self.batch_size)
 
     def _expect(self, cell: tuple[int, int]) -> int:
-        stop = min(cell[1] + self.batch_size, (cell[0] + 1) * self.part_size, len(self.needed))
-        return int(self.needed[cell[1] : stop].sum())
+        return expected_rows(cell, self.needed, self.part_size, self.batch_size)
 
     def feed(self, batch: ImageBatch, rows: np.ndarray) -> list[int]:
-        """Take the loader batch's rows this scorer needs; score each of its batches once whole.
+        """Take the loader batch's rows this scorer needs; score each of its batches once whole
+        (or record the batches the loader workers scored).
 
         Returns the chunks whose part this call wrote.
         """
+        if self.key is not None:
+            return self._take(batch.scored.get(self.key, ()))
         mask = self.needed[rows]
         if not mask.any():
             return []
@@ -255,23 +312,37 @@ class ScorerStream:
         failures: list[tuple[int, str]],
         count: int,
     ) -> list[int]:
-        chunk, first = cell
-        acc = self.pending[chunk]
-        acc.start_batch(first)
-        dev = self.scorer.device
         try:
-            for rows, images in groups:
-                images = images.to(dev, non_blocking=True)
-                scored, failed = score_group(self.scorer, images, rows, self.labels[rows])
-                acc.add(rows, scored, failed)
+            scored = score_cell(self.scorer, groups, self.labels)
         except torch.cuda.OutOfMemoryError:
             raise
         except Exception as exc:
             if self.optional:
-                raise ScorerDropped(f"{type(exc).__name__}: {exc}") from exc
+                raise _dropped(exc) from exc
             raise
-        acc.failures.extend(failures)
-        acc.seen += count
+        return self._record(CellScores(cell, scored, failures, count))
+
+    def _take(self, cells: Sequence[CellScores]) -> list[int]:
+        """Record the scorer batches a loader worker scored, in order; an error is raised here,
+        where scoring the batch in this process would have raised it."""
+        written: list[int] = []
+        for cell in cells:
+            if cell.error is not None:
+                if self.optional:
+                    raise _dropped(cell.error) from cell.error
+                raise cell.error
+            written += self._record(cell)
+        return written
+
+    def _record(self, done: CellScores) -> list[int]:
+        """Add a scored batch to its chunk; write the chunk's part when it is whole."""
+        chunk, first = done.cell
+        acc = self.pending[chunk]
+        acc.start_batch(first)
+        for rows, scored, failed in done.scored:
+            acc.add(rows, scored, failed)
+        acc.failures.extend(done.failures)
+        acc.seen += done.count
         if acc.seen == acc.size:
             parts.write_chunk(self.pdir, chunk, *acc.frames(self.columns))
             del self.pending[chunk]
@@ -284,6 +355,104 @@ class ScorerStream:
             if acc.first_new is not None:
                 parts.write_sub_part(self.pdir, c, acc.first_new, *acc.frames(self.columns, new_only=True))
                 acc.mark_written()
+
+
+def _dropped(exc: BaseException) -> ScorerDropped:
+    return ScorerDropped(f"{type(exc).__name__}: {exc}")
+
+
+@dataclass
+class _InWorker:
+    """What a loader worker needs of one stream to score its batches."""
+
+    scorer: Scorer
+    needed: np.ndarray
+    part_size: int
+    batch_size: int
+    labels: torch.Tensor
+    failed: bool = False  # this worker met the scorer's error: the run stops or drops it there
+
+
+@dataclass
+class WorkerScoring:
+    """The loader's collate function when scorers run in the loader workers.
+
+    For each such stream (by key), the worker cuts the loader batch's decoded
+    images into that scorer's batches and scores them (:func:`score_cell`, in
+    ordinary memory); the batch it sends holds these :class:`CellScores`, and
+    the pixels only when ``pixels`` (scorers left to the scoring process need
+    them). The loader's batches must be a multiple of every such scorer's batch
+    (:func:`loader_batch_size`).
+    """
+
+    streams: dict[str, _InWorker]
+    pixels: bool
+
+    @classmethod
+    def of(cls, streams: Mapping[str, ScorerStream], pixels: bool) -> WorkerScoring:
+        """Collation for ``streams`` (each is marked as scored by the workers)."""
+        jobs = {}
+        for key, stream in streams.items():
+            stream.key = key
+            jobs[key] = _InWorker(stream.scorer, stream.needed, stream.part_size, stream.batch_size, stream.labels)
+        return cls(jobs, pixels)
+
+    def __call__(self, items: Sequence[tuple[int, torch.Tensor | None, str | None]]) -> ImageBatch:
+        scored = {key: self._cells(job, items) for key, job in self.streams.items()}
+        if self.pixels:
+            batch = collate_images(items)
+        else:
+            batch = ImageBatch(torch.tensor([it[0] for it in items], dtype=torch.long))
+        batch.scored = scored
+        return batch
+
+    def _cells(self, job: _InWorker, items: Sequence[tuple[int, Any, Any]]) -> list[CellScores]:
+        """The scorer batches of ``job`` among ``items`` (ascending rows), each scored."""
+        by_cell: dict[tuple[int, int], list[tuple[int, Any, Any]]] = {}
+        for item in items:
+            if job.needed[item[0]]:
+                by_cell.setdefault(cell_of(item[0], job.part_size, job.batch_size), []).append(item)
+        cells = []
+        for cell, members in by_cell.items():
+            if len(members) != expected_rows(cell, job.needed, job.part_size, job.batch_size):
+                raise RuntimeError(f"{job.scorer.name}: scorer batch {cell} spans two loader batches")
+            collated = collate_images(members, shared=False)
+            cells.append(CellScores(cell, [], collated.failures, len(members)))
+            if job.failed:  # the scoring process stops or drops the scorer at its first error
+                cells[-1].error = RuntimeError(f"{job.scorer.name}: not scored after an earlier error")
+                continue
+            try:
+                cells[-1].scored = score_cell(job.scorer, collated.groups, job.labels)
+            except Exception as exc:
+                job.failed = True
+                cells[-1].error = _portable(exc)
+        return cells
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` if it survives the trip from a worker (pickled), else a RuntimeError saying the same;
+    the attribute naming the rows of a group whose every image failed is kept."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        same = RuntimeError(f"{type(exc).__name__}: {exc}")
+        if hasattr(exc, FAILED_ROWS):
+            setattr(same, FAILED_ROWS, getattr(exc, FAILED_ROWS))
+        return same
+
+
+def loader_batch_size(main: Sequence[int], in_workers: Sequence[int], limit: int = 1024) -> int | None:
+    """The loader's batch when scorers of batches ``in_workers`` run in the workers and others
+    (``main``) in the scoring process: the least multiple of every ``in_workers`` batch that is at
+    least every batch; None when that exceeds both ``limit`` and the largest batch (the workers
+    then score nothing: a worker holds a loader batch of pixels)."""
+    grid = 1
+    for size in in_workers:
+        grid = math.lcm(grid, size)
+    biggest = max([*main, *in_workers])
+    size = grid * -(-biggest // grid)
+    return size if size <= max(limit, biggest) else None
 
 
 def score_streams(
