@@ -1,19 +1,15 @@
 """``iqa-kit describe``: the quality distribution of scored images, as a table and a figure.
 
-The options and the printed summary (one line per Q variable); the work is the ``describe``
-stage, :func:`iqa_lib.pipeline.describe.describe`.
+The options; the work is the ``describe`` stage (:func:`iqa_lib.pipeline.describe.describe`),
+the printed summary :mod:`iqa_lib.presentation.describe_report`.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
 
 from iqa_lib.commands.analyze import names_list
 from iqa_lib.commands.arguments import integer
-
-if TYPE_CHECKING:  # pandas is imported where it is used: not at `iqa-kit --help`
-    import pandas as pd
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -53,60 +49,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _num(x: float) -> str:
-    import pandas as pd  # not at `iqa-kit --help`
-
-    return "-" if pd.isna(x) else f"{x:.4g}"
-
-
-def _header(has_cor: bool, has_acc: bool) -> str:
-    head = f"{'variable':<22}{'n clean':>9} {'median':>9} {'IQR':>19}"
-    if has_cor:
-        head += f" {'n corrupted':>12} {'median':>9} {'IQR':>19}"
-    return head + ("  accuracy" if has_acc else "")
-
-
-def _variable_line(name: str, rows: pd.DataFrame, groups: tuple[tuple[str, int], ...]) -> str:
-    """One Q variable: n, median and IQR per group (clean, pooled corrupted), then the accuracy."""
-    by = {row["corruption"]: row for _, row in rows.iterrows()}
-    cells, acc = [], []
-    for group, width in groups:
-        row = by.get(group)
-        if row is None:
-            cells.append(f"{0:>{width}} {'-':>9} {'-':>19}")
-            continue
-        iqr = f"{_num(row['q25'])}..{_num(row['q75'])}"
-        cells.append(f"{int(row['n']):>{width}} {_num(row['q50']):>9} {iqr:>19}")
-        acc.append(_num(row["accuracy"]))
-    acc_text = " / ".join(acc) if acc and any(a != "-" for a in acc) else ""
-    return (f"{name:<22}" + " ".join(cells) + f"  {acc_text}").rstrip()
-
-
-def format_summary(summary: pd.DataFrame) -> list[str]:
-    """One line per Q variable: n, median and IQR of the clean and the pooled corrupted rows,
-    and the accuracy of task files (clean / corrupted)."""
-    from iqa_lib.analysis.distribution import CORRUPTED  # pandas: not at `--help`
-    from iqa_lib.analysis.io import CLEAN  # pandas: not at `--help`
-    from iqa_lib.presentation.plots_distribution import variable_name  # not at `--help`
-
-    has_cor = (summary["corruption"] == CORRUPTED).any()
-    has_acc = summary["accuracy"].notna().any()
-    groups = ((CLEAN, 9), (CORRUPTED, 12)) if has_cor else ((CLEAN, 9),)
-    lines = [_header(has_cor, has_acc)]
-    lines += [_variable_line(variable_name(scorer, q), g, groups)
-              for (scorer, q), g in summary.groupby(["scorer", "q"], sort=False)]
-    notes = ["IQR = 25%..75% quantiles"]
-    if has_cor:
-        notes.append("corrupted = every non-clean row pooled")
-    if has_acc:
-        notes.append("accuracy = mean of 'correct'" + (" (clean / corrupted)" if has_cor else ""))
-    return [*lines, "; ".join(notes)]
-
-
 def run(args: argparse.Namespace) -> int:
     from iqa_lib.config import load_params  # pydantic: not at `--help`
     from iqa_lib.pipeline import describe as stage  # pandas, matplotlib: not at `--help`
-    from iqa_lib.presentation.plots_distribution import groups_text  # not at `--help`
+    from iqa_lib.presentation.describe_report import summary_lines  # pandas: not at `--help`
 
     if args.params:
         settings = stage.settings_from_params(load_params(args.params), args.scores, args.scorers, args.out,
@@ -117,8 +63,5 @@ def run(args: argparse.Namespace) -> int:
         scorers = tuple(args.scorers) if args.scorers is not None else None
         settings = stage.DescribeSettings(args.scores, scorers, args.out, args.bins, args.wait)
     result = stage.describe(settings)
-    print(f"quality distribution of {result.table['scorer'].nunique()} score file(s) in {settings.scores}: "
-          f"{groups_text(result.table)}")
-    print("\n".join(format_summary(result.summary)))
-    print(f"wrote {', '.join(p.name for p in result.files)} to {result.out}")
+    print("\n".join(summary_lines(result.table, result.summary, settings.scores, result.files, result.out)))
     return 0
