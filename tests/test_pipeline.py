@@ -164,7 +164,8 @@ def test_dvc_repro_builds_every_table_and_is_idempotent(repo_copy):
     params = yaml.safe_load((repo_copy / "params.yaml").read_text())
     params["scorers"]["brisque"] = "brisque"  # the cheapest scorer that is not there yet
     (repo_copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    added = run(["dvc", "repro", "analyze"], repo_copy)  # the sections follow analyze as above
+    # --dry: which stages would run is the DAG's answer; running them adds nothing to this test
+    added = run(["dvc", "repro", "--dry", "analyze"], repo_copy)  # the sections follow analyze
     ran = {line.split("'")[1] for line in added.splitlines() if line.startswith("Running stage")}
     assert "score@brisque" in ran and "analyze" in ran
     assert not ran & {"prepare", "manifest", "score@tv", "score@lite0"}
