@@ -1,0 +1,201 @@
+"""Per-image CPU scorers at the decode bound of the machine (issue 24), as whole processes.
+
+Every case is a fresh process timed from outside (start-up included), cases
+interleaved over ``--reps`` rounds (order reversed every other round); each
+figure is a ratio between cases of the same round, and the median over rounds
+is printed with its range.
+
+* ``pil``: the baseline, a one-process PIL decode loop over the same rows
+  (``Image.open(path).convert("RGB")``, paths read from a text file; the
+  process imports PIL only);
+* ``tv``: ``iqa-kit score --scorer tv`` with the engine's defaults (on CPU the
+  loader workers decode and score, one per core);
+* ``tv_old``: the same with ``IQA_KIT_WORKER_SCORING=0``: TV scored in the
+  scoring process from pixels the workers send, the earlier default workers
+  (half the cores, at most 4): the engine before issue 24;
+* ``scale``: each of TV, BRISQUE, NIQE and PIQE under ``taskset`` on 1 core
+  (1 loader worker) and on 2 cores (2 workers), on ``--scale-rows`` rows;
+  scaling efficiency = rate on 2 / (2 x rate on 1), the rate over the
+  ``run_scoring`` call (manifest, workers, scoring, parts, merge: everything
+  but the interpreter's imports), and over the whole process (imports
+  included: a fixed ~2-3 s that does not scale);
+* ``corrupt``: ``iqa-kit corrupt`` of ``--corrupt-images`` clean images
+  (four corruptions at severity 3) with ``--workers 1`` on 1 core and
+  ``--workers 2`` on 2 cores, the same efficiency.
+
+Images: ``--files`` distinct 224 px JPEGs (quality 90) rendered from the
+ImageNet sample (``bench_decode_bound.render``), repeated to ``--rows``
+manifest rows, scored as stored (``--geometry none``, as ImageNet-C images
+are). The outputs of ``tv`` and ``tv_old`` are compared in every round.
+
+    python benchmarks/bench_workers.py --rows 48000 --reps 3 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from bench_decode_bound import render, write_manifest  # noqa: E402
+
+SCORERS = ("tv", "brisque", "niqe", "piqe")
+CORRUPTIONS = ("gaussian_noise", "defocus_blur", "contrast", "jpeg_compression")
+PIL_LOOP = """
+import sys
+from PIL import Image
+paths = open(sys.argv[1]).read().split("\\n")
+for p in paths:
+    Image.open(p).convert("RGB")
+"""
+
+
+# A scaling case: run_scoring in a fresh process; prints the seconds of the call (the engine's
+# whole work: manifest, workers, scoring, parts, merge, completion record; not the imports).
+SCALE_CHILD = """
+import json, sys
+from iqa_lib.scoring.engine import run_scoring
+scorer, manifest, out, cores = sys.argv[1:5]
+res = run_scoring(scorer, manifest, out, num_workers=int(cores), device="cpu", geometry="none",
+                  progress=False, resume=False)
+print(json.dumps({"seconds": res.seconds}))
+"""
+
+
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
+    """Wall seconds of ``cmd`` as a whole process, and its output; its failure ends the benchmark."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    return wall, proc.stdout
+
+
+def cli() -> list[str]:
+    return [sys.executable, "-c", "import sys; from iqa_lib.cli import main; sys.exit(main())"]
+
+
+def score_cmd(scorer: str, manifest: Path, out: Path) -> list[str]:
+    return [*cli(), "score", "--scorer", scorer, "--manifest", str(manifest), "--out", str(out),
+            "--geometry", "none", "--no-progress", "--no-resume"]
+
+
+def pinned(cores: int, cmd: list[str]) -> list[str]:
+    return ["taskset", "-c", ",".join(str(c) for c in range(cores)), *cmd]
+
+
+def same_scores(a: Path, b: Path) -> bool:
+    import pandas as pd
+
+    return pd.read_parquet(a).equals(pd.read_parquet(b))
+
+
+def one_round(args: argparse.Namespace, files: dict[str, Path], work: Path, reverse: bool) -> dict[str, float]:
+    """Every case once: its wall seconds."""
+    cases = ["pil", "tv", "tv_old"]
+    cases += [f"scale:{s}:{c}" for s in SCORERS for c in (1, 2)]
+    cases += [f"corrupt:{c}" for c in (1, 2)] if args.corrupt_images else []
+    walls = {}
+    for case in reversed(cases) if reverse else cases:
+        wall, out = run(case, args, files, work)
+        walls[case] = wall
+        if case.startswith("scale:"):
+            walls[case + ":engine"] = json.loads(out.strip().splitlines()[-1])["seconds"]
+        print(f"  {case}: {wall:.2f} s (load {os.getloadavg()[0]:.2f})", flush=True)
+    return walls
+
+
+def run(case: str, args: argparse.Namespace, files: dict[str, Path], work: Path) -> tuple[float, str]:
+    if case == "pil":
+        return timed([sys.executable, "-c", PIL_LOOP, str(files["paths"])])
+    if case in ("tv", "tv_old"):
+        env = {"IQA_KIT_WORKER_SCORING": "0"} if case == "tv_old" else {}
+        return timed(score_cmd("tv", files["manifest"], work / f"{case}.parquet"), env)
+    kind, *rest = case.split(":")
+    cores = int(rest[-1])
+    if kind == "scale":
+        out = work / f"{rest[0]}-{cores}.parquet"
+        child = [sys.executable, "-c", SCALE_CHILD, rest[0], str(files["scale"]), str(out), str(cores)]
+        return timed(pinned(cores, child))
+    out = work / f"corrupt-{cores}"
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [*cli(), "corrupt", "--src", str(args.sample), "--out", str(out), "--corruptions", *CORRUPTIONS,
+           "--severities", "3", "--workers", str(cores), "--limit", str(args.corrupt_images), "--no-progress"]
+    return timed(pinned(cores, cmd))
+
+
+def summarise(rounds: list[dict[str, float]], args: argparse.Namespace) -> dict:
+    def med(values: list[float]) -> dict:
+        return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
+                "max": round(max(values), 3)}
+
+    out = {
+        "rows": args.rows,
+        "pil_img_s": med([args.rows / r["pil"] for r in rounds]),
+        "tv_img_s": med([args.rows / r["tv"] for r in rounds]),
+        "tv_old_img_s": med([args.rows / r["tv_old"] for r in rounds]),
+        "tv_over_pil": med([r["pil"] / r["tv"] for r in rounds]),
+        "tv_old_over_pil": med([r["pil"] / r["tv_old"] for r in rounds]),
+        "tv_over_tv_old": med([r["tv_old"] / r["tv"] for r in rounds]),
+        "scale_rows": args.scale_rows,
+    }
+    for s in SCORERS:
+        out[f"{s}_1core_img_s"] = med([args.scale_rows / r[f"scale:{s}:1"] for r in rounds])
+        out[f"{s}_efficiency"] = med([r[f"scale:{s}:1:engine"] / (2 * r[f"scale:{s}:2:engine"]) for r in rounds])
+        out[f"{s}_efficiency_whole_process"] = med([r[f"scale:{s}:1"] / (2 * r[f"scale:{s}:2"]) for r in rounds])
+    if args.corrupt_images:
+        renders = args.corrupt_images * len(CORRUPTIONS)
+        out["corrupt_renders"] = renders
+        out["corrupt_1core_img_s"] = med([renders / r["corrupt:1"] for r in rounds])
+        out["corrupt_efficiency"] = med([r["corrupt:1"] / (2 * r["corrupt:2"]) for r in rounds])
+    return out
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sample", type=Path, default=HERE.parent.parent / "shared/data/imagenet-sample")
+    p.add_argument("--work", type=Path, default=Path("/tmp/bench_workers"))
+    p.add_argument("--files", type=int, default=1000, help="distinct JPEGs rendered")
+    p.add_argument("--rows", type=int, default=48000, help="manifest rows of the TV / PIL cases")
+    p.add_argument("--scale-rows", type=int, default=4000, help="manifest rows of the scaling cases")
+    p.add_argument("--corrupt-images", type=int, default=100, help="clean images rendered (0: no case)")
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--json", type=Path)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    work = args.work
+    images = render(args.sample, work / "images", args.files)
+    files = {"manifest": write_manifest(images, args.rows, work / "manifest.parquet"),
+             "scale": write_manifest(images, args.scale_rows, work / "scale.parquet"),
+             "paths": work / "paths.txt"}
+    files["paths"].write_text("\n".join(str(images[i % len(images)][0]) for i in range(args.rows)))
+    print(f"cores {sorted(os.sched_getaffinity(0))}, load {os.getloadavg()}", flush=True)
+    rounds = []
+    for i in range(args.reps):
+        print(f"round {i + 1}", flush=True)
+        rounds.append(one_round(args, files, work, reverse=bool(i % 2)))
+        if not same_scores(work / "tv.parquet", work / "tv_old.parquet"):
+            raise SystemExit("tv and tv_old wrote different scores")
+    summary = summarise(rounds, args)
+    print(json.dumps(summary, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps({"summary": summary, "rounds": rounds}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
