@@ -6,40 +6,10 @@ import argparse
 from typing import TYPE_CHECKING
 
 from iqa_lib import defaults
-from iqa_lib.commands.arguments import between, integer
+from iqa_lib.commands.arguments import between, fractions_list, integer, integers_list, names_list
 
 if TYPE_CHECKING:  # the stage imports pandas and the analysis: not at `iqa-kit --help`
     from iqa_lib.pipeline.analyze import AnalyzeSettings
-
-
-def _fractions(text: str) -> list[float]:
-    """'0.01,0.05' or '1%,5%' -> [0.01, 0.05]."""
-    out = []
-    for v in (v.strip() for v in text.split(",")):
-        if not v:
-            continue
-        try:
-            f = float(v[:-1]) / 100 if v.endswith("%") else float(v)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"not a fraction or percentage: {v!r}") from exc
-        if not 0 <= f <= 1:
-            raise argparse.ArgumentTypeError(f"{v!r} is not in [0, 1] (write 5% or 0.05)")
-        out.append(f)
-    return out
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.split(",") if v.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from exc
-
-
-def names_list(text: str) -> list[str]:
-    """'a, b,' -> ['a', 'b']: comma-separated names on the command line."""
-    return [v.strip() for v in text.split(",") if v.strip()]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -96,7 +66,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--mixture-fractions",
-        type=_fractions,
+        type=fractions_list,
         default=None,
         help="comma-separated p_c as fractions or percentages, e.g. "
         "0.01,0.05 or 1%%,5%% (default: 1%%..20%% in steps of 1%%)",
@@ -109,7 +79,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--mixture-severities",
-        type=_ints,
+        type=integers_list,
         default=None,
         help="comma-separated severities to mix in (default: 1,2,3)",
     )

@@ -109,3 +109,34 @@ def apply_max_pixels(args: argparse.Namespace, default: int | None = None) -> No
 
     flag = getattr(args, "max_pixels", None)
     set_max_pixels(default if flag is None else flag)
+
+
+def fractions_list(text: str) -> list[float]:
+    """'0.01,0.05' or '1%,5%' -> [0.01, 0.05]."""
+    out = []
+    for v in (v.strip() for v in text.split(",")):
+        if not v:
+            continue
+        try:
+            f = float(v[:-1]) / 100 if v.endswith("%") else float(v)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"not a fraction or percentage: {v!r}") from exc
+        if not 0 <= f <= 1:
+            raise argparse.ArgumentTypeError(f"{v!r} is not in [0, 1] (write 5% or 0.05)")
+        out.append(f)
+    return out
+
+
+def integers_list(text: str) -> list[int]:
+    """'1,2,3' -> [1, 2, 3]."""
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from exc
+
+
+def names_list(text: str) -> list[str]:
+    """'a, b,' -> ['a', 'b']: comma-separated names on the command line."""
+    return [v.strip() for v in text.split(",") if v.strip()]

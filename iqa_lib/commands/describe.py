@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from iqa_lib.commands.analyze import names_list
-from iqa_lib.commands.arguments import integer
+from iqa_lib.commands.arguments import integer, names_list
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

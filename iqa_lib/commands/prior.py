@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from iqa_lib import defaults
-from iqa_lib.commands.arguments import between, integer
+from iqa_lib.commands.arguments import between, integer, names_list
 
 if TYPE_CHECKING:  # the stage imports pandas and the analysis: not at `iqa-kit --help`
     from iqa_lib.pipeline.prior import PriorSettings
@@ -40,10 +40,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         f"(default: {defaults.N_BOOTSTRAP})")
     parser.add_argument("--level", type=between(0, 1, "a CI level"), default=defaults.LEVEL,
                         help="interval level (default: %(default)s)")
-    parser.add_argument("--task-models", type=lambda t: [v.strip() for v in t.split(",") if v.strip()],
+    parser.add_argument("--task-models", type=names_list,
                         default=None, help="comma-separated task score files whose 'correct' is M "
                         "(default: every classifier/zero-shot file)")
-    parser.add_argument("--scorers", type=lambda t: [v.strip() for v in t.split(",") if v.strip()],
+    parser.add_argument("--scorers", type=names_list,
                         default=None, help="comma-separated score files to load (default: all)")
     parser.add_argument("--no-figures", action="store_true", help="tables only")
     parser.add_argument("--wait", action="store_true",
