@@ -120,6 +120,10 @@ def test_directions_and_scorer_names():
     assert quality_direction("tv", "q") == 0
     assert quality_direction("efficientnet_lite:lite0", "q_p") == 1
     assert quality_direction("efficientnet_lite:lite0", "q_h") == -1
+    # pyiqa's own table (pyiqa.default_model_configs): BRISQUE lower is better, CLIP-IQA higher
+    assert quality_direction("pyiqa:brisque", "q") == -1
+    assert quality_direction("pyiqa:clipiqa", "q") == 1
+    assert quality_direction("pyiqa:no_such_metric", "q") == 0
     specs = named_specs(["tv", "mine=torchvision:resnet18", {"spec": "efficientnet_lite:lite0"}])
     assert list(specs) == ["tv", "mine", "efficientnet_lite-lite0"]
     with pytest.raises(SpecError, match="both named 'tv'"):

@@ -48,16 +48,23 @@ def quality_direction(spec_text: str, variable: str) -> int:
     if (family, variable) in DIRECTIONS:
         return DIRECTIONS[(family, variable)]
     if family == "pyiqa" and name:
-        try:
-            import pyiqa
-
-            lower = pyiqa.DEFAULT_CONFIGS[name]["metric_opts"].get("lower_better")
-            if lower is None:
-                lower = pyiqa.DEFAULT_CONFIGS[name].get("lower_better", False)
-            return -1 if lower else 1
-        except (ImportError, KeyError, AttributeError):
-            return 0
+        return _pyiqa_direction(name)
     return 0
+
+
+def _pyiqa_direction(name: str) -> int:
+    """pyiqa's own record of the metric: ``lower_better`` -> -1, else 1; 0 for a name it lacks."""
+    try:  # pyiqa loads torch and its model table: only for a pyiqa scorer's summary
+        from pyiqa.default_model_configs import DEFAULT_CONFIGS
+    except ImportError:
+        return 0
+    config = DEFAULT_CONFIGS.get(name)
+    if config is None:
+        return 0
+    lower = config.get("metric_opts", {}).get("lower_better")
+    if lower is None:
+        lower = config.get("lower_better", False)
+    return -1 if lower else 1
 
 
 def direction_words(direction: int) -> str:
