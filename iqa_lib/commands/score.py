@@ -73,7 +73,8 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--num-workers", type=nonnegative_int_arg, default=None, metavar="N",
         help="image-decoding worker processes; 0 decodes in the main process (default: from the "
-        "CPU count)",
+        "CPU count and the scorers: one per core when every scorer of the pass is per-image CPU "
+        "work (tv, brisque, niqe, piqe), which the workers then score themselves)",
     )
     add_max_pixels(parser)
     parser.add_argument(
