@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, JpegImagePlugin
 
 # Never decode half an image silently: a truncated file is a failure to report.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -380,18 +380,32 @@ def opened_rgb(path: str | os.PathLike) -> Iterator[Image.Image]:
 
     What the block raises while reading pixels (a truncated file, a decoder
     error) becomes an :class:`ImageDecodeError` with the reason, as in :func:`load_rgb`.
+    A plain three-component JPEG takes the short road of :func:`_plain_jpeg` (the same pixels).
     """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # EXIF and palette warnings are not failures
+        quick = _plain_jpeg(path)
+        if quick is not None:
+            with _decode_errors(path):
+                yield quick
+            return
     if split_member(path) is None:
         path = Path(path)
         _check_file(path)
+    with _decode_errors(path), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # EXIF and palette warnings are not failures
+        with _open_image(path) as img:
+            img.load()
+            if img.width < 1 or img.height < 1:
+                raise ImageDecodeError(path, f"empty image ({img.width}x{img.height})")
+            yield _to_rgb(img)
+
+
+@contextlib.contextmanager
+def _decode_errors(path: str | os.PathLike) -> Iterator[None]:
+    """What reading an image (or a block using its pixels) raises, as an :class:`ImageDecodeError`."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # EXIF and palette warnings are not failures
-            with _open_image(path) as img:
-                img.load()
-                if img.width < 1 or img.height < 1:
-                    raise ImageDecodeError(path, f"empty image ({img.width}x{img.height})")
-                yield _to_rgb(img)
+        yield
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as exc:
@@ -400,6 +414,61 @@ def opened_rgb(path: str | os.PathLike) -> Iterator[Image.Image]:
         raise ImageDecodeError(path, unsupported_image_reason(path) or "not a recognised image format") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageDecodeError(path, _decoder_reason(exc)) from None
+
+
+JPEG_MAGIC = b"\xff\xd8\xff"  # what Pillow's JPEG plugin accepts
+# Pillow's own JPEG decoder, called as ImageFile.load calls it (absent in an unusual build: no short road)
+_JPEG_DECODER = getattr(Image.core, "jpeg_decoder", None)
+
+
+def _plain_jpeg(path: str | os.PathLike) -> Image.Image | None:
+    """A plain file that Pillow opens as an 8-bit three-component JPEG, decoded as
+    ``Image.open(path).load()`` decodes it, with less on the way; None for anything else.
+
+    The headers are parsed by Pillow's own ``JpegImageFile`` (so it accepts and
+    sizes exactly the files ``Image.open`` does); the pixels come from Pillow's
+    decoder with the tile's arguments, fed the whole file at once rather than
+    64 KiB at a time (libjpeg's output does not depend on how its input is
+    split). Skipped: the stat (a file that cannot be read returns None), the
+    plugin search, the chunked read loop. Whatever is not the plain case (a tar
+    member, another format, gray or CMYK, an MPO, beyond the pixel limit, a
+    decoder that stops early or reports an error) returns None, and
+    :func:`opened_rgb` reads the file the long way, with its reasons.
+    """
+    if _JPEG_DECODER is None or MEMBER_SEPARATOR in os.fspath(path):
+        return None
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, ValueError):
+        return None
+    if not data.startswith(JPEG_MAGIC):
+        return None
+    try:
+        header = JpegImagePlugin.JpegImageFile(io.BytesIO(data))
+    except Exception:  # noqa: BLE001 - any header Pillow refuses goes the long way, with its reason
+        return None
+    return _decoded(header, data)
+
+
+def _decoded(header: JpegImagePlugin.JpegImageFile, data: bytes) -> Image.Image | None:
+    """The pixels of a JPEG whose header is ``header``, when it is the plain RGB case and decodes whole."""
+    width, height = header.size
+    limit = Image.MAX_IMAGE_PIXELS
+    tile = [("jpeg", (0, 0, width, height), 0, ("RGB", ""))]
+    if (header.mode != "RGB" or "mp" in header.info or header.decoderconfig or header.tile != tile
+            or width < 1 or height < 1 or (limit is not None and width * height > limit)):
+        return None
+    core = Image.core.new("RGB", (width, height))
+    decoder = _JPEG_DECODER("RGB", "RGB", "")
+    try:
+        decoder.setimage(core, (0, 0, width, height))
+        consumed, err_code = decoder.decode(data)
+    finally:
+        decoder.cleanup()
+    if consumed >= 0 or err_code < 0:  # wants more data (truncated) or failed: the long way says why
+        return None
+    return Image.Image()._new(core)
 
 
 def _check_file(path: Path) -> None:
