@@ -13,6 +13,9 @@ is printed with its range.
 * ``tv_old``: the same with ``IQA_KIT_WORKER_SCORING=0``: TV scored in the
   scoring process from pixels the workers send, the earlier default workers
   (half the cores, at most 4): the engine before issue 24;
+* ``tv_base`` (with ``--base-tree DIR``): the same ``iqa-kit score`` with
+  another copy of ``iqa_lib`` first on ``PYTHONPATH`` (e.g. ``git archive`` of
+  an earlier commit): a before/after ratio on the same files in the same round;
 * ``scale``: each of TV, BRISQUE, NIQE and PIQE under ``taskset`` on 1 core
   (1 loader worker) and on 2 cores (2 workers), on ``--scale-rows`` rows;
   scaling efficiency = rate on 2 / (2 x rate on 1), the rate over the
@@ -29,6 +32,7 @@ manifest rows, scored as stored (``--geometry none``, as ImageNet-C images
 are). The outputs of ``tv`` and ``tv_old`` are compared in every round.
 
     python benchmarks/bench_workers.py --rows 48000 --reps 3 --json out.json
+    python benchmarks/bench_workers.py --rows 48000 --reps 3 --no-old --base-tree /tmp/base
 """
 
 from __future__ import annotations
@@ -103,7 +107,7 @@ def same_scores(a: Path, b: Path) -> bool:
 
 def one_round(args: argparse.Namespace, files: dict[str, Path], work: Path, reverse: bool) -> dict[str, float]:
     """Every case once: its wall seconds."""
-    cases = ["pil", "tv", "tv_old"]
+    cases = ["pil", "tv"] + (["tv_old"] if args.old else []) + (["tv_base"] if args.base_tree else [])
     cases += [f"scale:{s}:{c}" for s in SCORERS for c in (1, 2)]
     cases += [f"corrupt:{c}" for c in (1, 2)] if args.corrupt_images else []
     walls = {}
@@ -119,8 +123,10 @@ def one_round(args: argparse.Namespace, files: dict[str, Path], work: Path, reve
 def run(case: str, args: argparse.Namespace, files: dict[str, Path], work: Path) -> tuple[float, str]:
     if case == "pil":
         return timed([sys.executable, "-c", PIL_LOOP, str(files["paths"])])
-    if case in ("tv", "tv_old"):
+    if case in ("tv", "tv_old", "tv_base"):
         env = {"IQA_KIT_WORKER_SCORING": "0"} if case == "tv_old" else {}
+        if case == "tv_base":
+            env = {"PYTHONPATH": os.pathsep.join([str(args.base_tree), os.environ.get("PYTHONPATH", "")])}
         return timed(score_cmd("tv", files["manifest"], work / f"{case}.parquet"), env)
     kind, *rest = case.split(":")
     cores = int(rest[-1])
@@ -144,12 +150,14 @@ def summarise(rounds: list[dict[str, float]], args: argparse.Namespace) -> dict:
         "rows": args.rows,
         "pil_img_s": med([args.rows / r["pil"] for r in rounds]),
         "tv_img_s": med([args.rows / r["tv"] for r in rounds]),
-        "tv_old_img_s": med([args.rows / r["tv_old"] for r in rounds]),
         "tv_over_pil": med([r["pil"] / r["tv"] for r in rounds]),
-        "tv_old_over_pil": med([r["pil"] / r["tv_old"] for r in rounds]),
-        "tv_over_tv_old": med([r["tv_old"] / r["tv"] for r in rounds]),
         "scale_rows": args.scale_rows,
     }
+    for other in ("tv_old", "tv_base"):
+        if other in rounds[0]:
+            out[f"{other}_img_s"] = med([args.rows / r[other] for r in rounds])
+            out[f"{other}_over_pil"] = med([r["pil"] / r[other] for r in rounds])
+            out[f"tv_over_{other}"] = med([r[other] / r["tv"] for r in rounds])
     for s in SCORERS:
         out[f"{s}_1core_img_s"] = med([args.scale_rows / r[f"scale:{s}:1"] for r in rounds])
         out[f"{s}_efficiency"] = med([r[f"scale:{s}:1:engine"] / (2 * r[f"scale:{s}:2:engine"]) for r in rounds])
@@ -169,7 +177,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--files", type=int, default=1000, help="distinct JPEGs rendered")
     p.add_argument("--rows", type=int, default=48000, help="manifest rows of the TV / PIL cases")
     p.add_argument("--scale-rows", type=int, default=4000, help="manifest rows of the scaling cases")
-    p.add_argument("--corrupt-images", type=int, default=100, help="clean images rendered (0: no case)")
+    p.add_argument("--corrupt-images", type=int, default=500,
+                   help="clean images rendered, 4 corruptions each (0: no case)")
+    p.add_argument("--no-old", dest="old", action="store_false",
+                   help="leave out tv_old (the engine before issue 24, ~3x the tv case's time)")
+    p.add_argument("--base-tree", type=Path, help="a folder holding another iqa_lib: the tv_base case")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--json", type=Path)
     return p
@@ -188,8 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.reps):
         print(f"round {i + 1}", flush=True)
         rounds.append(one_round(args, files, work, reverse=bool(i % 2)))
-        if not same_scores(work / "tv.parquet", work / "tv_old.parquet"):
-            raise SystemExit("tv and tv_old wrote different scores")
+        for other in ("tv_old", "tv_base"):
+            if (work / f"{other}.parquet").exists() and not same_scores(work / "tv.parquet", work / f"{other}.parquet"):
+                raise SystemExit(f"tv and {other} wrote different scores")
     summary = summarise(rounds, args)
     print(json.dumps(summary, indent=1))
     if args.json:
