@@ -77,9 +77,14 @@ print(json.dumps({"seconds": res.seconds}))
 
 
 def timed(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
-    """Wall seconds of ``cmd`` as a whole process, and its output; its failure ends the benchmark."""
+    """Wall seconds of ``cmd`` as a whole process, and its output; its failure ends the benchmark.
+
+    Run in ``/tmp``, never in a checkout (``python -c`` puts its working folder first on the
+    path, ahead of ``PYTHONPATH``); ``PYTHONPATH`` names this tree unless ``env`` says otherwise.
+    """
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent), **(env or {})}
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd="/tmp")
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
@@ -126,7 +131,7 @@ def run(case: str, args: argparse.Namespace, files: dict[str, Path], work: Path)
     if case in ("tv", "tv_old", "tv_base"):
         env = {"IQA_KIT_WORKER_SCORING": "0"} if case == "tv_old" else {}
         if case == "tv_base":
-            env = {"PYTHONPATH": os.pathsep.join([str(args.base_tree), os.environ.get("PYTHONPATH", "")])}
+            env = {"PYTHONPATH": str(args.base_tree.resolve())}
         return timed(score_cmd("tv", files["manifest"], work / f"{case}.parquet"), env)
     kind, *rest = case.split(":")
     cores = int(rest[-1])
@@ -189,7 +194,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    work = args.work
+    work = args.work.resolve()
     images = render(args.sample, work / "images", args.files)
     files = {"manifest": write_manifest(images, args.rows, work / "manifest.parquet"),
              "scale": write_manifest(images, args.scale_rows, work / "scale.parquet"),

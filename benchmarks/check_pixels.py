@@ -31,7 +31,9 @@ from bench_decode_bound import render  # noqa: E402
 CHILD = """
 import hashlib, json, sys
 import numpy as np
+import iqa_lib
 from iqa_lib.data.images import ImageDecodeError, load_rgb, opened_rgb, planar
+print(iqa_lib.__file__, file=sys.stderr)
 out = {}
 for path in open(sys.argv[1]).read().split("\\n"):
     try:
@@ -95,9 +97,12 @@ def encodings(sources: list[Path], folder: Path) -> list[Path]:
 
 
 def read_all(tree: Path, listing: Path) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    """Each listed file's pixel hashes or failure reason, read with the ``iqa_lib`` of ``tree`` (the child
+    runs outside any checkout: ``python -c`` puts its working folder first on the path)."""
+    env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
     proc = subprocess.run([sys.executable, "-c", CHILD, str(listing)], env=env, capture_output=True,
-                          text=True, check=True)
+                          text=True, check=True, cwd=listing.parent)
+    assert proc.stderr.startswith(str(tree.resolve())), (tree, proc.stderr[:300])
     return json.loads(proc.stdout)
 
 
@@ -114,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     jpegs = [q for q in sample if q.read_bytes()[:3] == b"\xff\xd8\xff"]
     broken = damaged(jpegs[: args.damaged // 2] + renders[: args.damaged // 2], args.work / "damaged")
     broken += encodings(jpegs[: args.damaged], args.work / "encodings")
-    listing = args.work / "paths.txt"
+    listing = args.work.resolve() / "paths.txt"
     listing.write_text("\n".join(str(q) for q in [*sample, *renders, *broken]))
     here, base = read_all(HERE.parent, listing), read_all(args.base_tree, listing)
     differ = [k for k in here if here[k] != base.get(k)]
