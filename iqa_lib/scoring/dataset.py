@@ -133,7 +133,8 @@ def clean_geometry(img: Image.Image, resize: int | None, crop: int | None) -> Im
 class ImageBatch:
     """A loader batch: uniform-size groups of images, plus the rows that failed to decode."""
 
-    rows: torch.Tensor  # every manifest row in the batch (scored or failed)
+    # every manifest row in the batch (scored or failed); numpy when the workers scored every scorer
+    rows: torch.Tensor | np.ndarray
     groups: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # (rows, uint8)
     failures: list[tuple[int, str]] = field(default_factory=list)
     encoded: list[tuple[int, torch.Tensor]] = field(default_factory=list)  # (row, JPEG bytes)

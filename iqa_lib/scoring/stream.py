@@ -96,7 +96,8 @@ def _one_by_one(
 
 
 Groups = list[tuple[torch.Tensor, torch.Tensor]]  # (manifest rows, uint8 images) of one size each
-Scored = list[tuple[torch.Tensor, "dict[str, np.ndarray] | None", list[tuple[int, str]]]]
+# (rows, scores, failures) per size group; rows are numpy once a loader worker sends them
+Scored = list[tuple["torch.Tensor | np.ndarray", "dict[str, np.ndarray] | None", list[tuple[int, str]]]]
 
 
 def score_cell(scorer: Scorer, groups: Groups, labels: torch.Tensor) -> Scored:
@@ -172,7 +173,7 @@ class ChunkResults:
         if scored is not None:
             scored = dict(scored)
             kept = scored.pop("__rows__", None)
-            self.rows.append(rows.numpy() if kept is None else kept)
+            self.rows.append(np.asarray(rows) if kept is None else kept)  # a tensor, or numpy from a worker
             self.values.append(scored)
 
     def frames(
@@ -401,8 +402,8 @@ class WorkerScoring:
         scored = {key: self._cells(job, items) for key, job in self.streams.items()}
         if self.pixels:
             batch = collate_images(items)
-        else:
-            batch = ImageBatch(torch.tensor([it[0] for it in items], dtype=torch.long))
+        else:  # rows as numpy: pickled inline, where a tensor costs a shared-memory block and a socket
+            batch = ImageBatch(np.array([it[0] for it in items], dtype=np.int64))  # type: ignore[arg-type]
         batch.scored = scored
         return batch
 
@@ -422,7 +423,8 @@ class WorkerScoring:
                 cells[-1].error = RuntimeError(f"{job.scorer.name}: not scored after an earlier error")
                 continue
             try:
-                cells[-1].scored = score_cell(job.scorer, collated.groups, job.labels)
+                scored = score_cell(job.scorer, collated.groups, job.labels)
+                cells[-1].scored = [(rows.numpy(), values, failed) for rows, values, failed in scored]  # sent inline
             except Exception as exc:
                 job.failed = True
                 cells[-1].error = _portable(exc)
@@ -472,7 +474,7 @@ def score_streams(
     run = _Pass(streams, chunks, part_seconds, lines, warn or (lambda line: print(line, file=sys.stderr, flush=True)))
     delay = float(os.environ.get(BATCH_DELAY_ENV, "0") or 0)
     for batch in loader:
-        rows = batch.rows.numpy()
+        rows = np.asarray(batch.rows)  # a tensor, or numpy when the workers scored every scorer
         closed, released = run.feed(batch, rows)
         bar.update(len(rows))
         if lines is not None:
