@@ -453,12 +453,9 @@ def _plain_jpeg(path: str | os.PathLike) -> Image.Image | None:
 
 def _decoded(header: JpegImagePlugin.JpegImageFile, data: bytes) -> Image.Image | None:
     """The pixels of a JPEG whose header is ``header``, when it is the plain RGB case and decodes whole."""
-    width, height = header.size
-    limit = Image.MAX_IMAGE_PIXELS
-    tile = [("jpeg", (0, 0, width, height), 0, ("RGB", ""))]
-    if (header.mode != "RGB" or "mp" in header.info or header.decoderconfig or header.tile != tile
-            or width < 1 or height < 1 or (limit is not None and width * height > limit)):
+    if not _plain_rgb(header):
         return None
+    width, height = header.size
     core = Image.core.new("RGB", (width, height))
     decoder = _JPEG_DECODER("RGB", "RGB", "")
     try:
@@ -469,6 +466,16 @@ def _decoded(header: JpegImagePlugin.JpegImageFile, data: bytes) -> Image.Image 
     if consumed >= 0 or err_code < 0:  # wants more data (truncated) or failed: the long way says why
         return None
     return Image.Image()._new(core)
+
+
+def _plain_rgb(header: JpegImagePlugin.JpegImageFile) -> bool:
+    """One RGB scan, one tile, no MPO frames or decoder options, within the pixel limit."""
+    width, height = header.size
+    limit = Image.MAX_IMAGE_PIXELS
+    tile = [("jpeg", (0, 0, width, height), 0, ("RGB", ""))]
+    if header.mode != "RGB" or "mp" in header.info or header.decoderconfig or header.tile != tile:
+        return False
+    return width >= 1 and height >= 1 and (limit is None or width * height <= limit)
 
 
 def _check_file(path: Path) -> None:
