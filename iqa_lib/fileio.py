@@ -11,6 +11,7 @@ and how to go on, and a non-zero exit. :func:`writing` turns such an
 from __future__ import annotations
 
 import errno
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -82,6 +83,12 @@ def temporary_name(path: str | os.PathLike) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
+def temporary_owner(name: str) -> int | None:
+    """The process id in a name that :func:`temporary_name` made, else ``None`` (any other file)."""
+    stem, sep, pid = name.rpartition(".tmp-")
+    return int(pid) if sep and stem.startswith(".") and pid.isdigit() else None
+
+
 def _replace_from(tmp: Path, path: Path) -> None:
     try:
         os.replace(tmp, path)
@@ -126,3 +133,9 @@ def atomic_write_with(path: str | os.PathLike, write: Any, hint: str = RESUME_HI
 def write_csv(table: Any, path: str | os.PathLike, hint: str = RESUME_HINT) -> Path:
     """A data frame as CSV (no index), atomically."""
     return atomic_write_with(path, lambda tmp: table.to_csv(tmp, index=False), hint)
+
+
+def write_json(value: Any, path: str | os.PathLike, hint: str = RESUME_HINT) -> Path:
+    """``value`` as indented JSON with sorted keys, atomically (records, metadata, speeds)."""
+    text = json.dumps(value, indent=1, sort_keys=True)
+    return atomic_write_with(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"), hint)

@@ -121,7 +121,7 @@ def test_a_complete_output_on_storage_that_refuses_writes_is_reused(manifest, tm
         raise fileio.WriteError(lock_path(out), OSError(errno.EROFS, "Read-only file system"))
 
     monkeypatch.setattr(locks, "output_lock", refused)
-    monkeypatch.setattr(parts, "write_json_atomic", refused)
+    monkeypatch.setattr(fileio, "write_json", refused)
     assert run_scoring("tv", manifest, out, **KW).reused
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 

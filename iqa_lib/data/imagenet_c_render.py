@@ -78,7 +78,7 @@ from iqa_lib.corruptions import ALL_CORRUPTIONS, COMMON_CORRUPTIONS, EXTRA_CORRU
 from iqa_lib.data.imagenet_c_original import ORIGINAL_CORRUPTIONS
 from iqa_lib.data.images import ImageDecodeError, load_rgb, resize_center_crop
 from iqa_lib.data.workers import process_alive, process_pool
-from iqa_lib.fileio import WriteError, atomic_write_bytes, is_write_fault, writing
+from iqa_lib.fileio import WriteError, atomic_write_bytes, is_write_fault, temporary_owner, writing
 from iqa_lib.imagenet import wnid_of
 
 __all__ = [
@@ -271,12 +271,6 @@ def write_output(path: Path, data: bytes) -> None:
             raise WriteError(path, exc) from exc
         raise
     atomic_write_bytes(path, data)
-
-
-def _temporary_owner(name: str) -> int | None:
-    """The process id in a temporary name of :mod:`iqa_lib.fileio` (``.<name>.tmp-<pid>``), else ``None``."""
-    stem, sep, pid = name.rpartition(".tmp-")
-    return int(pid) if sep and stem.startswith(".") and pid.isdigit() else None
 
 
 def _remove_stale_temporaries(directory: Path, owners: dict[str, int]) -> None:
@@ -542,7 +536,7 @@ def _existing_names(directory: Path) -> frozenset[str]:
             names = [e.name for e in it]
     except (FileNotFoundError, NotADirectoryError):
         return frozenset()
-    owners = {n: pid for n in names if (pid := _temporary_owner(n)) is not None}
+    owners = {n: pid for n in names if (pid := temporary_owner(n)) is not None}
     if owners:
         _remove_stale_temporaries(directory, owners)
     return frozenset(n for n in names if n not in owners)

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from iqa_lib import fileio
 from iqa_lib.analysis.distribution import describe_scoreset
 from iqa_lib.analysis.io import ScoreSet, load_scores
 from iqa_lib.data.images import thumbnail
@@ -27,7 +28,7 @@ from iqa_lib.presentation.plots_distribution import groups_text, q_distribution_
 from iqa_lib.scorers.base import Scorer
 from iqa_lib.scorers.registry import as_spec
 from iqa_lib.scoring.engine import RunSettings, ScoringResult
-from iqa_lib.scoring.parts import FAILURE_COLUMNS, failures_path, write_json_atomic
+from iqa_lib.scoring.parts import FAILURE_COLUMNS, failures_path
 
 if TYPE_CHECKING:
     import matplotlib.pyplot as plt
@@ -133,7 +134,7 @@ def write_speed(out: str | os.PathLike, speed: pd.DataFrame) -> Path | None:
     if not row["scored rows"]:
         return None
     path = speed_path(out)
-    write_json_atomic({k: (None if isinstance(v, float) and not np.isfinite(v) else
+    fileio.write_json({k: (None if isinstance(v, float) and not np.isfinite(v) else
                            v.item() if hasattr(v, "item") else v) for k, v in row.items()}, path)
     return path
 

@@ -231,7 +231,7 @@ def mark_complete(out: str | os.PathLike, record: Mapping[str, Any]) -> Path:
     out = Path(out)
     facts = {"output": file_facts(out), "failures": file_facts(parts.failures_path(out))}
     path = record_path(out)
-    parts.write_json_atomic({**dict(record), **facts}, path)
+    fileio.write_json({**dict(record), **facts}, path)
     return path
 
 

@@ -101,12 +101,6 @@ def write_parquet_atomic(df: pd.DataFrame, path: Path, metadata: dict[str, str] 
     fileio.atomic_write_with(path, write)
 
 
-def write_json_atomic(value: Any, path: Path) -> None:
-    """``value`` as indented JSON with sorted keys, atomically (records, ``meta.json``)."""
-    text = json.dumps(value, indent=1, sort_keys=True)
-    fileio.atomic_write_with(path, lambda tmp: Path(tmp).write_text(text))
-
-
 def read_score_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The ``iqa_kit.*`` metadata of a score file (``spec``, ``kind``); empty when absent."""
     raw = pq.read_schema(path).metadata or {}
@@ -232,7 +226,7 @@ def prepare_parts_dir(directory: Path, meta: dict[str, Any], resume: bool) -> No
         return
     with fileio.writing(directory):
         directory.mkdir(parents=True, exist_ok=True)
-    write_json_atomic({**meta, DIGESTS_KEY: True}, meta_file)
+    fileio.write_json({**meta, DIGESTS_KEY: True}, meta_file)
 
 
 def _read_meta(meta_file: Path) -> dict[str, Any]:
