@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import pyiqa
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
+from iqa_lib.data.images import resize_center_crop
 from iqa_lib.scorers.brisque import load_model
-from iqa_lib.scorers.nss import matlab_rgb2gray
+from iqa_lib.scorers.nss import flat_fraction, matlab_rgb2gray
 from iqa_lib.scorers.registry import build_scorer
 
 warnings.filterwarnings("ignore")
@@ -29,21 +29,6 @@ mod = load_model()
 torch.save((torch.from_numpy(mod.coef), torch.from_numpy(mod.sv)), '/tmp/brisque_allmodel.pth')
 pq = pyiqa.create_metric('brisque', device='cpu', pretrained_model_path='/tmp/brisque_allmodel.pth')
 kit = build_scorer('brisque', 'cpu')
-
-def flat_fraction(t):
-    g = matlab_rgb2gray(t)  # (N,1,H,W) float64 levels
-    p = F.pad(g, (3, 3, 3, 3), mode='replicate')
-    hi = F.max_pool2d(p, 7, 1)
-    lo = -F.max_pool2d(-p, 7, 1)
-    return (hi == lo).double().mean(dim=(1, 2, 3)).numpy()
-
-def resize_crop(im):
-    w, h = im.size
-    s = 256 / min(w, h)
-    im = im.resize((round(w * s), round(h * s)), Image.BILINEAR)
-    w, h = im.size
-    left, top = (w - 224) // 2, (h - 224) // 2
-    return im.crop((left, top, left + 224, top + 224))
 
 def jpeg(a, q):
     b = io.BytesIO()
@@ -62,7 +47,7 @@ sample = sys.argv[2] if len(sys.argv) > 2 else '../shared/data/imagenet-sample'
 files = sorted(glob.glob(f'{sample}/*.JPEG'))[1::2][:n]  # odd positions
 rows = []
 for f in files:
-    a0 = np.asarray(resize_crop(Image.open(f).convert('RGB')))
+    a0 = np.asarray(resize_center_crop(Image.open(f).convert('RGB'), 256, 224))
     for s, fn in SHIFTS.items():
         a = np.ascontiguousarray(fn(a0))
         t = torch.from_numpy(a.transpose(2, 0, 1).copy())[None]
@@ -71,7 +56,7 @@ for f in files:
         except ValueError:
             k = float('nan')
         p = float(pq(t.float() / 255).item())
-        rows.append(dict(file=f.split('/')[-1], shift=s, flat=float(flat_fraction(t)[0]), kit=k, pyiqa=p))
+        rows.append(dict(file=f.split('/')[-1], shift=s, flat=float(flat_fraction(matlab_rgb2gray(t))[0]), kit=k, pyiqa=p))
 df = pd.DataFrame(rows)
 df['diff'] = (df.kit - df.pyiqa).abs()
 if len(sys.argv) > 3:
@@ -80,3 +65,8 @@ print(df.groupby('shift')[['flat', 'diff']].median())
 bins = [-1e-9, 0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0]
 df['bin'] = pd.cut(df.flat, bins)
 print(df.groupby('bin', observed=True)['diff'].describe(percentiles=[.5, .9]).round(3))
+print(f"Spearman correlation of flat_fraction with |kit - pyiqa|: {df[['flat', 'diff']].corr('spearman').iloc[0, 1]:.2f}")
+for name, part in (('<= 0.1', df[df.flat <= 0.1]), ('> 0.1', df[df.flat > 0.1])):
+    print(f"flat_fraction {name}: {len(part)} images, {(part['diff'] > 5).mean():.1%} differ by more than 5 points "
+          f"(max {part['diff'].max():.1f})")
+print('images above 0.1 per shift:', (df[df.flat > 0.1].groupby('shift').size()).to_dict())

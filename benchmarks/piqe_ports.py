@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from pypiqe import piqe as pypiqe
 
+from iqa_lib.data.images import resize_center_crop
 from iqa_lib.scorers.piqe import matlab_gray, piqe_from_gray
 
 warnings.filterwarnings("ignore")
@@ -36,20 +37,12 @@ def kit_variant(a, stretch=False, mirror=False):
         g = np.round(255 * (g / g.max()))
     return float(piqe_from_gray(torch.from_numpy(g)[None])[0])
 
-def resize_crop(im):
-    w, h = im.size
-    s = 256 / min(w, h)
-    im = im.resize((round(w * s), round(h * s)), Image.BILINEAR)
-    w, h = im.size
-    left, top = (w - 224) // 2, (h - 224) // 2
-    return im.crop((left, top, left + 224, top + 224))
-
 sample = sys.argv[2] if len(sys.argv) > 2 else '../shared/data/imagenet-sample'
 files = sorted(glob.glob(f'{sample}/*.JPEG'))[:int(sys.argv[1]) if len(sys.argv) > 1 else 100]
 rows = []
 for f in files:
     im = Image.open(f).convert('RGB')
-    for geom, img in (('stored', im), ('224', resize_crop(im))):
+    for geom, img in (('stored', im), ('224', resize_center_crop(im, 256, 224))):
         a = np.asarray(img)
         t = torch.from_numpy(a.transpose(2, 0, 1).copy())[None]
         gmax = float(matlab_gray(t).max())

@@ -52,13 +52,14 @@ ways. Measured on 100 held-out ImageNet sample images
 after Resize 256 + CenterCrop 224, each clean, over-exposed (x2.5), under-exposed
 (x0.15), posterized (2 bits) and JPEG q5 (500 images), scored here and by pyiqa
 0.1.16's ``brisque`` given this same ``allmodel`` (so only the features differ).
-Spearman correlation of ``flat_fraction`` with |kit - pyiqa|: 0.80; by
-``flat_fraction`` the median (90th percentile, max) disagreement is 0.008 (0.05, 0.12)
-at 0, 0.009 (0.08, 0.9) up to 0.01, 0.18 (0.8, 2.6) up to 0.05, 0.65 (3.2, 5.6) up to
-0.1, 1.0 (5.2, 8.5) up to 0.2, 1.8 (8.4, 16.8) up to 0.3, 2.0 (12.8, 34.0) up to 0.5 and
-8.0 (17.8, 25.3) above. :data:`FLAT_FRACTION_FLAG` (0.1) splits them into 275 images
-of which 0.4% disagree by more than 5 points (max 5.6) and 225 of which 25.8% do
-(max 34.0); 2 of the 100 clean crops are above it, 69 to 77 of the 100 over-exposed,
+Spearman correlation of ``flat_fraction`` with |kit - pyiqa|: 0.79; by
+``flat_fraction`` the median (90th percentile, max) disagreement is 0.010 (0.06, 0.11)
+at 0, 0.008 (0.07, 0.8) up to 0.01, 0.18 (0.8, 2.6) up to 0.05, 0.62 (3.1, 5.6) up to
+0.1, 1.1 (5.5, 8.0) up to 0.2, 1.8 (8.4, 16.8) up to 0.3, 1.9 (12.8, 32.5) up to 0.5 and
+8.0 (17.8, 25.3) above (``python benchmarks/brisque_flat_regions.py 100``).
+:data:`FLAT_FRACTION_FLAG` (0.1) splits them into 274 images
+of which 0.4% disagree by more than 5 points (max 5.6) and 226 of which 26.1% do
+(max 32.5); 2 of the 100 clean crops are above it, 69 to 77 of the 100 over-exposed,
 posterized and JPEG q5 ones. A BRISQUE value with ``flat_fraction`` above it is the
 release's number for those pixels' rounding noise as this module computes it, not a
 value another implementation (or MATLAB) would reproduce: report such images apart.

@@ -66,9 +66,10 @@ Measured on the 500 ImageNet sample images (docs/mini-reproduction): as stored (
 by a median 1.91 points (90th percentile 3.97, max 16.0), and the kit with the stretch
 and mirror padding equals pypiqe within a median 0.0000 (max 0.17, its OpenCV gray
 levels); mirror padding alone moves q by a median 1.91, the stretch alone by a median
-0.00 (max 16.6). After Resize 256 + CenterCrop 224 (whole blocks; 147 of 500 with gray
-level 255) only the stretch differs: median 0.26, max 6.2; pyiqa is off by a median
-0.58 (max 8.0). The code here is the kit's own, not either port's.
+0.00 (max 16.6). After the kit's Resize 256 + CenterCrop 224 (whole blocks; 146 of 500
+with gray level 255) only the stretch differs: median 0.33, max 6.2; pyiqa is off by a
+median 0.52 (max 7.5) (``python benchmarks/piqe_ports.py 500``). The code here is the
+kit's own, not either port's.
 
 Images of any size >= 1x1 are scored; an image (or side) smaller than one 16x16
 block is replicate-padded to a block exactly as MATLAB pads it, so its q is
