@@ -1,0 +1,49 @@
+"""The logits contract's reader: path beside the score file, memory-mapped float16, refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from iqa_lib.scoring.logits import logits_path, read_logits
+
+
+def test_path_is_beside_the_score_file(tmp_path):
+    assert logits_path(tmp_path / "lite0.parquet") == tmp_path / "lite0.logits.npy"
+    assert logits_path(tmp_path / "a.b.parquet") == tmp_path / "a.b.logits.npy"
+
+
+def test_absent_logits_read_as_none(tmp_path):
+    assert read_logits(tmp_path / "lite0.parquet", 3) is None
+
+
+def test_reads_memory_mapped_float16_rows_in_order(tmp_path):
+    z = np.arange(12, dtype=np.float16).reshape(4, 3)
+    np.save(logits_path(tmp_path / "m.parquet"), z)
+    got = read_logits(tmp_path / "m.parquet", 4)
+    assert isinstance(got, np.memmap)
+    assert got.dtype == np.float16 and got.shape == (4, 3)
+    np.testing.assert_array_equal(got, z)
+
+
+@pytest.mark.parametrize(
+    ("array", "n_rows", "words"),
+    [
+        (np.zeros((4, 3), np.float32), 4, "must be float16, found float32"),
+        (np.zeros(4, np.float16), 4, "shape (rows, classes >= 2)"),
+        (np.zeros((4, 1), np.float16), 4, "shape (rows, classes >= 2)"),
+        (np.zeros((5, 3), np.float16), 4, "5 rows of logits for 4 rows in m.parquet"),
+    ],
+)
+def test_contract_breaches_name_the_file_and_the_fix(tmp_path, array, n_rows, words):
+    np.save(logits_path(tmp_path / "m.parquet"), array)
+    with pytest.raises(ValueError) as err:
+        read_logits(tmp_path / "m.parquet", n_rows)
+    assert "m.logits.npy" in str(err.value) and words in str(err.value)
+    assert "rescore the task model" in str(err.value)
+
+
+def test_garbled_file_is_a_clear_error(tmp_path):
+    logits_path(tmp_path / "m.parquet").write_bytes(b"not numpy at all")
+    with pytest.raises(ValueError, match=r"m\.logits\.npy: not a readable \.npy array"):
+        read_logits(tmp_path / "m.parquet", 1)
