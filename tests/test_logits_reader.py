@@ -5,12 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from iqa_lib.scoring.logits import logits_path, read_logits
+from iqa_lib.scoring.logits import logits_dir, logits_path, read_logits
+
+
+def _saved(score_file, array):
+    logits_dir(score_file).mkdir(exist_ok=True)
+    np.save(logits_path(score_file), array)
 
 
 def test_path_is_beside_the_score_file(tmp_path):
-    assert logits_path(tmp_path / "lite0.parquet") == tmp_path / "lite0.logits.npy"
-    assert logits_path(tmp_path / "a.b.parquet") == tmp_path / "a.b.logits.npy"
+    assert logits_path(tmp_path / "lite0.parquet") == tmp_path / "lite0.logits" / "logits.npy"
+    assert logits_path(tmp_path / "a.b.parquet") == tmp_path / "a.b.logits" / "logits.npy"
 
 
 def test_absent_logits_read_as_none(tmp_path):
@@ -19,7 +24,7 @@ def test_absent_logits_read_as_none(tmp_path):
 
 def test_reads_memory_mapped_float16_rows_in_order(tmp_path):
     z = np.arange(12, dtype=np.float16).reshape(4, 3)
-    np.save(logits_path(tmp_path / "m.parquet"), z)
+    _saved(tmp_path / "m.parquet", z)
     got = read_logits(tmp_path / "m.parquet", 4)
     assert isinstance(got, np.memmap)
     assert got.dtype == np.float16 and got.shape == (4, 3)
@@ -36,14 +41,15 @@ def test_reads_memory_mapped_float16_rows_in_order(tmp_path):
     ],
 )
 def test_contract_breaches_name_the_file_and_the_fix(tmp_path, array, n_rows, words):
-    np.save(logits_path(tmp_path / "m.parquet"), array)
+    _saved(tmp_path / "m.parquet", array)
     with pytest.raises(ValueError) as err:
         read_logits(tmp_path / "m.parquet", n_rows)
-    assert "m.logits.npy" in str(err.value) and words in str(err.value)
+    assert "m.logits/logits.npy" in str(err.value) and words in str(err.value)
     assert "rescore the task model" in str(err.value)
 
 
 def test_garbled_file_is_a_clear_error(tmp_path):
+    logits_dir(tmp_path / "m.parquet").mkdir()
     logits_path(tmp_path / "m.parquet").write_bytes(b"not numpy at all")
-    with pytest.raises(ValueError, match=r"m\.logits\.npy: not a readable \.npy array"):
+    with pytest.raises(ValueError, match=r"m\.logits/logits\.npy: not a readable \.npy array"):
         read_logits(tmp_path / "m.parquet", 1)

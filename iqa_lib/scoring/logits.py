@@ -1,8 +1,11 @@
 """The reader side of the logits contract: a task model's full logits beside its score file.
 
-A task-model score file ``<dir>/<name>.parquet`` scored with logits kept has beside it
-``<dir>/<name>.logits.npy``: float16, shape (rows of the parquet, classes), row i = row i of
-the parquet, class j = the scorer's class j (the index of the ``pred``/``label`` columns).
+A task-model score file ``<dir>/<name>.parquet`` scored with logits kept has beside it the
+folder ``<dir>/<name>.logits/`` holding ``logits.npy``: float16, shape (rows of the parquet,
+classes), row i = row i of the parquet, class j = the scorer's class j (the index of the
+``pred``/``label`` columns), and ``info.json`` (what was kept). The folder, not the file, sits
+beside the score file so that a DVC stage can always declare it: a pipeline run writes it for
+every scorer, with only ``info.json`` (``"kept": false``) where no logits were kept.
 The estimators that need each image's whole softmax vector (exact COT, MaNo, the nuclear
 norm; :mod:`iqa_lib.analysis.prior.logit_estimators`) read it here, memory-mapped, so that
 a million images x 1000 classes (2 GB) never has to fit in memory.
@@ -14,15 +17,21 @@ from pathlib import Path
 
 import numpy as np
 
-SUFFIX = ".logits.npy"
+SUFFIX = ".logits"
+FILE = "logits.npy"
 DTYPE = np.dtype(np.float16)
 RESCORE = "rescore the task model with its logits kept, or delete the file to go on without logit-based estimators"
 
 
-def logits_path(score_file: str | Path) -> Path:
-    """``<dir>/<name>.logits.npy`` for the score file ``<dir>/<name>.parquet``."""
+def logits_dir(score_file: str | Path) -> Path:
+    """``<dir>/<name>.logits`` for the score file ``<dir>/<name>.parquet``."""
     path = Path(score_file)
     return path.with_name(path.stem + SUFFIX) if path.suffix == ".parquet" else path.with_name(path.name + SUFFIX)
+
+
+def logits_path(score_file: str | Path) -> Path:
+    """``<dir>/<name>.logits/logits.npy`` for the score file ``<dir>/<name>.parquet``."""
+    return logits_dir(score_file) / FILE
 
 
 def read_logits(score_file: str | Path, n_rows: int) -> np.ndarray | None:
