@@ -129,6 +129,9 @@ class ScoringParams(_Strict):
     # JPEGs scored as stored are decoded on the scoring device (nvJPEG on CUDA); changes pixels
     # by a few levels against libjpeg, so it is a dependency of the score stages
     decode_on_device: bool = False
+    # keep each task model's logits beside its score file (results/scores/<name>.logits/logits.npy,
+    # float16: 2 GB per million images at 1000 classes) for exact COT, MaNo and the nuclear norm
+    keep_logits: bool = False
 
     @field_validator("device")
     @classmethod

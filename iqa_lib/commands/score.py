@@ -98,6 +98,13 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         "else off)",
     )
     parser.add_argument(
+        "--keep-logits", action=argparse.BooleanOptionalAction, default=None,
+        help="also keep each image's logits (classifiers, ZSCLIP) as <out stem>.logits/logits.npy, "
+        "float16, row i = row i of <out>: 2 GB per million images at 1000 classes; what exact COT, "
+        "MaNo and the nuclear norm need in `iqa-kit prior` (default: scoring.keep_logits with "
+        "--from-params, else off)",
+    )
+    parser.add_argument(
         "--no-resume", action="store_true",
         help="discard parts of an earlier interrupted run, and rescore a complete output",
     )
@@ -168,6 +175,7 @@ def _explicit_options(args: argparse.Namespace) -> ScoreOptions:
         )
     base = base or ScoreOptions(name=Path(args.out).stem, spec=args.scorer, manifest=manifest, out=args.out)
     return base.with_overrides(spec=args.scorer, manifest=manifest, out=args.out, images=args.images,
+                               logits_folders=False if args.out is not None else None,
                                **{**_overrides(args), "geometry": geometry})
 
 
@@ -190,7 +198,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "num_workers": args.num_workers, "part_size": args.part_size, "part_seconds": args.part_seconds,
         "resume": False if args.no_resume else None, "wait": True if args.wait else None,
         "progress": False if args.no_progress else None, "decode_on_device": args.decode_on_device,
-        "max_pixels": args.max_pixels,
+        "max_pixels": args.max_pixels, "keep_logits": args.keep_logits,
     }
 
 

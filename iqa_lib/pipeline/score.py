@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from iqa_lib.config import MANIFEST_PATH, SCORES_DIR, Params, load_params
 from iqa_lib.data.images import set_max_pixels
@@ -27,6 +28,7 @@ from iqa_lib.data.scan import images_manifest
 from iqa_lib.device import pick_device
 from iqa_lib.scorers.base import Scorer
 from iqa_lib.scorers.registry import build_scorer
+from iqa_lib.scoring import logits
 from iqa_lib.scoring.distributed import dist_info
 from iqa_lib.scoring.engine import (
     RunSettings,
@@ -71,6 +73,9 @@ class ScoreOptions:
     others: tuple[PassScorer, ...] = ()
     max_pixels: int | None = None  # Pillow's bomb limit (``data.max_pixels``); None: as set already
     images: str | None = None
+    # every output gets its ``<name>.logits`` folder, info.json only where none were kept: the
+    # score stages declare it as a DVC output (runs from params.yaml)
+    logits_folders: bool = False
 
     def with_overrides(self, **overrides: Any) -> ScoreOptions:
         """These options with ``overrides`` (not None) in their place: run settings by their
@@ -107,6 +112,7 @@ def options_from_params(
         settings=_run_settings(params),
         batch_size=_batch_size(params, first, batch),
         max_pixels=params.data.max_pixels,
+        logits_folders=True,
         others=tuple(
             PassScorer(other, params.scorers[other], _score_path(other), _batch_size(params, other, batch), optional)
             for other, optional in _pass_others(names, params, alone)
@@ -156,6 +162,7 @@ def _run_settings(params: Params) -> RunSettings:
     return RunSettings(
         device=scoring.device, geometry=params.data.geometry, num_workers=scoring.num_workers,
         part_size=scoring.part_size, part_seconds=scoring.part_seconds, decode_on_device=scoring.decode_on_device,
+        keep_logits=scoring.keep_logits,
     )
 
 
@@ -166,11 +173,28 @@ def score(opts: ScoreOptions) -> list[ScoringResult]:
         pick_device(opts.settings.device)  # a device this machine lacks fails before the scan
         write_unlabelled_manifest(images_manifest(Path(opts.images)), Path(opts.manifest))
     if not opts.others:
-        return [run_scoring(opts.spec, opts.manifest, opts.out, opts.settings, batch_size=opts.batch_size)]
-    jobs = [ScoringJob(opts.spec, opts.out, opts.batch_size)] + [
-        ScoringJob(o.spec, o.out, o.batch_size, o.optional) for o in opts.others
-    ]
-    return run_scoring_many(jobs, opts.manifest, opts.settings)
+        results = [run_scoring(opts.spec, opts.manifest, opts.out, opts.settings, batch_size=opts.batch_size)]
+    else:
+        jobs = [ScoringJob(opts.spec, opts.out, opts.batch_size)] + [
+            ScoringJob(o.spec, o.out, o.batch_size, o.optional) for o in opts.others
+        ]
+        results = run_scoring_many(jobs, opts.manifest, opts.settings)
+    if opts.logits_folders and dist_info().is_main:
+        for result in results:
+            _declare_logits(result, opts.settings.keep_logits)
+    return results
+
+
+def _declare_logits(result: ScoringResult, asked: bool) -> None:
+    """The ``.logits`` folder of a finished output that kept none: info.json says why."""
+    if result.dropped or logits.read_logits(result.out, _rows(result.out)) is not None:
+        return
+    why = result.logits_note if asked else "scoring.keep_logits is false"
+    logits.write_not_kept(result.out, why or "no logits were kept")
+
+
+def _rows(out: Path) -> int:
+    return pq.read_metadata(out).num_rows
 
 
 def summary(results: Sequence[ScoringResult]) -> list[str]:
@@ -186,6 +210,10 @@ def summary(results: Sequence[ScoringResult]) -> list[str]:
         n_rows = len(pd.read_parquet(out, columns=["image_id"]))
         n_fail = len(pd.read_csv(failures_path(out)))
         lines.append(f"{out}: {n_rows} rows scored; {n_fail} failed (see {failures_path(out)})")
+        if logits.logits_path(out).is_file():
+            lines.append(f"  its logits: {logits.logits_path(out)}")
+        elif result.logits_note:
+            lines.append(f"  no logits kept: {result.logits_note}")
     return lines
 
 

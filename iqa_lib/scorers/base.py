@@ -42,7 +42,13 @@ COLUMN_DTYPES: dict[str, str] = {
     "q_p": "float64",
     "q_h": "float64",
     "q_l": "float64",
+    "logits": "object",  # one float16 row per image as bytes, in parts only (see LOGITS)
 }
+# Each image's whole logit vector, kept when asked (``Scorer.keep_logits``): carried through the
+# engine's parts as a bytes column and written at the merge as ``<name>.logits/logits.npy``
+# (:mod:`iqa_lib.scoring.logits`), never into the score file itself.
+LOGITS = "logits"
+LOGIT_KINDS: tuple[Kind, ...] = ("classifier", "zero_shot")
 
 
 class Scorer(ABC):
@@ -61,6 +67,8 @@ class Scorer(ABC):
     # the engine then scores inside its loader workers, each worker the images it decodes,
     # through the very same ``score`` calls (iqa_lib.scoring.stream.WorkerScoring).
     per_image_cpu: bool = False
+    # Also return each image's logits (float16, column LOGITS); set by the engine on request.
+    keep_logits: bool = False
 
     def __init__(self, spec: ScorerSpec, device: torch.device):
         self.spec = spec
@@ -81,7 +89,9 @@ class Scorer(ABC):
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return spec_columns(self.spec, self.defines_correct)
+        """The columns ``score`` returns: the score file's, and LOGITS when they are kept."""
+        own = spec_columns(self.spec, self.defines_correct)
+        return (*own, LOGITS) if self.keep_logits else own
 
     @property
     def scores_in_workers(self) -> bool:
@@ -105,6 +115,24 @@ class Scorer(ABC):
     @abstractmethod
     def score(self, images: torch.Tensor, labels: torch.Tensor | None) -> dict[str, np.ndarray]:
         """Score one uniform-size uint8 batch; one array of length N per column."""
+
+
+def logits_unavailable(spec: ScorerSpec, space: LabelSpace | None) -> str | None:
+    """Why a scorer of ``spec`` on label space ``space`` keeps no logits; None when it can.
+
+    A class map keeps the logits of the ImageNet classes mapped onto the dataset's, several
+    per own class: their softmax is not a distribution over the labels, so none are kept.
+    """
+    if spec.kind not in LOGIT_KINDS:
+        return f"a {spec.kind} scorer has no logits"
+    if space is not None and space.class_map is not None:
+        return "its class map scores ImageNet classes mapped onto the dataset's (not one logit per label)"
+    return None
+
+
+def logits_rows(z: torch.Tensor) -> np.ndarray:
+    """(N, K) logits as float16 on the CPU, the form they are kept in (2 bytes per class)."""
+    return z.detach().to(torch.float16).cpu().numpy()
 
 
 def spec_columns(spec: ScorerSpec, defines_correct: bool = True) -> tuple[str, ...]:

@@ -26,8 +26,10 @@ import numpy as np
 import torch
 
 from iqa_lib.scorers.base import (
+    LOGITS,
     Scorer,
     confidence_columns,
+    logits_rows,
     normalise,
     resize_center_crop,
     to_unit_float,
@@ -95,7 +97,10 @@ class ClassifierScorer(Scorer):
         z = self.logits(images)
         if self.kept is not None:
             z = z[:, self.kept.to(z.device)]
-        return confidence_columns(z, z, labels if self.defines_correct else None, self.owner)
+        out = confidence_columns(z, z, labels if self.defines_correct else None, self.owner)
+        if self.keep_logits:
+            out[LOGITS] = logits_rows(z)
+        return out
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], list[str] | None]:

@@ -49,8 +49,10 @@ import torch.nn.functional as F
 
 from iqa_lib.fileio import atomic_write_with
 from iqa_lib.scorers.base import (
+    LOGITS,
     Scorer,
     confidence_columns,
+    logits_rows,
     normalise,
     resize_center_crop,
     to_unit_float,
@@ -209,7 +211,11 @@ class ZeroShotClipScorer(Scorer):
     def score(self, images: torch.Tensor, labels: torch.Tensor | None) -> dict[str, np.ndarray]:
         s = self.cosines(images)
         labels = labels if self.defines_correct else None
-        return confidence_columns(s / self.temperature + self.logit_bias, s, labels, self.owner)
+        z = s / self.temperature + self.logit_bias
+        out = confidence_columns(z, s, labels, self.owner)
+        if self.keep_logits:
+            out[LOGITS] = logits_rows(z)  # what the softmax (q_p, q_h) sees
+        return out
 
 
 @dataclass(frozen=True)

@@ -37,10 +37,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from iqa_lib import fileio
-from iqa_lib.scoring import parts
+from iqa_lib.scoring import logits, parts
 
 # What a record says about the files rather than about the work; old records lack them.
 FILE_FACTS = ("output", "failures")
+LOGITS_FACTS = "logits_file"  # the same for the logits kept beside the output (when it says so)
 MISMATCH = ".mismatch"
 _CHUNK = 1 << 20
 
@@ -118,6 +119,8 @@ def verify(out: str | os.PathLike, record: Mapping[str, Any]) -> Verdict:
     problems = _shape_problems(out, fails, record)
     if not legacy:
         _add_facts_problems(problems, found, (out, fails))
+    if record.get("logits") and out not in problems:
+        problems.update(_logits_problems(out, found.get(LOGITS_FACTS)))
     if not problems:
         return Verdict(True, legacy=legacy)
     return _failed(problems, legacy)
@@ -156,7 +159,7 @@ def _same_work(found: Mapping[str, Any], record: Mapping[str, Any]) -> bool:
     expected = json.loads(json.dumps(dict(record)))
     if "columns" not in found:  # a record older than the columns it vouches for
         expected.pop("columns", None)
-    return {k: v for k, v in found.items() if k not in FILE_FACTS} == expected
+    return {k: v for k, v in found.items() if k not in (*FILE_FACTS, LOGITS_FACTS)} == expected
 
 
 def _shape_problems(out: Path, fails: Path, record: Mapping[str, Any]) -> dict[Path, tuple[list[str], str]]:
@@ -180,6 +183,20 @@ def _shape_problems(out: Path, fails: Path, record: Mapping[str, Any]) -> dict[P
     if meta.num_rows + failed != int(record.get("rows", -1)):
         said.append(f"holds {meta.num_rows} scored + {failed} failed rows, the manifest has {record.get('rows')}")
     return {out: (said, MISMATCH)} if said else {}
+
+
+def _logits_problems(out: Path, facts: Mapping[str, Any] | None) -> dict[Path, tuple[list[str], str]]:
+    """The logits kept beside ``out``: present, of its row count, and the bytes the record saw."""
+    path = logits.logits_path(out)
+    if not path.is_file():
+        return {out: ([f"has no logits in {str(path)!r} although its record says they were kept"], MISMATCH)}
+    try:
+        logits.read_logits(out, pq.read_metadata(out).num_rows)
+    except ValueError as exc:
+        return {path: ([str(exc)], MISMATCH)}
+    if facts is None:
+        return {out: ([f"has a record that does not vouch for its logits {str(path)!r}"], MISMATCH)}
+    return _facts_problems(path, facts)
 
 
 def _facts_problems(file: Path, facts: Mapping[str, Any]) -> dict[Path, tuple[list[str], str]]:
@@ -230,6 +247,8 @@ def mark_complete(out: str | os.PathLike, record: Mapping[str, Any]) -> Path:
     """
     out = Path(out)
     facts = {"output": file_facts(out), "failures": file_facts(parts.failures_path(out))}
+    if record.get("logits"):
+        facts[LOGITS_FACTS] = file_facts(logits.logits_path(out))
     path = record_path(out)
     fileio.write_json({**dict(record), **facts}, path)
     return path

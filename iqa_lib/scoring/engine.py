@@ -45,7 +45,7 @@ from iqa_lib.data.manifest import (
 )
 from iqa_lib.data.workers import die_with_parent
 from iqa_lib.device import pick_device
-from iqa_lib.scorers.base import Scorer, spec_columns
+from iqa_lib.scorers.base import Scorer, logits_unavailable, spec_columns
 from iqa_lib.scorers.label_space import LabelSpace, resolve_label_space
 from iqa_lib.scorers.registry import as_spec, build_scorer
 from iqa_lib.scorers.spec import ScorerSpec
@@ -149,6 +149,8 @@ class RunSettings:
     part_seconds: float = DEFAULT_PART_SECONDS
     wait: bool = False
     decode_on_device: bool = False
+    # keep each image's logits (classifiers, ZSCLIP) beside the score file: iqa_lib.scoring.logits
+    keep_logits: bool = False
 
     def checked(self) -> RunSettings:
         """These settings with their numbers checked; a ValueError names the one that is wrong."""
@@ -250,6 +252,8 @@ class ScoringResult:
     # run_scoring_many was left out ("" = it was not)
     together: tuple[str, ...] = ()
     dropped: str = ""
+    # with keep_logits: whether this output's logits are kept, or why they are not ("" = kept)
+    logits_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -372,6 +376,8 @@ class _Job:
     batch_size: int
     plan: _Plan | None = None
     dropped: str = ""  # why an optional job was left out ("" = it was not)
+    keep_logits: bool = False
+    logits_note: str = ""  # asked to keep logits, why these are not ("" = they are, or not asked)
 
     @property
     def pdir(self) -> Path:
@@ -515,6 +521,7 @@ def _merge(active: list[_Job], run: _Run) -> None:
             },
             columns=job.columns,
             on_merged=functools.partial(complete.mark_complete, job.out, job.record),
+            logits_of=job.parsed.text if job.keep_logits else None,
         )
 
 
@@ -528,7 +535,7 @@ def _result(job: _Job, together: list[_Job], run: _Run, seconds: float) -> Scori
         scorer=None if reused else job.scorer, device=str(run.device), batch_size=job.batch_size,
         num_workers=run.num_workers, seconds=seconds,
         together=tuple(j.parsed.text for j in together if j is not job) if scored_rows else (),
-        dropped=job.dropped,
+        dropped=job.dropped, logits_note=job.logits_note,
     )
 
 
@@ -574,8 +581,14 @@ def _set_up(given: ScoringJob, run: _Run) -> _Job:
     )
     if run.decode:  # images decoded on the device (its decoder's pixels): not the files of a CPU decode
         meta["decode"] = record["decode"] = run.decode
+    note = (logits_unavailable(parsed, space) or "") if run.settings.keep_logits else ""
+    keep = run.settings.keep_logits and not note
+    if keep:  # outputs without logits stay complete for work that does not ask for them
+        meta["logits"] = record["logits"] = True
+    if scorer is not None:
+        scorer.keep_logits = keep
     return _Job(given=given, parsed=parsed, out=Path(given.out), scorer=scorer, space=space, columns=columns,
-                meta=meta, record=record, batch_size=batch_size)
+                meta=meta, record=record, batch_size=batch_size, keep_logits=keep, logits_note=note)
 
 
 def _prepare_job(job: _Job, held: ExitStack, run: _Run) -> _Plan:
@@ -698,6 +711,7 @@ def _has_scorer(job: _Job, run: _Run, info: DistInfo) -> bool:
             job.parsed, run.device, classes=manifest.classes, classnames=manifest.classnames,
             unlabelled=manifest.unlabelled, warn=info.is_main,
         )
+        job.scorer.keep_logits = job.keep_logits
     except Exception as exc:
         if not job.given.optional:
             raise

@@ -46,6 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from iqa_lib import fileio
+from iqa_lib.scoring import logits
 
 ROW = "_row"
 FAILURE_COLUMNS = ["image_id", "corruption", "severity", "path", "reason"]
@@ -446,6 +447,7 @@ def merge_parts(
     metadata: dict[str, str] | None = None,
     columns: Sequence[str] | None = None,
     on_merged: Callable[[], Any] | None = None,
+    logits_of: str | None = None,
 ) -> tuple[int, int]:
     """Merge every chunk's parts into ``out`` (manifest order) and the failures CSV.
 
@@ -453,6 +455,9 @@ def merge_parts(
     failures CSV is written before ``out`` (so an ``out`` always has its
     failures beside it), then ``on_merged()`` (the engine's completion record),
     and only then are the parts removed: a kill at any point can merge again.
+    ``logits_of`` (a scorer's spec): the parts carry each row's logits, written
+    before ``out`` as its ``.logits`` folder (:mod:`iqa_lib.scoring.logits`); else
+    logits an earlier run kept beside ``out`` are removed first.
     Returns (rows scored, rows failed). Raises if a chunk is missing or a row
     appears twice.
     """
@@ -482,6 +487,10 @@ def merge_parts(
     fkeys = manifest.iloc[fidx][["image_id", "corruption", "severity", "path"]].reset_index(drop=True)
     failures = pd.concat([fkeys, fails_df[["reason"]].reset_index(drop=True)], axis=1)
     fileio.write_csv(failures[FAILURE_COLUMNS], failures_path(out))
+    if logits_of is None:
+        logits.forget_logits(out)
+    else:
+        logits.write_logits(out, scores_df[logits.COLUMN].tolist(), logits_of)
     write_parquet_atomic(result, out, metadata)
     if on_merged is not None:
         on_merged()

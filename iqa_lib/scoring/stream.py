@@ -39,8 +39,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from iqa_lib.scorers.base import COLUMN_DTYPES, Scorer
-from iqa_lib.scoring import parts
+from iqa_lib.scorers.base import COLUMN_DTYPES, LOGITS, Scorer
+from iqa_lib.scoring import logits, parts
 from iqa_lib.scoring.dataset import ImageBatch, collate_images
 from iqa_lib.scoring.progress import ProgressLines
 
@@ -173,6 +173,8 @@ class ChunkResults:
         if scored is not None:
             scored = dict(scored)
             kept = scored.pop("__rows__", None)
+            if LOGITS in scored and scored[LOGITS].ndim == 2:  # (N, K) from the scorer: bytes per row
+                scored[LOGITS] = logits.rows_as_bytes(scored[LOGITS])
             self.rows.append(np.asarray(rows) if kept is None else kept)  # a tensor, or numpy from a worker
             self.values.append(scored)
 
