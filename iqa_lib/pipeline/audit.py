@@ -152,10 +152,11 @@ def _score(settings: AuditSettings, name: str, spec: ScorerSpec, out: Path, done
     """Score the manifest with one scorer, or reuse its finished file; noted in ``done``."""
     score_path = out / SCORES / f"{name}.parquet"
     started = time.perf_counter()
-    # the engine reuses a complete file made by this very work (its .done.json record)
+    # the engine reuses a complete file made by this very work (its .done.json record); task
+    # models keep their logits (2 KB an image) for the estimators that need the whole softmax
     scored = run_scoring(
         spec, out / MANIFEST, score_path, batch_size=settings.batch_size, num_workers=settings.num_workers,
-        device=settings.device, progress=settings.progress, geometry=settings.geometry,
+        device=settings.device, progress=settings.progress, geometry=settings.geometry, keep_logits=True,
     )
     if scored.reused:
         _say(f"audit: {name}: reusing {score_path} (same images, spec and code)")
