@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from iqa_lib.scorers.families import Kind
 from iqa_lib.scorers.label_space import LabelSpace
+from iqa_lib.scorers.qfeature_columns import FEATURE_COLUMNS
 from iqa_lib.scorers.spec import ScorerSpec
 
 NR_IQA_COLUMNS: tuple[str, ...] = ("q",)
@@ -32,7 +33,7 @@ COLUMNS: dict[Kind, tuple[str, ...]] = {
 }
 # Per-image columns a scorer family writes after its kind's (see the family's module):
 # BRISQUE's ``flat_fraction`` says how much of the image is flat (iqa_lib.scorers.brisque).
-EXTRA_COLUMNS: dict[str, tuple[str, ...]] = {"brisque": ("flat_fraction",)}
+EXTRA_COLUMNS: dict[str, tuple[str, ...]] = {"brisque": ("flat_fraction",), "learned_q": FEATURE_COLUMNS}
 # Parquet dtypes of the output columns (analysis reads them as such).
 COLUMN_DTYPES: dict[str, str] = {
     "q": "float64",
@@ -42,6 +43,7 @@ COLUMN_DTYPES: dict[str, str] = {
     "q_p": "float64",
     "q_h": "float64",
     "q_l": "float64",
+    **dict.fromkeys(FEATURE_COLUMNS, "float64"),  # learned_q's features (iqa_lib.scorers.qfeatures)
     "logits": "object",  # one float16 row per image as bytes, in parts only (see LOGITS)
 }
 # Each image's whole logit vector, kept when asked (``Scorer.keep_logits``): carried through the

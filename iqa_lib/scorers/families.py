@@ -63,6 +63,7 @@ class ScorerFamily:
     names: tuple[str, ...] = ()  # the only valid names, where the family has a fixed set
     title: str = ""  # how errors about a name of the fixed set call the family
     model_file: bool = False  # option ``model`` replaces the original model file it loads
+    path_name: bool = False  # ``family`` (its shipped default) or ``family:<file path>`` ('/' and ':' kept)
 
     @property
     def help(self) -> str:
@@ -127,5 +128,12 @@ SCORER_FAMILIES: Mapping[str, ScorerFamily] = _families(
         builder="iqa_lib.scorers.zero_shot:build_open_clip", options=ZERO_SHOT_OPTIONS,
         summary="ZSCLIP-IQA on an open_clip model (`open_clip:ViT-B-32/openai`)",
         example="open_clip:ViT-B-32/openai", variant="required", variant_name="pretrained tag",
+    ),
+    ScorerFamily(
+        "learned_q", "nr_iqa", form="learned_q[:<model.json>]",
+        builder="iqa_lib.scorers.learned_q:LearnedQScorer", options=NR_IQA_OPTIONS,
+        summary="P(classifiers correct) from NSS, TV, colour and frequency features; the shipped "
+        "model, or one trained by `iqa-kit learn-q` (`learned_q:model.json`)",
+        example="learned_q", path_name=True,
     ),
 )

@@ -93,7 +93,7 @@ def parse_spec(spec: str | Mapping[str, Any]) -> ScorerSpec:
     family = _family(family_name, text)
     _check_option_names(text, family, options)
     _check_option_values(text, family, options)
-    if not family.takes_name:
+    if not family.takes_name or (family.path_name and not sep):
         if sep:
             raise SpecError(f"scorer {family.name!r} takes no name, got {text!r}; write just {family.name!r}")
         return ScorerSpec(family.name, options=options)
@@ -136,6 +136,8 @@ def _name_and_variant(text: str, family: ScorerFamily, rest: str) -> tuple[str, 
     """``name`` and ``variant`` of ``family:name[/variant]``, checked against the family's form."""
     if not rest:
         raise SpecError(f"scorer spec {text!r} needs a name after '{family.name}:' (forms: {_valid_forms()})")
+    if family.path_name:
+        return rest, None
     name, _, variant = rest.partition("/")
     if not name:
         raise SpecError(f"scorer spec {text!r} has an empty name")
