@@ -1,0 +1,225 @@
+"""Estimators from full logits (COT, MaNo, nuclear norm, agreement-on-the-line), each against a
+transcription of its authors' formulation on synthetic logits, to 1e-6."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import pytest
+from scipy.stats import linregress, norm
+
+from iqa_lib.analysis.prior import logit_estimators as le
+from iqa_lib.analysis.prior.estimators import cot_exact_error, label_marginal
+
+
+def synthetic_logits(n: int, k: int, seed: int, scale: float = 2.0, signal: float = 6.0) -> np.ndarray:
+    """float16 logits (the contract's dtype) with a true class boosted in most rows."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, k)) * scale
+    z[np.arange(n), rng.integers(0, k, n)] += signal * rng.random(n)
+    return z.astype(np.float16)
+
+
+def torch64():
+    return pytest.importorskip("torch")
+
+
+def pot():
+    """POT without its torch/jax/tf/cupy backends (importing torch alone takes seconds)."""
+    for backend in ("PYTORCH", "JAX", "TENSORFLOW", "CUPY"):
+        os.environ.setdefault(f"POT_BACKEND_DISABLE_{backend}", "1")
+    return pytest.importorskip("ot", reason="POT (pip install POT) is needed to check exact COT")
+
+
+# --------------------------------------------------------------------------- MaNo
+
+
+def official_mano(logits: np.ndarray, delta: float, norm_type: int = 4) -> float:
+    """Transcription of MaNo's official ``algs/mano.py`` (evaluate + scaling_method) on one
+    batch holding every row, in float64."""
+    torch = torch64()
+    outputs = torch.as_tensor(logits.astype(np.float64))
+    if delta > 5:
+        outputs = torch.softmax(outputs, dim=1)
+    else:
+        outputs = outputs + 1 + outputs ** 2 / 2
+        min_value = torch.min(outputs, 1, keepdim=True)[0].expand_as(outputs)
+        outputs = torch.nn.functional.normalize(outputs - min_value, dim=1, p=1)
+    score = torch.norm(outputs, p=norm_type) / ((outputs.shape[0] * outputs.shape[1]) ** (1 / norm_type))
+    return float(score)
+
+
+def official_criterion(logits: np.ndarray) -> float:
+    """MaNo's ``uniform_cross_entropy``: cross-entropy of the logits to a uniform target."""
+    torch = torch64()
+    z = torch.as_tensor(logits.astype(np.float64))
+    target = torch.ones_like(z) / z.shape[1]
+    return float(torch.nn.functional.cross_entropy(z, target))
+
+
+@pytest.mark.parametrize(("k", "scale"), [(1000, 2.0), (10, 0.3), (10, 3.0)])
+def test_mano_matches_the_official_code_in_both_regimes(monkeypatch, k, scale):
+    monkeypatch.setattr(le, "CHUNK", 37)  # many chunks, a ragged last one
+    z = synthetic_logits(300, k, seed=k, scale=scale)
+    stats = le.group_stats(z, [np.arange(300)])
+    delta = official_criterion(z)
+    assert stats.criterion_sum[0] / 300 == pytest.approx(delta, abs=1e-9)
+    score, use_softmax = stats.mano(np.array([True]))
+    assert use_softmax == (delta > 5)
+    assert score[0] == pytest.approx(official_mano(z, delta), abs=1e-9)
+    assert stats.mano_taylor[0] == pytest.approx(official_mano(z, 0.0), abs=1e-9)
+    assert stats.mano_softmax[0] == pytest.approx(official_mano(z, 10.0), abs=1e-9)
+
+
+def test_mano_criterion_never_picks_taylor_for_1000_classes():
+    """-(1/K) sum log softmax >= log K (Jensen): with ImageNet's 1000 classes MaNo is always softmax."""
+    z = synthetic_logits(50, 1000, seed=1, scale=0.0, signal=0.0)
+    assert le.mano_criterion(z.astype(np.float64)).min() == pytest.approx(math.log(1000))
+
+
+# --------------------------------------------------------------------------- nuclear norm
+
+
+@pytest.mark.parametrize(("n", "k"), [(500, 40), (25, 60)])
+def test_nuclear_norm_matches_the_formula_on_the_whole_matrix(monkeypatch, n, k):
+    monkeypatch.setattr(le, "CHUNK", 64)
+    z = synthetic_logits(n, k, seed=n)
+    p = np.exp(z.astype(np.float64) - z.astype(np.float64).max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    expected = np.linalg.svd(p, compute_uv=False).sum() / math.sqrt(n * min(n, k))  # Deng et al.
+    assert le.group_stats(z, [np.arange(n)]).nuclear[0] == pytest.approx(expected, abs=1e-9)
+
+
+def test_nuclear_norm_bounds():
+    """One-hot rows spread over every class reach the bound (1); N >= K identical uniform rows,
+    a rank-one sqrt(N) sqrt(1/K) matrix, fall to 1/K."""
+    k = 8
+    hot = np.full((4 * k, k), -30.0, np.float16)
+    hot[np.arange(4 * k), np.arange(4 * k) % k] = 30
+    assert le.nuclear_norm_score(le.chunks(hot), k) == pytest.approx(1.0, abs=1e-6)
+    same = np.zeros((4 * k, k), np.float16)
+    assert le.nuclear_norm_score(le.chunks(same), k) == pytest.approx(1 / k, abs=1e-9)
+
+
+# --------------------------------------------------------------------------- COT
+
+
+def official_cot(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Transcription of COT's official ``run_estimation.py`` (one batch): one-hot labels drawn
+    from the label distribution, cost cdist(one-hot, softmax, p=1) / 2, uniform weights,
+    ``ot.emd``; the estimate is the mean per-row cost of the plan."""
+    ot = pot()
+    onehot = np.eye(probs.shape[1])[labels]
+    m = np.abs(onehot[:, None, :] - probs[None, :, :]).sum(-1) / 2
+    plan = ot.emd(np.array([]), np.array([]), m, numItermax=10**8)
+    return float((plan * m.shape[0] * m).sum(1).mean())
+
+
+def softmax64(z: np.ndarray) -> np.ndarray:
+    z = z.astype(np.float64)
+    p = np.exp(z - z.max(1, keepdims=True))
+    return p / p.sum(1, keepdims=True)
+
+
+def test_cot_matches_the_official_code():
+    """With labels whose counts are n times the marginal, the authors' n x n assignment equals the
+    n x K transport to the marginal."""
+    pot()
+    rng = np.random.default_rng(3)
+    for n, k in ((60, 6), (120, 30)):
+        p = softmax64(synthetic_logits(n, k, seed=n))
+        labels = rng.permutation(np.repeat(rng.integers(0, k, n // 4), 4))
+        assert le.cot_error(p, label_marginal(labels, k)) == pytest.approx(official_cot(p, labels), abs=1e-6)
+
+
+def test_cot_matches_the_scipy_linear_programme():
+    pot()
+    p = softmax64(synthetic_logits(40, 9, seed=9))
+    marg = label_marginal(np.random.default_rng(9).integers(0, 7, 90), 9)  # two classes without mass
+    assert le.cot_error(p, marg) == pytest.approx(cot_exact_error(p, marg), abs=1e-6)
+
+
+def test_cot_batches_large_groups_and_weights_them(monkeypatch):
+    pot()
+    monkeypatch.setattr(le, "COT_BATCH", 40)
+    z = synthetic_logits(100, 7, seed=2)
+    marg = label_marginal(np.arange(70) % 7, 7)
+    parts = np.array_split(np.random.default_rng(5).permutation(np.arange(100)), 3)
+    expected = 1 - sum(p.size * le.cot_error(softmax64(z[np.sort(p)]), marg) for p in parts) / 100
+    assert le.cot_accuracy(z, np.arange(100), marg, seed=5) == pytest.approx(expected, abs=1e-12)
+
+
+def test_cot_without_pot_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(le, "_pot", lambda: (_ for _ in ()).throw(ImportError("no ot")))
+    assert not le.pot_available()
+
+
+# --------------------------------------------------------------------------- score line and ALine
+
+
+def test_score_line_is_ordinary_least_squares():
+    rng = np.random.default_rng(1)
+    x, y = rng.random(20), rng.random(20)
+    fit, ref = le.fit_score_line(x, y), linregress(x, y)
+    assert (fit.slope, fit.intercept) == pytest.approx((ref.slope, ref.intercept), abs=1e-12)
+    assert fit.predict([1e6]) == pytest.approx([1.0 if ref.slope > 0 else 0.0])  # clipped
+    flat = le.fit_score_line([0.3, 0.3], [0.2, 0.4])
+    assert flat.predict([0.9]) == pytest.approx([0.3])
+
+
+def paper_aline(acc_id, agr_id, agr_ood):
+    """Baek et al. 2022, Algorithm 1, written out pair by pair."""
+    q = norm.ppf
+    m = len(acc_id)
+    pairs = [(i, j) for i in range(m) for j in range(i + 1, m)]
+    line = linregress([q(agr_id[i][j]) for i, j in pairs], [q(agr_ood[i][j]) for i, j in pairs])
+    a, b = line.slope, line.intercept
+    s = [norm.cdf(a * q(acc) + b) for acc in acc_id]
+    rows, rhs = [], []
+    for i, j in pairs:
+        row = [0.0] * m
+        row[i] = row[j] = 0.5
+        rows.append(row)
+        rhs.append(q(agr_ood[i][j]) + a * ((q(acc_id[i]) + q(acc_id[j])) / 2 - q(agr_id[i][j])))
+    d = norm.cdf(np.linalg.pinv(np.array(rows)) @ np.array(rhs))
+    return np.array(s), d
+
+
+def test_aline_matches_the_paper_and_recovers_accuracies_on_the_line():
+    rng = np.random.default_rng(7)
+    m, a, b = 5, 0.8, -0.6
+    acc_id = rng.uniform(0.6, 0.9, m)
+    agr_id = rng.uniform(0.7, 0.95, (m, m))
+    agr_id = (agr_id + agr_id.T) / 2
+    agr_ood = norm.cdf(a * norm.ppf(agr_id) + b)  # agreement on the line
+    got = le.aline(acc_id, agr_id, agr_ood)
+    truth = norm.cdf(a * norm.ppf(acc_id) + b)  # accuracy on the same line
+    np.testing.assert_allclose(got["aline_s"], truth, atol=1e-9)
+    np.testing.assert_allclose(got["aline_d"], truth, atol=1e-9)
+    noisy = np.clip(agr_ood + rng.normal(0, 0.02, (m, m)), 0.01, 0.99)
+    noisy = (noisy + noisy.T) / 2
+    s, d = paper_aline(acc_id, agr_id, noisy)
+    got = le.aline(acc_id, agr_id, noisy)
+    np.testing.assert_allclose(got["aline_s"], s, atol=1e-6)
+    np.testing.assert_allclose(got["aline_d"], d, atol=1e-6)
+
+
+def test_aline_needs_three_models_and_agreement_is_symmetric():
+    preds = np.array([[0, 1, 2, 3], [0, 1, 0, 3], [1, 1, 2, 3]])
+    agr = le.agreement(preds)
+    np.testing.assert_allclose(agr, agr.T)
+    assert agr[0, 1] == 0.75 and agr[0, 2] == 0.75 and np.all(np.diag(agr) == 1)
+    with pytest.raises(ValueError, match="at least 3 task models"):
+        le.aline([0.8, 0.7], agr[:2, :2], agr[:2, :2])
+
+
+def test_cot_costs_are_each_rows_share_of_the_transport():
+    ot = pot()
+    p = softmax64(synthetic_logits(50, 8, seed=4))
+    marg = label_marginal(np.random.default_rng(4).integers(0, 8, 100), 8)
+    costs = le.cot_costs(p, marg)
+    assert costs.shape == (50,) and ((costs >= -1e-12) & (costs <= 1 + 1e-12)).all()
+    assert costs.mean() == pytest.approx(ot.emd2(np.full(50, 1 / 50), marg, 1 - p), abs=1e-9)
+    assert np.all(costs >= 1 - p.max(1) - 1e-9)  # a row pays at least 1 - its top probability
