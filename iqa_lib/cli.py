@@ -11,7 +11,7 @@ from iqa_lib import __version__
 
 COMMANDS = (
     "validate", "quickstart", "prepare", "corrupt", "manifest", "score", "analyze", "describe", "notebook",
-    "audit", "reference", "correctness", "prior",
+    "audit", "reference", "correctness", "prior", "learn_q",
 )
 
 

@@ -17,7 +17,7 @@ each image the same bits as scoring it alone), in the order of :data:`FEATURE_CO
   steepens, noise flattens it), log AC power, log variance of the 4-neighbour Laplacian,
   log mean gradient magnitude;
 * ``blockiness``: mean absolute step across 8-pixel block boundaries over the mean step
-  elsewhere (JPEG's grid; 1 when there is none).
+  elsewhere, one gray level added to both (JPEG's grid; 1 when there is none).
 
 Why these: each is a function of pixel statistics that corruptions move (noise, blur,
 contrast, compression, weather), none of a classifier. Measured cost on this machine's
@@ -42,7 +42,7 @@ BAND_EDGES = (1 / 16, 1 / 8, 1 / 4)
 SLOPE_RANGE = (0.02, 0.4)  # normalised frequencies over which the spectral slope is fitted
 SLOPE_BINS = 16
 BLOCK = 8
-MIN_SIDE = 16  # NIQE's and PIQE's smallest scorable image is one block
+MIN_SIDE = niqe_mod.BLOCK  # NIQE scores images of one 96 x 96 block or more
 
 
 class FeatureError(ValueError):
@@ -147,12 +147,12 @@ def frequency_features(gray: np.ndarray) -> np.ndarray:
 
 
 def blockiness(gray: np.ndarray) -> float:
-    """Mean |step| across 8-pixel block boundaries over the mean |step| elsewhere, both axes."""
+    """Mean |step| across 8-pixel block boundaries over the mean |step| elsewhere, both axes
+    (one gray level added to both, so a flat image gives 1 and flat blocks stay finite)."""
     ratios = []
     for steps in (np.abs(np.diff(gray, axis=1)), np.abs(np.diff(gray, axis=0)).T):
         at = (np.arange(steps.shape[1]) % BLOCK) == BLOCK - 1
-        inside = steps[:, ~at].mean()
-        ratios.append(steps[:, at].mean() / inside if at.any() and inside > 0 else 1.0)
+        ratios.append((steps[:, at].mean() + 1.0) / (steps[:, ~at].mean() + 1.0) if at.any() else 1.0)
     return float(np.mean(ratios))
 
 

@@ -1,0 +1,161 @@
+"""How well ``learned_q`` transfers: to a task model it never saw, to corruption families it never saw.
+
+Every ``learned_q`` value here is cross-fitted by image (``n_folds`` folds of images: each
+row is predicted by a model that never saw its image), so every image is a test image once
+and the tables use all of them. Against it, on the same rows:
+
+- point-wise AUC for the test model's correctness (NR-IQA metrics oriented by the sign of
+  their AUC on the *training* correctness, never the test model's), clustered-DeLong SE
+  and the paired clustered DeLong test of ``learned_q`` against each (Obuchowski: images
+  are the independent units);
+- group |SRCC| of mean Q against accuracy over (corruption, severity) groups
+  (:func:`iqa_lib.analysis.groupwise.groupwise`, with its bootstrap interval);
+- the Q-prior's accuracy error (:func:`iqa_lib.analysis.prior.estimators.fit_q_prior`) on
+  held-out corruptions, beside the no-shift baseline (the reference accuracy), summarised
+  by :func:`iqa_lib.analysis.prior.validation.summarize` (intervals over corruptions).
+
+Two designs: leave one model out (train on some task models, test on another) with
+leave-one-corruption-out priors, and leave one corruption family out (train on Lite0 and
+Lite1 without the family, test Lite2 on it: model and family both held out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from iqa_lib import defaults
+from iqa_lib.analysis.groupwise import groupwise
+from iqa_lib.analysis.io import KEYS, ScoreSet, load_scores
+from iqa_lib.analysis.learned_q import TrainSettings, fit_model, image_folds
+from iqa_lib.analysis.prior.estimators import fit_q_prior, group_mean
+from iqa_lib.analysis.prior.validation import TABLE_COLUMNS, leave_one_corruption_out, summarize
+from iqa_lib.scorers.qfeature_columns import FEATURE_COLUMNS
+from iqa_lib.stats.delong import delong, paired_z
+
+LEARNED = ("learned_q", "q")
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "noise": ("gaussian_noise", "shot_noise", "impulse_noise"),
+    "blur": ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur"),
+    "weather": ("snow", "frost", "fog", "brightness"),
+    "digital": ("contrast", "elastic_transform", "pixelate", "jpeg_compression"),
+}
+
+
+@dataclass
+class EvalData:
+    """Score files aligned (a :class:`ScoreSet`) and the learned_q features of the same rows."""
+
+    scores: ScoreSet
+    features: np.ndarray
+    nr_iqa: list[str]
+
+
+def load_eval_data(scores_dir: str | Path, features_file: str | Path, scorers: Sequence[str]) -> EvalData:
+    """The named score files of ``scores_dir`` and the features of ``features_file``, row-aligned."""
+    scores = load_scores(scores_dir, list(scorers))
+    df = pq.read_table(features_file, columns=[*KEYS, *FEATURE_COLUMNS]).to_pandas()
+    df = df.astype({"image_id": str, "corruption": str})
+    keys = scores.keys_frame().astype({"image_id": str, "corruption": str})
+    merged = keys.merge(df, on=list(KEYS), how="left", validate="one_to_one")
+    x = merged[list(FEATURE_COLUMNS)].to_numpy(np.float64)
+    have = ~np.isnan(x).any(axis=1)  # a features file of a subset of the images: those rows only
+    if not have.any():
+        raise ValueError(f"{features_file}: no features for any row of the score files in {scores_dir}")
+    nr = [s for s, k in scores.kinds.items() if k == "nr_iqa"]
+    return EvalData(scores.take(np.flatnonzero(have)), x[have], nr)
+
+
+def cross_fitted(ev: EvalData, train_models: Sequence[str], allowed: np.ndarray, settings: TrainSettings,
+                 n_folds: int = defaults.N_FOLDS) -> np.ndarray:
+    """Out-of-fold q for every row: fold k's images predicted by a model fitted on the other
+    folds' ``allowed`` rows of ``train_models``."""
+    folds = image_folds(ev.scores.image, n_folds, settings.seed)
+    q = np.empty(ev.scores.n_rows)
+    for k in range(n_folds):
+        fit_rows = (folds != k) & allowed
+        x = np.concatenate([ev.features[fit_rows]] * len(train_models))
+        y = np.concatenate([ev.scores.m[m][fit_rows] for m in train_models])
+        model = fit_model(x, y, settings, FEATURE_COLUMNS)
+        q[folds == k] = model.predict(ev.features[folds == k])
+    return q
+
+
+def _orientation(q: np.ndarray, ys: Sequence[np.ndarray]) -> float:
+    """+1 when higher q goes with correct on the training correctness, else -1."""
+    from iqa_lib.stats.logistic import auc_score  # why: kept beside its only use
+
+    return 1.0 if np.mean([auc_score(q, y) for y in ys]) >= 0.5 else -1.0
+
+
+def auc_rows(ev: EvalData, test_model: str, rows: np.ndarray, orient_rows: np.ndarray,
+             train_models: Sequence[str]) -> pd.DataFrame:
+    """AUC of learned_q, each NR-IQA metric (oriented on ``orient_rows``) and the test model's
+    q_p for its correctness on ``rows``, with SE and paired DeLong of learned_q against each."""
+    s = ev.scores
+    names = [LEARNED, *[(n, "q") for n in ev.nr_iqa], (test_model, "q_p")]
+    signs = [1.0] + [_orientation(s.q[(n, "q")][orient_rows], [s.m[m][orient_rows] for m in train_models])
+                     for n in ev.nr_iqa] + [1.0]
+    mat = np.stack([sign * s.q[q][rows] for q, sign in zip(names, signs, strict=True)])
+    res = delong(mat, s.m[test_model][rows], clusters=s.image[rows])
+    out = []
+    for i, (q, sign) in enumerate(zip(names, signs, strict=True)):
+        test = paired_z(res.auc, res.cov, 0, i) if i else None
+        out.append({"q": "own q_p" if q[1] == "q_p" else q[0], "orientation": "+" if sign > 0 else "-",
+                    "auc": res.auc[i], "se": float(np.sqrt(res.cov[i, i])),
+                    "diff_vs_learned_q": None if test is None else -test.diff,
+                    "p_delong": None if test is None else test.p_value,
+                    "n_rows": int(rows.sum()), "n_images": int(np.unique(s.image[rows]).size),
+                    "n_correct": res.n_pos, "n_wrong": res.n_neg})
+    return pd.DataFrame(out)
+
+
+def srcc_rows(ev: EvalData, test_model: str, rows: np.ndarray, n_bootstrap: int, seed: int) -> pd.DataFrame:
+    """Group |SRCC| (corruption x severity groups of ``rows``) of every Q with the test model."""
+    sub = ev.scores.take(rows)
+    qs = [LEARNED, *[(n, "q") for n in ev.nr_iqa], (test_model, "q_p")]
+    table = groupwise(sub, qs, [test_model], n_bootstrap=n_bootstrap, seed=seed)
+    table = table[table["stat"] == "srcc"]
+    return table[["scorer", "q", "abs_r", "abs_ci_low", "abs_ci_high", "n"]].reset_index(drop=True)
+
+
+def loco_prior(ev: EvalData, test_model: str, n_bootstrap: int, seed: int) -> pd.DataFrame:
+    """Leave-one-corruption-out Q-prior errors (and the no-shift baseline, AC, ATC) for the test model."""
+    qs = [LEARNED, *[(n, "q") for n in ev.nr_iqa], (test_model, "q_p")]
+    table = leave_one_corruption_out(ev.scores, [test_model], qs)
+    return summarize(table, n_bootstrap, seed)
+
+
+def family_prior(ev: EvalData, test_model: str, family: Sequence[str], n_bootstrap: int,
+                 seed: int) -> pd.DataFrame:
+    """Q-prior fitted on clean + the other families, errors on each (corruption, severity) of ``family``."""
+    s = ev.scores
+    m = s.m[test_model]
+    names = np.asarray(s.corruptions)[s.corruption]
+    ref = ~np.isin(names, family)
+    ref_acc = float(m[ref].mean())
+    qs = [LEARNED, *[(n, "q") for n in ev.nr_iqa], (test_model, "q_p")]
+    rows = []
+    for c in family:
+        tgt = np.flatnonzero(names == c)
+        sev, inv = np.unique(s.severity[tgt], return_inverse=True)
+        n = np.bincount(inv).astype(np.float64)
+        actual = group_mean(m[tgt], inv, n)
+        preds = [("reference", test_model, "m", "baseline", np.full(sev.size, ref_acc))]
+        for q in qs:
+            p = fit_q_prior(s.q[q][ref], m[ref]).predict_proba(s.q[q][tgt])
+            kind = "own" if q[0] == test_model else "learned" if q == LEARNED else "nr_iqa"
+            preds.append(("q_prior", q[0], q[1], kind, group_mean(p, inv, n)))
+        rows += [{"method": meth, "scorer": sc, "q": v, "kind": kd, "task_model": test_model, "corruption": c,
+                  "severity": int(sev[j]), "n": int(n[j]), "predicted": float(p[j]), "actual": float(actual[j]),
+                  "reference_accuracy": ref_acc} for meth, sc, v, kd, p in preds for j in range(sev.size)]
+    table = pd.DataFrame(rows)
+    table["error"] = table["predicted"] - table["actual"]
+    table["abs_error"] = table["error"].abs()
+    table["abs_error_pts"] = 100 * table["abs_error"]
+    return summarize(table[TABLE_COLUMNS], n_bootstrap, seed)
