@@ -30,6 +30,7 @@ from iqa_lib.analysis.learned_q_eval import (
     family_prior,
     load_eval_data,
     loco_prior,
+    set_learned,
     srcc_rows,
 )
 
@@ -66,7 +67,7 @@ def model_out(ev: EvalData, settings: TrainSettings, folds: int, boot: int) -> N
     everything = np.ones(ev.scores.n_rows, dtype=bool)
     for train_models, test in MODEL_OUT:
         t0 = time.process_time()
-        ev.scores.q[("learned_q", "q")] = cross_fitted(ev, train_models, everything, settings, folds)
+        set_learned(ev, cross_fitted(ev, train_models, everything, settings, folds))
         print(f"\n### Train on {' + '.join(train_models)}, test on {test} "
               f"({time.process_time() - t0:.0f} CPU-s to fit {folds} folds)\n")
         table = auc_rows(ev, test, everything, everything, train_models)
@@ -84,7 +85,7 @@ def family_out(ev: EvalData, settings: TrainSettings, folds: int, boot: int, tes
     names = np.asarray(ev.scores.corruptions)[ev.scores.corruption]
     for family, members in FAMILIES.items():
         inside = np.isin(names, members)
-        ev.scores.q[("learned_q", "q")] = cross_fitted(ev, ("lite0", "lite1"), ~inside, settings, folds)
+        set_learned(ev, cross_fitted(ev, ("lite0", "lite1"), ~inside, settings, folds))
         print(f"\n### Held-out family: {family} ({', '.join(members)}); trained on lite0 + lite1 without it, "
               f"test {test}\n")
         table = auc_rows(ev, test, inside, ~inside, ("lite0", "lite1"))
@@ -109,7 +110,7 @@ def main() -> None:
     args = parser.parse_args()
     ev = load_eval_data(args.scores_dir, args.features, SCORERS)
     settings = TrainSettings(hidden=args.hidden, seed=args.seed)
-    print(f"{ev.scores.n_rows} rows of {ev.scores.n_images} images with features; "
+    print(f"{ev.scores.n_rows} rows of {np.unique(ev.scores.image).size} images with features; "
           f"learned_q: {'logistic regression' if args.hidden == 0 else f'MLP, {args.hidden} ReLU units'}, "
           f"{args.folds}-fold cross-fitting by image, seed {args.seed}")
     print("\n## Leave one model out")

@@ -215,10 +215,12 @@ def test_logistic_training_recovers_the_known_model():
 
 
 def test_network_training_ranks_as_the_truth_and_is_deterministic():
-    data, p = _synthetic()
+    data, p = _synthetic(n_images=1500)
     result = train(data, ["m0"], TrainSettings(hidden=8, seed=3), eval_models=["m1"])
     again = train(data, ["m0"], TrainSettings(hidden=8, seed=3), eval_models=["m1"])
     assert np.array_equal(result.model.predict(data.features), again.model.predict(data.features))
+    # an image's q does not depend on the rows predicted with it
+    assert np.array_equal(result.model.predict(data.features[:3]), result.model.predict(data.features)[:3])
     held = result.metrics["held_out_images"]
     test_ids = set(result.model.provenance["split"]["test_image_ids"])
     rows = data.keys["image_id"].isin(test_ids).to_numpy()

@@ -86,6 +86,12 @@ def cross_fitted(ev: EvalData, train_models: Sequence[str], allowed: np.ndarray,
     return q
 
 
+def set_learned(ev: EvalData, q: np.ndarray) -> None:
+    """Put cross-fitted learned_q values among the scores (an NR-IQA-kind Q)."""
+    ev.scores.q[LEARNED] = q
+    ev.scores.kinds[LEARNED[0]] = "nr_iqa"
+
+
 def _orientation(q: np.ndarray, ys: Sequence[np.ndarray]) -> float:
     """+1 when higher q goes with correct on the training correctness, else -1."""
     from iqa_lib.stats.logistic import auc_score  # why: kept beside its only use

@@ -38,6 +38,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=integer(0), default=defaults.SEED, help="split and fit seed")
     parser.add_argument("--test-fraction", type=between(0, 1, "share of images held out"),
                         default=defaults.TEST_FRACTION, help="share of images held out (default: %(default)s)")
+    parser.add_argument("--note", default="", help="what the data are, in words (kept in the provenance)")
     parser.add_argument("--wait", action="store_true",
                         help="if another run is writing --out, wait for it instead of stopping")
     parser.set_defaults(func=run)
@@ -51,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     if len(tasks) != len(args.task):
         raise ValueError(f"two --task files share a stem: {args.task}; task models are named by file stem")
     settings = LearnQSettings(Path(args.features), tasks, Path(args.out), tuple(args.train_models),
-                              args.hidden, args.alpha, args.seed, args.test_fraction, args.wait)
+                              args.hidden, args.alpha, args.seed, args.test_fraction, args.wait,
+                              args.note)
     result = learn_q(settings)
     split = result.model.provenance["split"]
     print(f"trained on {', '.join(result.model.provenance['task_models'])}: "

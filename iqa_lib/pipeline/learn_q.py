@@ -31,6 +31,7 @@ class LearnQSettings:
     seed: int = defaults.SEED
     test_fraction: float = defaults.TEST_FRACTION
     wait: bool = False
+    note: str = ""  # what the data are, in words, kept in the provenance
 
 
 def learn_q(settings: LearnQSettings) -> TrainResult:
@@ -42,6 +43,8 @@ def learn_q(settings: LearnQSettings) -> TrainResult:
         raise ValueError(f"--train-models {unknown} have no score file among --task ({sorted(settings.task_files)})")
     result = train(data, models, TrainSettings(settings.hidden, settings.alpha, settings.seed),
                    settings.test_fraction)
+    if settings.note:
+        result.model.provenance["note"] = settings.note
     with output_lock(settings.out, wait=settings.wait):
         save_model(result.model, settings.out)
     check = load_model(settings.out)

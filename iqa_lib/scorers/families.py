@@ -130,10 +130,10 @@ SCORER_FAMILIES: Mapping[str, ScorerFamily] = _families(
         example="open_clip:ViT-B-32/openai", variant="required", variant_name="pretrained tag",
     ),
     ScorerFamily(
-        "learned_q", "nr_iqa", form="learned_q[:<model.json>]",
+        "learned_q", "nr_iqa", form="learned_q:<model.json> (or learned_q)",
         builder="iqa_lib.scorers.learned_q:LearnedQScorer", options=NR_IQA_OPTIONS,
-        summary="P(classifiers correct) from NSS, TV, colour and frequency features; the shipped "
-        "model, or one trained by `iqa-kit learn-q` (`learned_q:model.json`)",
+        summary="P(classifiers correct) from NSS, TV, colour and frequency features: the shipped "
+        "model (`learned_q`) or one from `iqa-kit learn-q` (`learned_q:model.json`)",
         example="learned_q", path_name=True,
     ),
 )

@@ -52,11 +52,18 @@ class LearnedQModel:
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def logit(self, x: np.ndarray) -> np.ndarray:
-        """The output before the sigmoid, for (N, len(features)) float64 rows."""
-        h = (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
+        """The output before the sigmoid, for (N, len(features)) float64 rows.
+
+        Row by row (a vector-matrix product each): a batched matrix product may round
+        differently with the number of rows, and an image's q must not depend on its batch.
+        """
+        z = (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
+        return np.array([self._row_logit(row) for row in z], dtype=np.float64)
+
+    def _row_logit(self, h: np.ndarray) -> float:
         for layer in self.layers[:-1]:
             h = np.maximum(h @ layer.weights + layer.bias, 0.0)
-        return (h @ self.layers[-1].weights + self.layers[-1].bias)[:, 0]
+        return float((h @ self.layers[-1].weights + self.layers[-1].bias)[0])
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """q in [0, 1]: the estimated probability that the task models are right."""
