@@ -118,6 +118,10 @@ def test_engine_writes_the_features_and_q_as_scoring_directly(tmp_path):
     model = load_model(default_model_path())
     idx = [FEATURE_COLUMNS.index(f) for f in model.features]
     assert np.array_equal(got["q"].to_numpy(), model.predict(direct[:, idx]))
+    from iqa_lib.analysis.io import load_scores  # the analyses read it as any NR-IQA score
+
+    scores = load_scores(tmp_path, ["lq"])
+    assert scores.kinds["lq"] == "nr_iqa" and np.isin(scores.q[("lq", "q")], got["q"].to_numpy()).all()
 
 
 # ------------------------------------------------------------------ model files
@@ -275,3 +279,55 @@ def test_shipped_model_scores_the_calibration_images():
     assert out["q"].shape == (5,) and ((out["q"] >= 0) & (out["q"] <= 1)).all()
     prov = scorer.model.provenance
     assert prov["task_models"] == ["lite0", "lite1"] and "lite2" not in prov["task_models"]
+
+
+# ------------------------------------------------------------------ the transfer tables
+
+
+def _eval_data(n_images: int = 60):
+    from iqa_lib.analysis.io import ScoreSet
+    from iqa_lib.analysis.learned_q_eval import EvalData
+
+    rng = np.random.default_rng(5)
+    corruptions = pd.Index(["clean", "fog", "gaussian_noise", "snow"])
+    rows = [(i, c, s) for i in range(n_images) for c in range(4) for s in ((0,) if c == 0 else (1, 2))]
+    image, cor, sev = (np.array(v) for v in zip(*rows, strict=True))
+    x = rng.normal(size=(image.size, len(FEATURE_COLUMNS)))
+    p = 1 / (1 + np.exp(-(2 * x[:, 0] - sev)))
+    scores = ScoreSet(image.astype(np.int32), pd.Index([f"i{i}" for i in range(n_images)]),
+                      cor.astype(np.int16), corruptions, sev.astype(np.int16), np.zeros(image.size, np.int64))
+    for m in ("a", "b"):
+        scores.m[m] = (rng.random(image.size) < p).astype(np.int8)
+        scores.q[(m, "q_p")] = p + rng.normal(0, 0.05, image.size)
+        scores.kinds[m] = "classifier"
+    scores.q[("metric", "q")] = -x[:, 0] + rng.normal(0, 1, image.size)  # lower = better
+    scores.kinds["metric"] = "nr_iqa"
+    return EvalData(scores, x, ["metric"])
+
+
+def test_cross_fitted_predictions_never_see_their_image_and_aucs_are_oriented():
+    from iqa_lib.analysis.learned_q_eval import auc_rows, cross_fitted, family_prior, set_learned
+
+    ev = _eval_data()
+    allowed = np.ones(ev.scores.n_rows, dtype=bool)
+    q = cross_fitted(ev, ["a"], allowed, TrainSettings(hidden=0), n_folds=3)
+    # row 0's image, refitted without its fold, gives the same prediction: it never saw the image
+    folds = image_folds(ev.scores.image, 3, 0)
+    own = folds == folds[0]
+    model = fit_model(ev.features[~own], ev.scores.m["a"][~own], TrainSettings(hidden=0), FEATURE_COLUMNS)
+    assert np.array_equal(q[own], model.predict(ev.features[own]))
+    set_learned(ev, q)
+    table = auc_rows(ev, "b", allowed, allowed, ["a"]).set_index("q")
+    y = ev.scores.m["b"]
+    assert table.loc["metric", "orientation"] == "-"
+    assert table.loc["metric", "auc"] == pytest.approx(roc_auc_score(y, -ev.scores.q[("metric", "q")]))
+    assert table.loc["learned_q", "auc"] == pytest.approx(roc_auc_score(y, q))
+    assert table.loc["own q_p", "auc"] == pytest.approx(roc_auc_score(y, ev.scores.q[("b", "q_p")]))
+    assert table.loc["learned_q", "auc"] > 0.7 and table.loc["metric", "n_images"] == 60
+    summary = family_prior(ev, "b", ["fog", "snow"], n_bootstrap=50, seed=0).set_index(["method", "scorer"])
+    ref = ~np.isin(np.asarray(ev.scores.corruptions)[ev.scores.corruption], ["fog", "snow"])
+    tgt = np.asarray(ev.scores.corruptions)[ev.scores.corruption] == "fog"
+    fog = [100 * abs(y[ref].mean() - y[tgt & (ev.scores.severity == s)].mean()) for s in (1, 2)]
+    snow = [100 * abs(y[ref].mean() - y[(np.asarray(ev.scores.corruptions)[ev.scores.corruption] == "snow")
+                                          & (ev.scores.severity == s)].mean()) for s in (1, 2)]
+    assert summary.loc[("reference", "b"), "mean_abs_error_pts"] == pytest.approx(np.mean(fog + snow))

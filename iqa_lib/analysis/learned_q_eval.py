@@ -37,6 +37,7 @@ from iqa_lib.analysis.prior.estimators import fit_q_prior, group_mean
 from iqa_lib.analysis.prior.validation import TABLE_COLUMNS, leave_one_corruption_out, summarize
 from iqa_lib.scorers.qfeature_columns import FEATURE_COLUMNS
 from iqa_lib.stats.delong import delong, paired_z
+from iqa_lib.stats.logistic import auc_score
 
 LEARNED = ("learned_q", "q")
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -94,8 +95,6 @@ def set_learned(ev: EvalData, q: np.ndarray) -> None:
 
 def _orientation(q: np.ndarray, ys: Sequence[np.ndarray]) -> float:
     """+1 when higher q goes with correct on the training correctness, else -1."""
-    from iqa_lib.stats.logistic import auc_score  # why: kept beside its only use
-
     return 1.0 if np.mean([auc_score(q, y) for y in ys]) >= 0.5 else -1.0
 
 
