@@ -57,6 +57,13 @@ from iqa_lib.audit.interval import (
     reference_check,
     shift_fit,
 )
+from iqa_lib.audit.logit_accuracy import (
+    AUDIT_LOGIT_METHODS,
+    ReferenceGroups,
+    logit_estimates,
+    logit_loco,
+    reference_logits,
+)
 from iqa_lib.audit.reference import (
     CLEAN,
     CORRECT,
@@ -70,12 +77,16 @@ N_BOOTSTRAP = 1000
 LEVEL = 0.95
 SEED = 0
 METHOD_WORDS = {
+    "cot": "COT (optimal transport of the softmax vectors to a uniform label marginal; Lu et al. 2023)",
+    "mano": "MaNo (scaled 4-norm of the softmax matrix, linear fit to accuracy on the reference; Xie et al. 2024)",
+    "nuclear": "nuclear norm of the softmax matrix, linear fit to accuracy on the reference (Deng et al. 2023)",
     "atc_mc": "ATC-MC (threshold on max-softmax confidence q_p)",
     "atc_ne": "ATC-NE (threshold on negative entropy -q_h)",
     "ac": "AC (average max-softmax confidence)",
     "doc": "DoC (reference accuracy minus the drop in average confidence)",
 }
-SHORT = {"atc_mc": "ATC-MC", "atc_ne": "ATC-NE", "ac": "AC", "doc": "DoC"}
+SHORT = {"atc_mc": "ATC-MC", "atc_ne": "ATC-NE", "ac": "AC", "doc": "DoC", "cot": "COT", "mano": "MaNo",
+         "nuclear": "nuclear norm"}
 DEFAULT_ATC = "atc_mc"
 # The validation in docs/mini-reproduction/prior.md (leave-one-corruption-out on the 500-image
 # ImageNet sample and its ImageNet-C, 75 held-out groups), Lite0, accuracy points: what the
@@ -191,8 +202,13 @@ def predict_accuracy(
     n_bootstrap: int = N_BOOTSTRAP,
     seed: int = SEED,
     level: float = LEVEL,
+    logits: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The summary's ``predicted_accuracy`` of one task model on ``target`` (its score rows).
+
+    ``logits``: the target's kept logits, aligned with its rows (:func:`iqa_lib.scoring.logits.read_logits`);
+    with them and a reference that kept its own, COT, MaNo and the nuclear norm join ATC, AC
+    and DoC (:mod:`iqa_lib.audit.logit_accuracy`) and compete to be the stated estimator.
 
     ``actual``: the measured accuracy on labelled images (the summary's ``accuracy``
     entry), put beside the prediction. A reference that cannot predict (no
@@ -209,17 +225,15 @@ def predict_accuracy(
     if kept is None:
         return {"value": None, "note": "no image of this dataset has a finite q_p", "actual": actual}
     n = len(kept["q_p"])
-    table = estimate_accuracy(_reference_dict(data), {"q_p": kept["q_p"], "q_h": kept.get("q_h")},
-                              n_bootstrap=n_bootstrap, seed=seed, level=level).set_index("method")
-    methods = [k for k in ("atc_mc", "atc_ne", "ac", "doc") if k in table.index]
-    loco = loco_validation(data, methods)
+    table, loco, logit_note = _estimates_and_validation(ref, data, target, kept, logits, (n_bootstrap, seed, level))
+    methods = [k for k in ("atc_mc", "atc_ne", "ac", "doc", *AUDIT_LOGIT_METHODS) if k in table.index]
     bands = validation_bands(loco)
     chosen, why = _stated_method(methods, bands)
     check = reference_check(data, kept, level=PI_LEVEL, seed=seed)
     fits = {k: shift_fit(loco, k, PI_LEVEL) for k in methods if k in bands}
     estimates = {k: _estimate(table, k, fits.get(k), check["in_reference"], n, bands) for k in methods}
     stated = estimates[chosen]
-    return {
+    out = {
         "value": stated["value"],
         "ci95": stated["ci95"],
         "bootstrap_interval_images": stated["bootstrap_interval_images"],
@@ -248,27 +262,68 @@ def predict_accuracy(
         "actual": actual,
         "note": None,
     }
+    return out | logit_note
+
+
+def _estimates_and_validation(
+    ref: Reference, data: pd.DataFrame, target: pd.DataFrame, kept: dict[str, np.ndarray],
+    logits: np.ndarray | None, boot: tuple[int, int, float],
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
+    """The estimates (indexed by method), their leave-one-corruption-out table and a note: the
+    own-output estimators, and with the target's and the reference's logits COT, MaNo and the
+    nuclear norm too (the note, only when the target has logits, says why not)."""
+    table = estimate_accuracy(_reference_dict(data), {"q_p": kept["q_p"], "q_h": kept.get("q_h")},
+                              n_bootstrap=boot[0], seed=boot[1], level=boot[2])
+    loco = loco_validation(data, [k for k in ("atc_mc", "atc_ne", "ac", "doc") if k in set(table["method"])])
+    ref_logits = reference_logits(ref) if logits is not None else None
+    if logits is None:
+        return table.set_index("method"), loco, {}
+    if ref_logits is None:
+        return table.set_index("method"), loco, {"logit_note": (
+            "COT, MaNo and the nuclear norm not computed: the reference keeps no logits beside it; "
+            "make it from a score file scored with its logits kept")}
+    groups = ReferenceGroups(data, ref_logits)
+    rows = np.flatnonzero(_finite_mask(target, data))
+    table = pd.concat([table, logit_estimates(groups, float(data[CORRECT].mean()), logits, rows, *boot)])
+    loco = pd.concat([loco, pd.DataFrame(logit_loco(groups, ref_logits.shape[1]), columns=LOCO_COLUMNS)],
+                     ignore_index=True)
+    return table.set_index("method"), loco, {}
 
 
 def _stated_method(methods: list[str], bands: Mapping[str, dict[str, Any]]) -> tuple[str, str]:
-    """The estimator the audit states, and why: the ATC score with the lower validated error,
-    ATC-MC when neither could be validated."""
-    atc = [k for k in ("atc_ne", "atc_mc") if k in methods and k in bands]
-    chosen = min(atc, key=lambda k: bands[k]["mean_abs_error_pts"]) if atc else DEFAULT_ATC
-    why = ("the ATC score with the lower leave-one-corruption-out error on this reference"
-           if chosen in bands else "ATC-MC: this reference has too few corruptions to validate on")
-    return chosen, why
+    """The estimator the audit states, and why: the one with the lowest leave-one-corruption-out
+    mean absolute error on this reference (ATC-MC when none could be validated)."""
+    validated = sorted((k for k in methods if k in bands), key=lambda k: bands[k]["mean_abs_error_pts"])
+    if not validated:
+        return DEFAULT_ATC, "ATC-MC: this reference has too few corruptions to validate on"
+    best = bands[validated[0]]
+    why = (f"{SHORT[validated[0]]}: the lowest leave-one-corruption-out error on this reference, "
+           f"{best['mean_abs_error_pts']:.1f} points on average over {best['groups']} held-out groups of "
+           f"{best['corruptions']} corruptions")
+    if len(validated) > 1:
+        runner = validated[1]
+        why += f" (next: {SHORT[runner]}, {bands[runner]['mean_abs_error_pts']:.1f})"
+    return validated[0], why
+
+
+def _finite_mask(target: pd.DataFrame, data: pd.DataFrame) -> np.ndarray:
+    """The target rows with a finite q_p (and q_h, when the reference has it too)."""
+    keep = np.isfinite(target["q_p"].to_numpy(np.float64))
+    if "q_h" in target and "q_h" in data:
+        keep &= np.isfinite(target["q_h"].to_numpy(np.float64))
+    return keep
 
 
 def _finite_outputs(target: pd.DataFrame, data: pd.DataFrame) -> dict[str, np.ndarray] | None:
     """The target's q_p (and q_h when the reference has it too) on the images where all are
     finite; None when there is no such image."""
-    t_qp = target["q_p"].to_numpy(np.float64)
-    t_qh = target["q_h"].to_numpy(np.float64) if "q_h" in target and "q_h" in data else None
-    keep = np.isfinite(t_qp) & (np.isfinite(t_qh) if t_qh is not None else True)
+    keep = _finite_mask(target, data)
     if not keep.any():
         return None
-    return {"q_p": t_qp[keep], **({"q_h": t_qh[keep]} if t_qh is not None else {})}
+    out = {"q_p": target["q_p"].to_numpy(np.float64)[keep]}
+    if "q_h" in target and "q_h" in data:
+        out["q_h"] = target["q_h"].to_numpy(np.float64)[keep]
+    return out
 
 
 def _estimate(

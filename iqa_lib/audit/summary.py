@@ -344,8 +344,10 @@ def summarise_scorer(
     scores: pd.DataFrame,
     meta: Mapping[str, Any],
     references: Mapping[str, tuple[Reference | None, str]],
+    logits: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """The summary entry of one scorer (``references``: variable -> (reference, why none))."""
+    """The summary entry of one scorer (``references``: variable -> (reference, why none);
+    ``logits``: the score file's kept logits, for the accuracy estimators that need them)."""
     spec = str(meta.get("spec", name))
     entry: dict[str, Any] = {
         "spec": spec,
@@ -381,7 +383,7 @@ def summarise_scorer(
     if "q_p" in scores.columns:
         ref, why = references.get("q_p", (None, "no reference"))
         if ref is not None:
-            entry["predicted_accuracy"] = predict_accuracy(ref, scores, entry["accuracy"])
+            entry["predicted_accuracy"] = predict_accuracy(ref, scores, entry["accuracy"], logits=logits)
         else:
             entry["predicted_accuracy"] = {"value": None, "actual": entry["accuracy"],
                                            "note": f"no matching reference to fit the estimators on: {why}"}

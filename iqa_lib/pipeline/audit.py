@@ -39,6 +39,7 @@ from iqa_lib.pipeline.notebook_runner import run_notebook
 from iqa_lib.presentation.html_export import export_offline_html
 from iqa_lib.scorers.spec import ScorerSpec, SpecError, parse_spec
 from iqa_lib.scoring.engine import run_scoring
+from iqa_lib.scoring.logits import read_logits
 from iqa_lib.scoring.parts import failures_path as score_failures_path
 from iqa_lib.scoring.parts import read_score_metadata
 
@@ -207,7 +208,7 @@ def _scorer_entry(
     scores = pd.read_parquet(path)
     meta = read_score_metadata(path)
     found = matching_reference(reference_identity(spec, meta, geometry), reference_dirs)
-    entry = summarise_scorer(name, scores, meta, dict.fromkeys(Q_VARIABLES, found))
+    entry = summarise_scorer(name, scores, meta, dict.fromkeys(Q_VARIABLES, found), read_logits(path, len(scores)))
     entry["file"] = f"{SCORES}/{path.name}"
     entry["failures"] = int(len(pd.read_csv(score_failures_path(path))))
     return entry

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,8 +26,10 @@ from iqa_lib.audit.reference import (
     spec_slug,
     write_reference,
 )
+from iqa_lib.fileio import atomic_write_with, writing
 from iqa_lib.scorers.spec import ScorerSpec, parse_spec
 from iqa_lib.scoring.engine import score_manifest
+from iqa_lib.scoring.logits import forget_logits, logits_path, read_logits
 from iqa_lib.scoring.parts import read_score_metadata
 
 
@@ -58,7 +61,14 @@ def build_reference(settings: ReferenceSettings) -> Path:
     check_reference_scores(read_score_metadata(scores), spec, settings.geometry, scores)
     frame = pd.read_parquet(scores)
     tidy = reference_from_scores(frame)
-    return write_reference(tidy, _info(settings, spec, frame, scores), out_dir / f"{spec_slug(spec.text)}.parquet")
+    out = write_reference(tidy, _info(settings, spec, frame, scores), out_dir / f"{spec_slug(spec.text)}.parquet")
+    if read_logits(scores, len(frame)) is not None:  # the audit's COT/MaNo/nuclear norm fit on them
+        with writing(logits_path(out).parent):
+            logits_path(out).parent.mkdir(exist_ok=True)
+        atomic_write_with(logits_path(out), lambda tmp: shutil.copyfile(logits_path(scores), tmp))
+    else:
+        forget_logits(out)  # an earlier reference's logits would not match these rows
+    return out
 
 
 def _score_file(settings: ReferenceSettings, spec: ScorerSpec, out_dir: Path) -> Path:

@@ -47,6 +47,16 @@ def verdict_text(v: pd.DataFrame, usable_pts: float = USABLE_MEAN_PTS) -> str:
             text += (": no better than assuming no shift." if no_gain else ".")
         else:
             text += " No task-agnostic Q (no-reference IQA or zero-shot score) was given."
-        lines.append(text)
+        lines.append(text + _logit_words(r))
     return "\n".join(lines)
 
+
+
+def _logit_words(r) -> str:
+    """The estimators from the kept logits (COT, MaNo, nuclear norm, ALine) and the best of
+    them; nothing when the task model's score file kept no logits."""
+    methods = getattr(r, "logit_methods", None)
+    if not isinstance(methods, str) or not methods:
+        return ""
+    return (f" From its kept logits ({methods}): best {r.best_logit}, {r.best_logit_mae_pts:.1f} points "
+            f"(95% CI {r.best_logit_ci}).")

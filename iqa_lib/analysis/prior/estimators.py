@@ -11,9 +11,12 @@ and predicts the top-1 accuracy of task model M on an unlabelled target set:
 - ``atc_mc`` / ``atc_ne`` (Garg et al. 2022): a threshold on the score (q_p, or the
   negative entropy -q_h) chosen so that the share of reference scores above it equals the
   reference accuracy; the prediction is the share of target scores above it.
-- ``cot_top1``: an approximation of COT (Lu et al. 2023) from pred and q_p only (score files
-  keep no softmax vector); see :func:`cot_top1_error`. :func:`cot_exact_error` is the
-  published COT for a full probability matrix.
+- ``cot_top1``: an approximation of COT (Lu et al. 2023) from pred and q_p only, for score
+  files kept without logits; see :func:`cot_top1_error`. :func:`cot_exact_error` is the
+  published COT for a full probability matrix as a scipy linear programme (small problems;
+  the validation uses POT's exact solver, :mod:`.logit_estimators`).
+- with the logits kept (:mod:`iqa_lib.scoring.logits`): exact ``cot``, ``mano``, ``nuclear``
+  and agreement-on-the-line ``aline_s`` / ``aline_d``, in :mod:`.logit_estimators`.
 - ``reference``: the reference accuracy itself, the no-shift baseline every estimator
   must beat to be worth anything.
 
@@ -30,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from iqa_lib import defaults
+from iqa_lib.analysis.prior.logit_estimators import LOGIT_LABELS, LOGIT_METHODS
 from iqa_lib.stats.bootstrap import percentile_ci
 from iqa_lib.stats.logistic import fit_logistic
 
@@ -41,6 +45,7 @@ METHODS: dict[str, str] = {
     "atc_mc": "ATC with max confidence q_p",
     "atc_ne": "ATC with negative entropy -q_h",
     "cot_top1": "COT approximation from pred and q_p (not the published COT)",
+    **LOGIT_METHODS,
     "reference": "reference accuracy (no-shift baseline)",
 }
 OWN_METHODS = ("ac", "doc", "atc_mc", "atc_ne", "cot_top1")
@@ -157,7 +162,9 @@ def cot_exact_error(probs, marginal) -> float:
     softmax vectors (mass 1/n each) and the reference label marginal, cost 1 - p_ik.
 
     Solved as a linear programme with scipy's HiGHS (no extra dependency); the tests check
-    it against POT's ``ot.emd2``. Classes without reference mass are dropped first.
+    it against POT's ``ot.emd2``. Classes without reference mass are dropped first. Slow
+    beyond toy sizes (250 s for 500 images x 1000 classes, where ``ot.emd2`` takes 2-6 s):
+    the validation and the audit use :func:`.logit_estimators.cot_error`.
     """
     from scipy.optimize import linprog
     from scipy.sparse import coo_matrix, vstack
@@ -301,5 +308,6 @@ def label(row) -> str:
     if row["method"] == "q_prior":
         return f"Q-prior({row['scorer']} {row['q']})" if row["q"] != "q" else f"Q-prior({row['scorer']})"
     return {"ac": "AC", "doc": "DoC", "atc_mc": "ATC-MC", "atc_ne": "ATC-NE",
-            "cot_top1": "COT-top1 (approx.)", "reference": "reference accuracy"}.get(row["method"], row["method"])
+            "cot_top1": "COT-top1 (approx.)", "reference": "reference accuracy",
+            **LOGIT_LABELS}.get(row["method"], row["method"])
 

@@ -30,7 +30,15 @@ from iqa_lib.analysis.prior.estimators import (
     label_marginal,
     own_group_predictions,
 )
+from iqa_lib.analysis.prior.logit_estimators import LOGIT_METHODS
+from iqa_lib.analysis.prior.logit_validation import (
+    LogitContext,
+    ModelLogits,
+    logit_context,
+    logit_fold_predictions,
+)
 from iqa_lib.analysis.sample_size import small_groups
+from iqa_lib.scoring.logits import read_logits
 from iqa_lib.stats.bootstrap import cluster_weights, percentile_ci
 
 MIN_CORRUPTIONS = 2
@@ -50,13 +58,8 @@ Prediction = tuple[str, str, str, str, np.ndarray]
 # --------------------------------------------------------------------------- leave one corruption out
 
 
-def read_predictions(scores_dir: str | Path, scores: ScoreSet, model: str) -> np.ndarray:
-    """The ``pred`` column of ``<model>.parquet`` aligned with the rows of ``scores``."""
-    path = Path(scores_dir) / f"{model}.parquet"
-    names = pq.read_schema(path).names
-    if "pred" not in names:
-        raise ValueError(f"{path}: no 'pred' column (the predicted class COT needs); rescore it")
-    df = pq.read_table(path, columns=[*KEYS, "pred"]).to_pandas()
+def file_positions(path: Path, df: pd.DataFrame, scores: ScoreSet, what: str) -> np.ndarray:
+    """For each row of ``scores``, its row in the file ``path`` whose keys are ``df``'s."""
     img = scores.image_ids.get_indexer(df["image_id"].astype(str))
     cor = scores.corruptions.get_indexer(df["corruption"].astype(str))
     key_file = (img.astype(np.int64) * len(scores.corruptions) + cor) * 1000 + df["severity"].to_numpy()
@@ -66,8 +69,29 @@ def read_predictions(scores_dir: str | Path, scores: ScoreSet, model: str) -> np
     pos = np.searchsorted(key_file[order], key_rows)
     pos = np.minimum(pos, len(order) - 1)
     if (key_file[order][pos] != key_rows).any():
-        raise ValueError(f"{path}: 'pred' missing for some rows of the aligned scores")
-    return df["pred"].to_numpy(np.int64)[order][pos]
+        raise ValueError(f"{path}: {what} missing for some rows of the aligned scores")
+    return order[pos]
+
+
+def read_predictions(scores_dir: str | Path, scores: ScoreSet, model: str) -> np.ndarray:
+    """The ``pred`` column of ``<model>.parquet`` aligned with the rows of ``scores``."""
+    path = Path(scores_dir) / f"{model}.parquet"
+    names = pq.read_schema(path).names
+    if "pred" not in names:
+        raise ValueError(f"{path}: no 'pred' column (the predicted class COT needs); rescore it")
+    df = pq.read_table(path, columns=[*KEYS, "pred"]).to_pandas()
+    return df["pred"].to_numpy(np.int64)[file_positions(path, df, scores, "'pred'")]
+
+
+def read_model_logits(scores_dir: str | Path, scores: ScoreSet, model: str) -> ModelLogits | None:
+    """``<model>.logits/logits.npy`` (memory-mapped) with each aligned row's position in it; None
+    when the score file has no logits beside it."""
+    path = Path(scores_dir) / f"{model}.parquet"
+    logits = read_logits(path, pq.read_metadata(path).num_rows)
+    if logits is None:
+        return None
+    df = pq.read_table(path, columns=list(KEYS)).to_pandas()
+    return ModelLogits(logits, file_positions(path, df, scores, "logits"))
 
 
 class LocoUnsupported(ValueError):
@@ -189,36 +213,51 @@ def leave_one_corruption_out(
     q_names: list[tuple[str, str]] | None = None,
     predictions: dict[str, np.ndarray] | None = None,
     n_classes: int = IMAGENET_CLASSES,
+    logits: dict[str, ModelLogits] | None = None,
 ) -> pd.DataFrame:
     """For each task model and held-out corruption: fit every estimator on clean + the other
     corruptions (all severities), predict each severity group of the held-out one.
 
     ``q_names`` are the Q variables for the Q-prior (default: every Q in ``scores``; a task
     model's own q_p/q_h/q_l are labelled kind ``own``). ``predictions`` maps task model ->
-    aligned ``pred`` (for ``cot_top1``; without it that method is skipped). Held-out rows
-    never enter a fit. One row per (method, Q, task model, corruption, severity).
+    aligned ``pred`` (for ``cot_top1``; without it that method is skipped). ``logits`` maps
+    task model -> its kept logits (:class:`~iqa_lib.analysis.prior.logit_validation.ModelLogits`),
+    adding COT, MaNo, the nuclear norm and, with three or more such models, ALine-S/-D;
+    models without logits get none of these rows. Held-out rows never enter a fit. One row
+    per (method, Q, task model, corruption, severity).
     """
     held_out = check_loco_data(scores)
     models = _validated_models(scores, task_models)
     qs = list(scores.q) if q_names is None else [tuple(q) for q in q_names]
     predictions = predictions or {}
     n_classes = _class_count(scores, predictions, n_classes)
+    ctx = logit_context(scores, logits, predictions)
     rows: list[dict] = []
     for model in models:
-        m = scores.m[model]
         for c in held_out:
-            fold = _fold(scores, m, scores.corruptions.get_loc(c))
-            preds: list[Prediction] = [
-                ("reference", model, "m", "baseline", np.full(fold.severities.size, fold.ref_acc)),
-                *_q_prior_predictions(scores, model, m, fold, qs),
-                *_own_predictions(scores, model, m, fold, predictions.get(model), n_classes),
-            ]
-            rows += _prediction_rows(preds, fold, model, str(c))
+            rows += _fold_rows(scores, model, c, qs, predictions, n_classes, ctx)
     table = pd.DataFrame(rows)
     table["error"] = table["predicted"] - table["actual"]
     table["abs_error"] = table["error"].abs()
     table["abs_error_pts"] = 100 * table["abs_error"]
     return table[TABLE_COLUMNS]
+
+
+def _fold_rows(
+    scores: ScoreSet, model: str, corruption: str, qs: list, predictions: dict[str, np.ndarray],
+    n_classes: int, ctx: LogitContext | None,
+) -> list[dict]:
+    """Every estimator's rows for one task model with ``corruption`` held out."""
+    m = scores.m[model]
+    code = scores.corruptions.get_loc(corruption)
+    fold = _fold(scores, m, code)
+    preds: list[Prediction] = [
+        ("reference", model, "m", "baseline", np.full(fold.severities.size, fold.ref_acc)),
+        *_q_prior_predictions(scores, model, m, fold, qs),
+        *_own_predictions(scores, model, m, fold, predictions.get(model), n_classes),
+        *logit_fold_predictions(scores, model, ctx, code, fold.ref, fold.tgt, fold.severities, fold.inv),
+    ]
+    return _prediction_rows(preds, fold, model, str(corruption))
 
 
 # --------------------------------------------------------------------------- summary
@@ -377,9 +416,22 @@ def _model_verdict(
         **_gap_columns(best_own, best_agnostic, base, boot),
         **_evidence_size(table, model),
     }
+    row |= _logit_columns(g)
     if row["small_n"]:
         row["usable"] = N_TOO_SMALL
     return row
+
+
+def _logit_columns(g: pd.DataFrame) -> dict:
+    """The estimators from kept logits that were validated, and the best of them; nothing
+    (no columns) when the task model's score file kept no logits."""
+    rows = g[g["method"].isin(list(LOGIT_METHODS))]
+    if not len(rows):
+        return {}
+    best = rows.iloc[0]  # g is sorted by mean absolute error
+    return {"logit_methods": ", ".join(label(r) for _, r in rows.iterrows()),
+            "best_logit": label(best), "best_logit_mae_pts": _mae(best),
+            "best_logit_ci": f"{best['mean_ci_low']:.1f}-{best['mean_ci_high']:.1f}"}
 
 
 def verdict(
@@ -456,5 +508,7 @@ def run_prior(
     check_loco_data(scores, str(scores_dir))
     predictions = {name: read_predictions(scores_dir, scores, name) for name in wanted
                    if "pred" in read_schema(Path(scores_dir) / f"{name}.parquet").names}
-    table = leave_one_corruption_out(scores, list(wanted), predictions=predictions, n_classes=n_classes)
+    logits = {name: kept for name in wanted if (kept := read_model_logits(scores_dir, scores, name)) is not None}
+    table = leave_one_corruption_out(scores, list(wanted), predictions=predictions, n_classes=n_classes,
+                                     logits=logits)
     return table, summarize(table, n_bootstrap, seed, level)

@@ -1,0 +1,160 @@
+"""Leave-one-corruption-out predictions of the logit estimators (:mod:`.logit_estimators`).
+
+:func:`iqa_lib.analysis.prior.validation.leave_one_corruption_out` calls
+:func:`logit_fold_predictions` for every task model whose score file has its logits kept:
+MaNo and the nuclear norm are computed once per (corruption, severity) group
+(:class:`LogitGroups`, one chunked pass over the memory-mapped logits) and, per fold, a
+linear fit of accuracy on the score over the reference groups (clean and the other
+corruptions) predicts the held-out groups; COT transports each held-out group's softmax
+vectors to the reference's label marginal; agreement-on-the-line (three or more task models
+with logits) takes the clean rows as its in-distribution set. Held-out rows never enter a fit.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from iqa_lib.analysis.io import ScoreSet
+from iqa_lib.analysis.prior.estimators import label_marginal
+from iqa_lib.analysis.prior.logit_estimators import (
+    POT_MISSING,
+    GroupStats,
+    agreement,
+    aline,
+    cot_accuracy,
+    fit_score_line,
+    group_stats,
+    pot_available,
+)
+
+# (method, scorer, Q variant, kind, predicted accuracy per severity group), as validation's
+Prediction = tuple[str, str, str, str, np.ndarray]
+ALINE_MIN_MODELS = 3
+
+
+@dataclass(frozen=True)
+class ModelLogits:
+    """A task model's memory-mapped logits and, for each row of the aligned scores, its row in them."""
+
+    array: np.ndarray
+    rows: np.ndarray
+
+    @property
+    def classes(self) -> int:
+        return int(self.array.shape[1])
+
+
+@dataclass(frozen=True)
+class LogitGroups:
+    """The scores' (corruption, severity) groups with one task model's group statistics."""
+
+    corruption: np.ndarray  # corruption code of each group
+    severity: np.ndarray
+    accuracy: np.ndarray  # the model's accuracy in each group
+    stats: GroupStats
+
+
+def logit_groups(scores: ScoreSet, m: np.ndarray, logits: ModelLogits) -> LogitGroups:
+    """Group statistics of every (corruption, severity) group, computed once per task model."""
+    key = scores.corruption.astype(np.int64) * 1000 + scores.severity
+    uniq, inv = np.unique(key, return_inverse=True)
+    order = np.argsort(inv, kind="stable")
+    bounds = np.cumsum(np.bincount(inv, minlength=uniq.size))[:-1]
+    members = np.split(order, bounds)
+    acc = np.asarray([float(m[rows].mean()) for rows in members])
+    stats = group_stats(logits.array, [logits.rows[rows] for rows in members])
+    return LogitGroups(uniq // 1000, uniq % 1000, acc, stats)
+
+
+def _line_predictions(groups: LogitGroups, held: int, severities: np.ndarray) -> dict[str, np.ndarray]:
+    """MaNo and the nuclear norm on the held-out corruption's groups (in ``severities`` order),
+    each mapped to accuracy by a line fitted on the other groups."""
+    ref = groups.corruption != held
+    tgt = np.asarray([np.flatnonzero((groups.corruption == held) & (groups.severity == s))[0]
+                      for s in severities])
+    mano, _ = groups.stats.mano(ref)
+    out = {}
+    for method, score in (("mano", mano), ("nuclear", groups.stats.nuclear)):
+        out[method] = fit_score_line(score[ref], groups.accuracy[ref]).predict(score[tgt])
+    return out
+
+
+def _cot_predictions(
+    scores: ScoreSet, logits: ModelLogits, ref: np.ndarray, tgt: np.ndarray, inv: np.ndarray, n_groups: int
+) -> np.ndarray:
+    """COT's accuracy per held-out severity group; the marginal from the reference labels."""
+    marginal = label_marginal(scores.label[ref], logits.classes)
+    return np.asarray([cot_accuracy(logits.array, logits.rows[tgt[inv == j]], marginal) for j in range(n_groups)])
+
+
+@dataclass(frozen=True)
+class AgreementSet:
+    """The task models that agreement-on-the-line compares, with their aligned ``pred``."""
+
+    models: list[str]
+    preds: np.ndarray  # (models, rows of the scores)
+
+
+def agreement_set(scores: ScoreSet, predictions: dict[str, np.ndarray], logits: dict[str, ModelLogits]) -> AgreementSet | None:
+    """The labelled task models with logits and ``pred``; None when fewer than three."""
+    models = [k for k in logits if k in predictions and k in scores.m]
+    if len(models) < ALINE_MIN_MODELS:
+        return None
+    return AgreementSet(models, np.vstack([predictions[k] for k in models]))
+
+
+def _aline_predictions(
+    scores: ScoreSet, models: AgreementSet, model: str, held_rows: np.ndarray, inv: np.ndarray, n_groups: int
+) -> dict[str, np.ndarray]:
+    """ALine-S and ALine-D of ``model`` per held-out severity group, clean rows as in distribution."""
+    clean = scores.clean_mask()
+    acc_id = np.asarray([scores.m[k][clean].mean() for k in models.models])
+    agr_id = agreement(models.preds[:, clean])
+    i = models.models.index(model)
+    per_group = [aline(acc_id, agr_id, agreement(models.preds[:, held_rows[inv == j]])) for j in range(n_groups)]
+    return {method: np.asarray([g[method][i] for g in per_group]) for method in ("aline_s", "aline_d")}
+
+
+@dataclass(frozen=True)
+class LogitContext:
+    """What the logit estimators need across folds: each model's logits and group statistics,
+    and the models agreement-on-the-line compares."""
+
+    logits: dict[str, ModelLogits]
+    groups: dict[str, LogitGroups]
+    agreement: AgreementSet | None
+    cot: bool
+
+
+def logit_context(
+    scores: ScoreSet, logits: dict[str, ModelLogits] | None, predictions: dict[str, np.ndarray]
+) -> LogitContext | None:
+    """The context for the task models with logits; None when no model has them."""
+    logits = {k: v for k, v in (logits or {}).items() if k in scores.m}
+    if not logits:
+        return None
+    cot = pot_available()
+    if not cot:
+        warnings.warn(POT_MISSING, stacklevel=3)
+    groups = {k: logit_groups(scores, scores.m[k], v) for k, v in logits.items()}
+    return LogitContext(logits, groups, agreement_set(scores, predictions, logits), cot)
+
+
+def logit_fold_predictions(
+    scores: ScoreSet, model: str, ctx: LogitContext | None, held: int, fold_ref: np.ndarray,
+    fold_tgt: np.ndarray, severities: np.ndarray, inv: np.ndarray,
+) -> list[Prediction]:
+    """Every logit estimator's prediction for one task model and held-out corruption ``held``."""
+    if ctx is None or model not in ctx.logits:
+        return []
+    out = {**_line_predictions(ctx.groups[model], held, severities)}
+    if ctx.cot:
+        out["cot"] = _cot_predictions(scores, ctx.logits[model], fold_ref, fold_tgt, inv, severities.size)
+    preds: list[Prediction] = [(k, model, "logits", "own", v) for k, v in out.items()]
+    if ctx.agreement is not None and model in ctx.agreement.models:
+        aline_preds = _aline_predictions(scores, ctx.agreement, model, fold_tgt, inv, severities.size)
+        preds += [(k, model, "pred", "agreement", v) for k, v in aline_preds.items()]
+    return preds

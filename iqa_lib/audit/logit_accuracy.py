@@ -1,0 +1,162 @@
+"""The audit's accuracy estimators from kept logits: exact COT, MaNo and the nuclear norm.
+
+Used by :func:`iqa_lib.audit.accuracy.predict_accuracy` when the task model's reference has
+its logits beside it (``<reference>.logits/logits.npy``, rows = the ``row`` of the reference, the
+position in the score file it was made from) and the audited score file has them too.
+The estimators are :mod:`iqa_lib.analysis.prior.logit_estimators`'; here they are fitted on
+the whole reference, applied to the user's images, and validated like ATC by leaving one
+corruption out of the reference. Agreement-on-the-line needs several task models on the
+same images and is not part of a one-model audit.
+
+- COT's label marginal is uniform over the classes: a reference keeps no labels, and
+  ImageNet's classes are balanced. Its validation uses the same marginal, so the validated
+  error includes what that choice costs.
+- Intervals over the user's images: MaNo's score is a function of the mean of per-image
+  powers and COT's of per-image transport costs (plan held fixed, as ATC holds its
+  threshold fixed), so both bootstrap like AC; the nuclear norm gets a normal interval from
+  a delete-a-block jackknife (a bootstrap resample's repeated rows shrink it).
+- The per-image variance behind the conformal interval's kappa is taken as binomial for
+  these set-level scores (kappa = 1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy.special import softmax
+from scipy.stats import norm
+
+from iqa_lib.analysis.prior.logit_estimators import (
+    MANO_P,
+    chunks,
+    cot_costs,
+    fit_score_line,
+    group_stats,
+    mano_rows,
+    nuclear_norm_score,
+    pot_available,
+)
+from iqa_lib.audit.reference import CLEAN, CORRECT, Reference
+from iqa_lib.scoring.logits import read_logits
+from iqa_lib.stats.bootstrap import percentile_ci
+
+AUDIT_LOGIT_METHODS = ("cot", "mano", "nuclear")
+JACKKNIFE_BLOCKS = 20
+
+
+def reference_logits(ref: Reference) -> np.ndarray | None:
+    """The logits kept beside the reference file (rows: the score file's, ``info['rows']``)."""
+    if ref.path is None or "rows" not in ref.info:
+        return None
+    return read_logits(ref.path, int(ref.info["rows"]))
+
+
+def _groups(data: pd.DataFrame) -> list[tuple[str, int, np.ndarray]]:
+    """(corruption, severity, positions in ``data``) of each reference group."""
+    groups = data.groupby([data["corruption"].astype(str), data["severity"].astype(int)], sort=True).indices
+    return [(str(c), int(s), np.asarray(idx)) for (c, s), idx in groups.items()]
+
+
+def _cot_shares(logits: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Per row, 1 - its COT transport cost to the uniform label marginal (mean = COT accuracy)."""
+    probs = np.vstack([softmax(z, axis=1) for z in chunks(logits, rows)])
+    return 1.0 - cot_costs(probs, np.full(logits.shape[1], 1.0 / logits.shape[1]))
+
+
+class ReferenceGroups:
+    """The reference's (corruption, severity) groups with the model's accuracy and the group
+    statistics of its logits (and, with POT, COT's accuracy with the uniform marginal),
+    computed once: every fold of the validation and the final fit reuse them."""
+
+    def __init__(self, data: pd.DataFrame, logits: np.ndarray):
+        rows = data.index.to_numpy(np.int64)
+        groups = _groups(data)
+        self.corruption = np.asarray([c for c, _, _ in groups])
+        self.severity = np.asarray([s for _, s, _ in groups])
+        self.n = np.asarray([idx.size for _, _, idx in groups])
+        self.accuracy = np.asarray([data[CORRECT].to_numpy(np.float64)[idx].mean() for _, _, idx in groups])
+        self.stats = group_stats(logits, [rows[idx] for _, _, idx in groups])
+        self.cot = (np.asarray([_cot_shares(logits, rows[idx]).mean() for _, _, idx in groups])
+                    if pot_available() else None)
+
+
+class LogitFit:
+    """MaNo's and the nuclear norm's lines fitted on the reference groups in ``fit`` (mask),
+    with the normalisation MaNo's criterion picks on them."""
+
+    def __init__(self, groups: ReferenceGroups, fit: np.ndarray, classes: int):
+        mano, self.mano_softmax = groups.stats.mano(fit)
+        self.scores = {"mano": mano, "nuclear": groups.stats.nuclear}
+        self.lines = {k: fit_score_line(v[fit], groups.accuracy[fit]) for k, v in self.scores.items()}
+        self.classes = classes
+
+    def mano_powers(self, logits: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Per row, sum_k sigma(z)_k^p: MaNo's score is (their mean / K)^(1/p)."""
+        return np.concatenate([(mano_rows(z, self.mano_softmax) ** MANO_P).sum(axis=1) for z in chunks(logits, rows)])
+
+    def mano(self, powers: np.ndarray) -> np.ndarray:
+        """Accuracy from the mean per-row powers (any shape of means)."""
+        return self.lines["mano"].predict((np.asarray(powers) / self.classes) ** (1.0 / MANO_P))
+
+    def nuclear(self, logits: np.ndarray, rows: np.ndarray) -> float:
+        """Accuracy from the normalised nuclear norm of the rows' softmax."""
+        return float(self.lines["nuclear"].predict(nuclear_norm_score(chunks(logits, rows), self.classes)))
+
+    def nuclear_interval(self, logits: np.ndarray, rows: np.ndarray, level: float, seed: int) -> list[float]:
+        """A normal interval from a delete-a-block jackknife over the rows (:data:`JACKKNIFE_BLOCKS`
+        random blocks). Not a bootstrap: a resample with repeated rows has a smaller nuclear
+        norm (fewer distinct rows, less dispersity), so bootstrap percentiles miss the estimate."""
+        blocks = np.array_split(np.random.default_rng(seed).permutation(rows.size), min(JACKKNIFE_BLOCKS, rows.size))
+        if len(blocks) < 2:
+            return [math.nan, math.nan]
+        keep = [np.sort(rows[np.setdiff1d(np.arange(rows.size), b)]) for b in blocks]
+        theta = np.asarray([self.nuclear(logits, k) for k in keep])
+        g = theta.size
+        se = math.sqrt((g - 1) / g * float(((theta - theta.mean()) ** 2).sum()))
+        value, z = self.nuclear(logits, rows), float(norm.ppf(1 - (1 - level) / 2))
+        return [max(0.0, value - z * se), min(1.0, value + z * se)]
+
+
+def _bootstrap_means(values: np.ndarray, n_bootstrap: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.asarray([values[rng.integers(0, values.size, values.size)].mean() for _ in range(n_bootstrap)])
+
+
+def logit_estimates(
+    groups: ReferenceGroups, reference_accuracy: float, target_logits: np.ndarray, rows: np.ndarray,
+    n_bootstrap: int, seed: int, level: float,
+) -> pd.DataFrame:
+    """COT, MaNo and the nuclear norm on the target's ``rows`` of ``target_logits``, fitted on
+    the whole reference; the columns of :func:`iqa_lib.analysis.prior.estimators.estimate_accuracy`."""
+    fit = LogitFit(groups, np.ones(groups.n.size, dtype=bool), target_logits.shape[1])
+    powers = fit.mano_powers(target_logits, rows)
+    values = {"mano": (float(fit.mano(powers.mean())), fit.mano(_bootstrap_means(powers, n_bootstrap, seed)))}
+    values["nuclear"] = (fit.nuclear(target_logits, rows), fit.nuclear_interval(target_logits, rows, level, seed))
+    if pot_available():
+        shares = _cot_shares(target_logits, rows)
+        values["cot"] = (float(shares.mean()), _bootstrap_means(shares, n_bootstrap, seed))
+    out = []
+    for method, (value, spread) in values.items():
+        lo, hi = spread if method == "nuclear" else percentile_ci(spread, level)
+        out.append({"method": method, "predicted": value, "ci_low": lo, "ci_high": hi, "n_target": int(rows.size),
+                    "n_reference": int(groups.n.sum()), "reference_accuracy": reference_accuracy})
+    return pd.DataFrame(out)
+
+
+def logit_loco(groups: ReferenceGroups, classes: int) -> list[dict]:
+    """Leave-one-corruption-out rows (``loco_validation``'s columns) of COT, MaNo and the
+    nuclear norm on the reference: fit on clean and the other corruptions, predict each
+    severity group of the held-out one (COT needs no fit: its marginal is uniform)."""
+    out = []
+    for held in (c for c in pd.unique(groups.corruption) if c != CLEAN):
+        fit = LogitFit(groups, groups.corruption != held, classes)
+        for g in np.flatnonzero(groups.corruption == held):
+            pred = {k: float(fit.lines[k].predict(fit.scores[k][g])) for k in ("mano", "nuclear")}
+            if groups.cot is not None:
+                pred["cot"] = float(groups.cot[g])
+            actual = float(groups.accuracy[g])
+            out += [{"method": k, "corruption": str(held), "severity": int(groups.severity[g]), "n": int(groups.n[g]),
+                     "predicted": v, "actual": actual, "var_d": actual * (1 - actual)} for k, v in pred.items()]
+    return out
