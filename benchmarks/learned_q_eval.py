@@ -7,16 +7,22 @@ clustered DeLong against learned_q), group |SRCC| and the Q-prior's accuracy err
 the no-shift baseline. Every learned_q value is cross-fitted by image (5 folds).
 
     python benchmarks/learned_q_eval.py SCORES_DIR FEATURES_FILE [--folds 5] [--boot 1000]
+        [--embeddings EMB.npy --inputs features embedding both]
 
 SCORES_DIR holds tv, brisque, niqe, piqe, lite0, lite1 and lite2 .parquet score files;
 FEATURES_FILE is a learned_q score file (`iqa-kit score --scorer learned_q`) of the same
-manifest or a subset of its images (only the rows with features are used).
+manifest or a subset of its images (only the rows with features are used). EMB.npy (with
+EMB.keys.parquet beside it, from benchmarks/learned_q_embeddings.py) holds a backbone's
+embeddings of those rows: the tables are then printed for each of ``--inputs`` (the f_*
+features, the embedding alone, both), followed by one table comparing them on the held-out
+model and families (paired clustered DeLong against the features-only model).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -24,6 +30,7 @@ import pandas as pd
 from iqa_lib.analysis.learned_q import TrainSettings
 from iqa_lib.analysis.learned_q_eval import (
     FAMILIES,
+    INPUTS,
     EvalData,
     auc_rows,
     cross_fitted,
@@ -33,6 +40,7 @@ from iqa_lib.analysis.learned_q_eval import (
     set_learned,
     srcc_rows,
 )
+from iqa_lib.stats.delong import delong, paired_z
 
 SCORERS = ("tv", "brisque", "niqe", "piqe", "lite0", "lite1", "lite2")
 MODEL_OUT = (((("lite0",), "lite1")), (("lite0",), "lite2"), (("lite1",), "lite0"), (("lite1",), "lite2"),
@@ -63,11 +71,23 @@ def _fmt_prior(summary: pd.DataFrame) -> str:
               "n_corruptions"]].to_markdown(index=False, floatfmt=".1f")
 
 
-def model_out(ev: EvalData, settings: TrainSettings, folds: int, boot: int) -> None:
+_FITTED: dict[tuple, np.ndarray] = {}
+
+
+def fitted(ev: EvalData, train_models: tuple[str, ...], allowed: np.ndarray, settings: TrainSettings,
+           folds: int, inputs: str) -> np.ndarray:
+    """cross_fitted, computed once per design and inputs (the comparison reuses the tables' fits)."""
+    key = (train_models, allowed.tobytes(), inputs)
+    if key not in _FITTED:
+        _FITTED[key] = cross_fitted(ev, train_models, allowed, settings, folds, inputs)
+    return _FITTED[key]
+
+
+def model_out(ev: EvalData, settings: TrainSettings, folds: int, boot: int, inputs: str = "features") -> None:
     everything = np.ones(ev.scores.n_rows, dtype=bool)
     for train_models, test in MODEL_OUT:
         t0 = time.process_time()
-        set_learned(ev, cross_fitted(ev, train_models, everything, settings, folds))
+        set_learned(ev, fitted(ev, train_models, everything, settings, folds, inputs))
         print(f"\n### Train on {' + '.join(train_models)}, test on {test} "
               f"({time.process_time() - t0:.0f} CPU-s to fit {folds} folds)\n")
         table = auc_rows(ev, test, everything, everything, train_models)
@@ -81,11 +101,12 @@ def model_out(ev: EvalData, settings: TrainSettings, folds: int, boot: int) -> N
         print(_fmt_prior(loco_prior(ev, test, boot, settings.seed)))
 
 
-def family_out(ev: EvalData, settings: TrainSettings, folds: int, boot: int, test: str = "lite2") -> None:
+def family_out(ev: EvalData, settings: TrainSettings, folds: int, boot: int, inputs: str = "features",
+               test: str = "lite2") -> None:
     names = np.asarray(ev.scores.corruptions)[ev.scores.corruption]
     for family, members in FAMILIES.items():
         inside = np.isin(names, members)
-        set_learned(ev, cross_fitted(ev, ("lite0", "lite1"), ~inside, settings, folds))
+        set_learned(ev, fitted(ev, ("lite0", "lite1"), ~inside, settings, folds, inputs))
         print(f"\n### Held-out family: {family} ({', '.join(members)}); trained on lite0 + lite1 without it, "
               f"test {test}\n")
         table = auc_rows(ev, test, inside, ~inside, ("lite0", "lite1"))
@@ -99,6 +120,53 @@ def family_out(ev: EvalData, settings: TrainSettings, folds: int, boot: int, tes
         print(_fmt_prior(family_prior(ev, test, members, boot, settings.seed)))
 
 
+def _prior_error(summary: pd.DataFrame, scorer: str) -> str:
+    row = summary[(summary["method"] == ("reference" if scorer == "reference" else "q_prior"))
+                  & ((summary["scorer"] == scorer) | (scorer == "reference"))].iloc[0]
+    return f"{row['mean_abs_error_pts']:.1f} [{row['mean_ci_low']:.1f}, {row['mean_ci_high']:.1f}]"
+
+
+def _compare_design(ev: EvalData, design: str, qs: dict[str, np.ndarray], rows: np.ndarray,
+                    orient_rows: np.ndarray, prior: Callable[[], pd.DataFrame], test: str = "lite2") -> list[dict]:
+    """One design: AUC of each input's learned_q (paired DeLong vs features-only), best NR-IQA, Q-prior."""
+    s = ev.scores
+    y, clusters = s.m[test][rows], s.image[rows]
+    res = delong(np.stack([q[rows] for q in qs.values()]), y, clusters=clusters)
+    set_learned(ev, qs[next(iter(qs))])
+    base = auc_rows(ev, test, rows, orient_rows, ("lite0", "lite1"))
+    nr = base[~base["q"].isin(["learned_q", "own q_p"])].sort_values("auc").iloc[-1]
+    out = []
+    for i, (name, q) in enumerate(qs.items()):
+        set_learned(ev, q)
+        summary = prior()
+        test_i = paired_z(res.auc, res.cov, i, 0) if i else None
+        out.append({"design": design, "learned_q inputs": name,
+                    "AUC (SE)": f"{res.auc[i]:.3f} ({np.sqrt(res.cov[i, i]):.3f})",
+                    "- features-only (p)": "" if test_i is None else f"{test_i.diff:+.3f} ({test_i.p_value:.1e})",
+                    "best NR-IQA AUC": f"{nr['q']} {nr['auc']:.3f}",
+                    "learned_q - best NR-IQA": f"{res.auc[i] - nr['auc']:+.3f}",
+                    "Q-prior err pts": _prior_error(summary, "learned_q"),
+                    "no-shift err pts": _prior_error(summary, "reference"),
+                    "n rows / images": f"{int(rows.sum())} / {np.unique(clusters).size}"})
+    return out
+
+
+def compare(ev: EvalData, settings: TrainSettings, folds: int, boot: int, inputs: list[str]) -> None:
+    """One table: learned_q with each of ``inputs`` on Lite2 held out, and on each held-out family."""
+    everything = np.ones(ev.scores.n_rows, dtype=bool)
+    train = ("lite0", "lite1")
+    table = _compare_design(ev, "Lite2 held out (LOCO prior)",
+                            {i: fitted(ev, train, everything, settings, folds, i) for i in inputs},
+                            everything, everything, lambda: loco_prior(ev, "lite2", boot, settings.seed))
+    names = np.asarray(ev.scores.corruptions)[ev.scores.corruption]
+    for family, members in FAMILIES.items():
+        inside = np.isin(names, members)
+        qs = {i: fitted(ev, train, ~inside, settings, folds, i) for i in inputs}
+        table += _compare_design(ev, f"Lite2 + {family} held out", qs, inside, ~inside,
+                                 lambda m=members: family_prior(ev, "lite2", m, boot, settings.seed))
+    print(pd.DataFrame(table).to_markdown(index=False))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scores_dir")
@@ -107,16 +175,28 @@ def main() -> None:
     parser.add_argument("--boot", type=int, default=1000)
     parser.add_argument("--hidden", type=int, default=TrainSettings.hidden)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--embeddings", help="a backbone's embeddings of the rows (.npy, keys beside it)")
+    parser.add_argument("--backbone", default="efficientnet_lite:lite0")
+    parser.add_argument("--inputs", nargs="+", choices=INPUTS, help="default: features (+ embedding, both "
+                        "with --embeddings)")
     args = parser.parse_args()
-    ev = load_eval_data(args.scores_dir, args.features, SCORERS)
+    inputs = args.inputs or (list(INPUTS) if args.embeddings else ["features"])
+    ev = load_eval_data(args.scores_dir, args.features, SCORERS, args.embeddings,
+                        args.backbone if args.embeddings else None)
     settings = TrainSettings(hidden=args.hidden, seed=args.seed)
     print(f"{ev.scores.n_rows} rows of {np.unique(ev.scores.image).size} images with features; "
           f"learned_q: {'logistic regression' if args.hidden == 0 else f'MLP, {args.hidden} ReLU units'}, "
-          f"{args.folds}-fold cross-fitting by image, seed {args.seed}")
-    print("\n## Leave one model out")
-    model_out(ev, settings, args.folds, args.boot)
-    print("\n## Leave one corruption family out")
-    family_out(ev, settings, args.folds, args.boot)
+          f"{args.folds}-fold cross-fitting by image, seed {args.seed}"
+          + (f"; embedding: {args.backbone}" if args.embeddings else ""))
+    for which in inputs:
+        print(f"\n# learned_q inputs: {which}")
+        print("\n## Leave one model out")
+        model_out(ev, settings, args.folds, args.boot, which)
+        print("\n## Leave one corruption family out")
+        family_out(ev, settings, args.folds, args.boot, which)
+    if len(inputs) > 1:
+        print("\n# learned_q with and without the embedding (test model Lite2; trained on Lite0 + Lite1)\n")
+        compare(ev, settings, args.folds, args.boot, inputs)
 
 
 if __name__ == "__main__":

@@ -128,8 +128,31 @@ def image_folds(image: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
     return fold_of[np.searchsorted(codes, image)]
 
 
-def fit_model(x: np.ndarray, y: np.ndarray, settings: TrainSettings, names: Sequence[str]) -> LearnedQModel:
-    """Fit P(correct | features) on rows ``x`` (N, F) with 0/1 labels ``y``; a numpy model out."""
+def read_embeddings(path: str | Path, keys: pd.DataFrame) -> np.ndarray:
+    """Backbone embeddings (``<name>.npy``, rows x width) aligned with ``keys`` through the
+    ``<name>.keys.parquet`` beside it (image_id, corruption, severity of each row); every key must be there."""
+    p = Path(path)
+    key_file = p.with_name(p.stem + ".keys.parquet")
+    if not (p.is_file() and key_file.is_file()):
+        raise ValueError(f"embeddings {p} or its keys {key_file} do not exist; write both with "
+                         "benchmarks/learned_q_embeddings.py")
+    emb = np.load(p, mmap_mode="r")
+    ek = pd.read_parquet(key_file).astype({"image_id": str, "corruption": str})
+    if emb.ndim != 2 or emb.shape[0] != len(ek):
+        raise ValueError(f"{p}: shape {emb.shape} does not match the {len(ek)} rows of {key_file}")
+    ek["_row"] = np.arange(len(ek))
+    merged = keys.astype({"image_id": str, "corruption": str}).merge(ek, on=list(KEYS), how="left",
+                                                                   validate="one_to_one")
+    if merged["_row"].isna().any():
+        raise ValueError(f"{p}: no embedding for {int(merged['_row'].isna().sum())} of {len(keys)} rows; "
+                         "compute embeddings for the same manifest")
+    return np.asarray(emb[merged["_row"].to_numpy(np.int64)], dtype=np.float64)
+
+
+def fit_model(x: np.ndarray, y: np.ndarray, settings: TrainSettings, names: Sequence[str],
+              embedding: str | None = None) -> LearnedQModel:
+    """Fit P(correct | inputs) on rows ``x`` (N, features then ``embedding``'s width) with 0/1
+    labels ``y``; a numpy model out."""
     # scikit-learn imported here: only training needs it, never the scorer
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
@@ -150,7 +173,7 @@ def fit_model(x: np.ndarray, y: np.ndarray, settings: TrainSettings, names: Sequ
                             validation_fraction=0.1, n_iter_no_change=10).fit(z, y)
         layers = tuple(Layer(w.astype(np.float64), b.astype(np.float64))
                        for w, b in zip(clf.coefs_, clf.intercepts_, strict=True))
-    return LearnedQModel(tuple(names), mean, scale, layers)
+    return LearnedQModel(tuple(names), mean, scale, layers, embedding=embedding)
 
 
 def stacked(data: TrainingData, rows: np.ndarray, models: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

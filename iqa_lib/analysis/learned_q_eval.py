@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from iqa_lib import defaults
 from iqa_lib.analysis.groupwise import groupwise
 from iqa_lib.analysis.io import KEYS, ScoreSet, load_scores
-from iqa_lib.analysis.learned_q import TrainSettings, fit_model, image_folds
+from iqa_lib.analysis.learned_q import TrainSettings, fit_model, image_folds, read_embeddings
 from iqa_lib.analysis.prior.estimators import fit_q_prior, group_mean
 from iqa_lib.analysis.prior.validation import TABLE_COLUMNS, leave_one_corruption_out, summarize
 from iqa_lib.scorers.qfeature_columns import FEATURE_COLUMNS
@@ -48,17 +48,35 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 }
 
 
+INPUTS = ("features", "embedding", "both")  # what learned_q reads: f_* columns, a backbone's embedding, both
+
+
 @dataclass
 class EvalData:
-    """Score files aligned (a :class:`ScoreSet`) and the learned_q features of the same rows."""
+    """Score files aligned (a :class:`ScoreSet`), the learned_q features of the same rows and,
+    optionally, a backbone's embeddings of them."""
 
     scores: ScoreSet
     features: np.ndarray
     nr_iqa: list[str]
+    embedding: np.ndarray | None = None
+    backbone: str | None = None
+
+    def inputs(self, which: str) -> tuple[np.ndarray, tuple[str, ...], str | None]:
+        """The input matrix, feature names and backbone of ``which`` (one of :data:`INPUTS`)."""
+        if which == "features":
+            return self.features, FEATURE_COLUMNS, None
+        if self.embedding is None or which not in INPUTS:
+            raise ValueError(f"inputs {which!r}: need one of {INPUTS}, embeddings for anything but 'features'")
+        if which == "embedding":
+            return self.embedding, (), self.backbone
+        return np.concatenate([self.features, self.embedding], axis=1), FEATURE_COLUMNS, self.backbone
 
 
-def load_eval_data(scores_dir: str | Path, features_file: str | Path, scorers: Sequence[str]) -> EvalData:
-    """The named score files of ``scores_dir`` and the features of ``features_file``, row-aligned."""
+def load_eval_data(scores_dir: str | Path, features_file: str | Path, scorers: Sequence[str],
+                   embeddings: str | Path | None = None, backbone: str | None = None) -> EvalData:
+    """The named score files of ``scores_dir``, the features of ``features_file`` and the
+    ``embeddings`` (:func:`iqa_lib.analysis.learned_q.read_embeddings`) of ``backbone``, row-aligned."""
     scores = load_scores(scores_dir, list(scorers))
     df = pq.read_table(features_file, columns=[*KEYS, *FEATURE_COLUMNS]).to_pandas()
     df = df.astype({"image_id": str, "corruption": str})
@@ -69,21 +87,24 @@ def load_eval_data(scores_dir: str | Path, features_file: str | Path, scorers: S
     if not have.any():
         raise ValueError(f"{features_file}: no features for any row of the score files in {scores_dir}")
     nr = [s for s, k in scores.kinds.items() if k == "nr_iqa"]
-    return EvalData(scores.take(np.flatnonzero(have)), x[have], nr)
+    kept = scores.take(np.flatnonzero(have))
+    emb = None if embeddings is None else read_embeddings(embeddings, kept.keys_frame())
+    return EvalData(kept, x[have], nr, emb, backbone)
 
 
 def cross_fitted(ev: EvalData, train_models: Sequence[str], allowed: np.ndarray, settings: TrainSettings,
-                 n_folds: int = defaults.N_FOLDS) -> np.ndarray:
+                 n_folds: int = defaults.N_FOLDS, inputs: str = "features") -> np.ndarray:
     """Out-of-fold q for every row: fold k's images predicted by a model fitted on the other
-    folds' ``allowed`` rows of ``train_models``."""
+    folds' ``allowed`` rows of ``train_models``, reading ``inputs`` (one of :data:`INPUTS`)."""
+    data, names, backbone = ev.inputs(inputs)
     folds = image_folds(ev.scores.image, n_folds, settings.seed)
     q = np.empty(ev.scores.n_rows)
     for k in range(n_folds):
         fit_rows = (folds != k) & allowed
-        x = np.concatenate([ev.features[fit_rows]] * len(train_models))
+        x = np.concatenate([data[fit_rows]] * len(train_models))
         y = np.concatenate([ev.scores.m[m][fit_rows] for m in train_models])
-        model = fit_model(x, y, settings, FEATURE_COLUMNS)
-        q[folds == k] = model.predict(ev.features[folds == k])
+        model = fit_model(x, y, settings, names, backbone)
+        q[folds == k] = model.predict(data[folds == k])
     return q
 
 

