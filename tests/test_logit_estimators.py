@@ -223,3 +223,26 @@ def test_cot_costs_are_each_rows_share_of_the_transport():
     assert costs.shape == (50,) and ((costs >= -1e-12) & (costs <= 1 + 1e-12)).all()
     assert costs.mean() == pytest.approx(ot.emd2(np.full(50, 1 / 50), marg, 1 - p), abs=1e-9)
     assert np.all(costs >= 1 - p.max(1) - 1e-9)  # a row pays at least 1 - its top probability
+
+
+def test_temperature_minimises_the_likelihood_of_the_whole_matrix(monkeypatch):
+    """Chunked, bounded fit against a direct minimisation of the NLL over the whole matrix."""
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
+
+    monkeypatch.setattr(le, "CHUNK", 33)
+    z = synthetic_logits(200, 12, seed=12, scale=1.0, signal=9.0)  # over-confident: T > 1
+    labels = np.random.default_rng(12).integers(0, 12, 200)
+    labels[:120] = z[:120].astype(np.float64).argmax(1)
+    rows = np.random.default_rng(1).permutation(200)  # any order of rows and labels
+    z64 = z.astype(np.float64)
+
+    def nll(t):
+        return -log_softmax(z64 / t, axis=1)[np.arange(200), labels].sum()
+
+    best = minimize_scalar(nll, bounds=(0.05, 20), method="bounded", options={"xatol": 1e-9}).x
+    assert le.fit_temperature(z, rows, labels[rows]) == pytest.approx(best, rel=1e-4)
+    pot()
+    marg = label_marginal(labels, 12)
+    assert le.cot_accuracy(z, np.arange(200), marg, temperature=best) == pytest.approx(
+        1 - le.cot_error(softmax64(z64 / best), marg), abs=1e-6)

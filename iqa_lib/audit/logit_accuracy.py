@@ -8,8 +8,9 @@ the whole reference, applied to the user's images, and validated like ATC by lea
 corruption out of the reference. Agreement-on-the-line needs several task models on the
 same images and is not part of a one-model audit.
 
-- COT's label marginal is uniform over the classes: a reference keeps no labels, and
-  ImageNet's classes are balanced. Its validation uses the same marginal, so the validated
+- COT's label marginal is uniform over the classes, and its softmax is not temperature-scaled
+  (``iqa-kit prior`` fits the temperature on labelled clean rows): a reference keeps no
+  labels, and ImageNet's classes are balanced. Its validation uses the same marginal, so the validated
   error includes what that choice costs.
 - Intervals over the user's images: MaNo's score is a function of the mean of per-image
   powers and COT's of per-image transport costs (plan held fixed, as ATC holds its

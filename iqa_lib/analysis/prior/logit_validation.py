@@ -6,7 +6,7 @@ MaNo and the nuclear norm are computed once per (corruption, severity) group
 (:class:`LogitGroups`, one chunked pass over the memory-mapped logits) and, per fold, a
 linear fit of accuracy on the score over the reference groups (clean and the other
 corruptions) predicts the held-out groups; COT transports each held-out group's softmax
-vectors to the reference's label marginal; agreement-on-the-line (three or more task models
+vectors (at the temperature fitted on the clean rows) to the reference's label marginal; agreement-on-the-line (three or more task models
 with logits) takes the clean rows as its in-distribution set. Held-out rows never enter a fit.
 """
 
@@ -26,6 +26,7 @@ from iqa_lib.analysis.prior.logit_estimators import (
     aline,
     cot_accuracy,
     fit_score_line,
+    fit_temperature,
     group_stats,
     pot_available,
 )
@@ -83,11 +84,14 @@ def _line_predictions(groups: LogitGroups, held: int, severities: np.ndarray) ->
 
 
 def _cot_predictions(
-    scores: ScoreSet, logits: ModelLogits, ref: np.ndarray, tgt: np.ndarray, inv: np.ndarray, n_groups: int
+    scores: ScoreSet, logits: ModelLogits, ref: np.ndarray, tgt: np.ndarray, inv: np.ndarray, n_groups: int,
+    temperature: float,
 ) -> np.ndarray:
-    """COT's accuracy per held-out severity group; the marginal from the reference labels."""
+    """COT's accuracy per held-out severity group; the marginal from the reference labels, the
+    softmax at the temperature fitted on the clean rows."""
     marginal = label_marginal(scores.label[ref], logits.classes)
-    return np.asarray([cot_accuracy(logits.array, logits.rows[tgt[inv == j]], marginal) for j in range(n_groups)])
+    return np.asarray([cot_accuracy(logits.array, logits.rows[tgt[inv == j]], marginal, temperature=temperature)
+                       for j in range(n_groups)])
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,7 @@ class LogitContext:
     groups: dict[str, LogitGroups]
     agreement: AgreementSet | None
     cot: bool
+    temperature: dict[str, float]  # per model, fitted on the clean rows (in distribution, always reference)
 
 
 def logit_context(
@@ -140,7 +145,9 @@ def logit_context(
     if not cot:
         warnings.warn(POT_MISSING, stacklevel=3)
     groups = {k: logit_groups(scores, scores.m[k], v) for k, v in logits.items()}
-    return LogitContext(logits, groups, agreement_set(scores, predictions, logits), cot)
+    clean = scores.clean_mask()
+    temperature = {k: fit_temperature(v.array, v.rows[clean], scores.label[clean]) for k, v in logits.items()}
+    return LogitContext(logits, groups, agreement_set(scores, predictions, logits), cot, temperature)
 
 
 def logit_fold_predictions(
@@ -152,7 +159,8 @@ def logit_fold_predictions(
         return []
     out = {**_line_predictions(ctx.groups[model], held, severities)}
     if ctx.cot:
-        out["cot"] = _cot_predictions(scores, ctx.logits[model], fold_ref, fold_tgt, inv, severities.size)
+        out["cot"] = _cot_predictions(scores, ctx.logits[model], fold_ref, fold_tgt, inv, severities.size,
+                                      ctx.temperature[model])
     preds: list[Prediction] = [(k, model, "logits", "own", v) for k, v in out.items()]
     if ctx.agreement is not None and model in ctx.agreement.models:
         aline_preds = _aline_predictions(scores, ctx.agreement, model, fold_tgt, inv, severities.size)
