@@ -164,7 +164,7 @@ def compare(ev: EvalData, settings: TrainSettings, folds: int, boot: int, inputs
         qs = {i: fitted(ev, train, ~inside, settings, folds, i) for i in inputs}
         table += _compare_design(ev, f"Lite2 + {family} held out", qs, inside, ~inside,
                                  lambda m=members: family_prior(ev, "lite2", m, boot, settings.seed))
-    print(pd.DataFrame(table).to_markdown(index=False))
+    print(pd.DataFrame(table).to_markdown(index=False, disable_numparse=True))
 
 
 def main() -> None:

@@ -150,3 +150,35 @@ def test_fit_with_embedding_matches_scikit_learn_and_cross_fits():
     assert both.shape == (ev.scores.n_rows,) and ((both > 0) & (both < 1)).all()
     with pytest.raises(ValueError, match="inputs 'pixels'"):
         ev.inputs("pixels")
+
+
+def test_learn_q_with_embeddings_writes_a_model_the_scorer_reads(tmp_path):
+    from iqa_lib.pipeline.learn_q import LearnQSettings, learn_q
+
+    rng = np.random.default_rng(11)
+    n_img, variants = 150, 3
+    keys = pd.DataFrame({"image_id": np.repeat([f"i{i}" for i in range(n_img)], variants),
+                         "corruption": np.tile(["clean", "fog", "snow"], n_img),
+                         "severity": np.tile([0, 2, 2], n_img), "label": 1})
+    feats = rng.normal(size=(len(keys), len(FEATURE_COLUMNS)))
+    keys.assign(q=0.5, **dict(zip(FEATURE_COLUMNS, feats.T, strict=True))).to_parquet(tmp_path / "f.parquet")
+    z = rng.normal(size=(len(keys), 4))  # an embedding of low rank, as a backbone's are
+    emb = (z @ rng.normal(size=(4, WIDTH)) + 0.1 * rng.normal(size=(len(keys), WIDTH))).astype(np.float32)
+    np.save(tmp_path / "e.npy", emb[::-1])
+    keys[["image_id", "corruption", "severity"]].iloc[::-1].to_parquet(tmp_path / "e.keys.parquet", index=False)
+    correct = (z[:, 0] + 0.3 * rng.normal(size=len(keys)) > 0)
+    keys.assign(correct=correct).to_parquet(tmp_path / "lite0.parquet")
+    for only in (False, True):
+        out = tmp_path / f"m{only}.json"
+        res = learn_q(LearnQSettings(tmp_path / "f.parquet", {"lite0": tmp_path / "lite0.parquet"}, out,
+                                     hidden=0, alpha=30.0, embeddings=tmp_path / "e.npy", backbone=LITE0,
+                                     use_features=not only))
+        model = load_model(out)
+        assert model.embedding == LITE0 and model.features == (() if only else FEATURE_COLUMNS)
+        assert model.provenance["embedding"] == LITE0 and str(tmp_path / "e.npy") in model.provenance["data"]
+        x = emb.astype(np.float64) if only else np.concatenate([feats, emb], axis=1)
+        assert np.array_equal(model.predict(x), res.model.predict(x))
+        assert res.metrics["held_out_images"]["lite0"]["auc"] > 0.8  # the signal is in the embedding
+    with pytest.raises(ModelFileError, match="unknown learned_q embedding backbone"):
+        learn_q(LearnQSettings(tmp_path / "f.parquet", {"lite0": tmp_path / "lite0.parquet"}, out,
+                               embeddings=tmp_path / "e.npy", backbone="timm:resnet50"))

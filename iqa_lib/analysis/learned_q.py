@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from iqa_lib import defaults
 from iqa_lib.analysis.io import KEYS, read_schema
-from iqa_lib.scorers.learned_q_model import Layer, LearnedQModel
+from iqa_lib.scorers.learned_q_model import Layer, LearnedQModel, check_backbone
 from iqa_lib.scorers.qfeature_columns import FEATURE_COLUMNS
 from iqa_lib.stats.delong import delong
 from iqa_lib.stats.logistic import auc_score
@@ -58,6 +58,7 @@ class TrainingData:
     image: np.ndarray
     correct: dict[str, np.ndarray] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # file -> sha256 (provenance)
+    embedding: str | None = None  # backbone whose embedding follows the features in each row
 
     @property
     def n_rows(self) -> int:
@@ -102,13 +103,24 @@ def read_correct(path: str | Path, keys: pd.DataFrame) -> np.ndarray:
     return merged["correct"].to_numpy().astype(np.int8)
 
 
-def load_training_data(features_file: str | Path, task_files: dict[str, str | Path]) -> TrainingData:
-    """Features from ``features_file`` and each named task model's correctness, aligned."""
+def load_training_data(features_file: str | Path, task_files: dict[str, str | Path],
+                       embeddings: str | Path | None = None, backbone: str | None = None,
+                       use_features: bool = True) -> TrainingData:
+    """Features from ``features_file`` (unless not ``use_features``), then ``backbone``'s
+    ``embeddings`` (:func:`read_embeddings`) when given, and each named task model's correctness, aligned."""
     if not task_files:
         raise ValueError("learn-q needs at least one task-model score file with a 'correct' column")
+    if (embeddings is None) != (backbone is None) or not (use_features or embeddings is not None):
+        raise ValueError("embeddings need their backbone (and the features may be left out only with embeddings)")
     keys, x, names = read_features(features_file)
     image = pd.factorize(keys["image_id"], sort=True)[0].astype(np.int64)
-    data = TrainingData(keys, x, names, image, sources={str(features_file): _digest(Path(features_file))})
+    sources = {str(features_file): _digest(Path(features_file))}
+    if embeddings is not None:
+        check_backbone(backbone, "--backbone")
+        emb = read_embeddings(embeddings, keys)
+        x, names = (np.concatenate([x, emb], axis=1), names) if use_features else (emb, ())
+        sources[str(embeddings)] = _digest(Path(embeddings))
+    data = TrainingData(keys, x, names, image, sources=sources, embedding=backbone)
     for model, path in task_files.items():
         data.correct[model] = read_correct(path, keys)
         data.sources[str(path)] = _digest(Path(path))
@@ -215,7 +227,7 @@ def train(
         raise ValueError(f"no correctness for task model(s) {unknown}; have {sorted(data.correct)}")
     test = group_test_mask(data.image, test_fraction, settings.seed)
     x, y = stacked(data, ~test, models)
-    model = fit_model(x, y, settings, data.feature_names)
+    model = fit_model(x, y, settings, data.feature_names, data.embedding)
     q = model.predict(data.features)
     every = list(dict.fromkeys([*models, *eval_models, *data.correct]))
     metrics = {"held_out_images": auc_table(q, data, test, every),
@@ -223,7 +235,7 @@ def train(
     provenance = {
         "data": data.sources, "task_models": list(models),
         "held_out_task_models": [m for m in every if m not in models],
-        "features": list(data.feature_names),
+        "features": list(data.feature_names), "embedding": data.embedding,
         "split": {"by": "image_id", "test_fraction": test_fraction, "seed": settings.seed,
                   "n_train_images": int(np.unique(data.image[~test]).size),
                   "n_test_images": int(np.unique(data.image[test]).size),
@@ -232,4 +244,4 @@ def train(
                   "kind": "logistic regression" if settings.hidden == 0 else "MLP, one ReLU layer"},
     }
     return TrainResult(LearnedQModel(model.features, model.mean, model.scale, model.layers, provenance,
-                                     metrics), metrics)
+                                     metrics, data.embedding), metrics)

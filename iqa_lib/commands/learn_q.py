@@ -38,6 +38,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=integer(0), default=defaults.SEED, help="split and fit seed")
     parser.add_argument("--test-fraction", type=between(0, 1, "share of images held out"),
                         default=defaults.TEST_FRACTION, help="share of images held out (default: %(default)s)")
+    parser.add_argument("--embeddings", metavar="FILE.npy",
+                        help="a frozen backbone's embeddings of the feature rows (FILE.keys.parquet "
+                        "beside it; benchmarks/learned_q_embeddings.py writes both): the model reads "
+                        "the features, then the embedding, and scores batched in-process")
+    parser.add_argument("--backbone", default="efficientnet_lite:lite0",
+                        help="the backbone of --embeddings (default: %(default)s)")
+    parser.add_argument("--embedding-only", action="store_true",
+                        help="with --embeddings: no f_* features, the embedding alone")
     parser.add_argument("--note", default="", help="what the data are, in words (kept in the provenance)")
     parser.add_argument("--wait", action="store_true",
                         help="if another run is writing --out, wait for it instead of stopping")
@@ -53,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"two --task files share a stem: {args.task}; task models are named by file stem")
     settings = LearnQSettings(Path(args.features), tasks, Path(args.out), tuple(args.train_models),
                               args.hidden, args.alpha, args.seed, args.test_fraction, args.wait,
-                              args.note)
+                              args.note, Path(args.embeddings) if args.embeddings else None,
+                              args.backbone if args.embeddings else None, not args.embedding_only)
     result = learn_q(settings)
     split = result.model.provenance["split"]
     print(f"trained on {', '.join(result.model.provenance['task_models'])}: "

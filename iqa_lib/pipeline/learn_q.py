@@ -32,11 +32,15 @@ class LearnQSettings:
     test_fraction: float = defaults.TEST_FRACTION
     wait: bool = False
     note: str = ""  # what the data are, in words, kept in the provenance
+    embeddings: Path | None = None  # a backbone's embeddings of the feature rows (.npy, keys beside it)
+    backbone: str | None = None  # the backbone that computed them (a spec of learned_q_model.BACKBONES)
+    use_features: bool = True  # False: the embedding alone
 
 
 def learn_q(settings: LearnQSettings) -> TrainResult:
     """Train, write the model file under its output lock, read it back to check it, return it."""
-    data = load_training_data(settings.features, dict(settings.task_files))
+    data = load_training_data(settings.features, dict(settings.task_files), settings.embeddings,
+                              settings.backbone, settings.use_features)
     models = list(settings.train_models) or list(settings.task_files)
     unknown = [m for m in models if m not in settings.task_files]
     if unknown:
