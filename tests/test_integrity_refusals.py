@@ -308,6 +308,7 @@ def test_score_from_params_applies_data_max_pixels_and_the_flag_wins(tmp_path, m
     params = _params_with_limit(tmp_path, 500)
     seen = []
     monkeypatch.setattr(score, "run_scoring", lambda *a, **k: seen.append(Image.MAX_IMAGE_PIXELS))
+    monkeypatch.setattr(score, "_declare_logits", lambda *a: None)  # nothing was scored to declare
     score.score(score.options_from_params("tv", params, alone=True))
     score.score(score.options_from_params("tv", params, alone=True, max_pixels=7000))
     assert seen == [500, 7000]
