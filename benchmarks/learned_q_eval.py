@@ -87,9 +87,10 @@ def model_out(ev: EvalData, settings: TrainSettings, folds: int, boot: int, inpu
     everything = np.ones(ev.scores.n_rows, dtype=bool)
     for train_models, test in MODEL_OUT:
         t0 = time.process_time()
+        reused = (train_models, everything.tobytes(), inputs) in _FITTED
         set_learned(ev, fitted(ev, train_models, everything, settings, folds, inputs))
-        print(f"\n### Train on {' + '.join(train_models)}, test on {test} "
-              f"({time.process_time() - t0:.0f} CPU-s to fit {folds} folds)\n")
+        cost = "the fit above, reused" if reused else f"{time.process_time() - t0:.0f} CPU-s to fit {folds} folds"
+        print(f"\n### Train on {' + '.join(train_models)}, test on {test} ({cost})\n")
         table = auc_rows(ev, test, everything, everything, train_models)
         n = table.iloc[0]
         print(f"Point-wise, n = {n['n_rows']} rows of {n['n_images']} images "
