@@ -77,7 +77,6 @@ N_BOOTSTRAP = 1000
 LEVEL = 0.95
 SEED = 0
 METHOD_WORDS = {
-    "cot": "COT (optimal transport of the softmax vectors to a uniform label marginal; Lu et al. 2023)",
     "mano": "MaNo (scaled 4-norm of the softmax matrix, linear fit to accuracy on the reference; Xie et al. 2024)",
     "nuclear": "nuclear norm of the softmax matrix, linear fit to accuracy on the reference (Deng et al. 2023)",
     "atc_mc": "ATC-MC (threshold on max-softmax confidence q_p)",
@@ -85,7 +84,7 @@ METHOD_WORDS = {
     "ac": "AC (average max-softmax confidence)",
     "doc": "DoC (reference accuracy minus the drop in average confidence)",
 }
-SHORT = {"atc_mc": "ATC-MC", "atc_ne": "ATC-NE", "ac": "AC", "doc": "DoC", "cot": "COT", "mano": "MaNo",
+SHORT = {"atc_mc": "ATC-MC", "atc_ne": "ATC-NE", "ac": "AC", "doc": "DoC", "mano": "MaNo",
          "nuclear": "nuclear norm"}
 DEFAULT_ATC = "atc_mc"
 # The validation in docs/mini-reproduction/prior.md (leave-one-corruption-out on the 500-image
@@ -207,7 +206,7 @@ def predict_accuracy(
     """The summary's ``predicted_accuracy`` of one task model on ``target`` (its score rows).
 
     ``logits``: the target's kept logits, aligned with its rows (:func:`iqa_lib.scoring.logits.read_logits`);
-    with them and a reference that kept its own, COT, MaNo and the nuclear norm join ATC, AC
+    with them and a reference that kept its own, MaNo and the nuclear norm join ATC, AC
     and DoC (:mod:`iqa_lib.audit.logit_accuracy`) and compete to be the stated estimator.
 
     ``actual``: the measured accuracy on labelled images (the summary's ``accuracy``
@@ -270,7 +269,7 @@ def _estimates_and_validation(
     logits: np.ndarray | None, boot: tuple[int, int, float],
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
     """The estimates (indexed by method), their leave-one-corruption-out table and a note: the
-    own-output estimators, and with the target's and the reference's logits COT, MaNo and the
+    own-output estimators, and with the target's and the reference's logits MaNo and the
     nuclear norm too (the note, only when the target has logits, says why not)."""
     table = estimate_accuracy(_reference_dict(data), {"q_p": kept["q_p"], "q_h": kept.get("q_h")},
                               n_bootstrap=boot[0], seed=boot[1], level=boot[2])
@@ -280,7 +279,7 @@ def _estimates_and_validation(
         return table.set_index("method"), loco, {}
     if ref_logits is None:
         return table.set_index("method"), loco, {"logit_note": (
-            "COT, MaNo and the nuclear norm not computed: the reference keeps no logits beside it; "
+            "MaNo and the nuclear norm not computed: the reference keeps no logits beside it; "
             "make it from a score file scored with its logits kept")}
     groups = ReferenceGroups(data, ref_logits)
     rows = np.flatnonzero(_finite_mask(target, data))

@@ -1,4 +1,4 @@
-"""The audit's accuracy estimators from kept logits: exact COT, MaNo and the nuclear norm.
+"""The audit's accuracy estimators from kept logits: MaNo and the nuclear norm.
 
 Used by :func:`iqa_lib.audit.accuracy.predict_accuracy` when the task model's reference has
 its logits beside it (``<reference>.logits/logits.npy``, rows = the ``row`` of the reference, the
@@ -8,14 +8,14 @@ the whole reference, applied to the user's images, and validated like ATC by lea
 corruption out of the reference. Agreement-on-the-line needs several task models on the
 same images and is not part of a one-model audit.
 
-- COT's label marginal is uniform over the classes, and its softmax is not temperature-scaled
-  (``iqa-kit prior`` fits the temperature on labelled clean rows): a reference keeps no
-  labels, and ImageNet's classes are balanced. Its validation uses the same marginal, so the validated
-  error includes what that choice costs.
+- No COT here: it needs the reference's label marginal and a temperature fitted on labelled
+  clean rows (``iqa-kit prior`` has both), and a reference keeps ``correct`` but no labels.
+  With a uniform marginal and no temperature it validated at 25 points on the Lite0
+  reference (every audit paying ~20 s of transports for an estimator it never states), so
+  it is left out until references keep their labels.
 - Intervals over the user's images: MaNo's score is a function of the mean of per-image
-  powers and COT's of per-image transport costs (plan held fixed, as ATC holds its
-  threshold fixed), so both bootstrap like AC; the nuclear norm gets a normal interval from
-  a delete-a-block jackknife (a bootstrap resample's repeated rows shrink it).
+  powers, so it bootstraps like AC; the nuclear norm gets a normal interval from a
+  delete-a-block jackknife (a bootstrap resample's repeated rows shrink it).
 - The per-image variance behind the conformal interval's kappa is taken as binomial for
   these set-level scores (kappa = 1).
 """
@@ -26,24 +26,21 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy.special import softmax
 from scipy.stats import norm
 
 from iqa_lib.analysis.prior.logit_estimators import (
     MANO_P,
     chunks,
-    cot_costs,
     fit_score_line,
     group_stats,
     mano_rows,
     nuclear_norm_score,
-    pot_available,
 )
 from iqa_lib.audit.reference import CLEAN, CORRECT, Reference
 from iqa_lib.scoring.logits import read_logits
 from iqa_lib.stats.bootstrap import percentile_ci
 
-AUDIT_LOGIT_METHODS = ("cot", "mano", "nuclear")
+AUDIT_LOGIT_METHODS = ("mano", "nuclear")
 JACKKNIFE_BLOCKS = 20
 
 
@@ -60,16 +57,9 @@ def _groups(data: pd.DataFrame) -> list[tuple[str, int, np.ndarray]]:
     return [(str(c), int(s), np.asarray(idx)) for (c, s), idx in groups.items()]
 
 
-def _cot_shares(logits: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Per row, 1 - its COT transport cost to the uniform label marginal (mean = COT accuracy)."""
-    probs = np.vstack([softmax(z, axis=1) for z in chunks(logits, rows)])
-    return 1.0 - cot_costs(probs, np.full(logits.shape[1], 1.0 / logits.shape[1]))
-
-
 class ReferenceGroups:
     """The reference's (corruption, severity) groups with the model's accuracy and the group
-    statistics of its logits (and, with POT, COT's accuracy with the uniform marginal),
-    computed once: every fold of the validation and the final fit reuse them."""
+    statistics of its logits, computed once: every fold of the validation and the final fit reuse them."""
 
     def __init__(self, data: pd.DataFrame, logits: np.ndarray):
         rows = data.index.to_numpy(np.int64)
@@ -79,8 +69,6 @@ class ReferenceGroups:
         self.n = np.asarray([idx.size for _, _, idx in groups])
         self.accuracy = np.asarray([data[CORRECT].to_numpy(np.float64)[idx].mean() for _, _, idx in groups])
         self.stats = group_stats(logits, [rows[idx] for _, _, idx in groups])
-        self.cot = (np.asarray([_cot_shares(logits, rows[idx]).mean() for _, _, idx in groups])
-                    if pot_available() else None)
 
 
 class LogitFit:
@@ -129,15 +117,12 @@ def logit_estimates(
     groups: ReferenceGroups, reference_accuracy: float, target_logits: np.ndarray, rows: np.ndarray,
     n_bootstrap: int, seed: int, level: float,
 ) -> pd.DataFrame:
-    """COT, MaNo and the nuclear norm on the target's ``rows`` of ``target_logits``, fitted on
+    """MaNo and the nuclear norm on the target's ``rows`` of ``target_logits``, fitted on
     the whole reference; the columns of :func:`iqa_lib.analysis.prior.estimators.estimate_accuracy`."""
     fit = LogitFit(groups, np.ones(groups.n.size, dtype=bool), target_logits.shape[1])
     powers = fit.mano_powers(target_logits, rows)
     values = {"mano": (float(fit.mano(powers.mean())), fit.mano(_bootstrap_means(powers, n_bootstrap, seed)))}
     values["nuclear"] = (fit.nuclear(target_logits, rows), fit.nuclear_interval(target_logits, rows, level, seed))
-    if pot_available():
-        shares = _cot_shares(target_logits, rows)
-        values["cot"] = (float(shares.mean()), _bootstrap_means(shares, n_bootstrap, seed))
     out = []
     for method, (value, spread) in values.items():
         lo, hi = spread if method == "nuclear" else percentile_ci(spread, level)
@@ -147,16 +132,14 @@ def logit_estimates(
 
 
 def logit_loco(groups: ReferenceGroups, classes: int) -> list[dict]:
-    """Leave-one-corruption-out rows (``loco_validation``'s columns) of COT, MaNo and the
+    """Leave-one-corruption-out rows (``loco_validation``'s columns) of MaNo and the
     nuclear norm on the reference: fit on clean and the other corruptions, predict each
-    severity group of the held-out one (COT needs no fit: its marginal is uniform)."""
+    severity group of the held-out one."""
     out = []
     for held in (c for c in pd.unique(groups.corruption) if c != CLEAN):
         fit = LogitFit(groups, groups.corruption != held, classes)
         for g in np.flatnonzero(groups.corruption == held):
             pred = {k: float(fit.lines[k].predict(fit.scores[k][g])) for k in ("mano", "nuclear")}
-            if groups.cot is not None:
-                pred["cot"] = float(groups.cot[g])
             actual = float(groups.accuracy[g])
             out += [{"method": k, "corruption": str(held), "severity": int(groups.severity[g]), "n": int(groups.n[g]),
                      "predicted": v, "actual": actual, "var_d": actual * (1 - actual)} for k, v in pred.items()]
