@@ -1,0 +1,83 @@
+"""The audit's estimators on held-out shifts, logit-based ones included (docs/mini-reproduction/prior.md).
+
+A reference is made (``iqa-kit reference``'s code) from a task model's score file on clean
+ImageNet images and ImageNet-C, with the logits kept beside it; every (corruption, severity)
+group of another score file of the same model (e.g. ImageNet-C's four extra corruptions,
+rendered from the same images and scored with ``--keep-logits``) is then predicted by the
+audit's code (:func:`iqa_lib.audit.accuracy.predict_accuracy`), fitted on the whole reference:
+ATC-MC, ATC-NE, AC, DoC, MaNo and the nuclear norm, and the one the audit states. Printed: per
+method the mean and largest absolute error in accuracy points over the sets, per corruption,
+and how often each method was the stated one. No COT: the audit has no labels for it.
+
+    python benchmarks/validate_logit_extras.py REFERENCE_SCORES.parquet EXTRAS_SCORES.parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from iqa_lib.audit.accuracy import predict_accuracy
+from iqa_lib.audit.reference import read_reference
+from iqa_lib.pipeline.reference import ReferenceSettings, build_reference
+from iqa_lib.scoring.logits import read_logits
+
+
+def set_rows(extras: pd.DataFrame) -> list[tuple[str, int, np.ndarray]]:
+    """Each (corruption, severity) group of the shifted score file (clean rows left out)."""
+    shifted = extras[extras["corruption"] != "clean"]
+    return [(c, int(s), idx.to_numpy()) for (c, s), idx in shifted.groupby(["corruption", "severity"]).groups.items()]
+
+
+def predict_sets(reference: Path, extras_file: Path, spec: str, n_bootstrap: int) -> pd.DataFrame:
+    """One row per set and method: predicted, actual, absolute error (points), stated."""
+    extras = pd.read_parquet(extras_file)
+    z = read_logits(extras_file, len(extras))
+    if z is None:
+        raise SystemExit(f"{extras_file}: no logits beside it; score it with --keep-logits")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = build_reference(ReferenceSettings(spec, tmp, scores=reference, made_from="validation", progress=False))
+        ref = read_reference(path)
+        rows = []
+        for corruption, severity, idx in set_rows(extras):
+            target = extras.iloc[idx].reset_index(drop=True)
+            pred = predict_accuracy(ref, target, n_bootstrap=n_bootstrap, logits=np.asarray(z[idx]))
+            actual = float(target["correct"].mean())
+            for method, est in pred["estimates"].items():
+                rows.append({"corruption": corruption, "severity": severity, "n": len(idx), "method": method,
+                             "predicted": est["value"], "actual": actual,
+                             "abs_error_pts": abs(est["value"] - actual) * 100,
+                             "stated": method == pred["method"]})
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("reference_scores", type=Path, help="the task model's score file on clean + ImageNet-C, logits kept")
+    p.add_argument("extras_scores", type=Path, help="its score file on the held-out shifts, logits kept")
+    p.add_argument("--spec", default="efficientnet_lite:lite0")
+    p.add_argument("--n-bootstrap", type=int, default=200)
+    p.add_argument("--csv", type=Path)
+    args = p.parse_args(argv)
+    started = time.perf_counter()
+    table = predict_sets(args.reference_scores, args.extras_scores, args.spec, args.n_bootstrap)
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    overall = table.groupby("method").agg(sets=("n", "size"), images=("n", "sum"),
+                                          mean_abs_error_pts=("abs_error_pts", "mean"),
+                                          max_abs_error_pts=("abs_error_pts", "max"), stated=("stated", "sum"))
+    print(overall.sort_values("mean_abs_error_pts").round(2).to_string())
+    by_corruption = table.pivot_table(index="method", columns="corruption", values="abs_error_pts", aggfunc="mean")
+    print("\nmean absolute error (points) per held-out corruption (5 severity sets each):")
+    print(by_corruption.round(2).to_string())
+    print(f"\n{time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
