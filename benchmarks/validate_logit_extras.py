@@ -7,7 +7,9 @@ rendered from the same images and scored with ``--keep-logits``) is then predict
 audit's code (:func:`iqa_lib.audit.accuracy.predict_accuracy`), fitted on the whole reference:
 ATC-MC, ATC-NE, AC, DoC, MaNo and the nuclear norm, and the one the audit states. Printed: per
 method the mean and largest absolute error in accuracy points over the sets, per corruption,
-and how often each method was the stated one. No COT: the audit has no labels for it.
+how often each method was the stated one, and the coverage and mean width of each method's
+90% prediction interval (its own leave-one-corruption-out conformal interval, withheld when a
+set is out of reference). No COT: the audit has no labels for it.
 
     python benchmarks/validate_logit_extras.py REFERENCE_SCORES.parquet EXTRAS_SCORES.parquet
 """
@@ -49,10 +51,13 @@ def predict_sets(reference: Path, extras_file: Path, spec: str, n_bootstrap: int
             pred = predict_accuracy(ref, target, n_bootstrap=n_bootstrap, logits=np.asarray(z[idx]))
             actual = float(target["correct"].mean())
             for method, est in pred["estimates"].items():
+                pi = est["prediction_interval"]
                 rows.append({"corruption": corruption, "severity": severity, "n": len(idx), "method": method,
                              "predicted": est["value"], "actual": actual,
                              "abs_error_pts": abs(est["value"] - actual) * 100,
-                             "stated": method == pred["method"]})
+                             "stated": method == pred["method"], "in_reference": pred["in_reference"],
+                             "pi_width": np.nan if pi is None else pi[1] - pi[0],
+                             "covered": pi is not None and pi[0] <= actual <= pi[1]})
     return pd.DataFrame(rows)
 
 
@@ -70,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         table.to_csv(args.csv, index=False)
     overall = table.groupby("method").agg(sets=("n", "size"), images=("n", "sum"),
                                           mean_abs_error_pts=("abs_error_pts", "mean"),
-                                          max_abs_error_pts=("abs_error_pts", "max"), stated=("stated", "sum"))
+                                          max_abs_error_pts=("abs_error_pts", "max"), stated=("stated", "sum"),
+                                          pi_coverage=("covered", "mean"), pi_width=("pi_width", "mean"),
+                                          in_reference=("in_reference", "sum"))
     print(overall.sort_values("mean_abs_error_pts").round(2).to_string())
     by_corruption = table.pivot_table(index="method", columns="corruption", values="abs_error_pts", aggfunc="mean")
     print("\nmean absolute error (points) per held-out corruption (5 severity sets each):")
