@@ -421,6 +421,16 @@ JPEG_MAGIC = b"\xff\xd8\xff"  # what Pillow's JPEG plugin accepts
 _JPEG_DECODER = getattr(Image.core, "jpeg_decoder", None)
 
 
+def jpeg_bytes(path: str | os.PathLike) -> bytes | None:
+    """The bytes of a JPEG file or tar member; None for another format or what cannot be read
+    (the caller decodes it the long way, where a failure gets its reason)."""
+    try:
+        data = read_member(path) if split_member(path) is not None else Path(path).read_bytes()
+    except (OSError, ValueError, ImageDecodeError):
+        return None
+    return data if data.startswith(JPEG_MAGIC) else None
+
+
 def _plain_jpeg(path: str | os.PathLike) -> Image.Image | None:
     """A plain file that Pillow opens as an 8-bit three-component JPEG, decoded as
     ``Image.open(path).load()`` decodes it, with less on the way; None for anything else.
@@ -437,12 +447,8 @@ def _plain_jpeg(path: str | os.PathLike) -> Image.Image | None:
     """
     if _JPEG_DECODER is None or MEMBER_SEPARATOR in os.fspath(path):
         return None
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except (OSError, ValueError):
-        return None
-    if not data.startswith(JPEG_MAGIC):
+    data = jpeg_bytes(path)
+    if data is None:
         return None
     try:
         header = JpegImagePlugin.JpegImageFile(io.BytesIO(data))

@@ -26,11 +26,10 @@ from torch.utils.data import Dataset, Sampler, get_worker_info
 
 from iqa_lib.data.images import (
     ImageDecodeError,
+    jpeg_bytes,
     opened_rgb,
     planar,
-    read_member,
     resize_center_crop,
-    split_member,
 )
 
 CLEAN_RESIZE = 256
@@ -78,8 +77,6 @@ class ManifestImages(Dataset):
             return row, None, f"{type(exc).__name__}: {exc}"
 
 
-JPEG_MAGIC = b"\xff\xd8\xff"
-
 
 def _decode_jpegs(datas: list[torch.Tensor], device: torch.device) -> list[torch.Tensor | str]:
     """Each JPEG decoded to RGB on ``device``, or why it could not be."""
@@ -109,19 +106,10 @@ def _decoder_reason(exc: BaseException, device: torch.device) -> str:
 
 
 def _jpeg_bytes(path: str) -> torch.Tensor | None:
-    """The file's bytes if it is a JPEG; None otherwise or when it cannot be read (decoded
-    here instead, where a failure gets its reason)."""
-    try:
-        if split_member(path) is not None:
-            data = read_member(path)
-        else:
-            with open(path, "rb") as f:
-                data = f.read()
-    except (OSError, ImageDecodeError):
-        return None
-    if not data.startswith(JPEG_MAGIC):
-        return None
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    """The file's bytes as a tensor if it is a JPEG; None otherwise or when it cannot be read
+    (decoded here instead, where a failure gets its reason)."""
+    data = jpeg_bytes(path)
+    return None if data is None else torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
 def clean_geometry(img: Image.Image, resize: int | None, crop: int | None) -> Image.Image:
