@@ -39,3 +39,24 @@ except SystemExit as exc:
 """
     loaded = _modules_after(code)
     assert not loaded & set(HEAVY), f"imported on an argument error: {sorted(loaded & set(HEAVY))}"
+
+
+def test_a_cli_run_skips_the_iri_grammar_and_still_validates_notebooks():
+    # jsonschema compiles an IRI grammar (1.3 s) when rfc3987_syntax is installed; nbformat never
+    # needs it, so the CLI process marks it absent; notebooks still validate (and bad ones fail)
+    code = """
+from iqa_lib.cli import _skip_iri_grammar
+_skip_iri_grammar()
+import nbformat
+nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
+nbformat.validate(nb)
+nb.cells[0]["cell_type"] = "nonsense"
+try:
+    nbformat.validate(nb)
+    raise AssertionError("an invalid notebook passed")
+except nbformat.ValidationError:
+    pass
+"""
+    loaded = _modules_after(code)
+    assert "jsonschema" in loaded and "nbformat" in loaded
+    assert "lark" not in loaded

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from iqa_lib.scoring.logits import logits_dir, logits_path, read_logits
+from iqa_lib.scoring.logits import logits_dir, logits_path, read_logits, write_logits
 
 
 def _saved(score_file, array):
@@ -53,3 +53,11 @@ def test_garbled_file_is_a_clear_error(tmp_path):
     logits_path(tmp_path / "m.parquet").write_bytes(b"not numpy at all")
     with pytest.raises(ValueError, match=r"m\.logits/logits\.npy: not a readable \.npy array"):
         read_logits(tmp_path / "m.parquet", 1)
+
+
+def test_an_output_with_no_rows_reads_back_as_no_rows(tmp_path):
+    # every image failed: the merge writes (0, 0) logits; a rerun's reuse check must accept them
+    write_logits(tmp_path / "m.parquet", [], "efficientnet_lite:lite0")
+    assert read_logits(tmp_path / "m.parquet", 0).shape == (0, 0)
+    with pytest.raises(ValueError, match="0 rows of logits for 2 rows"):
+        read_logits(tmp_path / "m.parquet", 2)

@@ -31,7 +31,6 @@ from scipy.stats import norm
 from iqa_lib.analysis.prior.logit_estimators import (
     MANO_P,
     chunks,
-    fit_score_line,
     group_stats,
     mano_rows,
     nuclear_norm_score,
@@ -76,9 +75,8 @@ class LogitFit:
     with the normalisation MaNo's criterion picks on them."""
 
     def __init__(self, groups: ReferenceGroups, fit: np.ndarray, classes: int):
-        mano, self.mano_softmax = groups.stats.mano(fit)
-        self.scores = {"mano": mano, "nuclear": groups.stats.nuclear}
-        self.lines = {k: fit_score_line(v[fit], groups.accuracy[fit]) for k, v in self.scores.items()}
+        self.fitted = groups.stats.line_fit(groups.accuracy, fit)
+        self.lines, self.mano_softmax = self.fitted.lines, self.fitted.mano_softmax
         self.classes = classes
 
     def mano_powers(self, logits: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -139,7 +137,7 @@ def logit_loco(groups: ReferenceGroups, classes: int) -> list[dict]:
     for held in (c for c in pd.unique(groups.corruption) if c != CLEAN):
         fit = LogitFit(groups, groups.corruption != held, classes)
         for g in np.flatnonzero(groups.corruption == held):
-            pred = {k: float(fit.lines[k].predict(fit.scores[k][g])) for k in ("mano", "nuclear")}
+            pred = {k: float(v) for k, v in fit.fitted.predict(g).items()}
             actual = float(groups.accuracy[g])
             out += [{"method": k, "corruption": str(held), "severity": int(groups.severity[g]), "n": int(groups.n[g]),
                      "predicted": v, "actual": actual, "var_d": actual * (1 - actual)} for k, v in pred.items()]

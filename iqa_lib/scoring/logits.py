@@ -53,7 +53,8 @@ def read_logits(score_file: str | Path, n_rows: int) -> np.ndarray | None:
         raise ValueError(f"{path}: not a readable .npy array of logits ({exc}); {RESCORE}") from exc
     if logits.dtype != DTYPE:
         raise ValueError(f"{path}: logits must be float16, found {logits.dtype}; {RESCORE}")
-    if logits.ndim != 2 or logits.shape[1] < 2:
+    # an output whose every row failed keeps (0, 0) logits: no rows, so no class count to check
+    if logits.ndim != 2 or (logits.shape[1] < 2 and logits.shape[0] > 0):
         raise ValueError(f"{path}: logits must have shape (rows, classes >= 2), found {logits.shape}; {RESCORE}")
     if logits.shape[0] != n_rows:
         raise ValueError(

@@ -220,6 +220,14 @@ class GroupStats:
         use_softmax = bool(self.criterion_sum[reference].sum() / self.n[reference].sum() > MANO_ETA)
         return (self.mano_softmax if use_softmax else self.mano_taylor), use_softmax
 
+    def line_fit(self, accuracy: np.ndarray, reference: np.ndarray) -> LineFit:
+        """MaNo's and the nuclear norm's lines of accuracy on score over the ``reference`` groups
+        (mask), MaNo normalised as the criterion on those groups decides."""
+        mano, use_softmax = self.mano(reference)
+        scores = {"mano": mano, "nuclear": self.nuclear}
+        lines = {k: fit_score_line(v[reference], accuracy[reference]) for k, v in scores.items()}
+        return LineFit(scores, lines, use_softmax)
+
 
 def group_stats(logits: np.ndarray, groups: list[np.ndarray]) -> GroupStats:
     """:class:`GroupStats` of each row set in ``groups`` (row indices into ``logits``)."""
@@ -237,6 +245,19 @@ def group_stats(logits: np.ndarray, groups: list[np.ndarray]) -> GroupStats:
         out["mano_taylor"][g] = mano_score(pow_taylor, rows.size, k)
         out["nuclear"][g] = nuclear_norm_score(chunks(logits, rows), k)
     return GroupStats(**out)
+
+
+@dataclass(frozen=True)
+class LineFit:
+    """Every group's MaNo and nuclear-norm score with the lines fitted on some of the groups."""
+
+    scores: dict[str, np.ndarray]  # method -> score of every group
+    lines: dict[str, ScoreLine]  # method -> accuracy line fitted on the reference groups
+    mano_softmax: bool  # MaNo's normalisation: softmax (True) or Taylor rows
+
+    def predict(self, groups) -> dict[str, np.ndarray]:
+        """Each method's accuracy for the groups at positions ``groups``."""
+        return {k: self.lines[k].predict(self.scores[k][groups]) for k in self.lines}
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from iqa_lib.analysis.prior.logit_estimators import (
     agreement,
     aline,
     cot_accuracy,
-    fit_score_line,
     fit_temperature,
     group_stats,
     pot_available,
@@ -76,11 +75,7 @@ def _line_predictions(groups: LogitGroups, held: int, severities: np.ndarray) ->
     ref = groups.corruption != held
     tgt = np.asarray([np.flatnonzero((groups.corruption == held) & (groups.severity == s))[0]
                       for s in severities])
-    mano, _ = groups.stats.mano(ref)
-    out = {}
-    for method, score in (("mano", mano), ("nuclear", groups.stats.nuclear)):
-        out[method] = fit_score_line(score[ref], groups.accuracy[ref]).predict(score[tgt])
-    return out
+    return groups.stats.line_fit(groups.accuracy, ref).predict(tgt)
 
 
 def _cot_predictions(
