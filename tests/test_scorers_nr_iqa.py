@@ -113,6 +113,16 @@ def test_pyiqa_errors_name_metric_file_and_folder(tmp_path):
     assert torch.hub.get_dir() != str(hub)  # the override does not leak
 
 
+def test_a_weight_file_the_metric_cannot_take_or_read_is_named(tmp_path):
+    junk = tmp_path / "weights.pth"
+    junk.write_bytes(b"not weights")
+    with pytest.raises(WeightsError, match=r"'piqe' .*takes no single weight file.*leave option `weights` out"):
+        build_scorer({"spec": "pyiqa:piqe", "weights": str(junk)}, "cpu")  # its network has no weights
+    with pytest.raises(WeightsError) as err:
+        build_scorer({"spec": "pyiqa:niqe", "weights": str(junk)}, "cpu")  # takes one: this one is not it
+    assert f"weights file {str(junk)!r}" in str(err.value) and "could not be loaded by pyiqa metric 'niqe'" in str(err.value)
+
+
 def test_clipiqa_prompts_encoded_once():
     from iqa_lib.scorers.nr_iqa import _pkg_resources_shim
 

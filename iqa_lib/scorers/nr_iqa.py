@@ -20,7 +20,6 @@ Resize(256)+CenterCrop(224), ImageNet-C images as stored.
 from __future__ import annotations
 
 import difflib
-import inspect
 import os
 import sys
 from collections.abc import Iterator
@@ -231,7 +230,9 @@ def build_pyiqa(spec: ScorerSpec, device: torch.device) -> PyiqaScorer:
         except (WeightsError, ImportError):
             raise
         except Exception as exc:
-            raise _download_failure(spec, exc, attempted, looked_in) from exc
+            # a download that failed says most; else a weight file the metric refused or could not read
+            refused = None if attempted else _single_file_refused(spec, exc)
+            raise (refused or _download_failure(spec, exc, attempted, looked_in)) from exc
     metric.eval()
     _cache_clipiqa_text(metric.net)
     scorer = PyiqaScorer(spec, device, metric)
@@ -273,7 +274,6 @@ def _weights_option(spec: ScorerSpec, dl: ModuleType) -> Iterator[tuple[dict[str
         with _cache_folder(path, dl):
             yield {}, f"{path / 'pyiqa'} and {path / 'checkpoints'}"
     elif path.is_file():
-        _check_single_file_metric(spec.name)
         yield {"pretrained_model_path": str(path)}, looked_in
     else:
         raise WeightsError(
@@ -295,19 +295,27 @@ def _cache_folder(path: Path, dl: ModuleType) -> Iterator[None]:
         dl.DEFAULT_CACHE_DIR = old_cache
 
 
-def _check_single_file_metric(name: str) -> None:
-    """A metric given one weight file must load one (its architecture takes ``pretrained_model_path``)."""
-    import pyiqa  # heavy: see build_pyiqa
-    from pyiqa.archs import ARCH_REGISTRY
+def _single_file_refused(spec: ScorerSpec, exc: Exception) -> WeightsError | None:
+    """The error for a weight file (option ``weights``) the metric takes none of, or cannot load.
 
-    arch_type = pyiqa.DEFAULT_CONFIGS[name]["metric_opts"]["type"]
-    params = inspect.signature(ARCH_REGISTRY.get(arch_type).__init__).parameters
-    if "pretrained_model_path" not in params:
-        raise WeightsError(
-            f"pyiqa metric {name!r} loads several files and takes no single weight file; "
-            "give option `weights` a folder laid out like ~/.cache/torch/hub "
-            "(checkpoints/, pyiqa/, clip/ subfolders) holding its downloads"
+    pyiqa passes ``create_metric``'s keywords to the network's constructor, so such a metric
+    fails with a TypeError naming ``pretrained_model_path`` before it loads anything (pyiqa
+    registers its networks lazily, so asking its registry first is not reliable).
+    """
+    weights = Path(str(spec.options.get("weights") or "")).expanduser()
+    if not weights.is_file():
+        return None
+    if isinstance(exc, TypeError) and "pretrained_model_path" in str(exc):
+        return WeightsError(
+            f"pyiqa metric {spec.name!r} ({spec.text!r}) takes no single weight file (its network has no "
+            "`pretrained_model_path`); leave option `weights` out, or give it a folder laid out like "
+            "~/.cache/torch/hub (checkpoints/, pyiqa/, clip/ subfolders) holding the metric's downloads"
         )
+    return WeightsError(
+        f"weights file {str(weights)!r} given for scorer {spec.text!r} could not be loaded by pyiqa metric "
+        f"{spec.name!r} ({type(exc).__name__}: {exc}); give that metric's own weight file, or a folder laid "
+        "out like ~/.cache/torch/hub (checkpoints/, pyiqa/, clip/) holding its downloads"
+    )
 
 
 def _download_failure(
