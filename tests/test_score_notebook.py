@@ -170,7 +170,9 @@ def test_from_params_scores_the_stale_others_in_the_same_pass(project, capsys):
     assert [line.split(":")[0] for line in err.splitlines() if LINE_RE.match(line)][0] == "tv + tv"
     together = pd.read_parquet(project / "results" / "scores" / "tv2.parquet")
     assert main(["score", "--from-params", "tv2", "--no-progress"]) == 0
-    assert "reusing results/scores/tv2.parquet" in capsys.readouterr().err  # the later stage: seconds
+    err = capsys.readouterr().err
+    assert "reusing results/scores/tv2.parquet" in err  # the later stage: seconds
+    assert "tv.parquet" not in err  # the optional other, complete too: reused quietly, not "resumed"
     assert main(["score", "--from-params", "tv2", "--alone", "--no-resume", "--no-progress"]) == 0
     pd.testing.assert_frame_equal(pd.read_parquet(project / "results" / "scores" / "tv2.parquet"), together)
 

@@ -503,7 +503,7 @@ def _announce(set_up: list[_Job], n: int) -> None:
         elif job.plan.reused and not job.given.optional:  # others: quiet
             _say(f"reusing {job.out}: complete for this spec, options, labels, manifest, "
                  "geometry and SCORES_VERSION (--no-resume scores it again)")
-        elif job.plan.kept:
+        elif job.plan.kept and not job.plan.reused:
             _say(f"resuming {job.out}: {job.plan.kept} of {n} rows kept from {job.pdir}; "
                  f"scoring the other {n - job.plan.kept}")
 
