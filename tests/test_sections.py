@@ -109,6 +109,12 @@ def test_sections_on_clean_only_data_explain_what_is_missing(tmp_path):
     assert (root / "results" / "tables" / "section6_3_mixtures" / "NOTE.md").is_file()
     content = SECTIONS["appendix_g_content"](ctx)
     assert "content_per_label" in content.tables
+    # (the pipeline test runs only the sections it reads as notebooks on clean-only data)
+    s5 = SECTIONS["section5_strong_tg"](ctx)
+    assert "table2_strong_tg_same_model" in s5.tables and "at least 3" in s5.note
+    assert s5.metrics["status"] == "partial" and s5.metrics["best_srcc"] is None
+    s6 = SECTIONS["section6_zsclip"](ctx)
+    assert s6.empty and "No zero-shot CLIP scorer" in s6.note
 
 
 def test_every_metrics_file_has_the_same_few_keys(paper_like):
