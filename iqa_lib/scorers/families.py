@@ -64,6 +64,7 @@ class ScorerFamily:
     title: str = ""  # how errors about a name of the fixed set call the family
     model_file: bool = False  # option ``model`` replaces the original model file it loads
     path_name: bool = False  # ``family`` (its shipped default) or ``family:<file path>`` ('/' and ':' kept)
+    default_file: str = ""  # with path_name: the shipped default, "package:resource"
 
     @property
     def help(self) -> str:
@@ -134,6 +135,6 @@ SCORER_FAMILIES: Mapping[str, ScorerFamily] = _families(
         builder="iqa_lib.scorers.learned_q:LearnedQScorer", options=NR_IQA_OPTIONS,
         summary="P(classifiers correct) from NSS, TV, colour and frequency features: the shipped "
         "model (`learned_q`) or one from `iqa-kit learn-q` (`learned_q:model.json`)",
-        example="learned_q", path_name=True,
+        example="learned_q", path_name=True, default_file="iqa_lib.resources.learned_q:default.json",
     ),
 )

@@ -18,7 +18,6 @@ the classifiers, the backbone on the scorer's device.
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +28,12 @@ from iqa_lib.scorers.learned_q_embed import Embedder
 from iqa_lib.scorers.learned_q_model import LearnedQModel, ModelFileError, load_model
 from iqa_lib.scorers.qfeatures import FEATURE_COLUMNS, batch_features, prepare_features
 from iqa_lib.scorers.spec import ScorerSpec, SpecError
-
-DEFAULT_PACKAGE = "iqa_lib.resources.learned_q"
-DEFAULT_RESOURCE = "default.json"
+from iqa_lib.scorers.spec_files import family_default_file
 
 
 def default_model_path() -> Path:
-    """The shipped model file (package data)."""
-    return Path(str(resources.files(DEFAULT_PACKAGE).joinpath(DEFAULT_RESOURCE)))
+    """The shipped model file (package data; its family record names it)."""
+    return family_default_file("learned_q")
 
 
 def model_for(spec: ScorerSpec) -> tuple[LearnedQModel, Path]:

@@ -49,6 +49,7 @@ from iqa_lib.scorers.base import Scorer, logits_unavailable, spec_columns
 from iqa_lib.scorers.label_space import LabelSpace, resolve_label_space
 from iqa_lib.scorers.registry import as_spec, build_scorer
 from iqa_lib.scorers.spec import ScorerSpec
+from iqa_lib.scorers.spec_files import input_files
 from iqa_lib.scoring import allocator, complete, parts, stream
 from iqa_lib.scoring.dataset import ChunkBatchSampler, ManifestImages, collate_images
 from iqa_lib.scoring.dataset import decode_on_device as decode_on_device_fn
@@ -581,6 +582,9 @@ def _set_up(given: ScoringJob, run: _Run) -> _Job:
     )
     if run.decode:  # images decoded on the device (its decoder's pixels): not the files of a CPU decode
         meta["decode"] = record["decode"] = run.decode
+    files = {what: complete.file_facts(path)["sha256"] for what, path in input_files(parsed).items()}
+    if files:  # the bytes of the model/weights files the spec names: a retrained file is scored again
+        meta["files"] = record["files"] = files
     note = (logits_unavailable(parsed, space) or "") if run.settings.keep_logits else ""
     keep = run.settings.keep_logits and not note
     if keep:  # outputs without logits stay complete for work that does not ask for them
