@@ -71,6 +71,18 @@ def _fmt_prior(summary: pd.DataFrame) -> str:
               "n_corruptions"]].to_markdown(index=False, floatfmt=".1f")
 
 
+def _print_sections(auc: pd.DataFrame, srcc: pd.DataFrame, prior: pd.DataFrame, titles: tuple[str, str, str]) -> None:
+    """One design's three sections: point-wise AUC (with n), group-wise |SRCC|, the Q-prior's error."""
+    n = auc.iloc[0]
+    print(f"{titles[0]}, n = {n['n_rows']} rows of {n['n_images']} images "
+          f"({n['n_correct']} correct, {n['n_wrong']} wrong):\n")
+    print(_fmt_auc(auc))
+    print(f"\n{titles[1]}:\n")
+    print(_fmt_srcc(srcc))
+    print(f"\n{titles[2]}:\n")
+    print(_fmt_prior(prior))
+
+
 _FITTED: dict[tuple, np.ndarray] = {}
 
 
@@ -91,15 +103,11 @@ def model_out(ev: EvalData, settings: TrainSettings, folds: int, boot: int, inpu
         set_learned(ev, fitted(ev, train_models, everything, settings, folds, inputs))
         cost = "the fit above, reused" if reused else f"{time.process_time() - t0:.0f} CPU-s to fit {folds} folds"
         print(f"\n### Train on {' + '.join(train_models)}, test on {test} ({cost})\n")
-        table = auc_rows(ev, test, everything, everything, train_models)
-        n = table.iloc[0]
-        print(f"Point-wise, n = {n['n_rows']} rows of {n['n_images']} images "
-              f"({n['n_correct']} correct, {n['n_wrong']} wrong):\n")
-        print(_fmt_auc(table))
-        print("\nGroup-wise (corruption x severity):\n")
-        print(_fmt_srcc(srcc_rows(ev, test, everything, boot, settings.seed)))
-        print("\nQ-prior, leave one corruption out (reference = clean + the other 14 corruptions):\n")
-        print(_fmt_prior(loco_prior(ev, test, boot, settings.seed)))
+        _print_sections(auc_rows(ev, test, everything, everything, train_models),
+                        srcc_rows(ev, test, everything, boot, settings.seed),
+                        loco_prior(ev, test, boot, settings.seed),
+                        ("Point-wise", "Group-wise (corruption x severity)",
+                         "Q-prior, leave one corruption out (reference = clean + the other 14 corruptions)"))
 
 
 def family_out(ev: EvalData, settings: TrainSettings, folds: int, boot: int, inputs: str = "features",
@@ -110,15 +118,11 @@ def family_out(ev: EvalData, settings: TrainSettings, folds: int, boot: int, inp
         set_learned(ev, fitted(ev, ("lite0", "lite1"), ~inside, settings, folds, inputs))
         print(f"\n### Held-out family: {family} ({', '.join(members)}); trained on lite0 + lite1 without it, "
               f"test {test}\n")
-        table = auc_rows(ev, test, inside, ~inside, ("lite0", "lite1"))
-        n = table.iloc[0]
-        print(f"Point-wise on the family's rows, n = {n['n_rows']} rows of {n['n_images']} images "
-              f"({n['n_correct']} correct, {n['n_wrong']} wrong):\n")
-        print(_fmt_auc(table))
-        print("\nGroup-wise over the family's groups:\n")
-        print(_fmt_srcc(srcc_rows(ev, test, inside, boot, settings.seed)))
-        print("\nQ-prior fitted on clean + the other families, error on the family's groups:\n")
-        print(_fmt_prior(family_prior(ev, test, members, boot, settings.seed)))
+        _print_sections(auc_rows(ev, test, inside, ~inside, ("lite0", "lite1")),
+                        srcc_rows(ev, test, inside, boot, settings.seed),
+                        family_prior(ev, test, members, boot, settings.seed),
+                        ("Point-wise on the family's rows", "Group-wise over the family's groups",
+                         "Q-prior fitted on clean + the other families, error on the family's groups"))
 
 
 def _prior_error(summary: pd.DataFrame, scorer: str) -> str:

@@ -12,6 +12,11 @@ how often each method was the stated one, and the coverage and mean width of eac
 set is out of reference). No COT: the audit has no labels for it.
 
     python benchmarks/validate_logit_extras.py REFERENCE_SCORES.parquet EXTRAS_SCORES.parquet
+        [--subset N --draws K --seed S]
+
+``--subset N``: instead of each whole set, ``--draws`` random subsets of N of its images (without
+replacement, seeded): the prediction interval must then also cover a small set's own sampling
+spread (its per-image variance factor, kappa, is what this checks at small n).
 """
 
 from __future__ import annotations
@@ -36,8 +41,19 @@ def set_rows(extras: pd.DataFrame) -> list[tuple[str, int, np.ndarray]]:
     return [(c, int(s), idx.to_numpy()) for (c, s), idx in shifted.groupby(["corruption", "severity"]).groups.items()]
 
 
-def predict_sets(reference: Path, extras_file: Path, spec: str, n_bootstrap: int) -> pd.DataFrame:
-    """One row per set and method: predicted, actual, absolute error (points), stated."""
+def draws_of(sets: list[tuple[str, int, np.ndarray]], subset: int | None, draws: int,
+             seed: int) -> list[tuple[str, int, np.ndarray]]:
+    """The sets themselves, or ``draws`` random subsets of ``subset`` rows of each."""
+    if subset is None:
+        return sets
+    rng = np.random.default_rng(seed)
+    return [(c, s, np.sort(rng.choice(idx, size=subset, replace=False)))
+            for c, s, idx in sets if idx.size >= subset for _ in range(draws)]
+
+
+def predict_sets(reference: Path, extras_file: Path, spec: str, n_bootstrap: int, subset: int | None = None,
+                 draws: int = 1, seed: int = 0) -> pd.DataFrame:
+    """One row per set (or subset) and method: predicted, actual, absolute error (points), stated."""
     extras = pd.read_parquet(extras_file)
     z = read_logits(extras_file, len(extras))
     if z is None:
@@ -46,7 +62,7 @@ def predict_sets(reference: Path, extras_file: Path, spec: str, n_bootstrap: int
         path = build_reference(ReferenceSettings(spec, tmp, scores=reference, made_from="validation", progress=False))
         ref = read_reference(path)
         rows = []
-        for corruption, severity, idx in set_rows(extras):
+        for corruption, severity, idx in draws_of(set_rows(extras), subset, draws, seed):
             target = extras.iloc[idx].reset_index(drop=True)
             pred = predict_accuracy(ref, target, n_bootstrap=n_bootstrap, logits=np.asarray(z[idx]))
             actual = float(target["correct"].mean())
@@ -68,9 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--spec", default="efficientnet_lite:lite0")
     p.add_argument("--n-bootstrap", type=int, default=200)
     p.add_argument("--csv", type=Path)
+    p.add_argument("--subset", type=int, help="predict random subsets of this many images of each set")
+    p.add_argument("--draws", type=int, default=5, help="subsets per set (with --subset)")
+    p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     started = time.perf_counter()
-    table = predict_sets(args.reference_scores, args.extras_scores, args.spec, args.n_bootstrap)
+    table = predict_sets(args.reference_scores, args.extras_scores, args.spec, args.n_bootstrap, args.subset,
+                         args.draws, args.seed)
     if args.csv:
         table.to_csv(args.csv, index=False)
     overall = table.groupby("method").agg(sets=("n", "size"), images=("n", "sum"),
@@ -80,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                                           in_reference=("in_reference", "sum"))
     print(overall.sort_values("mean_abs_error_pts").round(2).to_string())
     by_corruption = table.pivot_table(index="method", columns="corruption", values="abs_error_pts", aggfunc="mean")
-    print("\nmean absolute error (points) per held-out corruption (5 severity sets each):")
+    print("\nmean absolute error (points) per held-out corruption (its severity sets or their subsets):")
     print(by_corruption.round(2).to_string())
     print(f"\n{time.perf_counter() - started:.0f} s")
     return 0
