@@ -167,7 +167,9 @@ def test_verdict_names_the_logit_estimators(with_logits):
     _, _, table, summary = with_logits
     v = verdict(summary, table, n_bootstrap=20)
     assert {"logit_methods", "best_logit", "best_logit_mae_pts"} <= set(v.columns)
-    assert "kept logits" not in verdict_text(v)  # 40 images a group: n too small, no ranking stated
+    small = verdict_text(v)  # 40 images a group: n too small, the estimators named but not ranked
+    assert "Its kept logits add " in small and "MaNo" in small and "not ranked" in small
+    assert "From its kept logits" not in small and "best " + str(v.iloc[0]["best_logit"]) not in small
     text = verdict_text(v.assign(small_n=False))
     assert "From its kept logits (" in text and "MaNo" in text and "ALine-D" in text
 

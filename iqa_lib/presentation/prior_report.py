@@ -26,7 +26,7 @@ def verdict_text(v: pd.DataFrame, usable_pts: float = USABLE_MEAN_PTS) -> str:
                 f"and {SMALL_N_GROUPS} groups are needed), so no estimator is called usable and no "
                 f"estimator is ranked above another. Mean absolute errors, for the record: best of "
                 f"M's own outputs {r.best_own} {r.best_own_mae_pts:.1f} points, no-shift baseline "
-                f"{r.baseline_mae_pts:.1f}.")
+                f"{r.baseline_mae_pts:.1f}." + _logit_words(r, ranked=False))
             continue
         text = (
             f"- **{r.task_model}**: usable (mean absolute error below {usable_pts:g} points "
@@ -51,12 +51,14 @@ def verdict_text(v: pd.DataFrame, usable_pts: float = USABLE_MEAN_PTS) -> str:
     return "\n".join(lines)
 
 
-
-def _logit_words(r) -> str:
-    """The estimators from the kept logits (COT, MaNo, nuclear norm, ALine) and the best of
-    them; nothing when the task model's score file kept no logits."""
+def _logit_words(r, ranked: bool = True) -> str:
+    """The estimators from the kept logits (COT, MaNo, nuclear norm, ALine) and, where the
+    evidence allows a ranking, the best of them; nothing when no logits were kept."""
     methods = getattr(r, "logit_methods", None)
     if not isinstance(methods, str) or not methods:
         return ""
+    if not ranked:
+        listed = ", ".join(sorted(methods.split(", "), key=str.lower))  # not in the order of their errors
+        return f" Its kept logits add {listed}: in the table, not ranked here either."
     return (f" From its kept logits ({methods}): best {r.best_logit}, {r.best_logit_mae_pts:.1f} points "
             f"(95% CI {r.best_logit_ci}).")
