@@ -246,3 +246,33 @@ def test_temperature_minimises_the_likelihood_of_the_whole_matrix(monkeypatch):
     marg = label_marginal(labels, 12)
     assert le.cot_accuracy(z, np.arange(200), marg, temperature=best) == pytest.approx(
         1 - le.cot_error(softmax64(z64 / best), marg), abs=1e-6)
+
+
+def test_audit_nuclear_norm_is_size_matched_to_the_audited_set():
+    import pandas as pd
+
+    from iqa_lib.audit.logit_accuracy import SIZE_MATCH_DRAWS, SIZE_MATCH_SEED, ReferenceGroups
+
+    rng = np.random.default_rng(3)
+    k, sizes = 400, {("clean", 0): 120, ("fog", 1): 80, ("fog", 2): 30}  # fewer rows than classes, as on ImageNet
+    keys = [key for key, n in sizes.items() for _ in range(n)]
+    data = pd.DataFrame({"corruption": [c for c, _ in keys], "severity": [s for _, s in keys],
+                         "correct": rng.random(len(keys)) < 0.6})
+    logits = (rng.normal(size=(len(keys), k)) * 4).astype(np.float16)
+    whole = ReferenceGroups(data, logits)
+    matched = ReferenceGroups(data, logits, size=40)
+    # the nuclear norm's normalisation still leaves it a function of the row count: smaller sets score higher
+    assert (matched.stats.nuclear[:2] > whole.stats.nuclear[:2]).all()
+    # by hand: each group larger than 40 rows, the mean over the seeded draws of 40 of its rows
+    draw = np.random.default_rng(SIZE_MATCH_SEED)
+    members = [np.flatnonzero((data["corruption"] == c) & (data["severity"] == s)) for c, s in sorted(sizes)]
+    for g, rows in enumerate(members):
+        if rows.size <= 40:
+            assert matched.stats.nuclear[g] == whole.stats.nuclear[g]
+            continue
+        subsets = [np.sort(draw.choice(rows, size=40, replace=False)) for _ in range(SIZE_MATCH_DRAWS)]
+        want = np.mean([le.nuclear_norm_score([logits[s].astype(np.float64)], k) for s in subsets])
+        assert matched.stats.nuclear[g] == pytest.approx(want, rel=1e-12)
+    # MaNo and the accuracies are untouched
+    assert np.array_equal(matched.stats.mano_softmax, whole.stats.mano_softmax)
+    assert np.array_equal(matched.accuracy, whole.accuracy)

@@ -281,8 +281,8 @@ def _estimates_and_validation(
         return table.set_index("method"), loco, {"logit_note": (
             "MaNo and the nuclear norm not computed: the reference keeps no logits beside it; "
             "make it from a score file scored with its logits kept")}
-    groups = ReferenceGroups(data, ref_logits)
     rows = np.flatnonzero(_finite_mask(target, data))
+    groups = ReferenceGroups(data, ref_logits, size=int(rows.size))  # the nuclear norm at the set's size
     table = pd.concat([table, logit_estimates(groups, float(data[CORRECT].mean()), logits, rows, *boot)])
     loco = pd.concat([loco, pd.DataFrame(logit_loco(groups, ref_logits.shape[1]), columns=LOCO_COLUMNS)],
                      ignore_index=True)

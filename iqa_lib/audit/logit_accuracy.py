@@ -17,12 +17,21 @@ same images and is not part of a one-model audit.
   powers, so it bootstraps like AC; the nuclear norm gets a normal interval from a
   delete-a-block jackknife (a bootstrap resample's repeated rows shrink it).
 - The per-image variance behind the conformal interval's kappa is taken as binomial for
-  these set-level scores (kappa = 1).
+  these set-level scores (kappa = 1); on 100-image subsets of held-out shifts the 90%
+  interval covered 0.91 (nuclear norm) and 0.92 (MaNo) of them.
+- The nuclear norm depends on how many images it is computed over (fewer images share
+  fewer classes, so the normalised norm rises): a line fitted on whole reference groups
+  (about 500 images each) over-predicts a set of 100 by ~2.4 points. So when the audited set
+  is smaller than a reference group, every reference group's nuclear norm is taken over
+  random subsets of the set's size (:data:`SIZE_MATCH_DRAWS` draws, averaged), for the fit
+  and for its validation alike. Larger sets than a group are not corrected (no group has
+  their size). MaNo's score is a mean over images and needs no matching.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -41,6 +50,8 @@ from iqa_lib.stats.bootstrap import percentile_ci
 
 AUDIT_LOGIT_METHODS = ("mano", "nuclear")
 JACKKNIFE_BLOCKS = 20
+SIZE_MATCH_DRAWS = 5
+SIZE_MATCH_SEED = 0
 
 
 def reference_logits(ref: Reference) -> np.ndarray | None:
@@ -58,16 +69,37 @@ def _groups(data: pd.DataFrame) -> list[tuple[str, int, np.ndarray]]:
 
 class ReferenceGroups:
     """The reference's (corruption, severity) groups with the model's accuracy and the group
-    statistics of its logits, computed once: every fold of the validation and the final fit reuse them."""
+    statistics of its logits, computed once: every fold of the validation and the final fit reuse them.
 
-    def __init__(self, data: pd.DataFrame, logits: np.ndarray):
+    ``size``: the audited set's image count; groups larger than it get their nuclear norm
+    over random subsets of that size (see the module's notes)."""
+
+    def __init__(self, data: pd.DataFrame, logits: np.ndarray, size: int | None = None):
         rows = data.index.to_numpy(np.int64)
         groups = _groups(data)
         self.corruption = np.asarray([c for c, _, _ in groups])
         self.severity = np.asarray([s for _, s, _ in groups])
         self.n = np.asarray([idx.size for _, _, idx in groups])
         self.accuracy = np.asarray([data[CORRECT].to_numpy(np.float64)[idx].mean() for _, _, idx in groups])
-        self.stats = group_stats(logits, [rows[idx] for _, _, idx in groups])
+        members = [rows[idx] for _, _, idx in groups]
+        stats = group_stats(logits, members)
+        if size is not None and size >= 2 and any(m.size > size for m in members):
+            stats = replace(stats, nuclear=size_matched_nuclear(logits, members, size, stats.nuclear))
+        self.stats = stats
+
+
+def size_matched_nuclear(logits: np.ndarray, members: list[np.ndarray], size: int,
+                         whole: np.ndarray) -> np.ndarray:
+    """Each group's nuclear-norm score averaged over :data:`SIZE_MATCH_DRAWS` random subsets of
+    ``size`` of its rows (seeded); a group no larger than ``size`` keeps its ``whole`` score."""
+    rng = np.random.default_rng(SIZE_MATCH_SEED)
+    k = logits.shape[1]
+    out = np.asarray(whole, dtype=np.float64).copy()
+    for g, rows in enumerate(members):
+        if rows.size > size:
+            draws = [np.sort(rng.choice(rows, size=size, replace=False)) for _ in range(SIZE_MATCH_DRAWS)]
+            out[g] = float(np.mean([nuclear_norm_score(chunks(logits, d), k) for d in draws]))
+    return out
 
 
 class LogitFit:
