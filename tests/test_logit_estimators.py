@@ -262,17 +262,18 @@ def test_audit_nuclear_norm_is_size_matched_to_the_audited_set():
     whole = ReferenceGroups(data, logits)
     matched = ReferenceGroups(data, logits, size=40)
     # the nuclear norm's normalisation still leaves it a function of the row count: smaller sets score higher
-    assert (matched.stats.nuclear[:2] > whole.stats.nuclear[:2]).all()
+    assert (matched.matched.nuclear[:2] > whole.stats.nuclear[:2]).all()
+    assert np.array_equal(matched.stats.nuclear, whole.stats.nuclear)  # the validation's: whole groups
     # by hand: each group larger than 40 rows, the mean over the seeded draws of 40 of its rows
     draw = np.random.default_rng(SIZE_MATCH_SEED)
     members = [np.flatnonzero((data["corruption"] == c) & (data["severity"] == s)) for c, s in sorted(sizes)]
     for g, rows in enumerate(members):
         if rows.size <= 40:
-            assert matched.stats.nuclear[g] == whole.stats.nuclear[g]
+            assert matched.matched.nuclear[g] == whole.stats.nuclear[g]
             continue
         subsets = [np.sort(draw.choice(rows, size=40, replace=False)) for _ in range(SIZE_MATCH_DRAWS)]
         want = np.mean([le.nuclear_norm_score([logits[s].astype(np.float64)], k) for s in subsets])
-        assert matched.stats.nuclear[g] == pytest.approx(want, rel=1e-12)
+        assert matched.matched.nuclear[g] == pytest.approx(want, rel=1e-12)
     # MaNo and the accuracies are untouched
-    assert np.array_equal(matched.stats.mano_softmax, whole.stats.mano_softmax)
+    assert np.array_equal(matched.matched.mano_softmax, whole.stats.mano_softmax)
     assert np.array_equal(matched.accuracy, whole.accuracy)

@@ -23,9 +23,11 @@ same images and is not part of a one-model audit.
   fewer classes, so the normalised norm rises): a line fitted on whole reference groups
   (about 500 images each) over-predicts a set of 100 by ~2.4 points. So when the audited set
   is smaller than a reference group, every reference group's nuclear norm is taken over
-  random subsets of the set's size (:data:`SIZE_MATCH_DRAWS` draws, averaged), for the fit
-  and for its validation alike. Larger sets than a group are not corrected (no group has
-  their size). MaNo's score is a mean over images and needs no matching.
+  random subsets of the set's size (:data:`SIZE_MATCH_DRAWS` draws, averaged) for the fit
+  that predicts it. Its validation stays on whole groups, like every other estimator's, so
+  that the audit compares them on equal terms (the interval's sampling term covers the
+  small set). Larger sets than a group are not corrected (no group has their size). MaNo's
+  score is a mean over images and needs no matching.
 """
 
 from __future__ import annotations
@@ -71,8 +73,9 @@ class ReferenceGroups:
     """The reference's (corruption, severity) groups with the model's accuracy and the group
     statistics of its logits, computed once: every fold of the validation and the final fit reuse them.
 
-    ``size``: the audited set's image count; groups larger than it get their nuclear norm
-    over random subsets of that size (see the module's notes)."""
+    ``size``: the audited set's image count; ``matched`` are the group statistics with the
+    nuclear norm of groups larger than it taken over random subsets of that size (the final
+    fit's), ``stats`` those of the whole groups (the validation's; see the module's notes)."""
 
     def __init__(self, data: pd.DataFrame, logits: np.ndarray, size: int | None = None):
         rows = data.index.to_numpy(np.int64)
@@ -82,10 +85,9 @@ class ReferenceGroups:
         self.n = np.asarray([idx.size for _, _, idx in groups])
         self.accuracy = np.asarray([data[CORRECT].to_numpy(np.float64)[idx].mean() for _, _, idx in groups])
         members = [rows[idx] for _, _, idx in groups]
-        stats = group_stats(logits, members)
+        self.stats = self.matched = group_stats(logits, members)
         if size is not None and size >= 2 and any(m.size > size for m in members):
-            stats = replace(stats, nuclear=size_matched_nuclear(logits, members, size, stats.nuclear))
-        self.stats = stats
+            self.matched = replace(self.stats, nuclear=size_matched_nuclear(logits, members, size, self.stats.nuclear))
 
 
 def size_matched_nuclear(logits: np.ndarray, members: list[np.ndarray], size: int,
@@ -106,8 +108,8 @@ class LogitFit:
     """MaNo's and the nuclear norm's lines fitted on the reference groups in ``fit`` (mask),
     with the normalisation MaNo's criterion picks on them."""
 
-    def __init__(self, groups: ReferenceGroups, fit: np.ndarray, classes: int):
-        self.fitted = groups.stats.line_fit(groups.accuracy, fit)
+    def __init__(self, groups: ReferenceGroups, fit: np.ndarray, classes: int, matched: bool = False):
+        self.fitted = (groups.matched if matched else groups.stats).line_fit(groups.accuracy, fit)
         self.lines, self.mano_softmax = self.fitted.lines, self.fitted.mano_softmax
         self.classes = classes
 
@@ -149,7 +151,7 @@ def logit_estimates(
 ) -> pd.DataFrame:
     """MaNo and the nuclear norm on the target's ``rows`` of ``target_logits``, fitted on
     the whole reference; the columns of :func:`iqa_lib.analysis.prior.estimators.estimate_accuracy`."""
-    fit = LogitFit(groups, np.ones(groups.n.size, dtype=bool), target_logits.shape[1])
+    fit = LogitFit(groups, np.ones(groups.n.size, dtype=bool), target_logits.shape[1], matched=True)
     powers = fit.mano_powers(target_logits, rows)
     values = {"mano": (float(fit.mano(powers.mean())), fit.mano(_bootstrap_means(powers, n_bootstrap, seed)))}
     values["nuclear"] = (fit.nuclear(target_logits, rows), fit.nuclear_interval(target_logits, rows, level, seed))
