@@ -70,6 +70,7 @@ def predict_sets(reference: Path, extras_file: Path, spec: str, n_bootstrap: int
                 pi = est["prediction_interval"]
                 rows.append({"corruption": corruption, "severity": severity, "n": len(idx), "method": method,
                              "predicted": est["value"], "actual": actual,
+                             "error_pts": (est["value"] - actual) * 100,
                              "abs_error_pts": abs(est["value"] - actual) * 100,
                              "stated": method == pred["method"], "in_reference": pred["in_reference"],
                              "pi_width": np.nan if pi is None else pi[1] - pi[0],
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.csv:
         table.to_csv(args.csv, index=False)
     overall = table.groupby("method").agg(sets=("n", "size"), images=("n", "sum"),
-                                          mean_abs_error_pts=("abs_error_pts", "mean"),
+                                          mean_abs_error_pts=("abs_error_pts", "mean"), bias_pts=("error_pts", "mean"),
                                           max_abs_error_pts=("abs_error_pts", "max"), stated=("stated", "sum"),
                                           pi_coverage=("covered", "mean"), pi_width=("pi_width", "mean"),
                                           in_reference=("in_reference", "sum"))

@@ -110,20 +110,19 @@ class LogitFit:
 
     def __init__(self, groups: ReferenceGroups, fit: np.ndarray, classes: int, matched: bool = False):
         self.fitted = (groups.matched if matched else groups.stats).line_fit(groups.accuracy, fit)
-        self.lines, self.mano_softmax = self.fitted.lines, self.fitted.mano_softmax
         self.classes = classes
 
     def mano_powers(self, logits: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Per row, sum_k sigma(z)_k^p: MaNo's score is (their mean / K)^(1/p)."""
-        return np.concatenate([(mano_rows(z, self.mano_softmax) ** MANO_P).sum(axis=1) for z in chunks(logits, rows)])
+        return np.concatenate([(mano_rows(z, self.fitted.mano_softmax) ** MANO_P).sum(axis=1) for z in chunks(logits, rows)])
 
     def mano(self, powers: np.ndarray) -> np.ndarray:
         """Accuracy from the mean per-row powers (any shape of means)."""
-        return self.lines["mano"].predict((np.asarray(powers) / self.classes) ** (1.0 / MANO_P))
+        return self.fitted.lines["mano"].predict((np.asarray(powers) / self.classes) ** (1.0 / MANO_P))
 
     def nuclear(self, logits: np.ndarray, rows: np.ndarray) -> float:
         """Accuracy from the normalised nuclear norm of the rows' softmax."""
-        return float(self.lines["nuclear"].predict(nuclear_norm_score(chunks(logits, rows), self.classes)))
+        return float(self.fitted.lines["nuclear"].predict(nuclear_norm_score(chunks(logits, rows), self.classes)))
 
     def nuclear_interval(self, logits: np.ndarray, rows: np.ndarray, level: float, seed: int) -> list[float]:
         """A normal interval from a delete-a-block jackknife over the rows (:data:`JACKKNIFE_BLOCKS`
