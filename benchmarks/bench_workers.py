@@ -10,6 +10,9 @@ is printed with its range.
   process imports PIL only);
 * ``tv``: ``iqa-kit score --scorer tv`` with the engine's defaults (on CPU the
   loader workers decode and score, one per core);
+* ``ceiling``: the bound of any per-image engine here: one forked process per core, each
+  decoding with PIL and computing the kit's TV (the same exact integer sums, so the same
+  values, checked every round) with numpy only: no torch, manifest, parts or merge;
 * ``tv_old``: the same with ``IQA_KIT_WORKER_SCORING=0``: TV scored in the
   scoring process from pixels the workers send, the earlier default workers
   (half the cores, at most 4): the engine before issue 24;
@@ -21,7 +24,12 @@ is printed with its range.
   scaling efficiency = rate on 2 / (2 x rate on 1), the rate over the
   ``run_scoring`` call (manifest, workers, scoring, parts, merge: everything
   but the interpreter's imports), and over the whole process (imports
-  included: a fixed ~2-3 s that does not scale);
+  included: a fixed ~2-3 s that does not scale); with ``--scale-long ROWS`` the same
+  cases again on ROWS rows, and the *marginal* efficiency from the two sizes: the
+  seconds per extra row on 1 core over twice those on 2 cores, i.e. the scaling of
+  the per-image work with the fixed cost of a run (each worker's start, its first
+  import of the scorer's compiled kernels, the manifest, the merge) taken out,
+  which is what a run of millions of images sees;
 * ``corrupt``: ``iqa-kit corrupt`` of ``--corrupt-images`` clean images
   (four corruptions at severity 3) with ``--workers 1`` on 1 core and
   ``--workers 2`` on 2 cores, the same efficiency.
@@ -51,6 +59,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from bench_decode_bound import render, write_manifest  # noqa: E402
 
 SCORERS = ("tv", "brisque", "niqe", "piqe")
@@ -63,6 +73,34 @@ for p in paths:
     Image.open(p).convert("RGB")
 """
 
+# The bound of any per-image engine on this machine: no torch, no manifest, no parts; one forked
+# process per core, each decoding with PIL and computing TV as the kit defines it (exact integer
+# sums of |differences| of the uint8 pixels, one division per direction) on the HxWx3 array.
+CEILING = """
+import multiprocessing as mp, os, sys
+import numpy as np
+from PIL import Image
+
+def tv(x):
+    h, w, c = x.shape
+    f = x.reshape(h, w * c)
+    out = 0.0
+    for a, b, count in ((f[1:], f[:-1], c * (h - 1) * w * 255), (f[:, c:], f[:, :-c], c * h * (w - 1) * 255)):
+        d = np.maximum(a, b)
+        d -= np.minimum(a, b)
+        out += int(np.add.reduce(d, axis=None, dtype=np.uint64)) / count
+    return out
+
+def chunk(paths):
+    return [tv(np.asarray(Image.open(p).convert("RGB"))) for p in paths]
+
+if __name__ == "__main__":
+    paths = open(sys.argv[1]).read().split("\\n")
+    parts = [paths[i:i + 512] for i in range(0, len(paths), 512)]
+    with mp.get_context("fork").Pool(len(os.sched_getaffinity(0))) as pool:
+        q = [v for part in pool.imap(chunk, parts) for v in part]
+    np.save(sys.argv[2], np.asarray(q))
+"""
 
 # A scaling case: run_scoring in a fresh process; prints the seconds of the call (the engine's
 # whole work: manifest, workers, scoring, parts, merge, completion record; not the imports).
@@ -105,21 +143,21 @@ def pinned(cores: int, cmd: list[str]) -> list[str]:
 
 
 def same_scores(a: Path, b: Path) -> bool:
-    import pandas as pd
-
     return pd.read_parquet(a).equals(pd.read_parquet(b))
 
 
 def one_round(args: argparse.Namespace, files: dict[str, Path], work: Path, reverse: bool) -> dict[str, float]:
     """Every case once: its wall seconds."""
-    cases = ["pil", "tv"] + (["tv_old"] if args.old else []) + (["tv_base"] if args.base_tree else [])
-    cases += [f"scale:{s}:{c}" for s in SCORERS for c in (1, 2)]
+    cases = ["pil", "tv", "ceiling"] + (["tv_old"] if args.old else []) + (["tv_base"] if args.base_tree else [])
+    if args.scaling:
+        cases += [f"scale:{s}:{c}" for s in SCORERS for c in (1, 2)]
+        cases += [f"long:{s}:{c}" for s in SCORERS for c in (1, 2)] if args.scale_long else []
     cases += [f"corrupt:{c}" for c in (1, 2)] if args.corrupt_images else []
     walls = {}
     for case in reversed(cases) if reverse else cases:
         wall, out = run(case, args, files, work)
         walls[case] = wall
-        if case.startswith("scale:"):
+        if case.startswith(("scale:", "long:")):
             walls[case + ":engine"] = json.loads(out.strip().splitlines()[-1])["seconds"]
         print(f"  {case}: {wall:.2f} s (load {os.getloadavg()[0]:.2f})", flush=True)
     return walls
@@ -128,6 +166,8 @@ def one_round(args: argparse.Namespace, files: dict[str, Path], work: Path, reve
 def run(case: str, args: argparse.Namespace, files: dict[str, Path], work: Path) -> tuple[float, str]:
     if case == "pil":
         return timed([sys.executable, "-c", PIL_LOOP, str(files["paths"])])
+    if case == "ceiling":
+        return timed([sys.executable, "-c", CEILING, str(files["paths"]), str(work / "ceiling.npy")])
     if case in ("tv", "tv_old", "tv_base"):
         env = {"IQA_KIT_WORKER_SCORING": "0"} if case == "tv_old" else {}
         if case == "tv_base":
@@ -135,15 +175,20 @@ def run(case: str, args: argparse.Namespace, files: dict[str, Path], work: Path)
         return timed(score_cmd("tv", files["manifest"], work / f"{case}.parquet"), env)
     kind, *rest = case.split(":")
     cores = int(rest[-1])
-    if kind == "scale":
+    if kind in ("scale", "long"):
         out = work / f"{rest[0]}-{cores}.parquet"
-        child = [sys.executable, "-c", SCALE_CHILD, rest[0], str(files["scale"]), str(out), str(cores)]
+        child = [sys.executable, "-c", SCALE_CHILD, rest[0], str(files[kind]), str(out), str(cores)]
         return timed(pinned(cores, child))
     out = work / f"corrupt-{cores}"
     shutil.rmtree(out, ignore_errors=True)
     cmd = [*cli(), "corrupt", "--src", str(args.sample), "--out", str(out), "--corruptions", *CORRUPTIONS,
            "--severities", "3", "--workers", str(cores), "--limit", str(args.corrupt_images), "--no-progress"]
     return timed(pinned(cores, cmd))
+
+
+def per_row(r: dict[str, float], scorer: str, cores: int, rows: tuple[int, int]) -> float:
+    """Seconds per row beyond the shorter run: the slope between the two sizes of a round."""
+    return (r[f"long:{scorer}:{cores}:engine"] - r[f"scale:{scorer}:{cores}:engine"]) / (rows[1] - rows[0])
 
 
 def summarise(rounds: list[dict[str, float]], args: argparse.Namespace) -> dict:
@@ -156,6 +201,8 @@ def summarise(rounds: list[dict[str, float]], args: argparse.Namespace) -> dict:
         "pil_img_s": med([args.rows / r["pil"] for r in rounds]),
         "tv_img_s": med([args.rows / r["tv"] for r in rounds]),
         "tv_over_pil": med([r["pil"] / r["tv"] for r in rounds]),
+        "ceiling_over_pil": med([r["pil"] / r["ceiling"] for r in rounds]),
+        "tv_over_ceiling": med([r["ceiling"] / r["tv"] for r in rounds]),
         "scale_rows": args.scale_rows,
     }
     for other in ("tv_old", "tv_base"):
@@ -163,10 +210,19 @@ def summarise(rounds: list[dict[str, float]], args: argparse.Namespace) -> dict:
             out[f"{other}_img_s"] = med([args.rows / r[other] for r in rounds])
             out[f"{other}_over_pil"] = med([r["pil"] / r[other] for r in rounds])
             out[f"tv_over_{other}"] = med([r[other] / r["tv"] for r in rounds])
-    for s in SCORERS:
+    for s in SCORERS if args.scaling else ():
         out[f"{s}_1core_img_s"] = med([args.scale_rows / r[f"scale:{s}:1"] for r in rounds])
         out[f"{s}_efficiency"] = med([r[f"scale:{s}:1:engine"] / (2 * r[f"scale:{s}:2:engine"]) for r in rounds])
         out[f"{s}_efficiency_whole_process"] = med([r[f"scale:{s}:1"] / (2 * r[f"scale:{s}:2"]) for r in rounds])
+        if args.scale_long:
+            rows = (args.scale_rows, args.scale_long)
+            out[f"{s}_efficiency_long"] = med(
+                [r[f"long:{s}:1:engine"] / (2 * r[f"long:{s}:2:engine"]) for r in rounds])
+            out[f"{s}_efficiency_marginal"] = med(
+                [per_row(r, s, 1, rows) / (2 * per_row(r, s, 2, rows)) for r in rounds])
+            for cores in (1, 2):  # the call's seconds less its rows at the marginal rate
+                out[f"{s}_fixed_s_{cores}core"] = med(
+                    [r[f"scale:{s}:{cores}:engine"] - rows[0] * per_row(r, s, cores, rows) for r in rounds])
     if args.corrupt_images:
         renders = args.corrupt_images * len(CORRUPTIONS)
         out["corrupt_renders"] = renders
@@ -182,6 +238,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--files", type=int, default=1000, help="distinct JPEGs rendered")
     p.add_argument("--rows", type=int, default=48000, help="manifest rows of the TV / PIL cases")
     p.add_argument("--scale-rows", type=int, default=4000, help="manifest rows of the scaling cases")
+    p.add_argument("--no-scaling", dest="scaling", action="store_false", help="no 1 -> 2 core cases")
+    p.add_argument("--scale-long", type=int, default=0,
+                   help="rows of a second size of the scaling cases: the marginal efficiency (0: none)")
     p.add_argument("--corrupt-images", type=int, default=500,
                    help="clean images rendered, 4 corruptions each (0: no case)")
     p.add_argument("--no-old", dest="old", action="store_false",
@@ -198,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     images = render(args.sample, work / "images", args.files)
     files = {"manifest": write_manifest(images, args.rows, work / "manifest.parquet"),
              "scale": write_manifest(images, args.scale_rows, work / "scale.parquet"),
+             "long": write_manifest(images, args.scale_long, work / "long.parquet") if args.scale_long else None,
              "paths": work / "paths.txt"}
     files["paths"].write_text("\n".join(str(images[i % len(images)][0]) for i in range(args.rows)))
     print(f"cores {sorted(os.sched_getaffinity(0))}, load {os.getloadavg()}", flush=True)
@@ -205,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.reps):
         print(f"round {i + 1}", flush=True)
         rounds.append(one_round(args, files, work, reverse=bool(i % 2)))
+        if not np.array_equal(pd.read_parquet(work / "tv.parquet")["q"].to_numpy(), np.load(work / "ceiling.npy")):
+            raise SystemExit("the ceiling's TV differs from the kit's")
         for other in ("tv_old", "tv_base"):
             if (work / f"{other}.parquet").exists() and not same_scores(work / "tv.parquet", work / f"{other}.parquet"):
                 raise SystemExit(f"tv and {other} wrote different scores")
