@@ -251,7 +251,8 @@ def test_temperature_minimises_the_likelihood_of_the_whole_matrix(monkeypatch):
 def test_audit_nuclear_norm_is_size_matched_to_the_audited_set():
     import pandas as pd
 
-    from iqa_lib.audit.logit_accuracy import SIZE_MATCH_DRAWS, SIZE_MATCH_SEED, ReferenceGroups
+    from iqa_lib.analysis.prior.logit_estimators import SIZE_MATCH_DRAWS, SIZE_MATCH_SEED
+    from iqa_lib.audit.logit_accuracy import ReferenceGroups
 
     rng = np.random.default_rng(3)
     k, sizes = 400, {("clean", 0): 120, ("fog", 1): 80, ("fog", 2): 30}  # fewer rows than classes, as on ImageNet

@@ -231,3 +231,41 @@ def test_reference_keeps_the_score_files_logits_and_drops_stale_ones(tmp_path, i
     logits_path(scores).unlink()
     path = build_reference(ReferenceSettings("tv", tmp_path / "ref", scores=scores, **settings))
     assert not logits_path(path).exists()
+
+
+def test_nuclear_norm_of_a_smaller_held_out_corruption_is_fitted_at_its_size(tmp_path, monkeypatch):
+    # 600 images per group except snow's 60, 1000 classes (as on ImageNet): fewer images share
+    # fewer classes, so the normalised nuclear norm rises as a set shrinks, and a line over
+    # 600-image groups over-predicts 60-image ones unless those groups are scored at 60 images
+    from iqa_lib.analysis.prior import logit_validation
+
+    monkeypatch.setattr(logit_validation, "pot_available", lambda: False)  # no COT: transports cost seconds
+    rng = np.random.default_rng(5)
+    k = 1000
+    rows = [(f"im{i:03d}", c, s) for i in range(600) for c in ("clean", "blur", "noise")
+            for s in ((0,) if c == "clean" else (1, 2, 3))]
+    rows += [(f"im{i:03d}", "snow", s) for i in range(60) for s in (1, 2, 3)]
+    df = pd.DataFrame(rows, columns=["image_id", "corruption", "severity"])
+    df["label"] = rng.integers(0, k, 600)[df["image_id"].str[2:].astype(int)]
+    sev = df["severity"].to_numpy()
+    z = rng.normal(0, 1, (len(df), k))
+    right = rng.random(len(df)) < 0.9 - 0.2 * sev
+    target = np.where(right, df["label"], (df["label"] + 1 + rng.integers(0, k - 1, len(df))) % k)
+    z[np.arange(len(df)), target] += 5.0 - 1.2 * sev + rng.normal(0, 0.5, len(df))
+    folder = tmp_path / "unequal"
+    folder.mkdir()
+    task_file(df, z.astype(np.float16)).to_parquet(folder / "cls.parquet", index=False)
+    save_logits(folder / "cls.parquet", z.astype(np.float16))
+
+    def snow_bias() -> float:
+        with pytest.warns(UserWarning, match="POT"):
+            table, _ = run_prior(folder, n_bootstrap=10)
+        t = table[(table["method"] == "nuclear") & (table["corruption"] == "snow")]
+        assert len(t) == 3
+        return float((t["predicted"] - t["actual"]).mean())
+
+    matched = snow_bias()
+    monkeypatch.setattr(logit_validation.LogitGroups, "at_size", lambda self, size: self.stats)
+    whole = snow_bias()
+    assert whole > 0.05  # whole 600-image groups: snow over-predicted
+    assert abs(matched) < whole / 3

@@ -23,8 +23,8 @@ same images and is not part of a one-model audit.
   fewer classes, so the normalised norm rises): a line fitted on whole reference groups
   (about 500 images each) over-predicts a set of 100 by ~2.4 points. So when the audited set
   is smaller than a reference group, every reference group's nuclear norm is taken over
-  random subsets of the set's size (:data:`SIZE_MATCH_DRAWS` draws, averaged) for the fit
-  that predicts it. Its validation stays on whole groups, like every other estimator's, so
+  random subsets of the set's size for the fit that predicts it
+  (:func:`~iqa_lib.analysis.prior.logit_estimators.size_matched_nuclear`). Its validation stays on whole groups, like every other estimator's, so
   that the audit compares them on equal terms (the interval's sampling term covers the
   small set). Larger sets than a group are not corrected (no group has their size). MaNo's
   score is a mean over images and needs no matching.
@@ -45,6 +45,7 @@ from iqa_lib.analysis.prior.logit_estimators import (
     group_stats,
     mano_rows,
     nuclear_norm_score,
+    size_matched_nuclear,
 )
 from iqa_lib.audit.reference import CLEAN, CORRECT, Reference
 from iqa_lib.scoring.logits import read_logits
@@ -52,8 +53,6 @@ from iqa_lib.stats.bootstrap import percentile_ci
 
 AUDIT_LOGIT_METHODS = ("mano", "nuclear")
 JACKKNIFE_BLOCKS = 20
-SIZE_MATCH_DRAWS = 5
-SIZE_MATCH_SEED = 0
 
 
 def reference_logits(ref: Reference) -> np.ndarray | None:
@@ -88,20 +87,6 @@ class ReferenceGroups:
         self.stats = self.matched = group_stats(logits, members)
         if size is not None and size >= 2 and any(m.size > size for m in members):
             self.matched = replace(self.stats, nuclear=size_matched_nuclear(logits, members, size, self.stats.nuclear))
-
-
-def size_matched_nuclear(logits: np.ndarray, members: list[np.ndarray], size: int,
-                         whole: np.ndarray) -> np.ndarray:
-    """Each group's nuclear-norm score averaged over :data:`SIZE_MATCH_DRAWS` random subsets of
-    ``size`` of its rows (seeded); a group no larger than ``size`` keeps its ``whole`` score."""
-    rng = np.random.default_rng(SIZE_MATCH_SEED)
-    k = logits.shape[1]
-    out = np.asarray(whole, dtype=np.float64).copy()
-    for g, rows in enumerate(members):
-        if rows.size > size:
-            draws = [np.sort(rng.choice(rows, size=size, replace=False)) for _ in range(SIZE_MATCH_DRAWS)]
-            out[g] = float(np.mean([nuclear_norm_score(chunks(logits, d), k) for d in draws]))
-    return out
 
 
 class LogitFit:

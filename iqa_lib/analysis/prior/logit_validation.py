@@ -5,7 +5,8 @@
 MaNo and the nuclear norm are computed once per (corruption, severity) group
 (:class:`LogitGroups`, one chunked pass over the memory-mapped logits) and, per fold, a
 linear fit of accuracy on the score over the reference groups (clean and the other
-corruptions) predicts the held-out groups; COT transports each held-out group's softmax
+corruptions) predicts the held-out groups (the nuclear norm's, with reference groups larger than
+a held-out group scored at its size); COT transports each held-out group's softmax
 vectors (at the temperature fitted on the clean rows) to the reference's label marginal; agreement-on-the-line (three or more task models
 with logits) takes the clean rows as its in-distribution set. Held-out rows never enter a fit.
 """
@@ -13,7 +14,7 @@ with logits) takes the clean rows as its in-distribution set. Held-out rows neve
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from iqa_lib.analysis.prior.logit_estimators import (
     fit_temperature,
     group_stats,
     pot_available,
+    size_matched_nuclear,
 )
 
 # (method, scorer, Q variant, kind, predicted accuracy per severity group), as validation's
@@ -55,6 +57,19 @@ class LogitGroups:
     severity: np.ndarray
     accuracy: np.ndarray  # the model's accuracy in each group
     stats: GroupStats
+    logits: np.ndarray  # the model's logits, and each group's rows in them
+    members: list[np.ndarray]
+    _at_size: dict[int, GroupStats] = field(default_factory=dict, repr=False, compare=False)
+
+    def at_size(self, size: int) -> GroupStats:
+        """The statistics with every group larger than ``size`` scored at that size (the nuclear
+        norm over random subsets; see :func:`size_matched_nuclear`), computed once per size."""
+        if not any(rows.size > size for rows in self.members):
+            return self.stats
+        if size not in self._at_size:
+            nuclear = size_matched_nuclear(self.logits, self.members, size, self.stats.nuclear)
+            self._at_size[size] = replace(self.stats, nuclear=nuclear)
+        return self._at_size[size]
 
 
 def logit_groups(scores: ScoreSet, m: np.ndarray, logits: ModelLogits) -> LogitGroups:
@@ -65,17 +80,24 @@ def logit_groups(scores: ScoreSet, m: np.ndarray, logits: ModelLogits) -> LogitG
     bounds = np.cumsum(np.bincount(inv, minlength=uniq.size))[:-1]
     members = np.split(order, bounds)
     acc = np.asarray([float(m[rows].mean()) for rows in members])
-    stats = group_stats(logits.array, [logits.rows[rows] for rows in members])
-    return LogitGroups(uniq // 1000, uniq % 1000, acc, stats)
+    in_logits = [logits.rows[rows] for rows in members]
+    stats = group_stats(logits.array, in_logits)
+    return LogitGroups(uniq // 1000, uniq % 1000, acc, stats, logits.array, in_logits)
 
 
 def _line_predictions(groups: LogitGroups, held: int, severities: np.ndarray) -> dict[str, np.ndarray]:
     """MaNo and the nuclear norm on the held-out corruption's groups (in ``severities`` order),
-    each mapped to accuracy by a line fitted on the other groups."""
+    each mapped to accuracy by a line fitted on the other groups; for a held-out group smaller
+    than reference groups, the nuclear norm's line is fitted on their scores at its size."""
     ref = groups.corruption != held
     tgt = np.asarray([np.flatnonzero((groups.corruption == held) & (groups.severity == s))[0]
                       for s in severities])
-    return groups.stats.line_fit(groups.accuracy, ref).predict(tgt)
+    out = {k: np.empty(tgt.size) for k in ("mano", "nuclear")}
+    for size in np.unique(groups.stats.n[tgt]):
+        at = np.flatnonzero(groups.stats.n[tgt] == size)
+        for k, v in groups.at_size(int(size)).line_fit(groups.accuracy, ref).predict(tgt[at]).items():
+            out[k][at] = v
+    return out
 
 
 def _cot_predictions(
