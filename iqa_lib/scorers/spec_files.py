@@ -28,12 +28,13 @@ def family_default_file(family: str) -> Path:
 def input_files(spec: ScorerSpec) -> dict[str, Path]:
     """``{what: path}`` of every local file ``spec`` reads: its path name (or the family's
     shipped default) and each file-valued option that names an existing file."""
-    found: dict[str, Path] = {}
+    named: dict[str, Path] = {}
     family = SCORER_FAMILIES.get(spec.family)
     if family is not None and family.path_name:
-        found["name"] = family_default_file(spec.family) if spec.name is None else Path(spec.name).expanduser()
+        named["name"] = family_default_file(spec.family) if spec.name is None else Path(spec.name)
     for option in FILE_OPTIONS:
         value = spec.options.get(option)
-        if isinstance(value, str | Path) and Path(value).expanduser().is_file():
-            found[option] = Path(value).expanduser()
-    return {k: v for k, v in found.items() if v.is_file()}
+        if isinstance(value, str | Path):
+            named[option] = Path(value)
+    named = {k: v.expanduser() for k, v in named.items()}
+    return {k: v for k, v in named.items() if v.is_file()}
