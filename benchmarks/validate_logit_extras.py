@@ -14,7 +14,8 @@ set is out of reference). No COT: the audit has no labels for it.
     python benchmarks/validate_logit_extras.py REFERENCE_SCORES.parquet EXTRAS_SCORES.parquet
         [--subset N --draws K --seed S]
 
-``--subset N``: instead of each whole set, ``--draws`` random subsets of N of its images (without
+``--pool-severities``: one set per corruption, its severities pooled (2,500 images against
+reference groups of 500 on the mini-reproduction). ``--subset N``: instead of each whole set, ``--draws`` random subsets of N of its images (without
 replacement, seeded): the prediction interval must then also cover a small set's own sampling
 spread (its per-image variance factor, kappa, is what this checks at small n).
 """
@@ -35,9 +36,13 @@ from iqa_lib.pipeline.reference import ReferenceSettings, build_reference
 from iqa_lib.scoring.logits import read_logits
 
 
-def set_rows(extras: pd.DataFrame) -> list[tuple[str, int, np.ndarray]]:
-    """Each (corruption, severity) group of the shifted score file (clean rows left out)."""
+def set_rows(extras: pd.DataFrame, pool: bool = False) -> list[tuple[str, int, np.ndarray]]:
+    """Each (corruption, severity) group of the shifted score file (clean rows left out); with
+    ``pool``, each corruption's severities together (severity 0 in the table): sets larger than
+    a reference group."""
     shifted = extras[extras["corruption"] != "clean"]
+    if pool:
+        return [(c, 0, np.sort(idx.to_numpy())) for c, idx in shifted.groupby("corruption", observed=True).groups.items()]
     return [(c, int(s), idx.to_numpy()) for (c, s), idx in shifted.groupby(["corruption", "severity"]).groups.items()]
 
 
@@ -52,7 +57,7 @@ def draws_of(sets: list[tuple[str, int, np.ndarray]], subset: int | None, draws:
 
 
 def predict_sets(reference: Path, extras_file: Path, spec: str, n_bootstrap: int, subset: int | None = None,
-                 draws: int = 1, seed: int = 0) -> pd.DataFrame:
+                 draws: int = 1, seed: int = 0, pool: bool = False) -> pd.DataFrame:
     """One row per set (or subset) and method: predicted, actual, absolute error (points), stated."""
     extras = pd.read_parquet(extras_file)
     z = read_logits(extras_file, len(extras))
@@ -62,7 +67,7 @@ def predict_sets(reference: Path, extras_file: Path, spec: str, n_bootstrap: int
         path = build_reference(ReferenceSettings(spec, tmp, scores=reference, made_from="validation", progress=False))
         ref = read_reference(path)
         rows = []
-        for corruption, severity, idx in draws_of(set_rows(extras), subset, draws, seed):
+        for corruption, severity, idx in draws_of(set_rows(extras, pool), subset, draws, seed):
             target = extras.iloc[idx].reset_index(drop=True)
             pred = predict_accuracy(ref, target, n_bootstrap=n_bootstrap, logits=np.asarray(z[idx]))
             actual = float(target["correct"].mean())
@@ -88,10 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subset", type=int, help="predict random subsets of this many images of each set")
     p.add_argument("--draws", type=int, default=5, help="subsets per set (with --subset)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pool-severities", action="store_true",
+                   help="one set per corruption, its five severities together (larger than a reference group)")
     args = p.parse_args(argv)
     started = time.perf_counter()
     table = predict_sets(args.reference_scores, args.extras_scores, args.spec, args.n_bootstrap, args.subset,
-                         args.draws, args.seed)
+                         args.draws, args.seed, args.pool_severities)
     if args.csv:
         table.to_csv(args.csv, index=False)
     overall = table.groupby("method").agg(sets=("n", "size"), images=("n", "sum"),

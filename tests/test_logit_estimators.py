@@ -278,3 +278,98 @@ def test_audit_nuclear_norm_is_size_matched_to_the_audited_set():
     # MaNo and the accuracies are untouched
     assert np.array_equal(matched.matched.mano_softmax, whole.stats.mano_softmax)
     assert np.array_equal(matched.accuracy, whole.accuracy)
+
+
+def test_audit_scores_a_set_larger_than_every_group_at_the_groups_size():
+    import pandas as pd
+
+    from iqa_lib.analysis.prior.logit_estimators import SIZE_MATCH_SEED
+    from iqa_lib.audit.logit_accuracy import LogitFit, ReferenceGroups
+
+    rng = np.random.default_rng(4)
+    k, per_group = 400, 40  # fewer rows than classes, as on ImageNet
+
+    def draw(n: int, level: float) -> tuple[np.ndarray, np.ndarray]:
+        """Logits whose confidence and accuracy rise with ``level``; labels spread over k classes."""
+        labels = rng.integers(0, k, n)
+        z = rng.normal(size=(n, k))
+        right = rng.random(n) < level
+        top = np.where(right, labels, (labels + 1 + rng.integers(0, k - 1, n)) % k)
+        z[np.arange(n), top] += 2 + 6 * level
+        return z.astype(np.float16), right
+
+    keys, logits, correct = [], [], []
+    for sev, level in enumerate((0.9, 0.75, 0.6, 0.45, 0.3)):
+        z, right = draw(per_group, level)
+        keys += [("fog" if sev else "clean", sev)] * per_group
+        logits.append(z)
+        correct.append(right)
+    data = pd.DataFrame({"corruption": [c for c, _ in keys], "severity": [s for _, s in keys],
+                         "correct": np.concatenate(correct)})
+    ref_logits = np.concatenate(logits)
+    target, right = draw(400, 0.6)  # ten times a group: the third group's shift
+    everything = np.ones(5, dtype=bool)
+    matched = LogitFit(ReferenceGroups(data, ref_logits, size=400), everything, k, matched=True)
+    whole = LogitFit(ReferenceGroups(data, ref_logits, size=None), everything, k, matched=True)
+    assert matched.target_size == per_group and whole.target_size is None
+    rows = np.arange(400)
+    # by hand: the mean score over the 10 blocks of 40 of one seeded permutation, through the line
+    order = np.random.default_rng(SIZE_MATCH_SEED).permutation(rows)
+    blocks = [np.sort(order[i * 40:(i + 1) * 40]) for i in range(10)]
+    scores = [le.nuclear_norm_score([target[b].astype(np.float64)], k) for b in blocks]
+    np.testing.assert_allclose(matched.nuclear_scores(target, rows), scores, rtol=1e-12)
+    line = matched.fitted.lines["nuclear"]
+    assert matched.nuclear(target, rows) == pytest.approx(float(line.predict(np.mean(scores))))
+    # the whole set's norm is far below a 40-image group's: read on their line it under-predicts
+    assert whole.nuclear(target, rows) < matched.nuclear(target, rows) - 0.05
+    assert abs(matched.nuclear(target, rows) - right.mean()) < abs(whole.nuclear(target, rows) - right.mean())
+    lo, hi = matched.nuclear_interval(target, rows, 0.95, seed=0)
+    assert lo <= matched.nuclear(target, rows) <= hi and hi - lo > 0
+
+
+def test_audit_validation_pools_each_held_out_corruption_severities():
+    import pandas as pd
+
+    from iqa_lib.audit.accuracy import loco_validation, validation_bands
+    from iqa_lib.audit.logit_accuracy import ReferenceGroups, logit_loco
+
+    rng = np.random.default_rng(6)
+    k, n = 50, 30
+    keys = [("clean", 0)] + [(c, s) for c in ("fog", "snow", "blur") for s in (1, 2, 3)]
+    level = {key: 0.9 - 0.2 * key[1] + (0.05 if key[0] == "snow" else 0) for key in keys}
+    data = pd.DataFrame([(c, s) for c, s in keys for _ in range(n)], columns=["corruption", "severity"])
+    z = rng.normal(size=(len(data), k))
+    right = rng.random(len(data)) < data.apply(lambda r: level[(r.corruption, r.severity)], axis=1).to_numpy()
+    z[np.arange(len(data)), np.where(right, 0, rng.integers(1, k, len(data)))] += 3
+    data["correct"] = right.astype(float)
+    data["q_p"] = le.softmax(z, axis=1).max(1)
+    # the own-output estimators are means over images: a pooled set is predicted as its groups' mean
+    loco = loco_validation(data, ["atc_mc", "ac"])
+    for _, g in loco.groupby(["method", "corruption"]):
+        pooled, groups = g[g["pooled"]], g[~g["pooled"]]
+        assert len(pooled) == 1 and pooled["n"].iloc[0] == 3 * n
+        assert pooled["predicted"].iloc[0] == pytest.approx(groups["predicted"].mean())
+        assert pooled["actual"].iloc[0] == pytest.approx(groups["actual"].mean())
+    band = validation_bands(loco)["atc_mc"]
+    assert band["groups"] == 9 and band["pooled_sets"] == 3
+    atc = loco[loco["method"] == "atc_mc"]
+    err = 100 * (atc["predicted"] - atc["actual"]).abs()
+    assert band["pooled_mean_abs_error_pts"] == pytest.approx(err[atc["pooled"]].mean())
+    assert band["selection_error_pts"] == pytest.approx(max(err[~atc["pooled"]].mean(), err[atc["pooled"]].mean()))
+    # MaNo and the nuclear norm of a pooled set, by hand from the union's rows
+    groups = ReferenceGroups(data, z.astype(np.float16))
+    rows = pd.DataFrame(logit_loco(groups, k))
+    snow = np.flatnonzero((data["corruption"] == "snow").to_numpy())
+    pooled = rows[rows["pooled"] & (rows["corruption"] == "snow")].set_index("method")
+    zf = z.astype(np.float16).astype(np.float64)
+    stats = le.group_stats(z.astype(np.float16), groups.members)
+    fit = stats.line_fit(groups.accuracy, groups.corruption != "snow")
+    soft = fit.mano_softmax
+    power = (le.mano_rows(zf[snow], soft) ** le.MANO_P).sum()
+    mano = le.mano_score(power, snow.size, k)
+    assert pooled.loc["mano", "predicted"] == pytest.approx(float(fit.lines["mano"].predict(mano)), abs=1e-9)
+    order = np.random.default_rng(le.SIZE_MATCH_SEED).permutation(snow)
+    blocks = [np.sort(order[i * n:(i + 1) * n]) for i in range(3)]
+    nuclear = np.mean([le.nuclear_norm_score([zf[b]], k) for b in blocks])
+    assert pooled.loc["nuclear", "predicted"] == pytest.approx(float(fit.lines["nuclear"].predict(nuclear)), abs=1e-9)
+    assert pooled.loc["mano", "actual"] == pytest.approx(data["correct"][snow].mean())
