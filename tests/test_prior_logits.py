@@ -233,20 +233,22 @@ def test_reference_keeps_the_score_files_logits_and_drops_stale_ones(tmp_path, i
     assert not logits_path(path).exists()
 
 
-def test_nuclear_norm_of_a_smaller_held_out_corruption_is_fitted_at_its_size(tmp_path, monkeypatch):
-    # 600 images per group except snow's 60, 1000 classes (as on ImageNet): fewer images share
-    # fewer classes, so the normalised nuclear norm rises as a set shrinks, and a line over
-    # 600-image groups over-predicts 60-image ones unless those groups are scored at 60 images
+@pytest.mark.parametrize(("others", "snow", "sign"), [(600, 60, 1), (60, 600, -1)])
+def test_nuclear_norm_of_a_held_out_corruption_is_taken_at_the_groups_size(tmp_path, monkeypatch, others, snow, sign):
+    # snow's groups of another size than the others', 1000 classes (as on ImageNet): fewer images
+    # share fewer classes, so the normalised nuclear norm rises as a set shrinks; a line over large
+    # groups over-predicts a small held-out group, one over small groups under-predicts a large
+    # one, unless both sides are scored at the smaller size
     from iqa_lib.analysis.prior import logit_validation
 
     monkeypatch.setattr(logit_validation, "pot_available", lambda: False)  # no COT: transports cost seconds
     rng = np.random.default_rng(5)
     k = 1000
-    rows = [(f"im{i:03d}", c, s) for i in range(600) for c in ("clean", "blur", "noise")
+    rows = [(f"im{i:03d}", c, s) for i in range(others) for c in ("clean", "blur", "noise")
             for s in ((0,) if c == "clean" else (1, 2, 3))]
-    rows += [(f"im{i:03d}", "snow", s) for i in range(60) for s in (1, 2, 3)]
+    rows += [(f"im{i:03d}", "snow", s) for i in range(snow) for s in (1, 2, 3)]
     df = pd.DataFrame(rows, columns=["image_id", "corruption", "severity"])
-    df["label"] = rng.integers(0, k, 600)[df["image_id"].str[2:].astype(int)]
+    df["label"] = rng.integers(0, k, max(others, snow))[df["image_id"].str[2:].astype(int)]
     sev = df["severity"].to_numpy()
     z = rng.normal(0, 1, (len(df), k))
     right = rng.random(len(df)) < 0.9 - 0.2 * sev
@@ -266,6 +268,6 @@ def test_nuclear_norm_of_a_smaller_held_out_corruption_is_fitted_at_its_size(tmp
 
     matched = snow_bias()
     monkeypatch.setattr(logit_validation.LogitGroups, "at_size", lambda self, size: self.stats)
-    whole = snow_bias()
-    assert whole > 0.05  # whole 600-image groups: snow over-predicted
+    whole = sign * snow_bias()
+    assert whole > 0.02  # whole groups: snow over- (smaller: +8.6 points) or under-predicted (larger: -3.5)
     assert abs(matched) < whole / 3

@@ -5,8 +5,8 @@
 MaNo and the nuclear norm are computed once per (corruption, severity) group
 (:class:`LogitGroups`, one chunked pass over the memory-mapped logits) and, per fold, a
 linear fit of accuracy on the score over the reference groups (clean and the other
-corruptions) predicts the held-out groups (the nuclear norm's, with reference groups larger than
-a held-out group scored at its size); COT transports each held-out group's softmax
+corruptions) predicts the held-out groups (the nuclear norm's at one size for both sides: the
+smaller of a held-out group's and the groups'); COT transports each held-out group's softmax
 vectors (at the temperature fitted on the clean rows) to the reference's label marginal; agreement-on-the-line (three or more task models
 with logits) takes the clean rows as its in-distribution set. Held-out rows never enter a fit.
 """
@@ -87,15 +87,19 @@ def logit_groups(scores: ScoreSet, m: np.ndarray, logits: ModelLogits) -> LogitG
 
 def _line_predictions(groups: LogitGroups, held: int, severities: np.ndarray) -> dict[str, np.ndarray]:
     """MaNo and the nuclear norm on the held-out corruption's groups (in ``severities`` order),
-    each mapped to accuracy by a line fitted on the other groups; for a held-out group smaller
-    than reference groups, the nuclear norm's line is fitted on their scores at its size."""
+    each mapped to accuracy by a line fitted on the other groups. The nuclear norm depends on
+    how many images it is taken over: reference groups larger than a held-out group are scored
+    at its size, a held-out group larger than every reference group at the largest one's."""
     ref = groups.corruption != held
     tgt = np.asarray([np.flatnonzero((groups.corruption == held) & (groups.severity == s))[0]
                       for s in severities])
     out = {k: np.empty(tgt.size) for k in ("mano", "nuclear")}
+    largest = int(groups.stats.n[ref].max())
     for size in np.unique(groups.stats.n[tgt]):
         at = np.flatnonzero(groups.stats.n[tgt] == size)
-        for k, v in groups.at_size(int(size)).line_fit(groups.accuracy, ref).predict(tgt[at]).items():
+        # every group at the smaller of the two sizes: larger reference groups, or the held-out group
+        stats = groups.at_size(min(int(size), largest))
+        for k, v in stats.line_fit(groups.accuracy, ref).predict(tgt[at]).items():
             out[k][at] = v
     return out
 
