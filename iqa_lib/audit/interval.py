@@ -10,7 +10,7 @@ docs/mini-reproduction/prior.md):
 - **prediction interval** (:func:`shift_fit`, :func:`prediction_interval`): split conformal
   over corruption *families*. Leave-one-corruption-out gives a residual (actual minus
   predicted accuracy) for each severity group of each held-out corruption; a family's
-  score is its worst absolute residual over its severities (the five severities of one
+  score is its worst absolute residual over its severities and their pool (the five severities of one
   corruption share a fit and the same images, so the family, not the group, is the
   exchangeable unit). The half-width is the conformal quantile of the family scores,
   the ``ceil((F + 1) * level)``-th smallest of F (for 15 families at level 0.9: the
@@ -129,7 +129,8 @@ def interval_words(fit: ShiftFit) -> str:
     return (
         f"{fit.level:.0%} split-conformal prediction interval for the accuracy on these images under an "
         f"unseen shift like one ImageNet-C corruption: leaving each of the reference's {fit.families} "
-        f"corruptions out in turn, each corruption's worst absolute error over its severities; the "
+        f"corruptions out in turn, each corruption's worst absolute error over its severities and "
+        f"their pool; the "
         f"half-width is {_rank_words(fit.families, fit.level)} ({100 * fit.quantile:.1f} points), combined in quadrature with "
         f"{norm.ppf(1 - (1 - fit.level) / 2):.2f} sampling sd of these n images beyond that of the "
         f"reference's {fit.n_reference}-image groups (binomial variance x {fit.kappa:.2f}, the "

@@ -35,7 +35,7 @@ same images and is not part of a one-model audit.
   severities pooled sat 8.8 points below their accuracy on ImageNet-C's extras (Lite0), while
   it erred 1.8 on each severity alone. :func:`logit_loco` therefore also predicts each held-out
   corruption's pooled severities, as the own-output estimators' validation does, and the
-  audit ranks every estimator over groups and pooled sets together.
+  audit ranks every estimator by the worse of its group and pooled mean errors.
 """
 
 from __future__ import annotations
