@@ -6,8 +6,11 @@ difference of absolute errors in accuracy points (A minus B: negative = A is clo
 percentile bootstrap interval that resamples the held-out corruptions (a corruption's five
 severity groups share one fit and the same images, so the corruption is the independent unit),
 and the number of corruptions and groups behind it. Not corrected for the several pairs shown.
+With ``--pooled``, the same over each held-out corruption's severities pooled (the table's
+``pooled`` rows: one set per corruption) instead of its severity groups.
 
     python benchmarks/prior_paired.py results/prior/prior.csv nuclear:atc_ne nuclear:atc_mc
+    python benchmarks/prior_paired.py results/prior/prior.csv nuclear:atc_ne --pooled
 """
 
 from __future__ import annotations
@@ -18,9 +21,14 @@ import numpy as np
 import pandas as pd
 
 
-def paired(table: pd.DataFrame, model: str, a: str, b: str, n_boot: int, seed: int) -> dict:
-    """Mean over held-out corruptions of (|error A| - |error B|) per corruption, with its interval."""
+def paired(table: pd.DataFrame, model: str, a: str, b: str, n_boot: int, seed: int, pooled: bool = False) -> dict:
+    """Mean over held-out corruptions of (|error A| - |error B|) per corruption, with its interval;
+    over the severity groups, or with ``pooled`` over the pooled sets."""
     rows = table[table["task_model"] == model]
+    if "pooled" in rows:
+        rows = rows[rows["pooled"].astype(bool) == pooled]
+    elif pooled:
+        raise SystemExit("this prior.csv has no pooled rows (written before they were added): rerun iqa-kit prior")
     err = rows.assign(err=(rows["predicted"] - rows["actual"]).abs() * 100)
 
     def per_group(method: str) -> pd.Series:
@@ -44,9 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("pairs", nargs="+", help="A:B method names (e.g. nuclear:atc_ne)")
     p.add_argument("--n-bootstrap", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pooled", action="store_true", help="compare on each corruption's severities pooled")
     args = p.parse_args(argv)
     table = pd.read_csv(args.prior_csv)
-    out = [paired(table, m, *pair.split(":"), args.n_bootstrap, args.seed)
+    out = [paired(table, m, *pair.split(":"), args.n_bootstrap, args.seed, args.pooled)
            for m in sorted(table["task_model"].unique()) for pair in args.pairs]
     print(pd.DataFrame(out).round(2).to_string(index=False))
     return 0

@@ -168,17 +168,29 @@ def test_loco_table_shape_and_keys():
     table = leave_one_corruption_out(s, predictions={"cls": pred}, n_classes=10)
     methods = {"reference", "q_prior", "ac", "doc", "atc_mc", "atc_ne", "cot_top1"}
     assert set(table["method"]) == methods
-    # 4 Q variables for the Q-prior + 6 other methods, 3 corruptions x 3 severities
-    assert len(table) == (4 + 6) * 9
+    # 4 Q variables for the Q-prior + 6 other methods, 3 corruptions x (3 severities + their pool)
+    assert len(table) == (4 + 6) * (9 + 3)
     assert not table.duplicated(["method", "scorer", "q", "task_model", "corruption", "severity"]).any()
-    assert (table["n"] == 60).all() and set(table["severity"]) == {1, 2, 3}
-    ac = table[table["method"] == "ac"].set_index(["corruption", "severity"])["predicted"]
+    groups, pools = table[~table["pooled"]], table[table["pooled"]]
+    assert (groups["n"] == 60).all() and set(groups["severity"]) == {1, 2, 3}
+    assert (pools["n"] == 180).all() and set(pools["severity"]) == {0}
+    ac = groups[groups["method"] == "ac"].set_index(["corruption", "severity"])["predicted"]
     for (c, sev), v in ac.items():
         rows = (s.corruption == s.corruptions.get_loc(c)) & (s.severity == sev)
         assert v == pytest.approx(s.q[("cls", "q_p")][rows].mean(), abs=1e-12)
     assert set(table[table["method"] == "q_prior"]["kind"]) == {"own", "nr_iqa"}
     summary = summarize(table, n_bootstrap=50, seed=1)
     assert len(summary) == 10 and (summary["n_groups"] == 9).all() and (summary["n_corruptions"] == 3).all()
+    assert (summary["n_pooled_sets"] == 3).all()
+    # the severity groups' figures are what they were without the pooled rows
+    alone = summarize(groups.drop(columns="pooled"), n_bootstrap=50, seed=1).set_index(["method", "scorer", "q"])
+    got = summary.set_index(["method", "scorer", "q"]).loc[alone.index]
+    for col in ("mean_abs_error_pts", "mean_ci_low", "mean_ci_high", "max_abs_error_pts", "bias_pts"):
+        np.testing.assert_allclose(got[col], alone[col])
+    # estimators that average per-image values: a pool's error is at most its groups' mean error
+    assert (summary["pooled_mean_abs_error_pts"] <= summary["mean_abs_error_pts"] + 1e-9).all()
+    np.testing.assert_allclose(summary["selection_error_pts"],
+                               np.maximum(summary["mean_abs_error_pts"], summary["pooled_mean_abs_error_pts"]))
     assert (summary["mean_ci_low"] <= summary["mean_abs_error_pts"] + 1e-9).all()
     assert summary.equals(summarize(table, n_bootstrap=50, seed=1))  # seeded, deterministic
     v = verdict(summary, table, n_bootstrap=50, seed=1)
@@ -300,3 +312,35 @@ def test_verdict_is_withheld_when_group_accuracies_rest_on_too_few_images():
     assert "worse than" not in text and "no better than" not in text and "better than the" not in text
     # too few groups counts too (9 groups of 60 images)
     assert verdict(summarize(table, n_bootstrap=20, seed=1), table, n_bootstrap=20, seed=1).loc[0, "small_n"]
+
+
+def test_an_estimator_that_fails_on_pooled_severities_is_not_usable_nor_ranked_first():
+    """A set-level estimator exact on every severity group but 9 points off on each
+    corruption's pooled severities: the verdict ranks by the worse of the two means."""
+    rows = []
+    for c in ("blur", "noise", "snow", "fog"):
+        for sev in (1, 2, 3, 0):
+            pooled, actual = sev == 0, 0.8 - 0.1 * max(sev, 2)
+            for method, kind, q, err in (("reference", "baseline", "m", 0.15), ("atc_ne", "own", "q_h", 0.03),
+                                         ("nuclear", "own", "logits", 0.09 if pooled else 0.01)):
+                rows.append({"method": method, "scorer": "cls", "q": q, "kind": kind, "task_model": "cls",
+                             "corruption": c, "severity": sev, "n": 100 * (3 if pooled else 1),
+                             "predicted": actual + err, "actual": actual, "reference_accuracy": 0.8,
+                             "pooled": pooled})
+    table = pd.DataFrame(rows)
+    table["error"] = table["predicted"] - table["actual"]
+    table["abs_error"] = table["error"].abs()
+    table["abs_error_pts"] = 100 * table["abs_error"]
+    summary = summarize(table, n_bootstrap=50, seed=0).set_index("method")
+    assert summary.loc["nuclear", "mean_abs_error_pts"] == pytest.approx(1.0)
+    assert summary.loc["nuclear", "pooled_mean_abs_error_pts"] == pytest.approx(9.0)
+    assert summary.loc["nuclear", "selection_error_pts"] == pytest.approx(9.0)
+    assert list(summary.index) == ["atc_ne", "nuclear", "reference"]  # ranked by the worse mean
+    # 12 groups of 100 images: enough for a verdict
+    v = verdict(summary.reset_index(), table, n_bootstrap=50, seed=0).iloc[0]
+    assert not v["small_n"] and v["n_groups"] == 12
+    assert v["usable"] == "ATC-NE" and v["best_own"] == "ATC-NE"
+    assert v["best_logit"] == "nuclear norm" and v["best_logit_pooled_mae_pts"] == pytest.approx(9.0)
+    text = verdict_text(verdict(summary.reset_index(), table, n_bootstrap=50, seed=0))
+    assert "usable" in text and ": ATC-NE." in text
+    assert "best nuclear norm, 1.0 points" in text and "9.0 on each corruption's severities pooled" in text

@@ -11,7 +11,7 @@ import pytest
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
-from iqa_lib.analysis.prior.logit_estimators import LOGIT_METHODS, MANO_P
+from iqa_lib.analysis.prior.logit_estimators import LOGIT_METHODS, MANO_P, aline, size_blocks
 from iqa_lib.analysis.prior.validation import run_prior, verdict
 from iqa_lib.audit.accuracy import predict_accuracy
 from iqa_lib.audit.reference import (
@@ -95,7 +95,8 @@ def test_logit_methods_join_with_logits_and_match_a_direct_computation(with_logi
     assert set(LOGIT_METHODS) <= set(table["method"])
     for method in LOGIT_METHODS:
         rows = table[(table["method"] == method) & (table["task_model"] == "cls")]
-        assert len(rows) == len(CORRUPTIONS) * 3 and rows["predicted"].between(0, 1).all()
+        assert len(rows) == len(CORRUPTIONS) * (3 + 1) and rows["predicted"].between(0, 1).all()
+        assert rows["pooled"].sum() == len(CORRUPTIONS)  # each corruption's severities pooled, once
     df, z = data["cls"]
     f = task_file(df, z)
     held = (df["corruption"] == "snow").to_numpy()
@@ -125,10 +126,81 @@ def test_logit_methods_join_with_logits_and_match_a_direct_computation(with_logi
     x = [mano((keys == k).to_numpy()) for k in ref_keys]
     y = [f["correct"][(keys == k).to_numpy()].mean() for k in ref_keys]
     slope, intercept = np.polyfit(x, y, 1)
-    got = table[(table["task_model"] == "cls") & (table["corruption"] == "snow") & (table["severity"] == 2)]
+    got = table[(table["task_model"] == "cls") & (table["corruption"] == "snow") & (table["severity"] == 2)
+                & ~table["pooled"]]
     got = got.set_index("method")["predicted"]
     assert got["cot"] == pytest.approx(cot, abs=1e-5)  # the temperature to the optimiser's tolerance
     assert got["mano"] == pytest.approx(np.clip(intercept + slope * mano(group), 0, 1), abs=1e-6)
+
+
+def nuclear_direct(z: np.ndarray) -> float:
+    """||softmax(z)||_* / sqrt(N min(N, K)) by a full SVD."""
+    p = softmax(z.astype(np.float64), axis=1)
+    return np.linalg.svd(p, compute_uv=False).sum() / np.sqrt(p.shape[0] * min(p.shape))
+
+
+def test_pooled_severities_are_predicted_as_one_set(with_logits):
+    """Each held-out corruption's severities together: per-image means pool as the groups'
+    weighted mean; COT, MaNo, the nuclear norm and ALine are computed on the pooled rows."""
+    ot = pot()
+    _, data, table, _ = with_logits
+    df, z = data["cls"]
+    f = task_file(df, z)
+    held = (df["corruption"] == "snow").to_numpy()
+    t = table[(table["task_model"] == "cls") & (table["corruption"] == "snow")]
+    pooled = t[t["pooled"]].set_index(["method", "scorer", "q"])
+    groups = t[~t["pooled"]]
+    assert (pooled["severity"] == 0).all() and (pooled["n"] == held.sum()).all()
+    assert pooled["actual"].to_numpy() == pytest.approx(f["correct"][held].mean(), abs=1e-12)
+    for (method, scorer, q), g in groups.groupby(["method", "scorer", "q"]):
+        if method in ("reference", "q_prior", "ac", "doc", "atc_mc", "atc_ne"):  # means of per-image values
+            assert pooled.loc[(method, scorer, q), "predicted"] == pytest.approx(
+                np.average(g["predicted"], weights=g["n"]), abs=1e-12)
+    # COT: one transport of all the pooled rows' softmax (temperature as fitted on clean rows)
+    clean = (df["corruption"] == "clean").to_numpy()
+    z64, lab = z.astype(np.float64), df["label"].to_numpy()
+    temp = minimize_scalar(lambda v: -log_softmax(z64[clean] / v, axis=1)[np.arange(clean.sum()), lab[clean]].sum(),
+                           bounds=(0.05, 20), method="bounded", options={"xatol": 1e-9}).x
+    marg = np.bincount(lab[~held], minlength=K) / (~held).sum()
+    keep = marg > 0
+    pt = softmax(z64[held] / temp, axis=1)
+    cot = 1 - ot.emd2(np.full(held.sum(), 1 / held.sum()), marg[keep] / marg[keep].sum(), 1 - pt[:, keep])
+    assert pooled.loc[("cot", "cls", "logits"), "predicted"] == pytest.approx(cot, abs=1e-5)
+    # MaNo (Taylor rows here) and the nuclear norm of the pool, through the lines fitted on the reference groups
+    keys = (df["corruption"] + "|" + df["severity"].astype(str)).to_numpy()
+    ref_keys = sorted(set(keys[~held]))
+
+    def mano(rows):
+        v = 1 + z64[rows] + z64[rows] ** 2 / 2
+        v = v - v.min(1, keepdims=True)
+        v = v / v.sum(1, keepdims=True)
+        return ((v ** MANO_P).sum() / v.size) ** (1 / MANO_P)
+
+    def line(score, rows_of):
+        x = [score(rows_of(k)) for k in ref_keys]
+        y = [f["correct"].to_numpy()[rows_of(k)].mean() for k in ref_keys]
+        return np.polyfit(x, y, 1)
+
+    slope, intercept = line(mano, lambda k: keys == k)
+    assert pooled.loc[("mano", "cls", "logits"), "predicted"] == pytest.approx(
+        np.clip(intercept + slope * mano(held), 0, 1), abs=1e-6)
+    # the pool (120 rows) is three times a group (40): scored as the mean over the disjoint
+    # 40-row blocks of a seeded random partition of its rows (the file's, listed by severity and image)
+    members = np.concatenate([df.index[held & (df["severity"] == s).to_numpy()][
+        np.argsort(df["image_id"][held & (df["severity"] == s).to_numpy()].to_numpy())] for s in (1, 2, 3)])
+    blocks = size_blocks(members, 40)
+    assert len(blocks) == 3 and np.array_equal(np.sort(np.concatenate(blocks)), np.sort(members))
+    slope, intercept = line(lambda r: nuclear_direct(z[r]), lambda k: keys == k)
+    score = np.mean([nuclear_direct(z[b]) for b in blocks])
+    assert pooled.loc[("nuclear", "cls", "logits"), "predicted"] == pytest.approx(
+        np.clip(intercept + slope * score, 0, 1), abs=1e-6)
+    # ALine: the three models' agreement on all the pooled rows
+    preds = np.vstack([task_file(*data[m])["pred"].to_numpy() for m in MODELS])
+    acc_id = [task_file(*data[m])["correct"].to_numpy()[clean].mean() for m in MODELS]
+    agree = lambda rows: np.asarray([[np.mean(a[rows] == b[rows]) for b in preds] for a in preds])  # noqa: E731
+    want = aline(acc_id, agree(clean), agree(held))
+    assert pooled.loc[("aline_s", "cls", "pred"), "predicted"] == pytest.approx(want["aline_s"][0], abs=1e-9)
+    assert pooled.loc[("aline_d", "cls", "pred"), "predicted"] == pytest.approx(want["aline_d"][0], abs=1e-9)
 
 
 def test_held_out_rows_never_enter_the_logit_fits(with_logits, tmp_path):
@@ -262,7 +334,7 @@ def test_nuclear_norm_of_a_held_out_corruption_is_taken_at_the_groups_size(tmp_p
     def snow_bias() -> float:
         with pytest.warns(UserWarning, match="POT"):
             table, _ = run_prior(folder, n_bootstrap=10)
-        t = table[(table["method"] == "nuclear") & (table["corruption"] == "snow")]
+        t = table[(table["method"] == "nuclear") & (table["corruption"] == "snow") & ~table["pooled"]]
         assert len(t) == 3
         return float((t["predicted"] - t["actual"]).mean())
 

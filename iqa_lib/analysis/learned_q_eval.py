@@ -179,7 +179,7 @@ def family_prior(ev: EvalData, test_model: str, family: Sequence[str], n_bootstr
             preds.append(("q_prior", q[0], q[1], kind, group_mean(p, inv, n)))
         rows += [{"method": meth, "scorer": sc, "q": v, "kind": kd, "task_model": test_model, "corruption": c,
                   "severity": int(sev[j]), "n": int(n[j]), "predicted": float(p[j]), "actual": float(actual[j]),
-                  "reference_accuracy": ref_acc} for meth, sc, v, kd, p in preds for j in range(sev.size)]
+                  "reference_accuracy": ref_acc, "pooled": False} for meth, sc, v, kd, p in preds for j in range(sev.size)]
     table = pd.DataFrame(rows)
     table["error"] = table["predicted"] - table["actual"]
     table["abs_error"] = table["error"].abs()

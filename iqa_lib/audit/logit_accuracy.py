@@ -49,12 +49,11 @@ from scipy.stats import norm
 
 from iqa_lib.analysis.prior.logit_estimators import (
     MANO_P,
-    SIZE_MATCH_DRAWS,
-    SIZE_MATCH_SEED,
+    block_nuclear_scores,
     chunks,
     group_stats,
     mano_rows,
-    nuclear_norm_score,
+    pooled_mano_score,
     size_matched_nuclear,
 )
 from iqa_lib.audit.reference import CLEAN, CORRECT, Reference
@@ -127,18 +126,8 @@ class LogitFit:
 
     def nuclear_scores(self, logits: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """The rows' nuclear-norm score, or, above :attr:`target_size` rows, the scores of subsets
-        of that size: the disjoint blocks of a random partition when there are two or more
-        (every image counts once), else :data:`SIZE_MATCH_DRAWS` random subsets (seeded)."""
-        size = self.target_size
-        if size is None or rows.size <= size:
-            return np.asarray([nuclear_norm_score(chunks(logits, rows), self.classes)])
-        rng = np.random.default_rng(SIZE_MATCH_SEED)
-        if rows.size >= 2 * size:
-            order = rng.permutation(rows)
-            subsets = [order[i * size:(i + 1) * size] for i in range(rows.size // size)]
-        else:
-            subsets = [rng.choice(rows, size=size, replace=False) for _ in range(SIZE_MATCH_DRAWS)]
-        return np.asarray([nuclear_norm_score(chunks(logits, np.sort(b)), self.classes) for b in subsets])
+        of that size (:func:`~iqa_lib.analysis.prior.logit_estimators.block_nuclear_scores`)."""
+        return block_nuclear_scores(logits, rows, self.target_size)
 
     def nuclear_interval(self, logits: np.ndarray, rows: np.ndarray, level: float, seed: int) -> list[float]:
         """A normal interval from a delete-a-block jackknife over the rows (:data:`JACKKNIFE_BLOCKS`
@@ -210,9 +199,7 @@ def _pooled_rows(groups: ReferenceGroups, fit: LogitFit, where: np.ndarray, held
     """MaNo and the nuclear norm on the groups ``where`` taken together."""
     n = groups.n[where]
     actual = float((groups.accuracy[where] * n).sum() / n.sum())
-    # MaNo's score is (mean over rows of sum_k sigma_k^p / K)^(1/p): the groups' means, weighted
-    mano = fit.fitted.scores["mano"][where]
-    pooled_mano = float(((mano ** MANO_P * n).sum() / n.sum()) ** (1.0 / MANO_P))
+    pooled_mano = pooled_mano_score(fit.fitted.scores["mano"][where], n)
     rows = np.concatenate([groups.members[g] for g in where])
     pred = {"mano": float(fit.fitted.lines["mano"].predict(pooled_mano)),
             "nuclear": fit.nuclear(groups.logits, rows)}

@@ -22,7 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="validate accuracy priors from quality (and AC/DoC/ATC/COT) by leaving one corruption out",
         description="For each task model and each corruption: fit every accuracy estimator on "
         "the clean images and the other corruptions, predict the accuracy of each severity "
-        "group of the held-out corruption, and compare with the actual accuracy. Writes "
+        "group of the held-out corruption and of its severities pooled (a mixed set), and "
+        "compare with the actual accuracy; estimators are ranked by the worse of the two "
+        "mean errors. Writes "
         "prior.csv, prior_summary.csv, prior_verdict.csv and prior_<task model>.png/.pdf.",
     )
     parser.add_argument(

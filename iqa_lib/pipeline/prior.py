@@ -2,9 +2,11 @@
 
 Leave-one-corruption-out over a folder of score files: every estimator of
 :mod:`iqa_lib.analysis.prior.estimators` (Q-prior on each Q; AC, DoC, ATC, a COT approximation
-from the task model's own outputs) is fitted on clean + the other corruptions and predicts
-each severity group of the held-out one. Writes ``prior.csv`` (one row per group and
-estimator), ``prior_summary.csv`` (mean / max absolute error with bootstrap intervals),
+from the task model's own outputs; COT, MaNo, the nuclear norm and ALine from kept logits) is
+fitted on clean + the other corruptions and predicts each severity group of the held-out one
+and its severities pooled. Writes ``prior.csv`` (one row per group or pooled set and
+estimator), ``prior_summary.csv`` (mean / max absolute error with bootstrap intervals, the
+pooled sets' mean apart),
 ``prior_verdict.csv`` and a figure per task model (PNG + PDF). ``iqa-kit prior`` and
 ``notebooks/prior.ipynb`` both call :func:`write_prior`.
 """

@@ -2,7 +2,8 @@
 
 One panel per estimator (method, and Q for the Q-prior) of one task model, best first; one
 point per held-out (corruption, severity) group, coloured by corruption and sized by
-severity, with the y = x line and the mean / max absolute error in the title.
+severity, a black-edged diamond per corruption's severities pooled (a mixed set), with the
+y = x line and the mean / max absolute error (and the pooled sets' mean) in the title.
 """
 
 from __future__ import annotations
@@ -26,9 +27,14 @@ from iqa_lib.presentation.plots import corruption_colors, save_figure  # noqa: E
 
 
 def prior_panel(rows: pd.DataFrame, title: str, colors: dict, ax: plt.Axes) -> plt.Axes:
-    """Predicted (y) against actual (x) accuracy of one estimator, one point per group."""
+    """Predicted (y) against actual (x) accuracy of one estimator, one point per group and a
+    diamond per pooled set."""
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", zorder=0)
-    for corruption, g in rows.groupby("corruption", sort=False):
+    pooled = rows["pooled"].fillna(False).to_numpy(bool) if "pooled" in rows else np.zeros(len(rows), dtype=bool)
+    for corruption, g in rows[pooled].groupby("corruption", sort=False):
+        ax.scatter(g["actual"], g["predicted"], s=34, marker="D", color=colors[corruption], alpha=0.9,
+                   edgecolors="black", linewidths=0.8, zorder=3)
+    for corruption, g in rows[~pooled].groupby("corruption", sort=False):
         ax.scatter(g["actual"], g["predicted"], s=6 + 8 * g["severity"], color=colors[corruption],
                    label=corruption.replace("_", " "), alpha=0.85, edgecolors="white", linewidths=0.3)
     ax.set_title(title, fontsize=8)
@@ -44,7 +50,8 @@ def prior_figure(
     table: pd.DataFrame, summary: pd.DataFrame, task_model: str, ncols: int = 4,
     max_panels: int | None = None,
 ) -> plt.Figure:
-    """All estimators of ``task_model`` (summary order: smallest mean absolute error first)."""
+    """All estimators of ``task_model`` (summary order: smallest of the worse of the groups' and
+    the pooled sets' mean absolute error first)."""
     rows = summary[summary["task_model"] == task_model]
     if rows.empty:
         raise KeyError(f"no prior validation rows for task model {task_model!r}")
@@ -60,6 +67,8 @@ def prior_figure(
         pts = keyed.loc[tuple(r[k] for k in SUMMARY_KEYS)].reset_index()
         title = (f"{label(r)}\nmean |err| {r['mean_abs_error_pts']:.1f} pts "
                  f"[{r['mean_ci_low']:.1f}, {r['mean_ci_high']:.1f}], max {r['max_abs_error_pts']:.1f}")
+        if np.isfinite(r.get("pooled_mean_abs_error_pts", np.nan)):
+            title += f"\npooled severities (\u25c6): mean |err| {r['pooled_mean_abs_error_pts']:.1f}"
         prior_panel(pts, title, colors, ax)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
@@ -68,9 +77,14 @@ def prior_figure(
     for ax in axes[-1, :]:
         ax.set_xlabel(f"actual accuracy of {task_model}", fontsize=8)
     handles, labels = axes.flat[0].get_legend_handles_labels()
+    if "pooled" in table and table["pooled"].any():
+        handles.append(plt.Line2D([], [], marker="D", ls="", color="white", markeredgecolor="black",
+                                  markersize=5))
+        labels.append("its severities\npooled")
     fig.legend(handles, labels, loc="center right", fontsize=7, frameon=False,
                title="held-out corruption\n(size = severity)", title_fontsize=7)
-    fig.suptitle(f"Accuracy of {task_model} predicted on each held-out corruption and severity "
+    pooled = " and on its severities pooled (\u25c6)" if "pooled" in table and table["pooled"].any() else ""
+    fig.suptitle(f"Accuracy of {task_model} predicted on each held-out corruption and severity{pooled} "
                  "(leave one corruption out; y = x dashed)", fontsize=10)
     fig.tight_layout(rect=(0, 0, 0.85, 0.97))
     return fig

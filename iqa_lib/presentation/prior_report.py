@@ -11,10 +11,14 @@ from iqa_lib.presentation.numbers import count_text
 
 
 def verdict_text(v: pd.DataFrame, usable_pts: float = USABLE_MEAN_PTS) -> str:
-    """The verdict in words, one bullet per task model."""
+    """The verdict in words, one bullet per task model; "best" is the lowest of the worse of an
+    estimator's two mean errors (severity groups, pooled severities)."""
 
     def ci(lo: float, hi: float) -> str:
         return f" (95% CI {lo:.1f} to {hi:.1f})" if np.isfinite(lo) and np.isfinite(hi) else ""
+
+    def pooled(value: float) -> str:
+        return f"; {value:.1f} on each corruption's severities pooled" if np.isfinite(value) else ""
 
     lines = []
     for r in v.itertuples():
@@ -30,9 +34,10 @@ def verdict_text(v: pd.DataFrame, usable_pts: float = USABLE_MEAN_PTS) -> str:
             continue
         text = (
             f"- **{r.task_model}**: usable (mean absolute error below {usable_pts:g} points "
-            f"within its interval, and better than the no-shift baseline's "
-            f"{r.baseline_mae_pts:.1f}): {r.usable}. Best of M's own outputs: {r.best_own}, "
-            f"{r.best_own_mae_pts:.1f} points."
+            f"within its interval, on the severity groups and on each corruption's severities "
+            f"pooled, and better than the no-shift baseline's {r.baseline_mae_pts:.1f}): {r.usable}. "
+            f"Best of M's own outputs: {r.best_own}, {r.best_own_mae_pts:.1f} points"
+            f"{pooled(getattr(r, 'best_own_pooled_mae_pts', np.nan))}."
         )
         if r.best_task_agnostic != "-":
             gain = r.gain_over_baseline_pts
@@ -60,5 +65,7 @@ def _logit_words(r, ranked: bool = True) -> str:
     if not ranked:
         listed = ", ".join(sorted(methods.split(", "), key=str.lower))  # not in the order of their errors
         return f" Its kept logits add {listed}: in the table, not ranked here either."
+    mixed = getattr(r, "best_logit_pooled_mae_pts", np.nan)
+    mixed_words = f", {mixed:.1f} on each corruption's severities pooled" if np.isfinite(mixed) else ""
     return (f" From its kept logits ({methods}): best {r.best_logit}, {r.best_logit_mae_pts:.1f} points "
-            f"(95% CI {r.best_logit_ci}).")
+            f"(95% CI {r.best_logit_ci}){mixed_words}.")

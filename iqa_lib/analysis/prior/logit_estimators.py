@@ -88,6 +88,14 @@ def mano_score(power_sum: float, n: int, k: int, p: int = MANO_P) -> float:
     return float((power_sum / (n * k)) ** (1.0 / p)) if n else math.nan
 
 
+def pooled_mano_score(scores: np.ndarray, n: np.ndarray, p: int = MANO_P) -> float:
+    """MaNo's score of groups taken together, from each group's score and row count: the
+    score is (mean over rows of sum_k sigma_k^p / K)^(1/p), so the pool's is the groups'
+    p-th powers averaged with their row counts as weights."""
+    scores, n = np.asarray(scores, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    return float(((scores ** p * n).sum() / n.sum()) ** (1.0 / p))
+
+
 # --------------------------------------------------------------------------- nuclear norm
 
 # a nuclear norm taken at a smaller set's size: random subsets of each larger group, averaged
@@ -249,6 +257,28 @@ def size_matched_nuclear(logits: np.ndarray, members: list[np.ndarray], size: in
             draws = [np.sort(rng.choice(rows, size=size, replace=False)) for _ in range(SIZE_MATCH_DRAWS)]
             out[g] = float(np.mean([nuclear_norm_score(chunks(logits, d), k) for d in draws]))
     return out
+
+
+def size_blocks(rows: np.ndarray, size: int | None) -> list[np.ndarray]:
+    """``rows`` as one set or, above ``size`` rows, as subsets of that size: the disjoint
+    blocks of a random partition when there are two or more (every row counts once, a
+    remainder smaller than a block left out), else :data:`SIZE_MATCH_DRAWS` random subsets;
+    seeded, each block sorted."""
+    rows = np.asarray(rows)
+    if size is None or rows.size <= size:
+        return [rows]
+    rng = np.random.default_rng(SIZE_MATCH_SEED)
+    if rows.size >= 2 * size:
+        order = rng.permutation(rows)
+        return [np.sort(order[i * size:(i + 1) * size]) for i in range(rows.size // size)]
+    return [np.sort(rng.choice(rows, size=size, replace=False)) for _ in range(SIZE_MATCH_DRAWS)]
+
+
+def block_nuclear_scores(logits: np.ndarray, rows: np.ndarray, size: int | None) -> np.ndarray:
+    """The nuclear-norm score of each of :func:`size_blocks`' subsets of ``rows``: how a set
+    larger than the groups a line was fitted on is scored (its own norm would sit below
+    theirs for its size alone: more images share more classes)."""
+    return np.asarray([nuclear_norm_score(chunks(logits, b), logits.shape[1]) for b in size_blocks(rows, size)])
 
 
 def group_stats(logits: np.ndarray, groups: list[np.ndarray]) -> GroupStats:

@@ -9,6 +9,11 @@ corruptions) predicts the held-out groups (the nuclear norm's at one size for bo
 smaller of a held-out group's and the groups'); COT transports each held-out group's softmax
 vectors (at the temperature fitted on the clean rows) to the reference's label marginal; agreement-on-the-line (three or more task models
 with logits) takes the clean rows as its in-distribution set. Held-out rows never enter a fit.
+
+Each estimator also predicts the held-out corruption's severities pooled (a set that mixes
+shifts, as a user's data may): none of these is a mean of per-image values, so the pool gets
+its own computation (MaNo from the groups' powers, the nuclear norm over blocks of a group's
+size, COT's transport and the models' agreement on all of the pool's rows).
 """
 
 from __future__ import annotations
@@ -25,15 +30,19 @@ from iqa_lib.analysis.prior.logit_estimators import (
     GroupStats,
     agreement,
     aline,
+    block_nuclear_scores,
     cot_accuracy,
     fit_temperature,
     group_stats,
+    pooled_mano_score,
     pot_available,
     size_matched_nuclear,
 )
 
-# (method, scorer, Q variant, kind, predicted accuracy per severity group), as validation's
-Prediction = tuple[str, str, str, str, np.ndarray]
+# (method, scorer, Q variant, kind, predicted accuracy per severity group, predicted accuracy of
+# the groups pooled, or None where that is the groups' row-weighted mean: an estimator that
+# averages per-image values)
+Prediction = tuple[str, str, str, str, np.ndarray, float | None]
 ALINE_MIN_MODELS = 3
 
 
@@ -104,15 +113,32 @@ def _line_predictions(groups: LogitGroups, held: int, severities: np.ndarray) ->
     return out
 
 
+def _pooled_line_predictions(groups: LogitGroups, held: int) -> dict[str, float]:
+    """MaNo and the nuclear norm on the held-out corruption's groups taken together. The nuclear
+    norm at the smaller of the pool's and the largest reference group's size, the pool scored
+    over blocks of that size (as ``iqa-kit audit`` scores a set larger than its groups)."""
+    ref = groups.corruption != held
+    where = np.flatnonzero(groups.corruption == held)
+    rows = np.concatenate([groups.members[g] for g in where])
+    size = min(int(rows.size), int(groups.stats.n[ref].max()))
+    fit = groups.at_size(size).line_fit(groups.accuracy, ref)
+    mano = pooled_mano_score(fit.scores["mano"][where], groups.stats.n[where])
+    nuclear = float(block_nuclear_scores(groups.logits, rows, size).mean())
+    return {"mano": float(fit.lines["mano"].predict(mano)), "nuclear": float(fit.lines["nuclear"].predict(nuclear))}
+
+
 def _cot_predictions(
     scores: ScoreSet, logits: ModelLogits, ref: np.ndarray, tgt: np.ndarray, inv: np.ndarray, n_groups: int,
     temperature: float,
-) -> np.ndarray:
-    """COT's accuracy per held-out severity group; the marginal from the reference labels, the
-    softmax at the temperature fitted on the clean rows."""
+) -> tuple[np.ndarray, float | None]:
+    """COT's accuracy per held-out severity group and on the groups pooled (None for one
+    group); the marginal from the reference labels, the softmax at the temperature fitted on
+    the clean rows."""
     marginal = label_marginal(scores.label[ref], logits.classes)
-    return np.asarray([cot_accuracy(logits.array, logits.rows[tgt[inv == j]], marginal, temperature=temperature)
-                       for j in range(n_groups)])
+    groups = [cot_accuracy(logits.array, logits.rows[tgt[inv == j]], marginal, temperature=temperature)
+              for j in range(n_groups)]
+    pooled = cot_accuracy(logits.array, logits.rows[tgt], marginal, temperature=temperature) if n_groups > 1 else None
+    return np.asarray(groups), pooled
 
 
 @dataclass(frozen=True)
@@ -133,14 +159,18 @@ def agreement_set(scores: ScoreSet, predictions: dict[str, np.ndarray], logits: 
 
 def _aline_predictions(
     scores: ScoreSet, models: AgreementSet, model: str, held_rows: np.ndarray, inv: np.ndarray, n_groups: int
-) -> dict[str, np.ndarray]:
-    """ALine-S and ALine-D of ``model`` per held-out severity group, clean rows as in distribution."""
+) -> dict[str, tuple[np.ndarray, float | None]]:
+    """ALine-S and ALine-D of ``model`` per held-out severity group and on the groups pooled
+    (None for one group), clean rows as in distribution."""
     clean = scores.clean_mask()
     acc_id = np.asarray([scores.m[k][clean].mean() for k in models.models])
     agr_id = agreement(models.preds[:, clean])
     i = models.models.index(model)
     per_group = [aline(acc_id, agr_id, agreement(models.preds[:, held_rows[inv == j]])) for j in range(n_groups)]
-    return {method: np.asarray([g[method][i] for g in per_group]) for method in ("aline_s", "aline_d")}
+    pooled = aline(acc_id, agr_id, agreement(models.preds[:, held_rows])) if n_groups > 1 else None
+    return {method: (np.asarray([g[method][i] for g in per_group]),
+                     float(pooled[method][i]) if pooled is not None else None)
+            for method in ("aline_s", "aline_d")}
 
 
 @dataclass(frozen=True)
@@ -175,15 +205,18 @@ def logit_fold_predictions(
     scores: ScoreSet, model: str, ctx: LogitContext | None, held: int, fold_ref: np.ndarray,
     fold_tgt: np.ndarray, severities: np.ndarray, inv: np.ndarray,
 ) -> list[Prediction]:
-    """Every logit estimator's prediction for one task model and held-out corruption ``held``."""
+    """Every logit estimator's prediction for one task model and held-out corruption ``held``:
+    per severity group and, with two or more, on the groups pooled."""
     if ctx is None or model not in ctx.logits:
         return []
-    out = {**_line_predictions(ctx.groups[model], held, severities)}
+    groups = ctx.groups[model]
+    pooled = _pooled_line_predictions(groups, held) if severities.size > 1 else {}
+    out = {k: (v, pooled.get(k)) for k, v in _line_predictions(groups, held, severities).items()}
     if ctx.cot:
         out["cot"] = _cot_predictions(scores, ctx.logits[model], fold_ref, fold_tgt, inv, severities.size,
                                       ctx.temperature[model])
-    preds: list[Prediction] = [(k, model, "logits", "own", v) for k, v in out.items()]
+    preds: list[Prediction] = [(k, model, "logits", "own", v, p) for k, (v, p) in out.items()]
     if ctx.agreement is not None and model in ctx.agreement.models:
         aline_preds = _aline_predictions(scores, ctx.agreement, model, fold_tgt, inv, severities.size)
-        preds += [(k, model, "pred", "agreement", v) for k, v in aline_preds.items()]
+        preds += [(k, model, "pred", "agreement", v, p) for k, (v, p) in aline_preds.items()]
     return preds
