@@ -6,9 +6,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pytest
-from PIL import Image
+# Under pytest-xdist every core already runs a worker: one BLAS/OpenMP/torch thread per worker
+# (and per subprocess it starts) instead of a pool per worker that fights the other workers
+# for the same cores. Set before numpy and torch are imported; a user's own setting wins.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
