@@ -3,7 +3,7 @@
 Prints the tables of docs/mini-reproduction/learned_q.md: leave one model out (train on some
 EfficientNet-Lite models, test on another) and leave one corruption family out (train on
 Lite0 + Lite1 without the family, test Lite2 on it), each with point-wise AUC (paired
-clustered DeLong against learned_q), group |SRCC| and the Q-prior's accuracy error beside
+clustered DeLong against learned_q), group |SRCC| and the Q-prior's and the Q-line's accuracy error beside
 the no-shift baseline. Every learned_q value is cross-fitted by image (5 folds).
 
     python benchmarks/learned_q_eval.py SCORES_DIR FEATURES_FILE [--folds 5] [--boot 1000]
@@ -63,7 +63,7 @@ def _fmt_srcc(table: pd.DataFrame) -> str:
 
 
 def _fmt_prior(summary: pd.DataFrame) -> str:
-    keep = summary[summary["method"].isin(["q_prior", "reference", "atc_mc"])]
+    keep = summary[summary["method"].isin(["q_prior", "q_line", "reference", "atc_mc"])]
     t = keep.assign(**{"mean |error| pts [95% CI]": [
         f"{m:.1f} [{lo:.1f}, {hi:.1f}]" for m, lo, hi in
         zip(keep["mean_abs_error_pts"], keep["mean_ci_low"], keep["mean_ci_high"], strict=True)]})
@@ -107,7 +107,7 @@ def model_out(ev: EvalData, settings: TrainSettings, folds: int, boot: int, inpu
                         srcc_rows(ev, test, everything, boot, settings.seed),
                         loco_prior(ev, test, boot, settings.seed),
                         ("Point-wise", "Group-wise (corruption x severity)",
-                         "Q-prior, leave one corruption out (reference = clean + the other 14 corruptions)"))
+                         "Q-prior and Q-line, leave one corruption out (reference = clean + the other 14 corruptions)"))
 
 
 def family_out(ev: EvalData, settings: TrainSettings, folds: int, boot: int, inputs: str = "features",
@@ -122,11 +122,11 @@ def family_out(ev: EvalData, settings: TrainSettings, folds: int, boot: int, inp
                         srcc_rows(ev, test, inside, boot, settings.seed),
                         family_prior(ev, test, members, boot, settings.seed),
                         ("Point-wise on the family's rows", "Group-wise over the family's groups",
-                         "Q-prior fitted on clean + the other families, error on the family's groups"))
+                         "Q-prior and Q-line fitted on clean + the other families, error on the family's groups"))
 
 
-def _prior_error(summary: pd.DataFrame, scorer: str) -> str:
-    row = summary[(summary["method"] == ("reference" if scorer == "reference" else "q_prior"))
+def _prior_error(summary: pd.DataFrame, scorer: str, method: str = "q_prior") -> str:
+    row = summary[(summary["method"] == ("reference" if scorer == "reference" else method))
                   & ((summary["scorer"] == scorer) | (scorer == "reference"))].iloc[0]
     return f"{row['mean_abs_error_pts']:.1f} [{row['mean_ci_low']:.1f}, {row['mean_ci_high']:.1f}]"
 
@@ -151,6 +151,7 @@ def _compare_design(ev: EvalData, design: str, qs: dict[str, np.ndarray], rows: 
                     "best NR-IQA AUC": f"{nr['q']} {nr['auc']:.3f}",
                     "learned_q - best NR-IQA": f"{res.auc[i] - nr['auc']:+.3f}",
                     "Q-prior err pts": _prior_error(summary, "learned_q"),
+                    "Q-line err pts": _prior_error(summary, "learned_q", "q_line"),
                     "no-shift err pts": _prior_error(summary, "reference"),
                     "n rows / images": f"{int(rows.sum())} / {np.unique(clusters).size}"})
     return out

@@ -166,10 +166,10 @@ def test_loco_table_shape_and_keys():
     s = tiny_scores()
     pred = np.where(s.m["cls"] == 1, s.label, (s.label + 1) % 10)
     table = leave_one_corruption_out(s, predictions={"cls": pred}, n_classes=10)
-    methods = {"reference", "q_prior", "ac", "doc", "atc_mc", "atc_ne", "cot_top1"}
+    methods = {"reference", "q_prior", "q_line", "ac", "doc", "atc_mc", "atc_ne", "cot_top1"}
     assert set(table["method"]) == methods
-    # 4 Q variables for the Q-prior + 6 other methods, 3 corruptions x (3 severities + their pool)
-    assert len(table) == (4 + 6) * (9 + 3)
+    # 4 Q variables for the Q-prior and the Q-line + 6 other methods, 3 corruptions x (3 severities + their pool)
+    assert len(table) == (4 + 4 + 6) * (9 + 3)
     assert not table.duplicated(["method", "scorer", "q", "task_model", "corruption", "severity"]).any()
     groups, pools = table[~table["pooled"]], table[table["pooled"]]
     assert (groups["n"] == 60).all() and set(groups["severity"]) == {1, 2, 3}
@@ -179,8 +179,9 @@ def test_loco_table_shape_and_keys():
         rows = (s.corruption == s.corruptions.get_loc(c)) & (s.severity == sev)
         assert v == pytest.approx(s.q[("cls", "q_p")][rows].mean(), abs=1e-12)
     assert set(table[table["method"] == "q_prior"]["kind"]) == {"own", "nr_iqa"}
+    assert set(table[table["method"] == "q_line"]["kind"]) == {"own", "nr_iqa"}
     summary = summarize(table, n_bootstrap=50, seed=1)
-    assert len(summary) == 10 and (summary["n_groups"] == 9).all() and (summary["n_corruptions"] == 3).all()
+    assert len(summary) == 14 and (summary["n_groups"] == 9).all() and (summary["n_corruptions"] == 3).all()
     assert (summary["n_pooled_sets"] == 3).all()
     # the severity groups' figures are what they were without the pooled rows
     alone = summarize(groups.drop(columns="pooled"), n_bootstrap=50, seed=1).set_index(["method", "scorer", "q"])
@@ -194,11 +195,47 @@ def test_loco_table_shape_and_keys():
     assert (summary["mean_ci_low"] <= summary["mean_abs_error_pts"] + 1e-9).all()
     assert summary.equals(summarize(table, n_bootstrap=50, seed=1))  # seeded, deterministic
     v = verdict(summary, table, n_bootstrap=50, seed=1)
-    assert len(v) == 1 and v.loc[0, "best_task_agnostic"] == "Q-prior(tv)"
-    best_own = summary[summary["kind"] == "own"]["mean_abs_error_pts"].min()
-    best_tv = summary[summary["scorer"] == "tv"]["mean_abs_error_pts"].iloc[0]
-    assert v.loc[0, "gap_pts"] == pytest.approx(best_tv - best_own)
+    tv = summary[summary["scorer"] == "tv"].sort_values("selection_error_pts", kind="stable")
+    best_tv = tv.iloc[0]  # the better of the Q-prior and the Q-line on TV
+    name = {"q_prior": "Q-prior(tv)", "q_line": "Q-line(tv)"}[best_tv["method"]]
+    assert len(v) == 1 and v.loc[0, "best_task_agnostic"] == name
+    best_own = summary[summary["kind"] == "own"].sort_values("selection_error_pts", kind="stable").iloc[0]
+    assert v.loc[0, "gap_pts"] == pytest.approx(best_tv["mean_abs_error_pts"] - best_own["mean_abs_error_pts"])
     assert v.loc[0, "gap_ci_low"] <= v.loc[0, "gap_pts"] <= v.loc[0, "gap_ci_high"]
+
+
+def test_q_line_is_a_least_squares_line_through_the_reference_groups():
+    from scipy.stats import linregress
+
+    s = tiny_scores(seed=3)
+    table = leave_one_corruption_out(s)
+    frame = pd.DataFrame({"corruption": np.asarray(s.corruptions)[s.corruption], "severity": s.severity,
+                          "tv": s.q[("tv", "q")], "m": s.m["cls"]})
+    line = table[(table["method"] == "q_line") & (table["scorer"] == "tv")]
+    for held in ("blur", "noise", "snow"):
+        ref = frame[frame["corruption"] != held].groupby(["corruption", "severity"])[["tv", "m"]].mean()
+        fit = linregress(ref["tv"], ref["m"])  # one point per reference group, unweighted
+        tgt = frame[frame["corruption"] == held]
+        got = line[line["corruption"] == held].set_index("severity")["predicted"]
+        for sev, g in tgt.groupby("severity"):
+            assert got[sev] == pytest.approx(np.clip(fit.intercept + fit.slope * g["tv"].mean(), 0, 1), abs=1e-10)
+        assert got[0] == pytest.approx(np.clip(fit.intercept + fit.slope * tgt["tv"].mean(), 0, 1), abs=1e-10)
+
+
+def test_q_line_follows_groups_that_a_weak_per_image_q_orders():
+    """A Q whose group means track accuracy exactly but which barely separates right from wrong
+    image by image: the Q-prior's logistic curve is nearly flat and stays near the reference
+    accuracy, the line through the groups recovers each held-out group's accuracy."""
+    rng = np.random.default_rng(8)
+    s = tiny_scores(n_images=3000, seed=8)
+    acc = np.where(s.severity == 0, 0.9, 0.9 - 0.2 * s.severity)
+    s.m = {"cls": (rng.random(acc.size) < acc).astype(np.int8)}
+    s.q[("tv", "q")] = acc + rng.normal(0, 1.5, acc.size)
+    table = leave_one_corruption_out(s, q_names=[("tv", "q")])
+    groups = table[~table["pooled"]]
+    err = groups.groupby("method")["abs_error_pts"].mean()
+    assert err["q_line"] < 3.0  # sampling noise of 3,000-image group means only
+    assert err["q_prior"] > 8.0 and err["reference"] > 8.0
 
 
 def test_held_out_labels_never_enter_the_fit():

@@ -351,3 +351,14 @@ def test_cross_fitted_predictions_never_see_their_image_and_aucs_are_oriented():
     snow = [100 * abs(y[ref].mean() - y[(np.asarray(ev.scores.corruptions)[ev.scores.corruption] == "snow")
                                           & (ev.scores.severity == s)].mean()) for s in (1, 2)]
     assert summary.loc[("reference", "b"), "mean_abs_error_pts"] == pytest.approx(np.mean(fog + snow))
+    # the Q-line: accuracy on each reference group (clean, the other corruptions' severities)
+    # against the group's mean Q, by scipy's least squares, read at each held-out group's mean
+    from scipy.stats import linregress
+
+    names = np.asarray(ev.scores.corruptions)[ev.scores.corruption]
+    frame = pd.DataFrame({"c": names, "s": ev.scores.severity, "q": ev.scores.q[("metric", "q")], "m": y})
+    groups = frame[ref].groupby(["c", "s"])[["q", "m"]].mean()
+    fit = linregress(groups["q"], groups["m"])
+    held = frame[~ref].groupby(["c", "s"])[["q", "m"]].mean()
+    expected = np.abs(np.clip(fit.intercept + fit.slope * held["q"], 0, 1) - held["m"]).mean()
+    assert summary.loc[("q_line", "metric"), "mean_abs_error_pts"] == pytest.approx(100 * expected, abs=1e-9)

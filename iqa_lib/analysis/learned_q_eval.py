@@ -10,9 +10,11 @@ and the tables use all of them. Against it, on the same rows:
   are the independent units);
 - group |SRCC| of mean Q against accuracy over (corruption, severity) groups
   (:func:`iqa_lib.analysis.groupwise.groupwise`, with its bootstrap interval);
-- the Q-prior's accuracy error (:func:`iqa_lib.analysis.prior.estimators.fit_q_prior`) on
-  held-out corruptions, beside the no-shift baseline (the reference accuracy), summarised
-  by :func:`iqa_lib.analysis.prior.validation.summarize` (intervals over corruptions).
+- the accuracy error of the Q-prior (:func:`iqa_lib.analysis.prior.estimators.fit_q_prior`)
+  and of the Q-line (a line of accuracy on the mean Q over the reference's groups,
+  :func:`iqa_lib.analysis.prior.logit_estimators.fit_score_line`) on held-out corruptions,
+  beside the no-shift baseline (the reference accuracy), summarised by
+  :func:`iqa_lib.analysis.prior.validation.summarize` (intervals over corruptions).
 
 Two designs: leave one model out (train on some task models, test on another) with
 leave-one-corruption-out priors, and leave one corruption family out (train on Lite0 and
@@ -34,6 +36,7 @@ from iqa_lib.analysis.groupwise import groupwise
 from iqa_lib.analysis.io import KEYS, ScoreSet, load_scores
 from iqa_lib.analysis.learned_q import TrainSettings, fit_model, image_folds, read_embeddings
 from iqa_lib.analysis.prior.estimators import fit_q_prior, group_mean
+from iqa_lib.analysis.prior.logit_estimators import fit_score_line
 from iqa_lib.analysis.prior.validation import TABLE_COLUMNS, leave_one_corruption_out, summarize
 from iqa_lib.scorers.qfeature_columns import FEATURE_COLUMNS
 from iqa_lib.stats.delong import delong, paired_z
@@ -159,13 +162,18 @@ def loco_prior(ev: EvalData, test_model: str, n_bootstrap: int, seed: int) -> pd
 
 def family_prior(ev: EvalData, test_model: str, family: Sequence[str], n_bootstrap: int,
                  seed: int) -> pd.DataFrame:
-    """Q-prior fitted on clean + the other families, errors on each (corruption, severity) of ``family``."""
+    """Q-prior and Q-line fitted on clean + the other families, errors on each (corruption,
+    severity) of ``family``."""
     s = ev.scores
     m = s.m[test_model]
     names = np.asarray(s.corruptions)[s.corruption]
     ref = ~np.isin(names, family)
     ref_acc = float(m[ref].mean())
     qs = [LEARNED, *[(n, "q") for n in ev.nr_iqa], (test_model, "q_p")]
+    _, ref_inv = np.unique(s.corruption[ref].astype(np.int64) * 1000 + s.severity[ref], return_inverse=True)
+    ref_n = np.bincount(ref_inv).astype(np.float64)
+    lines = {q: fit_score_line(group_mean(s.q[q][ref], ref_inv, ref_n), group_mean(m[ref], ref_inv, ref_n))
+             for q in qs}
     rows = []
     for c in family:
         tgt = np.flatnonzero(names == c)
@@ -177,6 +185,7 @@ def family_prior(ev: EvalData, test_model: str, family: Sequence[str], n_bootstr
             p = fit_q_prior(s.q[q][ref], m[ref]).predict_proba(s.q[q][tgt])
             kind = "own" if q[0] == test_model else "learned" if q == LEARNED else "nr_iqa"
             preds.append(("q_prior", q[0], q[1], kind, group_mean(p, inv, n)))
+            preds.append(("q_line", q[0], q[1], kind, lines[q].predict(group_mean(s.q[q][tgt], inv, n))))
         rows += [{"method": meth, "scorer": sc, "q": v, "kind": kd, "task_model": test_model, "corruption": c,
                   "severity": int(sev[j]), "n": int(n[j]), "predicted": float(p[j]), "actual": float(actual[j]),
                   "reference_accuracy": ref_acc, "pooled": False} for meth, sc, v, kd, p in preds for j in range(sev.size)]

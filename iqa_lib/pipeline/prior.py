@@ -1,7 +1,7 @@
 """The ``prior`` stage: validate accuracy priors by leaving one corruption out, write tables and figures.
 
 Leave-one-corruption-out over a folder of score files: every estimator of
-:mod:`iqa_lib.analysis.prior.estimators` (Q-prior on each Q; AC, DoC, ATC, a COT approximation
+:mod:`iqa_lib.analysis.prior.estimators` (Q-prior and Q-line on each Q; AC, DoC, ATC, a COT approximation
 from the task model's own outputs; COT, MaNo, the nuclear norm and ALine from kept logits) is
 fitted on clean + the other corruptions and predicts each severity group of the held-out one
 and its severities pooled. Writes ``prior.csv`` (one row per group or pooled set and

@@ -6,6 +6,12 @@ and predicts the top-1 accuracy of task model M on an unlabelled target set:
 - ``q_prior`` (the paper's): fit P(M = 1 | Q) by logistic regression on the reference,
   predict the mean of P over the target's Q. Any Q works: a no-reference IQA score, another
   model's confidence, M's own q_p / q_h / q_l.
+- ``q_line``: M's accuracy on each labelled reference group (clean, each known corruption
+  and severity) against the group's mean Q, a least-squares line read at the target's mean
+  Q. The Q-prior fits single images, where a Q that orders groups well may still separate
+  right from wrong poorly, so its fitted curve is flat and pulls every set toward the
+  reference accuracy; the line is fitted where the prediction is made, on sets (as the
+  nuclear norm's and MaNo's lines, and Deng and Zheng's 2021 regression on set statistics).
 - ``ac``: average confidence, the mean of M's max-softmax q_p on the target.
 - ``doc`` (Guillory et al. 2021): reference accuracy minus (reference AC - target AC).
 - ``atc_mc`` / ``atc_ne`` (Garg et al. 2022): a threshold on the score (q_p, or the
@@ -40,6 +46,7 @@ from iqa_lib.stats.logistic import fit_logistic
 # method -> short description for tables and figures
 METHODS: dict[str, str] = {
     "q_prior": "Q-prior: mean of a logistic P(M=1|Q) fitted on the reference",
+    "q_line": "Q-line: a line of accuracy on the mean Q over the reference's groups",
     "ac": "AC: mean max-softmax confidence q_p",
     "doc": "DoC: reference accuracy - (reference AC - target AC)",
     "atc_mc": "ATC with max confidence q_p",
@@ -305,8 +312,9 @@ def group_mean(values: np.ndarray, codes: np.ndarray, n: np.ndarray) -> np.ndarr
 
 def label(row) -> str:
     """A short name for a summary row: method and, for the Q-prior, its Q."""
-    if row["method"] == "q_prior":
-        return f"Q-prior({row['scorer']} {row['q']})" if row["q"] != "q" else f"Q-prior({row['scorer']})"
+    if row["method"] in ("q_prior", "q_line"):
+        name = "Q-prior" if row["method"] == "q_prior" else "Q-line"
+        return f"{name}({row['scorer']} {row['q']})" if row["q"] != "q" else f"{name}({row['scorer']})"
     return {"ac": "AC", "doc": "DoC", "atc_mc": "ATC-MC", "atc_ne": "ATC-NE",
             "cot_top1": "COT-top1 (approx.)", "reference": "reference accuracy",
             **LOGIT_LABELS}.get(row["method"], row["method"])

@@ -38,7 +38,7 @@ from iqa_lib.analysis.prior.estimators import (
     label_marginal,
     own_group_predictions,
 )
-from iqa_lib.analysis.prior.logit_estimators import LOGIT_METHODS
+from iqa_lib.analysis.prior.logit_estimators import LOGIT_METHODS, fit_score_line
 from iqa_lib.analysis.prior.logit_validation import (
     LogitContext,
     ModelLogits,
@@ -59,6 +59,7 @@ SUMMARY_KEYS = ["method", "scorer", "q", "kind", "task_model"]
 USABLE_MEAN_PTS = 5.0  # a usable estimate is, on average, within 5 accuracy points
 TASK_AGNOSTIC_KINDS = ("nr_iqa", "zero_shot")
 OWN_GROUP_METHODS = ("ac", "doc", "atc_mc", "atc_ne")
+QUALITY_METHODS = ("q_prior", "q_line")  # estimators that read any Q, task-agnostic ones included
 
 
 # --------------------------------------------------------------------------- leave one corruption out
@@ -157,6 +158,33 @@ def _q_prior_predictions(
         p = fit.predict_proba(scores.q[q][fold.tgt])
         kind = "own" if q[0] == model else scores.kinds[q[0]]
         out.append(("q_prior", q[0], q[1], kind, group_mean(p, fold.inv, fold.n), None))
+    return out
+
+
+def _reference_groups(scores: ScoreSet, m: np.ndarray, fold: _Fold) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The reference rows' (corruption, severity) group of each row, the groups' sizes and M's
+    accuracy on each: the points a set-level line is fitted through."""
+    code = scores.corruption[fold.ref].astype(np.int64) * 1000 + scores.severity[fold.ref]
+    _, inv = np.unique(code, return_inverse=True)
+    n = np.bincount(inv).astype(np.float64)
+    return inv, n, group_mean(m[fold.ref], inv, n)
+
+
+def _q_line_predictions(
+    scores: ScoreSet, model: str, m: np.ndarray, fold: _Fold, qs: list[tuple[str, str]]
+) -> list[Prediction]:
+    """The Q-line on every Q: M's accuracy on each reference group against the group's mean Q,
+    a least-squares line, read at a target set's mean Q (the pooled set's own mean for the
+    pool, which clipping to [0, 1] can make differ from its groups' average)."""
+    inv, n, acc = _reference_groups(scores, m, fold)
+    out: list[Prediction] = []
+    for q in qs:
+        line = fit_score_line(group_mean(scores.q[q][fold.ref], inv, n), acc)
+        target = scores.q[q][fold.tgt]
+        groups = line.predict(group_mean(target, fold.inv, fold.n))
+        pooled = float(line.predict(target.mean())) if fold.severities.size > 1 else None
+        kind = "own" if q[0] == model else scores.kinds[q[0]]
+        out.append(("q_line", q[0], q[1], kind, groups, pooled))
     return out
 
 
@@ -275,6 +303,7 @@ def _fold_rows(
     preds: list[Prediction] = [
         ("reference", model, "m", "baseline", np.full(fold.severities.size, fold.ref_acc), None),
         *_q_prior_predictions(scores, model, m, fold, qs),
+        *_q_line_predictions(scores, model, m, fold, qs),
         *_own_predictions(scores, model, m, fold, predictions.get(model), n_classes),
         *logit_fold_predictions(scores, model, ctx, code, fold.ref, fold.tgt, fold.severities, fold.inv),
     ]
@@ -441,7 +470,7 @@ def _gap_columns(
     best_own: pd.Series | None, best_agnostic: pd.Series | None, base: pd.Series | None,
     boot: _Resamples | None,
 ) -> dict:
-    """The best task-agnostic Q-prior against M's own best (gap) and against the baseline (gain)."""
+    """The best task-agnostic Q estimator against M's own best (gap) and against the baseline (gain)."""
     out = dict.fromkeys(("gap_pts", "gap_ci_low", "gap_ci_high",
                          "gain_over_baseline_pts", "gain_ci_low", "gain_ci_high"), np.nan)
     if best_agnostic is None:
@@ -466,7 +495,7 @@ def _model_verdict(
     base_rank = _mae(base, rank) if base is not None else float("inf")
     pooled_high = g["pooled_ci_high"] if "pooled_ci_high" in g else pd.Series(np.nan, index=g.index)
     usable = g[(g["mean_ci_high"] < usable_pts) & ~(pooled_high >= usable_pts) & (g[rank] < base_rank)]
-    best_agnostic = _first(g[(g["method"] == "q_prior") & g["kind"].isin(TASK_AGNOSTIC_KINDS)])
+    best_agnostic = _first(g[g["method"].isin(QUALITY_METHODS) & g["kind"].isin(TASK_AGNOSTIC_KINDS)])
     best_own = _first(g[g["kind"] == "own"])
     row = {
         "task_model": model,
@@ -510,7 +539,7 @@ def verdict(
     severity groups and over the pooled sets, and the worse of the two means beats the
     no-shift baseline's (predicting the reference accuracy). The best of a family is the one
     whose worse mean is lowest.
-    Task-agnostic: a Q-prior on a no-reference IQA or zero-shot score. With ``table``, the
+    Task-agnostic: a Q-prior or Q-line on a no-reference IQA or zero-shot score. With ``table``, the
     gaps (best task-agnostic minus best own; best task-agnostic minus baseline) get paired
     bootstrap intervals over held-out corruptions.
     """
