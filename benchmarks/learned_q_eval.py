@@ -7,7 +7,7 @@ clustered DeLong against learned_q), group |SRCC| and the Q-prior's and the Q-li
 the no-shift baseline. Every learned_q value is cross-fitted by image (5 folds).
 
     python benchmarks/learned_q_eval.py SCORES_DIR FEATURES_FILE [--folds 5] [--boot 1000]
-        [--embeddings EMB.npy --inputs features embedding both]
+        [--embeddings EMB.npy --inputs features embedding both] [--compare-only]
 
 SCORES_DIR holds tv, brisque, niqe, piqe, lite0, lite1 and lite2 .parquet score files;
 FEATURES_FILE is a learned_q score file (`iqa-kit score --scorer learned_q`) of the same
@@ -185,6 +185,8 @@ def main() -> None:
     parser.add_argument("--backbone", default="efficientnet_lite:lite0")
     parser.add_argument("--inputs", nargs="+", choices=INPUTS, help="default: features (+ embedding, both "
                         "with --embeddings)")
+    parser.add_argument("--compare-only", action="store_true",
+                        help="print only the comparison table (Lite2 held out, then each family held out)")
     args = parser.parse_args()
     inputs = args.inputs or (list(INPUTS) if args.embeddings else ["features"])
     ev = load_eval_data(args.scores_dir, args.features, SCORERS, args.embeddings,
@@ -194,13 +196,13 @@ def main() -> None:
           f"learned_q: {'logistic regression' if args.hidden == 0 else f'MLP, {args.hidden} ReLU units'}, "
           f"{args.folds}-fold cross-fitting by image, seed {args.seed}"
           + (f"; embedding: {args.backbone}" if args.embeddings else ""))
-    for which in inputs:
+    for which in [] if args.compare_only else inputs:
         print(f"\n# learned_q inputs: {which}")
         print("\n## Leave one model out")
         model_out(ev, settings, args.folds, args.boot, which)
         print("\n## Leave one corruption family out")
         family_out(ev, settings, args.folds, args.boot, which)
-    if len(inputs) > 1:
+    if len(inputs) > 1 or args.compare_only:
         print("\n# learned_q with and without the embedding (test model Lite2; trained on Lite0 + Lite1)\n")
         compare(ev, settings, args.folds, args.boot, inputs)
 
