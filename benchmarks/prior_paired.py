@@ -11,6 +11,7 @@ With ``--pooled``, the same over each held-out corruption's severities pooled (t
 
     python benchmarks/prior_paired.py results/prior/prior.csv nuclear:atc_ne nuclear:atc_mc
     python benchmarks/prior_paired.py results/prior/prior.csv nuclear:atc_ne --pooled
+    python benchmarks/prior_paired.py results/prior/prior.csv q_line/M/q_p:atc_mc q_line/lite0/q_p:q_prior/lite0/q_p
 """
 
 from __future__ import annotations
@@ -19,6 +20,22 @@ import argparse
 
 import numpy as np
 import pandas as pd
+
+
+def select(rows: pd.DataFrame, term: str, model: str) -> pd.DataFrame:
+    """The rows of one estimator: ``method`` or ``method/scorer/q`` (``M`` as scorer: the task
+    model itself), e.g. ``atc_mc``, ``q_line/M/q_p``, ``q_line/lite0/q_p``, ``q_prior/niqe/q``."""
+    method, *rest = term.split("/")
+    picked = rows[rows["method"] == method]
+    if rest:
+        picked = picked[picked["scorer"] == (model if rest[0] == "M" else rest[0])]
+    if len(rest) > 1:
+        picked = picked[picked["q"] == rest[1]]
+    if picked.empty:
+        raise SystemExit(f"no rows of {term!r} for task model {model!r}")
+    if picked.groupby(["scorer", "q"]).ngroups > 1:
+        raise SystemExit(f"{term!r} names several Q for task model {model!r}: write method/scorer/q")
+    return picked
 
 
 def paired(table: pd.DataFrame, model: str, a: str, b: str, n_boot: int, seed: int, pooled: bool = False) -> dict:
@@ -31,10 +48,8 @@ def paired(table: pd.DataFrame, model: str, a: str, b: str, n_boot: int, seed: i
         raise SystemExit("this prior.csv has no pooled rows (written before they were added): rerun iqa-kit prior")
     err = rows.assign(err=(rows["predicted"] - rows["actual"]).abs() * 100)
 
-    def per_group(method: str) -> pd.Series:
-        picked = err[err["method"] == method]
-        if picked.empty:
-            raise SystemExit(f"no rows of method {method!r} for task model {model!r}")
+    def per_group(term: str) -> pd.Series:
+        picked = select(err, term, model)
         return picked.groupby(["corruption", "severity"])["err"].mean()
 
     diff = (per_group(a) - per_group(b)).dropna()
@@ -49,7 +64,8 @@ def paired(table: pd.DataFrame, model: str, a: str, b: str, n_boot: int, seed: i
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("prior_csv")
-    p.add_argument("pairs", nargs="+", help="A:B method names (e.g. nuclear:atc_ne)")
+    p.add_argument("pairs", nargs="+", help="A:B estimators, each a method or method/scorer/q (M: the task "
+                   "model), e.g. nuclear:atc_ne, q_line/M/q_p:atc_mc")
     p.add_argument("--n-bootstrap", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pooled", action="store_true", help="compare on each corruption's severities pooled")
