@@ -12,7 +12,7 @@ and the tables use all of them. Against it, on the same rows:
   (:func:`iqa_lib.analysis.groupwise.groupwise`, with its bootstrap interval);
 - the accuracy error of the Q-prior (:func:`iqa_lib.analysis.prior.estimators.fit_q_prior`)
   and of the Q-line (a line of accuracy on the mean Q over the reference's groups,
-  :func:`iqa_lib.analysis.prior.logit_estimators.fit_score_line`) on held-out corruptions,
+  :func:`iqa_lib.analysis.prior.estimators.fit_q_line`) on held-out corruptions,
   beside the no-shift baseline (the reference accuracy), summarised by
   :func:`iqa_lib.analysis.prior.validation.summarize` (intervals over corruptions).
 
@@ -35,8 +35,7 @@ from iqa_lib import defaults
 from iqa_lib.analysis.groupwise import groupwise
 from iqa_lib.analysis.io import KEYS, ScoreSet, load_scores
 from iqa_lib.analysis.learned_q import TrainSettings, fit_model, image_folds, read_embeddings
-from iqa_lib.analysis.prior.estimators import fit_q_prior, group_mean
-from iqa_lib.analysis.prior.logit_estimators import fit_score_line
+from iqa_lib.analysis.prior.estimators import fit_q_line, fit_q_prior, group_mean
 from iqa_lib.analysis.prior.validation import TABLE_COLUMNS, leave_one_corruption_out, summarize
 from iqa_lib.scorers.qfeature_columns import FEATURE_COLUMNS
 from iqa_lib.stats.delong import delong, paired_z
@@ -170,10 +169,7 @@ def family_prior(ev: EvalData, test_model: str, family: Sequence[str], n_bootstr
     ref = ~np.isin(names, family)
     ref_acc = float(m[ref].mean())
     qs = [LEARNED, *[(n, "q") for n in ev.nr_iqa], (test_model, "q_p")]
-    _, ref_inv = np.unique(s.corruption[ref].astype(np.int64) * 1000 + s.severity[ref], return_inverse=True)
-    ref_n = np.bincount(ref_inv).astype(np.float64)
-    lines = {q: fit_score_line(group_mean(s.q[q][ref], ref_inv, ref_n), group_mean(m[ref], ref_inv, ref_n))
-             for q in qs}
+    lines = {q: fit_q_line(s.q[q][ref], m[ref], s.corruption[ref], s.severity[ref]) for q in qs}
     rows = []
     for c in family:
         tgt = np.flatnonzero(names == c)

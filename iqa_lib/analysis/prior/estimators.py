@@ -39,7 +39,12 @@ import numpy as np
 import pandas as pd
 
 from iqa_lib import defaults
-from iqa_lib.analysis.prior.logit_estimators import LOGIT_LABELS, LOGIT_METHODS
+from iqa_lib.analysis.prior.logit_estimators import (
+    LOGIT_LABELS,
+    LOGIT_METHODS,
+    ScoreLine,
+    fit_score_line,
+)
 from iqa_lib.stats.bootstrap import percentile_ci
 from iqa_lib.stats.logistic import fit_logistic
 
@@ -147,6 +152,15 @@ def fit_q_prior(q, correct) -> QPrior:
     if not fit.fitted:
         return QPrior(float("nan"), 0.0, fit.status, float(np.mean(correct)))
     return QPrior(fit.intercept, fit.slope, fit.status)
+
+
+def fit_q_line(q, correct, corruption, severity) -> ScoreLine:
+    """Fit the Q-line: M's accuracy on each (corruption, severity) group of the reference rows
+    against the group's mean Q, one unweighted point per group; ``predict`` it at a set's mean Q."""
+    key = np.asarray(corruption, dtype=np.int64) * 1000 + np.asarray(severity)
+    _, inv = np.unique(key, return_inverse=True)
+    n = np.bincount(inv).astype(np.float64)
+    return fit_score_line(group_mean(np.asarray(q), inv, n), group_mean(np.asarray(correct), inv, n))
 
 
 def label_marginal(labels, n_classes: int) -> np.ndarray:

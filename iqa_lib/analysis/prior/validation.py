@@ -32,13 +32,14 @@ from iqa_lib.analysis.io import CLEAN, KEYS, ScoreSet, load_scores, read_schema
 from iqa_lib.analysis.prior.estimators import (
     IMAGENET_CLASSES,
     cot_top1_error,
+    fit_q_line,
     fit_q_prior,
     group_mean,
     label,
     label_marginal,
     own_group_predictions,
 )
-from iqa_lib.analysis.prior.logit_estimators import LOGIT_METHODS, fit_score_line
+from iqa_lib.analysis.prior.logit_estimators import LOGIT_METHODS
 from iqa_lib.analysis.prior.logit_validation import (
     LogitContext,
     ModelLogits,
@@ -148,6 +149,11 @@ def _rows_of(values: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
     return None if values is None else values[rows]
 
 
+def _q_kind(scores: ScoreSet, model: str, q: tuple[str, str]) -> str:
+    """A task model's own q_p/q_h/q_l are kind ``own``; any other Q keeps its scorer's kind."""
+    return "own" if q[0] == model else scores.kinds[q[0]]
+
+
 def _q_prior_predictions(
     scores: ScoreSet, model: str, m: np.ndarray, fold: _Fold, qs: list[tuple[str, str]]
 ) -> list[Prediction]:
@@ -156,18 +162,8 @@ def _q_prior_predictions(
     for q in qs:
         fit = fit_q_prior(scores.q[q][fold.ref], m[fold.ref])
         p = fit.predict_proba(scores.q[q][fold.tgt])
-        kind = "own" if q[0] == model else scores.kinds[q[0]]
-        out.append(("q_prior", q[0], q[1], kind, group_mean(p, fold.inv, fold.n), None))
+        out.append(("q_prior", q[0], q[1], _q_kind(scores, model, q), group_mean(p, fold.inv, fold.n), None))
     return out
-
-
-def _reference_groups(scores: ScoreSet, m: np.ndarray, fold: _Fold) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The reference rows' (corruption, severity) group of each row, the groups' sizes and M's
-    accuracy on each: the points a set-level line is fitted through."""
-    code = scores.corruption[fold.ref].astype(np.int64) * 1000 + scores.severity[fold.ref]
-    _, inv = np.unique(code, return_inverse=True)
-    n = np.bincount(inv).astype(np.float64)
-    return inv, n, group_mean(m[fold.ref], inv, n)
 
 
 def _q_line_predictions(
@@ -176,15 +172,13 @@ def _q_line_predictions(
     """The Q-line on every Q: M's accuracy on each reference group against the group's mean Q,
     a least-squares line, read at a target set's mean Q (the pooled set's own mean for the
     pool, which clipping to [0, 1] can make differ from its groups' average)."""
-    inv, n, acc = _reference_groups(scores, m, fold)
     out: list[Prediction] = []
     for q in qs:
-        line = fit_score_line(group_mean(scores.q[q][fold.ref], inv, n), acc)
+        line = fit_q_line(scores.q[q][fold.ref], m[fold.ref], scores.corruption[fold.ref], scores.severity[fold.ref])
         target = scores.q[q][fold.tgt]
         groups = line.predict(group_mean(target, fold.inv, fold.n))
         pooled = float(line.predict(target.mean())) if fold.severities.size > 1 else None
-        kind = "own" if q[0] == model else scores.kinds[q[0]]
-        out.append(("q_line", q[0], q[1], kind, groups, pooled))
+        out.append(("q_line", q[0], q[1], _q_kind(scores, model, q), groups, pooled))
     return out
 
 
