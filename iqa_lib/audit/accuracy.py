@@ -12,6 +12,10 @@ applied to the model's outputs on the user's images:
   states the one with the lower leave-one-corruption-out error on the reference
   (ATC-MC when that cannot be computed, the safer of the two in prior.md: for
   Lite0 NE 2.3 vs MC 2.4 points, for Lite1 MC 3.3 vs NE 4.5).
+- the Q-line on q_p: the model's accuracy on each reference group (clean, each
+  corruption and severity) against the group's mean q_p, a least-squares line read at
+  the user's mean q_p; it corrects AC's miscalibration with the groups' own accuracies
+  (prior.md: Lite0 2.3 points, Lite1 2.9, the latter's best own-output estimator).
 - AC (average confidence) and DoC (Guillory et al. 2021), for comparison; both
   are biased low for the under-confident EfficientNet-Lite models.
 
@@ -51,7 +55,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from iqa_lib.analysis.prior.estimators import estimate_accuracy, own_contributions
+from iqa_lib.analysis.prior.estimators import clip_accuracy, estimate_accuracy, own_contributions
 from iqa_lib.audit.interval import (
     PI_LEVEL,
     ShiftFit,
@@ -83,20 +87,25 @@ SEED = 0
 METHOD_WORDS = {
     "mano": "MaNo (scaled 4-norm of the softmax matrix, linear fit to accuracy on the reference; Xie et al. 2024)",
     "nuclear": "nuclear norm of the softmax matrix, linear fit to accuracy on the reference (Deng et al. 2023)",
+    "q_line": ("Q-line (a line of the reference groups' accuracy on their mean max-softmax confidence q_p, "
+               "read at these images' mean q_p)"),
     "atc_mc": "ATC-MC (threshold on max-softmax confidence q_p)",
     "atc_ne": "ATC-NE (threshold on negative entropy -q_h)",
     "ac": "AC (average max-softmax confidence)",
     "doc": "DoC (reference accuracy minus the drop in average confidence)",
 }
-SHORT = {"atc_mc": "ATC-MC", "atc_ne": "ATC-NE", "ac": "AC", "doc": "DoC", "mano": "MaNo",
+SHORT = {"q_line": "Q-line", "atc_mc": "ATC-MC", "atc_ne": "ATC-NE", "ac": "AC", "doc": "DoC", "mano": "MaNo",
          "nuclear": "nuclear norm"}
 DEFAULT_ATC = "atc_mc"
+# the estimators from the model's own outputs (q_p, q_h), in the order the report lists them
+OWN_AUDIT_METHODS = ("atc_mc", "atc_ne", "q_line", "ac", "doc")
 # The validation in docs/mini-reproduction/prior.md (leave-one-corruption-out on the 500-image
 # ImageNet sample and its ImageNet-C, 75 held-out groups), Lite0, accuracy points: what the
 # shipped reference's own validation must reproduce (tests/test_audit_summary.py checks it).
 PRIOR_MD_LITE0 = {
     "atc_ne": {"mean_abs_error_pts": 2.3, "max_abs_error_pts": 8.0},
     "atc_mc": {"mean_abs_error_pts": 2.4, "max_abs_error_pts": 8.8},
+    "q_line": {"mean_abs_error_pts": 2.3, "max_abs_error_pts": 9.5, "pooled_mean_abs_error_pts": 1.7},
     "doc": {"mean_abs_error_pts": 7.0, "max_abs_error_pts": 15.8},
     "ac": {"mean_abs_error_pts": 8.0, "max_abs_error_pts": 15.4},
 }
@@ -134,8 +143,10 @@ def reference_outputs(ref: Reference) -> pd.DataFrame:
 
 
 def _reference_dict(data: pd.DataFrame) -> dict[str, np.ndarray | None]:
+    """The reference's outputs, with each row's group (the Q-line's points)."""
     return {"q_p": data["q_p"].to_numpy(np.float64), "correct": data[CORRECT].to_numpy(np.float64),
-            "q_h": data["q_h"].to_numpy(np.float64) if "q_h" in data else None}
+            "q_h": data["q_h"].to_numpy(np.float64) if "q_h" in data else None,
+            "corruption": data["corruption"].astype(str).to_numpy(), "severity": data["severity"].to_numpy(np.int64)}
 
 
 LOCO_COLUMNS = ["method", "corruption", "severity", "n", "predicted", "actual", "var_d", "pooled"]
@@ -179,16 +190,17 @@ def _held_out_rows(
     actual = np.bincount(inv, weights=m) / n
     rows = []
     for k in (k for k in methods if k in contrib):
-        pred = np.bincount(inv, weights=contrib[k]) / n
+        pred = clip_accuracy(np.bincount(inv, weights=contrib[k]) / n)
         d = m - contrib[k]  # per image: correct minus its share of the estimate
         var_d = np.bincount(inv, weights=d * d) / n - (actual - pred) ** 2
         rows += [{"method": k, "corruption": corruption, "severity": int(s), "n": int(n[j]),
                   "predicted": float(pred[j]), "actual": float(actual[j]), "var_d": float(max(var_d[j], 0.0)),
                   "pooled": False} for j, s in enumerate(sev)]
         if sev.size > 1:  # the severities together
-            gap = float(m.mean() - contrib[k].mean())
+            pooled = float(clip_accuracy(contrib[k].mean()))
+            gap = float(m.mean() - pooled)
             rows.append({"method": k, "corruption": corruption, "severity": 0, "n": int(m.size),
-                         "predicted": float(contrib[k].mean()), "actual": float(m.mean()),
+                         "predicted": pooled, "actual": float(m.mean()),
                          "var_d": float(max((d * d).mean() - gap * gap, 0.0)), "pooled": True})
     return rows
 
@@ -249,7 +261,7 @@ def predict_accuracy(
         return {"value": None, "note": "no image of this dataset has a finite q_p", "actual": actual}
     n = len(kept["q_p"])
     table, loco, logit_note = _estimates_and_validation(ref, data, target, kept, logits, (n_bootstrap, seed, level))
-    methods = [k for k in ("atc_mc", "atc_ne", "ac", "doc", *AUDIT_LOGIT_METHODS) if k in table.index]
+    methods = [k for k in (*OWN_AUDIT_METHODS, *AUDIT_LOGIT_METHODS) if k in table.index]
     bands = validation_bands(loco)
     chosen, why = _stated_method(methods, bands)
     check = reference_check(data, kept, level=PI_LEVEL, seed=seed)
@@ -298,7 +310,7 @@ def _estimates_and_validation(
     nuclear norm too (the note, only when the target has logits, says why not)."""
     table = estimate_accuracy(_reference_dict(data), {"q_p": kept["q_p"], "q_h": kept.get("q_h")},
                               n_bootstrap=boot[0], seed=boot[1], level=boot[2])
-    loco = loco_validation(data, [k for k in ("atc_mc", "atc_ne", "ac", "doc") if k in set(table["method"])])
+    loco = loco_validation(data, [k for k in OWN_AUDIT_METHODS if k in set(table["method"])])
     ref_logits = reference_logits(ref) if logits is not None else None
     if logits is None:
         return table.set_index("method"), loco, {}

@@ -157,10 +157,16 @@ def fit_q_prior(q, correct) -> QPrior:
 def fit_q_line(q, correct, corruption, severity) -> ScoreLine:
     """Fit the Q-line: M's accuracy on each (corruption, severity) group of the reference rows
     against the group's mean Q, one unweighted point per group; ``predict`` it at a set's mean Q."""
-    key = np.asarray(corruption, dtype=np.int64) * 1000 + np.asarray(severity)
-    _, inv = np.unique(key, return_inverse=True)
+    inv = group_codes(corruption, severity)
     n = np.bincount(inv).astype(np.float64)
     return fit_score_line(group_mean(np.asarray(q), inv, n), group_mean(np.asarray(correct), inv, n))
+
+
+def group_codes(corruption, severity) -> np.ndarray:
+    """Each row's (corruption, severity) group as 0 .. G-1, in sorted order of the pair;
+    corruptions as codes or as names alike."""
+    frame = pd.DataFrame({"c": np.asarray(corruption), "s": np.asarray(severity)})
+    return frame.groupby(["c", "s"], sort=True).ngroup().to_numpy(np.int64)
 
 
 def label_marginal(labels, n_classes: int) -> np.ndarray:
@@ -262,9 +268,12 @@ def own_contributions(reference: dict, target: dict) -> dict[str, np.ndarray]:
 
     ``reference``: M's labelled outputs (``q_p``, ``correct``, optionally ``q_h``, aligned);
     ``target``: ``q_p`` (and ``q_h``) on the new images. Each method's estimate is the mean of
-    its array: AC (q_p), DoC (q_p shifted by reference accuracy minus reference AC), ATC-MC
-    and ATC-NE (the tie-weighted indicator of the threshold). The one place these formulas
-    live: the validation and the audit use it.
+    its array (clipped to [0, 1], :func:`clip_accuracy`): AC (q_p), DoC (q_p shifted by
+    reference accuracy minus reference AC), ATC-MC and ATC-NE (the tie-weighted indicator of
+    the threshold). When the reference also has each row's ``corruption`` and ``severity``,
+    ``q_line`` too: the Q-line on M's own q_p (:func:`fit_q_line`), whose reading at the mean
+    q_p is the mean of ``intercept + slope * q_p``. The one place these formulas live: the
+    validation and the audit use it.
     """
     r_qp = np.asarray(reference["q_p"], dtype=np.float64)
     r_m = np.asarray(reference["correct"]).astype(np.int8)
@@ -276,7 +285,16 @@ def own_contributions(reference: dict, target: dict) -> dict[str, np.ndarray]:
     if reference.get("q_h") is not None and target.get("q_h") is not None:
         r_ne = -np.asarray(reference["q_h"], dtype=np.float64)
         out["atc_ne"] = fit_atc(r_ne, r_m).contributions(-np.asarray(target["q_h"], dtype=np.float64))
+    if reference.get("corruption") is not None and reference.get("severity") is not None:
+        line = fit_q_line(r_qp, r_m, reference["corruption"], reference["severity"])
+        out["q_line"] = line.intercept + line.slope * t_qp
     return out
+
+
+def clip_accuracy(values):
+    """An estimate (or estimates) as an accuracy: within [0, 1]. DoC and the Q-line are
+    affine in a mean and can leave the range; the others cannot."""
+    return np.clip(values, 0.0, 1.0)
 
 
 def estimate_accuracy(
@@ -286,7 +304,8 @@ def estimate_accuracy(
     seed: int = defaults.SEED,
     level: float = defaults.LEVEL,
 ) -> pd.DataFrame:
-    """M's accuracy on unlabelled ``target`` images by AC, DoC, ATC-MC and ATC-NE.
+    """M's accuracy on unlabelled ``target`` images by AC, DoC, ATC-MC, ATC-NE (and the Q-line on
+    q_p when the reference has its groups; :func:`own_contributions`).
 
     The interval is a percentile bootstrap over the target images with the reference fit
     held fixed: how much the estimate moves with another sample of images like these. The
@@ -307,8 +326,8 @@ def estimate_accuracy(
     r_m = np.asarray(reference["correct"]).astype(np.int8)
     rows = []
     for method, values in per_image.items():
-        lo, hi = percentile_ci(boot[method], level)
-        rows.append({"method": method, "predicted": float(values.mean()), "ci_low": lo, "ci_high": hi,
+        lo, hi = percentile_ci(clip_accuracy(boot[method]), level)
+        rows.append({"method": method, "predicted": float(clip_accuracy(values.mean())), "ci_low": lo, "ci_high": hi,
                      "n_target": int(n), "n_reference": int(r_m.size),
                      "reference_accuracy": float(r_m.mean())})
     return pd.DataFrame(rows)
@@ -317,7 +336,7 @@ def estimate_accuracy(
 def own_group_predictions(reference: dict, target: dict, inv: np.ndarray, n_groups: int) -> dict[str, np.ndarray]:
     """Each own-output estimate per target group (``inv``: each target row's group code)."""
     counts = np.bincount(inv, minlength=n_groups).astype(np.float64)
-    return {k: group_mean(v, inv, counts) for k, v in own_contributions(reference, target).items()}
+    return {k: clip_accuracy(group_mean(v, inv, counts)) for k, v in own_contributions(reference, target).items()}
 
 
 def group_mean(values: np.ndarray, codes: np.ndarray, n: np.ndarray) -> np.ndarray:
