@@ -317,3 +317,30 @@ def test_audit_q_line_is_scipys_line_over_reference_groups(tmp_path):
     sure = target.assign(q_p=1.0, q_h=0.0)  # at q_p = 1 the line reads above 1
     assert line.intercept + line.slope > 1
     assert predict_accuracy(ref, sure, n_bootstrap=50)["estimates"]["q_line"]["value"] == 1.0
+
+
+def test_runner_up_gap_is_a_t_interval_over_corruptions():
+    """The gap between the stated estimator and the next: per held-out corruption, the mean
+    over its severities of the runner-up's absolute error minus the stated one's; scipy's
+    one-sample t interval over the corruptions. Pooled rows do not enter it."""
+    from scipy.stats import ttest_1samp
+
+    from iqa_lib.audit.accuracy import LOCO_COLUMNS, runner_up_gap
+
+    rng = np.random.default_rng(5)
+    rows = []
+    for c in ("fog", "snow", "blur", "noise", "jpeg"):
+        for s in (1, 2, 3):
+            actual = rng.uniform(0.2, 0.8)
+            for method, spread in (("a", 0.02), ("b", 0.05)):
+                rows.append([method, c, s, 100, actual + rng.normal(0, spread), actual, 0.2, False])
+        rows += [["a", c, 0, 300, 0.0, 1.0, 0.2, True], ["b", c, 0, 300, 0.5, 0.5, 0.2, True]]
+    loco = pd.DataFrame(rows, columns=LOCO_COLUMNS)
+    gap = runner_up_gap(loco, "a", "b")
+    groups = loco[~loco["pooled"]].assign(e=lambda d: 100 * (d["predicted"] - d["actual"]).abs())
+    wide = groups.pivot_table(index=["corruption", "severity"], columns="method", values="e")
+    per = (wide["b"] - wide["a"]).groupby(level="corruption").mean()
+    ci = ttest_1samp(per, 0.0).confidence_interval(0.95)
+    assert gap["corruptions"] == 5 and gap["diff_pts"] == pytest.approx(per.mean())
+    assert gap["ci_pts"] == pytest.approx([ci.low, ci.high])
+    assert runner_up_gap(loco[loco["corruption"] == "fog"], "a", "b") is None  # one corruption: no interval

@@ -54,6 +54,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import t as t_dist
 
 from iqa_lib.analysis.prior.estimators import clip_accuracy, estimate_accuracy, own_contributions
 from iqa_lib.audit.interval import (
@@ -263,7 +264,7 @@ def predict_accuracy(
     table, loco, logit_note = _estimates_and_validation(ref, data, target, kept, logits, (n_bootstrap, seed, level))
     methods = [k for k in (*OWN_AUDIT_METHODS, *AUDIT_LOGIT_METHODS) if k in table.index]
     bands = validation_bands(loco)
-    chosen, why = _stated_method(methods, bands)
+    chosen, why, gap = _stated_method(methods, bands, loco)
     check = reference_check(data, kept, level=PI_LEVEL, seed=seed)
     fits = {k: shift_fit(loco, k, PI_LEVEL) for k in methods if k in bands}
     estimates = {k: _estimate(table, k, fits.get(k), check["in_reference"], n, bands) for k in methods}
@@ -283,6 +284,7 @@ def predict_accuracy(
         "method_name": SHORT[chosen],
         "method_words": METHOD_WORDS[chosen],
         "why_method": why,
+        "runner_up_gap": gap,
         "n": int(n),
         "n_bootstrap": int(n_bootstrap),
         "interval": f"{level:.0%} percentile bootstrap over this dataset's images (reference fit fixed)",
@@ -326,12 +328,16 @@ def _estimates_and_validation(
     return table.set_index("method"), loco, {}
 
 
-def _stated_method(methods: list[str], bands: Mapping[str, dict[str, Any]]) -> tuple[str, str]:
-    """The estimator the audit states, and why: the one with the lowest leave-one-corruption-out
-    mean absolute error on this reference (ATC-MC when none could be validated)."""
+def _stated_method(
+    methods: list[str], bands: Mapping[str, dict[str, Any]], loco: pd.DataFrame
+) -> tuple[str, str, dict[str, Any] | None]:
+    """The estimator the audit states, why, and how far ahead of the next one it is: the one
+    with the lowest leave-one-corruption-out error on this reference (ATC-MC when none could be
+    validated). Two estimators a few tenths of a point apart are not told apart by 15
+    corruptions, and the words say so (:func:`runner_up_gap`)."""
     validated = sorted((k for k in methods if k in bands), key=lambda k: bands[k]["selection_error_pts"])
     if not validated:
-        return DEFAULT_ATC, "ATC-MC: this reference has too few corruptions to validate on"
+        return DEFAULT_ATC, "ATC-MC: this reference has too few corruptions to validate on", None
     best = bands[validated[0]]
     why = (f"{SHORT[validated[0]]}: the lowest leave-one-corruption-out error on this reference, "
            f"{best['mean_abs_error_pts']:.1f} points on average over {best['groups']} held-out groups of "
@@ -339,10 +345,37 @@ def _stated_method(methods: list[str], bands: Mapping[str, dict[str, Any]]) -> t
     if best["pooled_sets"]:
         why += (f" and {best['pooled_mean_abs_error_pts']:.1f} over the {best['pooled_sets']} sets that pool "
                 f"each one's severities (ranked by the worse of the two)")
-    if len(validated) > 1:
-        runner = validated[1]
-        why += f" (next: {SHORT[runner]}, {bands[runner]['selection_error_pts']:.1f})"
-    return validated[0], why
+    if len(validated) < 2:
+        return validated[0], why, None
+    runner = validated[1]
+    gap = runner_up_gap(loco, validated[0], runner)
+    why += f" (next: {SHORT[runner]}, {bands[runner]['selection_error_pts']:.1f}"
+    if gap is not None:
+        lo, hi = gap["ci_pts"]
+        why += (f"; its error on the held-out groups minus this one's: {gap['diff_pts']:+.2f} points, "
+                f"{gap['level']:.0%} interval {lo:+.2f} to {hi:+.2f} over n = {gap['corruptions']} corruptions: "
+                + ("this one is clearly ahead" if lo > 0 else "not a clear difference"))
+    return validated[0], why + ")", gap
+
+
+def runner_up_gap(loco: pd.DataFrame, best: str, runner: str, level: float = LEVEL) -> dict[str, Any] | None:
+    """The runner-up's mean absolute error minus the stated estimator's over the held-out
+    (corruption, severity) groups, paired by group, with a t interval over the held-out
+    corruptions (the independent units: a corruption's severities share its shift). None with
+    fewer than 2 corruptions."""
+    groups = loco[~loco["pooled"].astype(bool)]
+    err = (groups.assign(abs_err=100 * (groups["predicted"] - groups["actual"]).abs())
+           .pivot_table(index=["corruption", "severity"], columns="method", values="abs_err"))
+    if best not in err or runner not in err:
+        return None
+    per_corruption = (err[runner] - err[best]).dropna().groupby(level="corruption").mean()
+    k = int(per_corruption.size)
+    if k < 2:
+        return None
+    mean = float(per_corruption.mean())
+    half = float(t_dist.ppf(0.5 + level / 2, k - 1) * per_corruption.std(ddof=1) / math.sqrt(k))
+    return {"stated": best, "runner_up": runner, "diff_pts": mean, "ci_pts": [mean - half, mean + half],
+            "corruptions": k, "level": level}
 
 
 def _finite_mask(target: pd.DataFrame, data: pd.DataFrame) -> np.ndarray:
