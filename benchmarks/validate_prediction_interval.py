@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from iqa_lib.analysis.prior.estimators import own_contributions
+from iqa_lib.analysis.prior.estimators import clip_accuracy, own_contributions
 from iqa_lib.audit.accuracy import loco_validation, reference_outputs
 from iqa_lib.audit.interval import (
     PI_LEVEL,
@@ -54,8 +54,10 @@ SIZES = (500, 100)
 
 
 def _reference_dict(frame: pd.DataFrame) -> dict:
+    """The fit's outputs, with each row's group (the Q-line's points)."""
     return {"q_p": frame["q_p"].to_numpy(np.float64), "q_h": frame["q_h"].to_numpy(np.float64),
-            "correct": frame["correct"].to_numpy(np.float64)}
+            "correct": frame["correct"].to_numpy(np.float64),
+            "corruption": frame["corruption"].astype(str).to_numpy(), "severity": frame["severity"].to_numpy(np.int64)}
 
 
 def evaluate_sets(fit_data: pd.DataFrame, sets: pd.DataFrame, method: str, sizes=SIZES, draws: int = 20,
@@ -80,7 +82,7 @@ def evaluate_sets(fit_data: pd.DataFrame, sets: pd.DataFrame, method: str, sizes
             if n not in thresholds:
                 thresholds[n] = distance_threshold(groups, n, level)[0]
             for r, pick in enumerate(picks):
-                pred = float(contrib[pick].mean())
+                pred = float(clip_accuracy(contrib[pick].mean()))
                 actual = float(correct[pick].mean())
                 lo, hi = prediction_interval(fit, pred, n)
                 dist, near = nearest(groups, std[:, pick])
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="score file aligned with the reference, for its labels: also validate on classes "
                          "outside the fit")
     ap.add_argument("--reference", type=Path, help="reference parquet (default: shipped Lite0)")
-    ap.add_argument("--method", default="atc_ne", choices=["atc_ne", "atc_mc", "doc", "ac"])
+    ap.add_argument("--method", default="atc_ne", choices=["atc_ne", "atc_mc", "q_line", "doc", "ac"])
     ap.add_argument("--draws", type=int, default=20, help="random subsets per group at n = 100")
     ap.add_argument("--csv", type=Path, help="write the per-set table here")
     args = ap.parse_args(argv)

@@ -227,7 +227,7 @@ def test_summary_predicts_accuracy_with_interval(tmp_path):
     assert pred["value"] == pytest.approx(actual, abs=0.06)
     assert pred["ci95"][0] < pred["value"] < pred["ci95"][1] and pred["ci95"][1] - pred["ci95"][0] < 0.3
     assert pred["actual"] == entry["accuracy"] and pred["actual"]["value"] == pytest.approx(actual)
-    assert set(pred["estimates"]) == {"atc_mc", "atc_ne", "q_line", "ac", "doc"}
+    assert set(pred["estimates"]) == {"atc_mc", "atc_ne", "ac", "doc"}
     assert pred["estimates"]["ac"]["value"] == pytest.approx(target["q_p"].mean())  # AC is mean q_p
     band = pred["validation"]
     assert band["groups"] == 9 and band["corruptions"] == 3 and 0 <= band["mean_abs_error_pts"] <= band["max_abs_error_pts"]
@@ -235,7 +235,7 @@ def test_summary_predicts_accuracy_with_interval(tmp_path):
     assert "should expect about" in text and "95% interval" in text and "Measured on these labelled images" in text
     assert "$" not in text
     table = prediction_table({"lite0": pred})
-    assert len(table) == 5 and table["estimator"].str.contains("(stated)", regex=False).sum() == 1
+    assert len(table) == 4 and table["estimator"].str.contains("(stated)", regex=False).sum() == 1
     # a no-reference scorer predicts nothing; a task model without any reference says why
     assert summarise_scorer("tv", scores.assign(q=1.0)[["q", "label"]], {"spec": "tv"}, {})["predicted_accuracy"] is None
     none = summarise_scorer("lite0", target, meta, {})["predicted_accuracy"]
@@ -280,14 +280,20 @@ def test_shipped_lite0_reference_predicts_and_reproduces_its_validation():
     assert pred["value"] == pytest.approx(target["label_correct"].mean(), abs=0.05)
 
 
-def test_audit_q_line_is_scipys_line_over_reference_groups(tmp_path):
-    """The audit's Q-line: scipy's least-squares line of accuracy on mean q_p over the
-    reference's (corruption, severity) groups, read at the target's mean q_p; in the leave-one-
-    corruption-out table, the line over the other groups read at each held-out group's mean;
-    a reading beyond 1 is clipped to an accuracy of 1."""
+def test_q_line_on_q_p_is_scipys_line_over_reference_groups(tmp_path):
+    """The Q-line on q_p (validated by the audit's code, not one of its candidates): scipy's
+    least-squares line of accuracy on mean q_p over the reference's (corruption, severity)
+    groups, read at the target's mean q_p; leaving one corruption out, the line over the other
+    groups read at each held-out group's mean and at the pool's; a reading beyond 1 clipped to 1."""
     from scipy.stats import linregress
 
-    from iqa_lib.audit.accuracy import loco_validation, predict_accuracy, reference_outputs
+    from iqa_lib.analysis.prior.estimators import estimate_accuracy
+    from iqa_lib.audit.accuracy import (
+        _reference_dict,
+        loco_validation,
+        predict_accuracy,
+        reference_outputs,
+    )
 
     scores = _task_scores(np.random.default_rng(11), 150)
     ref = _task_reference(tmp_path, scores)
@@ -295,28 +301,28 @@ def test_audit_q_line_is_scipys_line_over_reference_groups(tmp_path):
     groups = data.groupby(["corruption", "severity"])[["q_p", "correct"]].mean()
     line = linregress(groups["q_p"], groups["correct"])
     target = scores[scores["corruption"] == "fog"].sample(120, random_state=0)
-    pred = predict_accuracy(ref, target, n_bootstrap=200)
-    want = line.intercept + line.slope * target["q_p"].astype(np.float32).astype(np.float64).mean()
-    assert 0 < want < 1
-    assert pred["estimates"]["q_line"]["value"] == pytest.approx(want, abs=1e-9)
-    lo, hi = pred["estimates"]["q_line"]["ci95"]
-    assert lo < want < hi and pred["estimates"]["q_line"]["validation"]["groups"] == 9
+    q_p = target["q_p"].astype(np.float32).to_numpy(np.float64)
+    est = estimate_accuracy(_reference_dict(data), {"q_p": q_p}, n_bootstrap=200).set_index("method")
+    want = line.intercept + line.slope * q_p.mean()
+    assert 0 < want < 1 and est.at["q_line", "predicted"] == pytest.approx(want, abs=1e-9)
+    assert est.at["q_line", "ci_low"] < want < est.at["q_line", "ci_high"]
+    assert "q_line" not in predict_accuracy(ref, target, n_bootstrap=50)["estimates"]  # not a candidate
 
     table = loco_validation(data, ["q_line"])
     for (corruption, severity), row in table[~table["pooled"]].set_index(["corruption", "severity"]).iterrows():
         others = groups.drop(index=corruption, level="corruption")
         fit = linregress(others["q_p"], others["correct"])
-        assert row["predicted"] == pytest.approx(np.clip(fit.intercept + fit.slope * groups.loc[(corruption, severity), "q_p"], 0, 1), abs=1e-9)
-    pooled = table[table["pooled"]].set_index("corruption")
-    for corruption, row in pooled.iterrows():
+        want = np.clip(fit.intercept + fit.slope * groups.loc[(corruption, severity), "q_p"], 0, 1)
+        assert row["predicted"] == pytest.approx(want, abs=1e-9)
+    for corruption, row in table[table["pooled"]].set_index("corruption").iterrows():
         others = groups.drop(index=corruption, level="corruption")
         fit = linregress(others["q_p"], others["correct"])
         mean_qp = data.loc[data["corruption"] == corruption, "q_p"].mean()
         assert row["predicted"] == pytest.approx(np.clip(fit.intercept + fit.slope * mean_qp, 0, 1), abs=1e-9)
 
-    sure = target.assign(q_p=1.0, q_h=0.0)  # at q_p = 1 the line reads above 1
-    assert line.intercept + line.slope > 1
-    assert predict_accuracy(ref, sure, n_bootstrap=50)["estimates"]["q_line"]["value"] == 1.0
+    assert line.intercept + line.slope > 1  # at q_p = 1 the line reads above 1
+    sure = estimate_accuracy(_reference_dict(data), {"q_p": np.ones(50)}, n_bootstrap=50).set_index("method")
+    assert sure.at["q_line", "predicted"] == 1.0
 
 
 def test_runner_up_gap_is_a_t_interval_over_corruptions():

@@ -265,7 +265,7 @@ def test_audit_states_the_best_validated_estimator_with_logits(tmp_path):
         "label_space": "imagenet", "made_from": "synthetic", "rows": len(scores)}
     path = write_reference(reference_from_scores(scores), info, tmp_path / "efficientnet_lite-lite0.parquet")
     plain = predict_accuracy(read_reference(path), scores.head(60), n_bootstrap=50)
-    assert set(plain["estimates"]) == {"atc_mc", "atc_ne", "q_line", "ac", "doc"}  # no logits: as before
+    assert set(plain["estimates"]) == {"atc_mc", "atc_ne", "ac", "doc"}  # no logits: as before
     save_logits(path, z)
     ref = read_reference(path)
     target_df = frame(n_images=20, seed=2)
