@@ -350,3 +350,23 @@ def test_runner_up_gap_is_a_t_interval_over_corruptions():
     assert gap["corruptions"] == 5 and gap["diff_pts"] == pytest.approx(per.mean())
     assert gap["ci_pts"] == pytest.approx([ci.low, ci.high])
     assert runner_up_gap(loco[loco["corruption"] == "fog"], "a", "b") is None  # one corruption: no interval
+
+
+def test_straight_q_line_misses_the_clean_group_and_the_stated_estimator_does_not():
+    """Why the Q-line is not an audit candidate: on the shipped Lite0 reference's own clean
+    images the straight line over the groups reads 4.4 points high (a bias leaving one
+    corruption out never tests), while ATC and the stated estimator are within a point."""
+    from iqa_lib.analysis.prior.estimators import estimate_accuracy
+    from iqa_lib.audit.accuracy import _reference_dict, predict_accuracy, reference_outputs
+
+    (path,) = [p for p in shipped_reference_files() if p.name == "efficientnet_lite-lite0.parquet"]
+    ref = read_reference(path)
+    data = reference_outputs(ref)
+    clean = data[data["corruption"] == "clean"]
+    actual = clean["correct"].mean()
+    est = estimate_accuracy(_reference_dict(data), {"q_p": clean["q_p"].to_numpy(), "q_h": clean["q_h"].to_numpy()},
+                            n_bootstrap=10).set_index("method")["predicted"]
+    assert est["q_line"] - actual == pytest.approx(0.044, abs=0.002)
+    assert abs(est["atc_mc"] - actual) < 0.01 and abs(est["atc_ne"] - actual) < 0.01
+    stated = predict_accuracy(ref, clean.rename(columns={"correct": "label_correct"}), n_bootstrap=50)
+    assert abs(stated["value"] - actual) < 0.01 and "q_line" not in stated["estimates"]
