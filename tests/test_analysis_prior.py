@@ -381,3 +381,21 @@ def test_an_estimator_that_fails_on_pooled_severities_is_not_usable_nor_ranked_f
     text = verdict_text(verdict(summary.reset_index(), table, n_bootstrap=50, seed=0))
     assert "usable" in text and ": ATC-NE." in text
     assert "best nuclear norm, 1.0 points" in text and "9.0 on each corruption's severities pooled" in text
+
+
+def test_a_q_line_pick_carries_its_clean_caveat():
+    """A Q-line named best (own or task-agnostic) is said to be validated on held-out
+    corruptions only, with its possible over-reading of nearly clean sets; other picks are not."""
+    s = tiny_scores()
+    table = leave_one_corruption_out(s, n_classes=10)
+    more = pd.concat([table, table.assign(corruption=table["corruption"] + "_b")], ignore_index=True)
+    v = verdict(summarize(more, n_bootstrap=20, seed=1), more, n_bootstrap=20, seed=1)
+    plain = v.assign(best_own="ATC-NE", best_task_agnostic="Q-prior(tv)")
+    assert "nearly clean" not in verdict_text(plain)
+    for column in ("best_own", "best_task_agnostic"):
+        text = verdict_text(plain.assign(**{column: "Q-line(cls q_p)"}))
+        assert text.count("can read nearly clean sets several points too high") == 1
+    both = verdict_text(plain.assign(best_own="Q-line(cls q_p)", best_task_agnostic="Q-line(tv)"))
+    assert both.count("nearly clean") == 1
+    small = verdict_text(plain.assign(best_own="Q-line(cls q_p)", small_n=True))
+    assert "nearly clean" in small
