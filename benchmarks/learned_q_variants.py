@@ -36,6 +36,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from iqa_lib.analysis.groupwise import group_codes
 from iqa_lib.analysis.learned_q import TrainSettings, fit_model, image_folds
 from iqa_lib.analysis.learned_q_eval import FAMILIES, load_eval_data
 from iqa_lib.analysis.prior.estimators import fit_q_line
@@ -57,6 +58,7 @@ class Design:
         self.y = s.m[TEST]
         self.folds = image_folds(s.image, FOLDS, TrainSettings().seed)
         self.conf = np.column_stack([s.q[("lite0", "q_p")], s.q[("lite0", "q_h")]])
+        self.groups = group_codes(s, include_clean=True)[0]
 
     def inputs(self, variant: str, fit_rows: np.ndarray) -> np.ndarray:
         """The input matrix of ``variant``; z-scores from the clean rows among ``fit_rows``."""
@@ -93,7 +95,7 @@ class Design:
     def line_error(self, q: np.ndarray, ref: np.ndarray, corruptions: list[str]) -> float:
         """Mean |error| (points) of the Q-line fitted on ``ref`` rows over the groups of ``corruptions``."""
         s = self.ev.scores
-        line = fit_q_line(q[ref], self.y[ref], s.corruption[ref], s.severity[ref])
+        line = fit_q_line(q[ref], self.y[ref], self.groups[ref])
         errs = [abs(float(line.predict(q[g].mean())) - self.y[g].mean())
                 for c in corruptions for v in np.unique(s.severity[self.names == c])
                 for g in [(self.names == c) & (s.severity == v)]]

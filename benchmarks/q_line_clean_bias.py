@@ -38,7 +38,7 @@ def predict(g: pd.DataFrame, fit: np.ndarray, target: np.ndarray, scaled: bool) 
     (the kit's ``fit_q_line`` over the groups, one row each) or on probit-scaled axes."""
     x, y = g["q_p"].to_numpy(), g["correct"].to_numpy()
     if not scaled:
-        line = fit_q_line(x[fit], y[fit], np.arange(fit.sum()), np.zeros(fit.sum()))
+        line = fit_q_line(x[fit], y[fit], np.arange(fit.sum()))  # one row per group already
         return line.predict(x[target])
     slope, intercept = np.polyfit(probit(x[fit]), probit(y[fit]), 1)
     return norm.cdf(intercept + slope * probit(x[target]))

@@ -57,7 +57,7 @@ def _reference_dict(frame: pd.DataFrame) -> dict:
     """The fit's outputs, with each row's group (the Q-line's points)."""
     return {"q_p": frame["q_p"].to_numpy(np.float64), "q_h": frame["q_h"].to_numpy(np.float64),
             "correct": frame["correct"].to_numpy(np.float64),
-            "corruption": frame["corruption"].astype(str).to_numpy(), "severity": frame["severity"].to_numpy(np.int64)}
+            "group": frame.groupby(["corruption", "severity"], observed=True).ngroup().to_numpy(np.int64)}
 
 
 def evaluate_sets(fit_data: pd.DataFrame, sets: pd.DataFrame, method: str, sizes=SIZES, draws: int = 20,

@@ -302,7 +302,7 @@ def test_q_line_on_q_p_is_scipys_line_over_reference_groups(tmp_path):
     line = linregress(groups["q_p"], groups["correct"])
     target = scores[scores["corruption"] == "fog"].sample(120, random_state=0)
     q_p = target["q_p"].astype(np.float32).to_numpy(np.float64)
-    est = estimate_accuracy(_reference_dict(data), {"q_p": q_p}, n_bootstrap=200).set_index("method")
+    est = estimate_accuracy(_reference_dict(data, groups=True), {"q_p": q_p}, n_bootstrap=200).set_index("method")
     want = line.intercept + line.slope * q_p.mean()
     assert 0 < want < 1 and est.at["q_line", "predicted"] == pytest.approx(want, abs=1e-9)
     assert est.at["q_line", "ci_low"] < want < est.at["q_line", "ci_high"]
@@ -321,7 +321,7 @@ def test_q_line_on_q_p_is_scipys_line_over_reference_groups(tmp_path):
         assert row["predicted"] == pytest.approx(np.clip(fit.intercept + fit.slope * mean_qp, 0, 1), abs=1e-9)
 
     assert line.intercept + line.slope > 1  # at q_p = 1 the line reads above 1
-    sure = estimate_accuracy(_reference_dict(data), {"q_p": np.ones(50)}, n_bootstrap=50).set_index("method")
+    sure = estimate_accuracy(_reference_dict(data, groups=True), {"q_p": np.ones(50)}, n_bootstrap=50).set_index("method")
     assert sure.at["q_line", "predicted"] == 1.0
 
 
@@ -364,7 +364,7 @@ def test_straight_q_line_misses_the_clean_group_and_the_stated_estimator_does_no
     data = reference_outputs(ref)
     clean = data[data["corruption"] == "clean"]
     actual = clean["correct"].mean()
-    est = estimate_accuracy(_reference_dict(data), {"q_p": clean["q_p"].to_numpy(), "q_h": clean["q_h"].to_numpy()},
+    est = estimate_accuracy(_reference_dict(data, groups=True), {"q_p": clean["q_p"].to_numpy(), "q_h": clean["q_h"].to_numpy()},
                             n_bootstrap=10).set_index("method")["predicted"]
     assert est["q_line"] - actual == pytest.approx(0.044, abs=0.002)
     assert abs(est["atc_mc"] - actual) < 0.01 and abs(est["atc_ne"] - actual) < 0.01

@@ -32,7 +32,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from iqa_lib import defaults
-from iqa_lib.analysis.groupwise import groupwise
+from iqa_lib.analysis.groupwise import group_codes, groupwise
 from iqa_lib.analysis.io import KEYS, ScoreSet, load_scores
 from iqa_lib.analysis.learned_q import TrainSettings, fit_model, image_folds, read_embeddings
 from iqa_lib.analysis.prior.estimators import fit_q_line, fit_q_prior, group_mean
@@ -169,7 +169,8 @@ def family_prior(ev: EvalData, test_model: str, family: Sequence[str], n_bootstr
     ref = ~np.isin(names, family)
     ref_acc = float(m[ref].mean())
     qs = [LEARNED, *[(n, "q") for n in ev.nr_iqa], (test_model, "q_p")]
-    lines = {q: fit_q_line(s.q[q][ref], m[ref], s.corruption[ref], s.severity[ref]) for q in qs}
+    groups = group_codes(s, include_clean=True)[0][ref]
+    lines = {q: fit_q_line(s.q[q][ref], m[ref], groups) for q in qs}
     rows = []
     for c in family:
         tgt = np.flatnonzero(names == c)

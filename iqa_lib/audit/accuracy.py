@@ -145,11 +145,14 @@ def reference_outputs(ref: Reference) -> pd.DataFrame:
     return data
 
 
-def _reference_dict(data: pd.DataFrame) -> dict[str, np.ndarray | None]:
-    """The reference's outputs, with each row's group (the Q-line's points)."""
-    return {"q_p": data["q_p"].to_numpy(np.float64), "correct": data[CORRECT].to_numpy(np.float64),
-            "q_h": data["q_h"].to_numpy(np.float64) if "q_h" in data else None,
-            "corruption": data["corruption"].astype(str).to_numpy(), "severity": data["severity"].to_numpy(np.int64)}
+def _reference_dict(data: pd.DataFrame, groups: bool = False) -> dict[str, np.ndarray | None]:
+    """The reference's outputs; with ``groups`` each row's (corruption, severity) group too, the
+    Q-line's points (only when the Q-line is asked for: it is not a candidate)."""
+    out = {"q_p": data["q_p"].to_numpy(np.float64), "correct": data[CORRECT].to_numpy(np.float64),
+           "q_h": data["q_h"].to_numpy(np.float64) if "q_h" in data else None}
+    if groups:
+        out["group"] = data.groupby(["corruption", "severity"], sort=True, observed=True).ngroup().to_numpy(np.int64)
+    return out
 
 
 LOCO_COLUMNS = ["method", "corruption", "severity", "n", "predicted", "actual", "var_d", "pooled"]
@@ -173,7 +176,7 @@ def loco_validation(data: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     held = [c for c in pd.unique(corruption) if c != CLEAN]
     if len(held) < 2 or not (corruption == CLEAN).any():
         return pd.DataFrame(columns=LOCO_COLUMNS)
-    ref = _reference_dict(data)
+    ref = _reference_dict(data, groups="q_line" in methods)
     severity = data["severity"].to_numpy()
     rows = [row for c in held for row in _held_out_rows(ref, corruption == c, severity, str(c), methods)]
     return pd.DataFrame(rows, columns=LOCO_COLUMNS)

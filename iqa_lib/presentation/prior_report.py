@@ -37,7 +37,7 @@ def verdict_text(v: pd.DataFrame, usable_pts: float = USABLE_MEAN_PTS) -> str:
             f"within its interval, on the severity groups and on each corruption's severities "
             f"pooled, and better than the no-shift baseline's {r.baseline_mae_pts:.1f}): {r.usable}. "
             f"Best of M's own outputs: {r.best_own}, {r.best_own_mae_pts:.1f} points"
-            f"{pooled(getattr(r, 'best_own_pooled_mae_pts', np.nan))}." + _q_line_words(r.best_own)
+            f"{pooled(getattr(r, 'best_own_pooled_mae_pts', np.nan))}."
         )
         if r.best_task_agnostic != "-":
             gain = r.gain_over_baseline_pts
@@ -50,18 +50,17 @@ def verdict_text(v: pd.DataFrame, usable_pts: float = USABLE_MEAN_PTS) -> str:
             )
             no_gain = np.isfinite(r.gain_ci_low) and r.gain_ci_low <= 0
             text += (": no better than assuming no shift." if no_gain else ".")
-            text += _q_line_words(r.best_task_agnostic) if not str(r.best_own).startswith("Q-line") else ""
         else:
             text += " No task-agnostic Q (no-reference IQA or zero-shot score) was given."
-        lines.append(text + _logit_words(r))
+        lines.append(text + _q_line_words(r.best_own, r.best_task_agnostic) + _logit_words(r))
     return "\n".join(lines)
 
 
-def _q_line_words(name: object) -> str:
-    """The caveat a Q-line pick needs: leaving one corruption out never holds the clean group
-    out, and a straight line over mostly corrupted groups can pass above it (Lite1 on the
-    mini-reproduction: 8 points), so nearly clean sets are read too high."""
-    if not str(name).startswith("Q-line"):
+def _q_line_words(*names: object) -> str:
+    """The caveat, once, when a pick is a Q-line: leaving one corruption out never holds the
+    clean group out, and a straight line over mostly corrupted groups can pass above it (Lite1
+    on the mini-reproduction: 8 points), so nearly clean sets are read too high."""
+    if not any(str(name).startswith("Q-line") for name in names):
         return ""
     return (" (The Q-line is a straight line over the reference's groups: validated here on held-out "
             "corruptions only; it can read nearly clean sets several points too high.)")

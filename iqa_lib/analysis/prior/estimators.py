@@ -154,19 +154,14 @@ def fit_q_prior(q, correct) -> QPrior:
     return QPrior(fit.intercept, fit.slope, fit.status)
 
 
-def fit_q_line(q, correct, corruption, severity) -> ScoreLine:
+def fit_q_line(q, correct, groups) -> ScoreLine:
     """Fit the Q-line: M's accuracy on each (corruption, severity) group of the reference rows
-    against the group's mean Q, one unweighted point per group; ``predict`` it at a set's mean Q."""
-    inv = group_codes(corruption, severity)
+    against the group's mean Q, one unweighted point per group; ``predict`` it at a set's mean Q.
+    ``groups``: each row's group as any integer label (e.g. the codes of
+    :func:`iqa_lib.analysis.groupwise.group_codes`), computed once for every Q fitted."""
+    _, inv = np.unique(np.asarray(groups), return_inverse=True)
     n = np.bincount(inv).astype(np.float64)
     return fit_score_line(group_mean(np.asarray(q), inv, n), group_mean(np.asarray(correct), inv, n))
-
-
-def group_codes(corruption, severity) -> np.ndarray:
-    """Each row's (corruption, severity) group as 0 .. G-1, in sorted order of the pair;
-    corruptions as codes or as names alike."""
-    frame = pd.DataFrame({"c": np.asarray(corruption), "s": np.asarray(severity)})
-    return frame.groupby(["c", "s"], sort=True).ngroup().to_numpy(np.int64)
 
 
 def label_marginal(labels, n_classes: int) -> np.ndarray:
@@ -270,8 +265,8 @@ def own_contributions(reference: dict, target: dict) -> dict[str, np.ndarray]:
     ``target``: ``q_p`` (and ``q_h``) on the new images. Each method's estimate is the mean of
     its array (clipped to [0, 1], :func:`clip_accuracy`): AC (q_p), DoC (q_p shifted by
     reference accuracy minus reference AC), ATC-MC and ATC-NE (the tie-weighted indicator of
-    the threshold). When the reference also has each row's ``corruption`` and ``severity``,
-    ``q_line`` too: the Q-line on M's own q_p (:func:`fit_q_line`), whose reading at the mean
+    the threshold). When the reference also has each row's ``group`` (an integer label of its
+    corruption and severity), ``q_line`` too: the Q-line on M's own q_p (:func:`fit_q_line`), whose reading at the mean
     q_p is the mean of ``intercept + slope * q_p``. The one place these formulas live: the
     validation and the audit use it.
     """
@@ -285,8 +280,8 @@ def own_contributions(reference: dict, target: dict) -> dict[str, np.ndarray]:
     if reference.get("q_h") is not None and target.get("q_h") is not None:
         r_ne = -np.asarray(reference["q_h"], dtype=np.float64)
         out["atc_ne"] = fit_atc(r_ne, r_m).contributions(-np.asarray(target["q_h"], dtype=np.float64))
-    if reference.get("corruption") is not None and reference.get("severity") is not None:
-        line = fit_q_line(r_qp, r_m, reference["corruption"], reference["severity"])
+    if reference.get("group") is not None:
+        line = fit_q_line(r_qp, r_m, reference["group"])
         out["q_line"] = line.intercept + line.slope * t_qp
     return out
 

@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from iqa_lib import defaults
+from iqa_lib.analysis.groupwise import group_codes
 from iqa_lib.analysis.inference import N_TOO_SMALL
 from iqa_lib.analysis.io import CLEAN, KEYS, ScoreSet, load_scores, read_schema
 from iqa_lib.analysis.prior.estimators import (
@@ -172,9 +173,10 @@ def _q_line_predictions(
     """The Q-line on every Q: M's accuracy on each reference group against the group's mean Q,
     a least-squares line, read at a target set's mean Q (the pooled set's own mean for the
     pool, which clipping to [0, 1] can make differ from its groups' average)."""
+    ref_groups = group_codes(scores, include_clean=True)[0][fold.ref]
     out: list[Prediction] = []
     for q in qs:
-        line = fit_q_line(scores.q[q][fold.ref], m[fold.ref], scores.corruption[fold.ref], scores.severity[fold.ref])
+        line = fit_q_line(scores.q[q][fold.ref], m[fold.ref], ref_groups)
         target = scores.q[q][fold.tgt]
         groups = line.predict(group_mean(target, fold.inv, fold.n))
         pooled = float(line.predict(target.mean())) if fold.severities.size > 1 else None
