@@ -1,14 +1,14 @@
-"""The Q-line on a model's own confidence misses the clean group (docs/mini-reproduction/prior.md).
+"""Why the Q-line on a confidence is fitted on probit axes (docs/mini-reproduction/prior.md).
 
-The Q-line (``iqa_lib.analysis.prior.estimators.fit_q_line``) is a straight line of each
-reference group's accuracy on its mean q_p. Leaving one corruption out, it matches ATC; but
-accuracy bends against mean confidence near the top, and the line, fitted mostly on corrupted
-groups, over-predicts the clean group itself. Leaving one corruption out never holds clean
-out, so that validation cannot show it. Printed per task model: the clean group's accuracy and
-mean q_p; the error on clean of the line fitted on every group (in-sample) and fitted
-without clean (clean held out); and the mean leave-one-corruption-out error over the other
-groups, for the straight line and for the same line on probit-scaled axes (probit of
-accuracy on probit of mean q_p, the scaling of "accuracy on the line", Miller et al. 2021).
+The Q-line (``iqa_lib.analysis.prior.estimators.fit_q_line``) reads each reference group's
+accuracy against its mean Q. Accuracy bends against mean confidence near the top: a straight
+line, fitted mostly on corrupted groups, over-predicts the clean group itself, and leaving one
+corruption out never holds clean out, so that validation cannot show it. Printed per task
+model, for the straight line and for the kit's line on probit axes (probit of accuracy on
+probit of mean q_p, the scaling of "accuracy on the line", Miller et al. 2021): the clean
+group's accuracy and mean q_p; the error on clean of the line fitted on every group
+(in-sample) and fitted without clean (clean held out); and the mean leave-one-corruption-out
+error over the other groups.
 
     python benchmarks/q_line_clean_bias.py SCORES.parquet [SCORES.parquet ...]
 """
@@ -20,10 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
 from iqa_lib.analysis.prior.estimators import fit_q_line
-from iqa_lib.analysis.prior.logit_estimators import probit
 
 
 def group_table(path: str) -> pd.DataFrame:
@@ -33,15 +31,11 @@ def group_table(path: str) -> pd.DataFrame:
     return d.groupby(["corruption", "severity"])[["q_p", "correct"]].mean().reset_index()
 
 
-def predict(g: pd.DataFrame, fit: np.ndarray, target: np.ndarray, scaled: bool) -> np.ndarray:
-    """The line fitted on groups ``fit`` read at the mean q_p of groups ``target``: straight
-    (the kit's ``fit_q_line`` over the groups, one row each) or on probit-scaled axes."""
+def predict(g: pd.DataFrame, fit: np.ndarray, target: np.ndarray, scale: str) -> np.ndarray:
+    """The kit's Q-line on ``scale`` fitted on groups ``fit``, read at the mean q_p of groups
+    ``target`` (one row per group already)."""
     x, y = g["q_p"].to_numpy(), g["correct"].to_numpy()
-    if not scaled:
-        line = fit_q_line(x[fit], y[fit], np.arange(fit.sum()))  # one row per group already
-        return line.predict(x[target])
-    slope, intercept = np.polyfit(probit(x[fit]), probit(y[fit]), 1)
-    return norm.cdf(intercept + slope * probit(x[target]))
+    return fit_q_line(x[fit], y[fit], np.arange(fit.sum()), scale=scale).predict(x[target])
 
 
 def report(path: str) -> dict:
@@ -52,10 +46,10 @@ def report(path: str) -> dict:
         raise SystemExit(f"{path}: needs exactly one clean group")
     out = {"scores": Path(path).name, "clean accuracy": y[clean][0], "clean mean q_p": g["q_p"][clean].iloc[0]}
     everything = np.ones(len(g), dtype=bool)
-    for scaled, name in ((False, "straight"), (True, "probit")):
-        out[f"{name}: clean, in-sample (pts)"] = 100 * (predict(g, everything, clean, scaled)[0] - y[clean][0])
-        out[f"{name}: clean held out (pts)"] = 100 * (predict(g, ~clean, clean, scaled)[0] - y[clean][0])
-        errs = [np.abs(predict(g, ~held, held, scaled) - y[held]).mean()
+    for scale, name in (("linear", "straight"), ("probit", "probit")):
+        out[f"{name}: clean, in-sample (pts)"] = 100 * (predict(g, everything, clean, scale)[0] - y[clean][0])
+        out[f"{name}: clean held out (pts)"] = 100 * (predict(g, ~clean, clean, scale)[0] - y[clean][0])
+        errs = [np.abs(predict(g, ~held, held, scale) - y[held]).mean()
                 for c in g["corruption"].unique() if c != "clean"
                 for held in [(g["corruption"] == c).to_numpy()]]
         out[f"{name}: LOCO mean abs. (pts)"] = 100 * float(np.mean(errs))

@@ -5,7 +5,7 @@ ImageNet images and ImageNet-C, with the logits kept beside it; every (corruptio
 group of another score file of the same model (e.g. ImageNet-C's four extra corruptions,
 rendered from the same images and scored with ``--keep-logits``) is then predicted by the
 audit's code (:func:`iqa_lib.audit.accuracy.predict_accuracy`), fitted on the whole reference:
-ATC-MC, ATC-NE, the Q-line on q_p, AC, DoC, MaNo and the nuclear norm, and the one the audit states. Printed: per
+ATC-MC, ATC-NE, AC, DoC, MaNo and the nuclear norm, and the one the audit states. Printed: per
 method the mean and largest absolute error in accuracy points over the sets, per corruption,
 how often each method was the stated one, and the coverage and mean width of each method's
 90% prediction interval (its own leave-one-corruption-out conformal interval, withheld when a

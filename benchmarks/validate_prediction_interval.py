@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from iqa_lib.analysis.prior.estimators import clip_accuracy, own_contributions
+from iqa_lib.analysis.prior.estimators import clip_accuracy, fit_own
 from iqa_lib.audit.accuracy import loco_validation, reference_outputs
 from iqa_lib.audit.interval import (
     PI_LEVEL,
@@ -68,8 +68,8 @@ def evaluate_sets(fit_data: pd.DataFrame, sets: pd.DataFrame, method: str, sizes
     fit = shift_fit(table, method, level)
     groups = reference_groups(fit_data, ["q_p", "-q_h"])
     thresholds = dict(thresholds or {})
-    contrib = own_contributions(_reference_dict(fit_data), {"q_p": sets["q_p"].to_numpy(np.float64),
-                                                            "q_h": sets["q_h"].to_numpy(np.float64)})[method]
+    own = fit_own(_reference_dict(fit_data))
+    q_p, q_h = sets["q_p"].to_numpy(np.float64), sets["q_h"].to_numpy(np.float64)
     std = np.stack([sets["q_p"].to_numpy(np.float64), -sets["q_h"].to_numpy(np.float64)]) / groups.scale[:, None]
     correct = sets["correct"].to_numpy(np.float64)
     rng = np.random.default_rng(seed)
@@ -82,7 +82,8 @@ def evaluate_sets(fit_data: pd.DataFrame, sets: pd.DataFrame, method: str, sizes
             if n not in thresholds:
                 thresholds[n] = distance_threshold(groups, n, level)[0]
             for r, pick in enumerate(picks):
-                pred = float(clip_accuracy(contrib[pick].mean()))
+                contrib = own.contributions({"q_p": q_p[pick], "q_h": q_h[pick]})[method]  # each set its own
+                pred = float(clip_accuracy(contrib.mean()))
                 actual = float(correct[pick].mean())
                 lo, hi = prediction_interval(fit, pred, n)
                 dist, near = nearest(groups, std[:, pick])

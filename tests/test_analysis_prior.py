@@ -222,6 +222,44 @@ def test_q_line_is_a_least_squares_line_through_the_reference_groups():
         assert got[0] == pytest.approx(np.clip(fit.intercept + fit.slope * tgt["tv"].mean(), 0, 1), abs=1e-10)
 
 
+def test_q_line_on_a_score_in_0_1_is_scipys_line_on_probit_axes():
+    """A Q in [0, 1] (a confidence, learned_q) gets the line of probit accuracy on probit mean Q
+    over the groups (scipy's least squares, norm.ppf/cdf), any other Q a straight one clipped to
+    [0, 1]; each image's share averages to the set's reading, the probit one as the curve's
+    tangent at the set's mean (its slope the curve's numerical derivative)."""
+    from scipy.stats import linregress, norm
+
+    from iqa_lib.analysis.prior.estimators import fit_q_line, q_line_scale
+
+    rng = np.random.default_rng(4)
+    groups = np.repeat(np.arange(12), 200)
+    level = rng.uniform(0.2, 0.9, 12)[groups]
+    q = np.clip(level + rng.normal(0, 0.1, groups.size), 0, 1)
+    correct = (rng.random(groups.size) < norm.cdf(2.5 * norm.ppf(level) + 0.8)).astype(np.int8)
+    line = fit_q_line(q, correct, groups)
+    assert line.scale == "probit" == q_line_scale(q) and q_line_scale(q * 100) == "linear"
+    frame = pd.DataFrame({"g": groups, "q": q, "m": correct}).groupby("g").mean()
+    ref = linregress(norm.ppf(frame["q"]), norm.ppf(np.clip(frame["m"], 1e-4, 1 - 1e-4)))  # the kit's clip
+    assert (line.slope, line.intercept) == pytest.approx((ref.slope, ref.intercept), abs=1e-12)
+    target = np.clip(rng.normal(0.5, 0.15, 300), 0, 1)
+    want = norm.cdf(ref.intercept + ref.slope * norm.ppf(target.mean()))
+    assert line.predict(target.mean()) == pytest.approx(want, abs=1e-12)
+    shares = line.contributions(target)
+    assert shares.mean() == pytest.approx(want, abs=1e-12)
+    h = 1e-6
+    derivative = (line.predict(target.mean() + h) - line.predict(target.mean() - h)) / (2 * h)
+    slope = np.polyfit(target, shares, 1)[0]
+    assert slope == pytest.approx(derivative, rel=1e-6)
+
+    straight = fit_q_line(q * 100, correct, groups)
+    ref = linregress(frame["q"] * 100, frame["m"])
+    assert straight.scale == "linear" and straight.slope == pytest.approx(ref.slope, abs=1e-12)
+    assert straight.predict(1e6) == 1.0 and straight.contributions(q * 100).mean() == pytest.approx(
+        ref.intercept + ref.slope * 100 * q.mean(), abs=1e-9)
+    with pytest.raises(ValueError, match="scale"):
+        fit_q_line(q, correct, groups, scale="log")
+
+
 def test_q_line_follows_groups_that_a_weak_per_image_q_orders():
     """A Q whose group means track accuracy exactly but which barely separates right from wrong
     image by image: the Q-prior's logistic curve is nearly flat and stays near the reference

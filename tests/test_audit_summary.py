@@ -280,12 +280,12 @@ def test_shipped_lite0_reference_predicts_and_reproduces_its_validation():
     assert pred["value"] == pytest.approx(target["label_correct"].mean(), abs=0.05)
 
 
-def test_q_line_on_q_p_is_scipys_line_over_reference_groups(tmp_path):
+def test_q_line_on_q_p_is_scipys_line_over_reference_groups_on_probit_axes(tmp_path):
     """The Q-line on q_p (validated by the audit's code, not one of its candidates): scipy's
-    least-squares line of accuracy on mean q_p over the reference's (corruption, severity)
-    groups, read at the target's mean q_p; leaving one corruption out, the line over the other
-    groups read at each held-out group's mean and at the pool's; a reading beyond 1 clipped to 1."""
-    from scipy.stats import linregress
+    least-squares line of probit accuracy on probit mean q_p over the reference's (corruption,
+    severity) groups, read at the target's mean q_p; leaving one corruption out, the line over
+    the other groups read at each held-out group's mean and at the pool's, each set its own."""
+    from scipy.stats import linregress, norm
 
     from iqa_lib.analysis.prior.estimators import estimate_accuracy
     from iqa_lib.audit.accuracy import (
@@ -295,34 +295,33 @@ def test_q_line_on_q_p_is_scipys_line_over_reference_groups(tmp_path):
         reference_outputs,
     )
 
+    def ppf(x):
+        return norm.ppf(np.clip(x, 1e-4, 1 - 1e-4))
+
+    def line_on(groups):
+        fit = linregress(ppf(groups["q_p"]), ppf(groups["correct"]))
+        return lambda mean_q_p: norm.cdf(fit.intercept + fit.slope * ppf(mean_q_p))
+
     scores = _task_scores(np.random.default_rng(11), 150)
     ref = _task_reference(tmp_path, scores)
     data = reference_outputs(ref)
     groups = data.groupby(["corruption", "severity"])[["q_p", "correct"]].mean()
-    line = linregress(groups["q_p"], groups["correct"])
     target = scores[scores["corruption"] == "fog"].sample(120, random_state=0)
     q_p = target["q_p"].astype(np.float32).to_numpy(np.float64)
     est = estimate_accuracy(_reference_dict(data, groups=True), {"q_p": q_p}, n_bootstrap=200).set_index("method")
-    want = line.intercept + line.slope * q_p.mean()
+    want = line_on(groups)(q_p.mean())
     assert 0 < want < 1 and est.at["q_line", "predicted"] == pytest.approx(want, abs=1e-9)
     assert est.at["q_line", "ci_low"] < want < est.at["q_line", "ci_high"]
     assert "q_line" not in predict_accuracy(ref, target, n_bootstrap=50)["estimates"]  # not a candidate
 
     table = loco_validation(data, ["q_line"])
     for (corruption, severity), row in table[~table["pooled"]].set_index(["corruption", "severity"]).iterrows():
-        others = groups.drop(index=corruption, level="corruption")
-        fit = linregress(others["q_p"], others["correct"])
-        want = np.clip(fit.intercept + fit.slope * groups.loc[(corruption, severity), "q_p"], 0, 1)
-        assert row["predicted"] == pytest.approx(want, abs=1e-9)
+        line = line_on(groups.drop(index=corruption, level="corruption"))
+        assert row["predicted"] == pytest.approx(line(groups.loc[(corruption, severity), "q_p"]), abs=1e-9)
     for corruption, row in table[table["pooled"]].set_index("corruption").iterrows():
-        others = groups.drop(index=corruption, level="corruption")
-        fit = linregress(others["q_p"], others["correct"])
+        line = line_on(groups.drop(index=corruption, level="corruption"))
         mean_qp = data.loc[data["corruption"] == corruption, "q_p"].mean()
-        assert row["predicted"] == pytest.approx(np.clip(fit.intercept + fit.slope * mean_qp, 0, 1), abs=1e-9)
-
-    assert line.intercept + line.slope > 1  # at q_p = 1 the line reads above 1
-    sure = estimate_accuracy(_reference_dict(data, groups=True), {"q_p": np.ones(50)}, n_bootstrap=50).set_index("method")
-    assert sure.at["q_line", "predicted"] == 1.0
+        assert row["predicted"] == pytest.approx(line(mean_qp), abs=1e-9)
 
 
 def test_runner_up_gap_is_a_t_interval_over_corruptions():
@@ -352,11 +351,11 @@ def test_runner_up_gap_is_a_t_interval_over_corruptions():
     assert runner_up_gap(loco[loco["corruption"] == "fog"], "a", "b") is None  # one corruption: no interval
 
 
-def test_straight_q_line_misses_the_clean_group_and_the_stated_estimator_does_not():
-    """Why the Q-line is not an audit candidate: on the shipped Lite0 reference's own clean
-    images the straight line over the groups reads 4.4 points high (a bias leaving one
-    corruption out never tests), while ATC and the stated estimator are within a point."""
-    from iqa_lib.analysis.prior.estimators import estimate_accuracy
+def test_q_line_on_probit_axes_meets_the_clean_group_where_a_straight_line_misses_it():
+    """Why the Q-line is fitted on probit axes: on the shipped Lite0 reference's own clean
+    images a straight line over the groups reads 4.4 points high (a bias leaving one corruption
+    out never tests); the probit line, ATC and the stated estimator are within a point."""
+    from iqa_lib.analysis.prior.estimators import estimate_accuracy, fit_q_line
     from iqa_lib.audit.accuracy import _reference_dict, predict_accuracy, reference_outputs
 
     (path,) = [p for p in shipped_reference_files() if p.name == "efficientnet_lite-lite0.parquet"]
@@ -364,9 +363,12 @@ def test_straight_q_line_misses_the_clean_group_and_the_stated_estimator_does_no
     data = reference_outputs(ref)
     clean = data[data["corruption"] == "clean"]
     actual = clean["correct"].mean()
-    est = estimate_accuracy(_reference_dict(data, groups=True), {"q_p": clean["q_p"].to_numpy(), "q_h": clean["q_h"].to_numpy()},
+    reference = _reference_dict(data, groups=True)
+    straight = fit_q_line(reference["q_p"], reference["correct"], reference["group"], scale="linear")
+    assert straight.predict(clean["q_p"].mean()) - actual == pytest.approx(0.044, abs=0.002)
+    est = estimate_accuracy(reference, {"q_p": clean["q_p"].to_numpy(), "q_h": clean["q_h"].to_numpy()},
                             n_bootstrap=10).set_index("method")["predicted"]
-    assert est["q_line"] - actual == pytest.approx(0.044, abs=0.002)
+    assert abs(est["q_line"] - actual) < 0.01
     assert abs(est["atc_mc"] - actual) < 0.01 and abs(est["atc_ne"] - actual) < 0.01
     stated = predict_accuracy(ref, clean.rename(columns={"correct": "label_correct"}), n_bootstrap=50)
     assert abs(stated["value"] - actual) < 0.01 and "q_line" not in stated["estimates"]

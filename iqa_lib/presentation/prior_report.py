@@ -58,12 +58,14 @@ def verdict_text(v: pd.DataFrame, usable_pts: float = USABLE_MEAN_PTS) -> str:
 
 def _q_line_words(*names: object) -> str:
     """The caveat, once, when a pick is a Q-line: leaving one corruption out never holds the
-    clean group out, and a straight line over mostly corrupted groups can pass above it (Lite1
-    on the mini-reproduction: 8 points), so nearly clean sets are read too high."""
+    clean group out, and a straight line (the Q-line on a Q outside [0, 1]) over mostly
+    corrupted groups can pass above it (Lite1's confidence on the mini-reproduction: 8 points;
+    on probit axes, the Q-line on a Q in [0, 1], 1 point), so nearly clean sets are read too high."""
     if not any(str(name).startswith("Q-line") for name in names):
         return ""
-    return (" (The Q-line is a straight line over the reference's groups: validated here on held-out "
-            "corruptions only; it can read nearly clean sets several points too high.)")
+    return (" (A Q-line is validated here on held-out corruptions only, never with the clean group "
+            "held out; a straight one, on a Q outside [0, 1], can read nearly clean sets several "
+            "points too high.)")
 
 
 def _logit_words(r, ranked: bool = True) -> str:
