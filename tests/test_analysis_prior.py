@@ -276,6 +276,64 @@ def test_q_line_follows_groups_that_a_weak_per_image_q_orders():
     assert err["q_prior"] > 8.0 and err["reference"] > 8.0
 
 
+def test_clean_check_fits_on_the_corrupted_groups_and_reads_the_clean_images():
+    """The clean check (what leaving one corruption out never holds out): each estimator fitted
+    on the corrupted rows only, read on the clean ones. Checked against independent fits:
+    scipy's line over the corrupted groups (Q-line, straight on tv), scikit-learn's logistic
+    regression (Q-prior), pandas means (AC, DoC, the baseline); the summary carries the signed
+    error and n; an estimator more than 5 points off on clean is not called usable."""
+    from scipy.stats import linregress
+    from sklearn.linear_model import LogisticRegression
+
+    from iqa_lib.analysis.prior.validation import validate_estimators
+
+    s = tiny_scores(n_images=200, seed=5)
+    table, clean = validate_estimators(s)
+    assert table.equals(leave_one_corruption_out(s))  # the table itself is unchanged
+    frame = pd.DataFrame({"corruption": np.asarray(s.corruptions)[s.corruption], "severity": s.severity,
+                          "tv": s.q[("tv", "q")], "q_p": s.q[("cls", "q_p")], "m": s.m["cls"]})
+    ref, tgt = frame[frame["corruption"] != "clean"], frame[frame["corruption"] == "clean"]
+    got = clean.set_index(["method", "scorer", "q"])["predicted"]
+    assert set(clean["corruption"]) == {"clean"} and (clean["n"] == 200).all() and not clean["pooled"].any()
+    groups = ref.groupby(["corruption", "severity"])[["tv", "m"]].mean()
+    line = linregress(groups["tv"], groups["m"])
+    assert got[("q_line", "tv", "q")] == pytest.approx(np.clip(line.intercept + line.slope * tgt["tv"].mean(), 0, 1))
+    logit = LogisticRegression(C=1e10, tol=1e-10, max_iter=10_000).fit(ref[["tv"]], ref["m"])
+    assert got[("q_prior", "tv", "q")] == pytest.approx(logit.predict_proba(tgt[["tv"]])[:, 1].mean(), abs=1e-5)
+    assert got[("ac", "cls", "q_p")] == pytest.approx(tgt["q_p"].mean())
+    assert got[("doc", "cls", "q_p")] == pytest.approx(ref["m"].mean() - ref["q_p"].mean() + tgt["q_p"].mean())
+    assert got[("reference", "cls", "m")] == pytest.approx(ref["m"].mean())
+
+    summary = summarize(table, n_bootstrap=20, seed=0, clean=clean).set_index(["method", "scorer", "q"])
+    row = clean.set_index(["method", "scorer", "q"]).loc[("ac", "cls", "q_p")]
+    assert summary.loc[("ac", "cls", "q_p"), "clean_error_pts"] == pytest.approx(100 * (row["predicted"] - row["actual"]))
+    assert summary["clean_n"].eq(200).all()
+    assert summarize(table, n_bootstrap=20, seed=0)["clean_error_pts"].isna().all()  # no check given
+
+    good = summary.reset_index().assign(mean_ci_high=1.0, pooled_ci_high=1.0, selection_error_pts=1.0,
+                                        clean_error_pts=0.5)
+    good.loc[good["method"] == "reference", ["selection_error_pts", "mean_abs_error_pts"]] = 20.0
+    off = good.copy()
+    off.loc[off["method"] == "atc_mc", "clean_error_pts"] = -6.0
+    assert "ATC-MC" in verdict(good).loc[0, "usable"] and "ATC-MC" not in verdict(off).loc[0, "usable"]
+    assert "On the clean images held out" in verdict_text(verdict(good))
+
+
+def test_the_clean_check_leaves_out_estimators_defined_with_the_clean_images():
+    """COT's temperature and ALine's agreement are fitted on the clean images: not in the check."""
+    from iqa_lib.analysis.prior.validation import CLEAN_CHECK_EXCLUDED
+
+    assert set(CLEAN_CHECK_EXCLUDED) == {"cot", "aline_s", "aline_d"}
+    v = pd.DataFrame([{"task_model": "m", "small_n": False, "baseline_mae_pts": 20.0, "usable": "COT",
+                       "best_own": "COT", "best_own_mae_pts": 3.0, "best_own_pooled_mae_pts": 2.0,
+                       "best_own_clean_error_pts": np.nan, "best_task_agnostic": "-",
+                       "logit_methods": "COT", "best_logit": "COT", "best_logit_mae_pts": 3.0,
+                       "best_logit_pooled_mae_pts": 2.0, "best_logit_ci": "2.5-3.5",
+                       "best_logit_clean_error_pts": np.nan}])
+    text = verdict_text(v)
+    assert "not checked on the clean images held out" in text and "it reads" not in text
+
+
 def test_held_out_labels_never_enter_the_fit():
     s = tiny_scores(seed=7)
     base = leave_one_corruption_out(s)
@@ -421,19 +479,19 @@ def test_an_estimator_that_fails_on_pooled_severities_is_not_usable_nor_ranked_f
     assert "best nuclear norm, 1.0 points" in text and "9.0 on each corruption's severities pooled" in text
 
 
-def test_a_q_line_pick_carries_its_clean_caveat():
-    """A Q-line named best (own or task-agnostic) is said to be validated on held-out
-    corruptions only, with its possible over-reading of nearly clean sets; other picks are not."""
-    s = tiny_scores()
-    table = leave_one_corruption_out(s, n_classes=10)
+def test_the_verdict_states_the_best_estimators_clean_check():
+    """The best of M's own outputs is stated with its error on the clean images held out (the
+    summary's figure, signed); without the check nothing is said about clean images."""
+    from iqa_lib.analysis.prior.validation import validate_estimators
+
+    s = tiny_scores(n_images=100, seed=2)
+    table, clean = validate_estimators(s)
     more = pd.concat([table, table.assign(corruption=table["corruption"] + "_b")], ignore_index=True)
-    v = verdict(summarize(more, n_bootstrap=20, seed=1), more, n_bootstrap=20, seed=1)
-    plain = v.assign(best_own="ATC-NE", best_task_agnostic="Q-prior(tv)")
-    assert "nearly clean" not in verdict_text(plain)
-    for column in ("best_own", "best_task_agnostic"):
-        text = verdict_text(plain.assign(**{column: "Q-line(cls q_p)"}))
-        assert text.count("can read nearly clean sets several points too high") == 1
-    both = verdict_text(plain.assign(best_own="Q-line(cls q_p)", best_task_agnostic="Q-line(tv)"))
-    assert both.count("nearly clean") == 1
-    small = verdict_text(plain.assign(best_own="Q-line(cls q_p)", small_n=True))
-    assert "nearly clean" in small
+    summary = summarize(more, n_bootstrap=20, seed=1, clean=clean)
+    v = verdict(summary, more, n_bootstrap=20, seed=1)
+    best = summary[summary["kind"] == "own"].iloc[0]
+    assert v.loc[0, "best_own_clean_error_pts"] == pytest.approx(best["clean_error_pts"])
+    text = verdict_text(v)
+    assert text.count(f"On the clean images held out (fitted on the corrupted groups only) it reads "
+                      f"{best['clean_error_pts']:+.1f} points.") == 1
+    assert "clean images held out (fitted" not in verdict_text(verdict(summarize(more, n_bootstrap=20, seed=1)))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from iqa_lib.analysis.prior.validation import USABLE_MEAN_PTS
+from iqa_lib.analysis.prior.logit_estimators import LOGIT_LABELS
+from iqa_lib.analysis.prior.validation import CLEAN_CHECK_EXCLUDED, USABLE_MEAN_PTS
 from iqa_lib.analysis.sample_size import SMALL_N_GROUP_IMAGES, SMALL_N_GROUPS
 from iqa_lib.presentation.numbers import count_text
 
@@ -30,14 +31,15 @@ def verdict_text(v: pd.DataFrame, usable_pts: float = USABLE_MEAN_PTS) -> str:
                 f"and {SMALL_N_GROUPS} groups are needed), so no estimator is called usable and no "
                 f"estimator is ranked above another. Mean absolute errors, for the record: best of "
                 f"M's own outputs {r.best_own} {r.best_own_mae_pts:.1f} points, no-shift baseline "
-                f"{r.baseline_mae_pts:.1f}." + _q_line_words(r.best_own) + _logit_words(r, ranked=False))
+                f"{r.baseline_mae_pts:.1f}." + _clean_words(r) + _logit_words(r, ranked=False))
             continue
         text = (
             f"- **{r.task_model}**: usable (mean absolute error below {usable_pts:g} points "
             f"within its interval, on the severity groups and on each corruption's severities "
-            f"pooled, and better than the no-shift baseline's {r.baseline_mae_pts:.1f}): {r.usable}. "
+            f"pooled, better than the no-shift baseline's {r.baseline_mae_pts:.1f}, and within "
+            f"{usable_pts:g} points on the clean images held out where checked): {r.usable}. "
             f"Best of M's own outputs: {r.best_own}, {r.best_own_mae_pts:.1f} points"
-            f"{pooled(getattr(r, 'best_own_pooled_mae_pts', np.nan))}."
+            f"{pooled(getattr(r, 'best_own_pooled_mae_pts', np.nan))}.{_clean_words(r)}"
         )
         if r.best_task_agnostic != "-":
             gain = r.gain_over_baseline_pts
@@ -52,20 +54,17 @@ def verdict_text(v: pd.DataFrame, usable_pts: float = USABLE_MEAN_PTS) -> str:
             text += (": no better than assuming no shift." if no_gain else ".")
         else:
             text += " No task-agnostic Q (no-reference IQA or zero-shot score) was given."
-        lines.append(text + _q_line_words(r.best_own, r.best_task_agnostic) + _logit_words(r))
+        lines.append(text + _logit_words(r))
     return "\n".join(lines)
 
 
-def _q_line_words(*names: object) -> str:
-    """The caveat, once, when a pick is a Q-line: leaving one corruption out never holds the
-    clean group out, and a straight line (the Q-line on a Q outside [0, 1]) over mostly
-    corrupted groups can pass above it (Lite1's confidence on the mini-reproduction: 8 points;
-    on probit axes, the Q-line on a Q in [0, 1], 1 point), so nearly clean sets are read too high."""
-    if not any(str(name).startswith("Q-line") for name in names):
+def _clean_words(r) -> str:
+    """The best own estimator's error on the clean images held out (fitted on the corrupted
+    groups only): the nearly clean sets leaving one corruption out never tests."""
+    err = getattr(r, "best_own_clean_error_pts", np.nan)
+    if not np.isfinite(err):
         return ""
-    return (" (A Q-line is validated here on held-out corruptions only, never with the clean group "
-            "held out; a straight one, on a Q outside [0, 1], can read nearly clean sets several "
-            "points too high.)")
+    return f" On the clean images held out (fitted on the corrupted groups only) it reads {err:+.1f} points."
 
 
 def _logit_words(r, ranked: bool = True) -> str:
@@ -79,5 +78,9 @@ def _logit_words(r, ranked: bool = True) -> str:
         return f" Its kept logits add {listed}: in the table, not ranked here either."
     mixed = getattr(r, "best_logit_pooled_mae_pts", np.nan)
     mixed_words = f", {mixed:.1f} on each corruption's severities pooled" if np.isfinite(mixed) else ""
+    clean = getattr(r, "best_logit_clean_error_pts", np.nan)
+    clean_words = (f"; on the clean images held out {clean:+.1f}" if np.isfinite(clean) else
+                   "; not checked on the clean images held out (defined with them as its in-distribution data)"
+                   if r.best_logit in {LOGIT_LABELS[m] for m in CLEAN_CHECK_EXCLUDED} else "")
     return (f" From its kept logits ({methods}): best {r.best_logit}, {r.best_logit_mae_pts:.1f} points "
-            f"(95% CI {r.best_logit_ci}){mixed_words}.")
+            f"(95% CI {r.best_logit_ci}){mixed_words}{clean_words}.")

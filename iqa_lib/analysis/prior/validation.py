@@ -21,6 +21,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -62,6 +63,8 @@ USABLE_MEAN_PTS = 5.0  # a usable estimate is, on average, within 5 accuracy poi
 TASK_AGNOSTIC_KINDS = ("nr_iqa", "zero_shot")
 OWN_GROUP_METHODS = ("ac", "doc", "atc_mc", "atc_ne")
 QUALITY_METHODS = ("q_prior", "q_line")  # estimators that read any Q, task-agnostic ones included
+# defined with the clean images as their in-distribution data: not fitted without them
+CLEAN_CHECK_EXCLUDED = ("cot", "aline_s", "aline_d")
 
 
 # --------------------------------------------------------------------------- leave one corruption out
@@ -250,26 +253,44 @@ def _class_count(scores: ScoreSet, predictions: dict[str, np.ndarray], n_classes
     return max(n_classes, *top)
 
 
-def leave_one_corruption_out(
+def leave_one_corruption_out(scores: ScoreSet, *args: Any, **options: Any) -> pd.DataFrame:
+    """For each task model and held-out corruption: fit every estimator on clean + the other
+    corruptions (all severities), predict each severity group of the held-out one: the table
+    of :func:`validate_estimators` (its arguments), without the clean check. Held-out rows never
+    enter a fit. One row per (method, Q, task model, corruption, severity), and per (method, Q,
+    task model, corruption) one ``pooled`` row (severity 0) for a corruption held out at two or
+    more severities: the same fit's prediction for its severities together.
+    """
+    return validate_estimators(scores, *args, **options, hold_out_clean=False)[0]
+
+
+def validate_estimators(
     scores: ScoreSet,
     task_models: list[str] | None = None,
     q_names: list[tuple[str, str]] | None = None,
     predictions: dict[str, np.ndarray] | None = None,
     n_classes: int = IMAGENET_CLASSES,
     logits: dict[str, ModelLogits] | None = None,
-) -> pd.DataFrame:
-    """For each task model and held-out corruption: fit every estimator on clean + the other
-    corruptions (all severities), predict each severity group of the held-out one.
+    hold_out_clean: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`leave_one_corruption_out`'s table and the clean check beside it (same columns).
 
-    ``q_names`` are the Q variables for the Q-prior (default: every Q in ``scores``; a task
-    model's own q_p/q_h/q_l are labelled kind ``own``). ``predictions`` maps task model ->
-    aligned ``pred`` (for ``cot_top1``; without it that method is skipped). ``logits`` maps
-    task model -> its kept logits (:class:`~iqa_lib.analysis.prior.logit_validation.ModelLogits`),
-    adding COT, MaNo, the nuclear norm and, with three or more such models, ALine-S/-D;
-    models without logits get none of these rows. Held-out rows never enter a fit. One row
-    per (method, Q, task model, corruption, severity), and per (method, Q, task model,
-    corruption) one ``pooled`` row (severity 0) for a corruption held out at two or more
-    severities: the same fit's prediction for its severities together.
+    ``q_names`` are the Q variables for the Q-prior and the Q-line (default: every Q in
+    ``scores``; a task model's own q_p/q_h/q_l are labelled kind ``own``). ``predictions`` maps
+    task model -> aligned ``pred`` (for ``cot_top1``; without it that method is skipped).
+    ``logits`` maps task model -> its kept logits
+    (:class:`~iqa_lib.analysis.prior.logit_validation.ModelLogits`), adding COT, MaNo, the
+    nuclear norm and, with three or more such models, ALine-S/-D; models without logits get
+    none of these rows.
+
+    The clean check: every estimator fitted on the corrupted groups only and read on the
+    clean images, one set per task model. Leaving one corruption out always keeps the clean
+    images in the fit, so it never tests the sets users meet most, nearly clean ones: an
+    estimator that bends away from the clean group (a straight line through mostly corrupted
+    groups, a calibration that only holds under shift) passes it unseen. Left out of the
+    check: :data:`CLEAN_CHECK_EXCLUDED`, whose definitions take the clean images as their
+    in-distribution data (COT's temperature, ALine's agreement), so they cannot be fitted
+    without them.
     """
     held_out = check_loco_data(scores)
     models = _validated_models(scores, task_models)
@@ -278,10 +299,18 @@ def leave_one_corruption_out(
     n_classes = _class_count(scores, predictions, n_classes)
     ctx = logit_context(scores, logits, predictions)
     rows: list[dict] = []
+    clean_rows: list[dict] = []
     for model in models:
         for c in held_out:
             rows += _fold_rows(scores, model, c, qs, predictions, n_classes, ctx)
-    table = pd.DataFrame(rows)
+        if hold_out_clean:
+            clean_rows += [r for r in _fold_rows(scores, model, CLEAN, qs, predictions, n_classes, ctx)
+                           if r["method"] not in CLEAN_CHECK_EXCLUDED]
+    inputs = [c for c in TABLE_COLUMNS if c not in ("error", "abs_error", "abs_error_pts")]
+    return _with_errors(pd.DataFrame(rows, columns=inputs)), _with_errors(pd.DataFrame(clean_rows, columns=inputs))
+
+
+def _with_errors(table: pd.DataFrame) -> pd.DataFrame:
     table["error"] = table["predicted"] - table["actual"]
     table["abs_error"] = table["error"].abs()
     table["abs_error_pts"] = 100 * table["abs_error"]
@@ -340,6 +369,7 @@ def summarize(
     n_bootstrap: int = defaults.N_BOOTSTRAP,
     seed: int = defaults.SEED,
     level: float = defaults.LEVEL,
+    clean: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Mean and max absolute error (accuracy points) per method, Q and task model over the
     held-out (corruption, severity) groups, and the mean over the pooled sets apart.
@@ -350,6 +380,9 @@ def summarize(
     bootstrap of a maximum is biased low): read it as a lower bound on the worst case.
     ``selection_error_pts``, the worse of the groups' and the pooled sets' mean, is what
     rows are sorted and ranked by: an estimator is only as good as it is on either kind of set.
+    With ``clean`` (:func:`validate_estimators`' clean check), each row's error on the clean
+    images held out: ``clean_error_pts`` (predicted minus actual, points; NaN where the check
+    was not run or the estimator is left out of it) and ``clean_n``.
     """
     pooled = pooled_mask(table)
     groups, pools = table[~pooled], table[pooled]
@@ -379,8 +412,16 @@ def summarize(
             "selection_error_pts": float(np.nanmax([mean, pooled_cols["pooled_mean_abs_error_pts"]])),
             "n_bootstrap": int(n_bootstrap),
         })
-    summary = pd.DataFrame(out)
+    summary = _with_clean_check(pd.DataFrame(out), clean)
     return summary.sort_values(["task_model", "selection_error_pts"], kind="stable").reset_index(drop=True)
+
+
+def _with_clean_check(summary: pd.DataFrame, clean: pd.DataFrame | None) -> pd.DataFrame:
+    """The clean check's signed error and image count beside each summary row."""
+    if clean is None or not len(clean):
+        return summary.assign(clean_error_pts=np.nan, clean_n=np.nan)
+    check = clean[~pooled_mask(clean)].assign(clean_error_pts=lambda t: 100 * t["error"], clean_n=lambda t: t["n"])
+    return summary.merge(check[[*SUMMARY_KEYS, "clean_error_pts", "clean_n"]], on=SUMMARY_KEYS, how="left")
 
 
 # --------------------------------------------------------------------------- verdict
@@ -449,6 +490,7 @@ def _best_columns(best_own: pd.Series | None, best_agnostic: pd.Series | None) -
         "best_own": label(best_own) if best_own is not None else "-",
         "best_own_mae_pts": _mae(best_own),
         "best_own_pooled_mae_pts": _pooled_mae(best_own),
+        "best_own_clean_error_pts": _mae(best_own, "clean_error_pts"),
         "best_task_agnostic": label(best_agnostic) if best_agnostic is not None else "-",
         "best_task_agnostic_mae_pts": _mae(best_agnostic),
         "best_task_agnostic_ci": (f"{best_agnostic['mean_ci_low']:.1f}-{best_agnostic['mean_ci_high']:.1f}"
@@ -490,7 +532,9 @@ def _model_verdict(
     base_mae = _mae(base) if base is not None else float("inf")
     base_rank = _mae(base, rank) if base is not None else float("inf")
     pooled_high = g["pooled_ci_high"] if "pooled_ci_high" in g else pd.Series(np.nan, index=g.index)
-    usable = g[(g["mean_ci_high"] < usable_pts) & ~(pooled_high >= usable_pts) & (g[rank] < base_rank)]
+    clean_err = g["clean_error_pts"].abs() if "clean_error_pts" in g else pd.Series(np.nan, index=g.index)
+    usable = g[(g["mean_ci_high"] < usable_pts) & ~(pooled_high >= usable_pts) & (g[rank] < base_rank)
+               & ~(clean_err > usable_pts)]
     best_agnostic = _first(g[g["method"].isin(QUALITY_METHODS) & g["kind"].isin(TASK_AGNOSTIC_KINDS)])
     best_own = _first(g[g["kind"] == "own"])
     row = {
@@ -516,6 +560,7 @@ def _logit_columns(g: pd.DataFrame) -> dict:
     best = rows.iloc[0]  # g is sorted by the worse of the groups' and the pooled sets' mean error
     return {"logit_methods": ", ".join(label(r) for _, r in rows.iterrows()),
             "best_logit": label(best), "best_logit_mae_pts": _mae(best),
+            "best_logit_clean_error_pts": _mae(best, "clean_error_pts"),
             "best_logit_pooled_mae_pts": _pooled_mae(best),
             "best_logit_ci": f"{best['mean_ci_low']:.1f}-{best['mean_ci_high']:.1f}"}
 
@@ -598,6 +643,6 @@ def run_prior(
     predictions = {name: read_predictions(scores_dir, scores, name) for name in wanted
                    if "pred" in read_schema(Path(scores_dir) / f"{name}.parquet").names}
     logits = {name: kept for name in wanted if (kept := read_model_logits(scores_dir, scores, name)) is not None}
-    table = leave_one_corruption_out(scores, list(wanted), predictions=predictions, n_classes=n_classes,
-                                     logits=logits)
-    return table, summarize(table, n_bootstrap, seed, level)
+    table, clean = validate_estimators(scores, list(wanted), predictions=predictions, n_classes=n_classes,
+                                       logits=logits)
+    return table, summarize(table, n_bootstrap, seed, level, clean)
