@@ -373,3 +373,76 @@ def test_audit_validation_pools_each_held_out_corruption_severities():
     nuclear = np.mean([le.nuclear_norm_score([zf[b]], k) for b in blocks])
     assert pooled.loc["nuclear", "predicted"] == pytest.approx(float(fit.lines["nuclear"].predict(nuclear)), abs=1e-9)
     assert pooled.loc["mano", "actual"] == pytest.approx(data["correct"][snow].mean())
+
+
+def test_audit_clean_check_fits_on_the_corrupted_groups_only():
+    """The audit's clean check: each estimator fitted on the corrupted groups only, read on the
+    clean images. ATC by hand (the k-th largest corrupted q_p, k the corrupted rows' correct
+    count), AC and DoC by pandas, MaNo and the nuclear norm through a line fitted without the
+    clean group (numpy's least squares on the group scores)."""
+    import pandas as pd
+
+    from iqa_lib.audit.accuracy import clean_check, validation_bands
+    from iqa_lib.audit.logit_accuracy import ReferenceGroups, logit_clean_check
+
+    rng = np.random.default_rng(9)
+    k, n = 40, 50
+    keys = [("clean", 0)] + [(c, s) for c in ("fog", "snow") for s in (1, 2, 3)]
+    data = pd.DataFrame([(c, s) for c, s in keys for _ in range(n)], columns=["corruption", "severity"])
+    z = rng.normal(size=(len(data), k))
+    acc = np.where(data["severity"] == 0, 0.9, 0.9 - 0.2 * data["severity"])
+    right = rng.random(len(data)) < acc
+    z[np.arange(len(data)), np.where(right, 0, rng.integers(1, k, len(data)))] += 3
+    data["correct"] = right.astype(float)
+    data["q_p"] = le.softmax(z, axis=1).max(1)
+    clean = (data["corruption"] == "clean").to_numpy()
+    got = clean_check(data, ["atc_mc", "ac", "doc"]).set_index("method")
+    ref, tgt = data[~clean], data[clean]
+    t = np.sort(ref["q_p"].to_numpy())[::-1][int(ref["correct"].sum()) - 1]
+    assert got.loc["atc_mc", "predicted"] == pytest.approx((tgt["q_p"] > t).mean())
+    assert got.loc["ac", "predicted"] == pytest.approx(tgt["q_p"].mean())
+    assert got.loc["doc", "predicted"] == pytest.approx(ref["correct"].mean() - ref["q_p"].mean() + tgt["q_p"].mean())
+    assert (got["actual"] == tgt["correct"].mean()).all() and (got["n"] == n).all()
+
+    groups = ReferenceGroups(data, z.astype(np.float16))
+    rows = pd.DataFrame(logit_clean_check(groups, k)).set_index("method")
+    stats = le.group_stats(z.astype(np.float16), groups.members)
+    g = int(np.flatnonzero(groups.corruption == "clean")[0])
+    other = groups.corruption != "clean"
+    for method, scores in (("nuclear", stats.nuclear), ("mano", None)):
+        if scores is None:  # MaNo's normalisation is chosen on the fitted groups: read it off the fit
+            fit = stats.line_fit(groups.accuracy, other)
+            scores = fit.scores["mano"]
+        slope, intercept = np.polyfit(np.asarray(scores)[other], groups.accuracy[other], 1)
+        assert rows.loc[method, "predicted"] == pytest.approx(np.clip(intercept + slope * scores[g], 0, 1), abs=1e-9)
+    assert logit_clean_check(ReferenceGroups(data[~clean].reset_index(drop=True),
+                                             z[~clean].astype(np.float16)), k) == []
+    bands = validation_bands(pd.DataFrame({"method": ["ac"], "corruption": ["fog"], "severity": [1], "n": [n],
+                                           "predicted": [0.5], "actual": [0.6], "var_d": [0.2], "pooled": [False]}),
+                             got.reset_index())
+    assert bands["ac"]["clean_error_pts"] == pytest.approx(100 * (got.loc["ac", "predicted"] - got.loc["ac", "actual"]))
+
+
+def test_the_audit_passes_over_an_estimator_far_off_on_clean_images():
+    """A candidate ranked first on the held-out corruptions but more than 5 points off on the
+    reference's clean images held out is not stated, and the words say why; when every one is,
+    the best is stated with that said."""
+    import pandas as pd
+
+    from iqa_lib.audit.accuracy import _stated_method
+
+    rows = [{"method": m, "corruption": c, "severity": s, "n": 100, "predicted": 0.5 + e, "actual": 0.5,
+             "var_d": 0.2, "pooled": False}
+            for m, e in (("atc_ne", 0.01), ("atc_mc", 0.02)) for c in ("fog", "snow", "blur") for s in (1, 2)]
+    loco = pd.DataFrame(rows)
+
+    def band(sel: float, clean: float) -> dict:
+        return {"selection_error_pts": sel, "mean_abs_error_pts": sel, "groups": 6, "corruptions": 3,
+                "pooled_sets": 0, "clean_error_pts": clean}
+
+    chosen, why, _ = _stated_method(["atc_mc", "atc_ne"], {"atc_ne": band(1.0, -6.0), "atc_mc": band(2.0, -0.5)}, loco)
+    assert chosen == "atc_mc" and "ATC-NE reads them -6.0" in why
+    chosen, why, _ = _stated_method(["atc_mc", "atc_ne"], {"atc_ne": band(1.0, 0.3), "atc_mc": band(2.0, -0.5)}, loco)
+    assert chosen == "atc_ne" and "clean" not in why
+    chosen, why, _ = _stated_method(["atc_mc", "atc_ne"], {"atc_ne": band(1.0, 7.0), "atc_mc": band(2.0, -8.0)}, loco)
+    assert chosen == "atc_ne" and "every candidate reads" in why

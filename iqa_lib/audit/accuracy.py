@@ -47,7 +47,11 @@ Three kinds of uncertainty, and a check, reported side by side:
   norm can be right on every single group and far off on their mixture). It is computed
   from the reference at each audit (15 x 2 threshold fits, well under a second)
   and for the shipped Lite0 reference reproduces prior.md's table
-  (:data:`PRIOR_MD_LITE0`).
+  (:data:`PRIOR_MD_LITE0`). Beside it the clean check (:func:`clean_check`): each
+  estimator fitted on the corrupted groups only and read on the reference's clean
+  images, the nearly clean set that leaving one corruption out never holds out; an
+  estimator more than :data:`CLEAN_CHECK_PTS` points off there is not stated (for the
+  shipped Lite0 reference ATC-NE reads 0.0, ATC-MC -0.6, DoC -10.6, AC -15.2).
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ from iqa_lib.audit.interval import (
 from iqa_lib.audit.logit_accuracy import (
     AUDIT_LOGIT_METHODS,
     ReferenceGroups,
+    logit_clean_check,
     logit_estimates,
     logit_loco,
     reference_logits,
@@ -215,12 +220,35 @@ def _held_out_rows(
     return rows
 
 
-def validation_bands(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
+CLEAN_COLUMNS = ["method", "n", "predicted", "actual"]
+CLEAN_CHECK_PTS = 5.0  # a candidate further off than this on the clean images held out is not stated
+
+
+def clean_check(data: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
+    """Each method fitted on the reference's corrupted groups only and read on its clean images:
+    the nearly clean set that leaving one corruption out never holds out (it always keeps the
+    clean images in the fit), and the set users meet most. Empty without clean or corrupted rows."""
+    held = data["corruption"].to_numpy() == CLEAN
+    if not held.any() or held.all():
+        return pd.DataFrame(columns=CLEAN_COLUMNS)
+    ref = _reference_dict(data, groups="q_line" in methods)
+    own = fit_own({k: (None if v is None else v[~held]) for k, v in ref.items()})
+    contrib = own.contributions({k: (None if v is None else v[held]) for k, v in ref.items()})
+    actual = float(ref["correct"][held].mean())
+    return pd.DataFrame([{"method": k, "n": int(held.sum()), "predicted": float(clip_accuracy(contrib[k].mean())),
+                          "actual": actual} for k in methods if k in contrib], columns=CLEAN_COLUMNS)
+
+
+def validation_bands(table: pd.DataFrame, clean: pd.DataFrame | None = None) -> dict[str, dict[str, Any]]:
     """Per method: mean and largest absolute error (accuracy points) and the bias over the
     held-out (corruption, severity) groups; over the pooled sets (each corruption's severities
     together), their mean error; ``selection_error_pts``, the larger of the two means, what the
     audit ranks the estimators by: an audited set may be one shift or a mixture, so the stated
-    estimator must be good on both (a mean over all sets would let 75 groups outvote 15 pools)."""
+    estimator must be good on both (a mean over all sets would let 75 groups outvote 15 pools).
+    With ``clean`` (:func:`clean_check`), ``clean_error_pts``: the signed error on the clean
+    images held out (None where not checked)."""
+    clean_error = ({} if clean is None else
+                   {str(r.method): 100 * (r.predicted - r.actual) for r in clean.itertuples()})
     out = {}
     for method, g in table.groupby("method", sort=False):
         pooled = g["pooled"].to_numpy(bool) if "pooled" in g else np.zeros(len(g), dtype=bool)
@@ -236,6 +264,7 @@ def validation_bands(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
             "pooled_mean_abs_error_pts": float(np.abs(err[pooled]).mean()) if pooled.any() else None,
             "selection_error_pts": float(max(np.abs(groups).mean(),
                                              np.abs(err[pooled]).mean() if pooled.any() else 0.0)),
+            "clean_error_pts": clean_error.get(str(method)),
         }
     return out
 
@@ -270,9 +299,10 @@ def predict_accuracy(
     if kept is None:
         return {"value": None, "note": "no image of this dataset has a finite q_p", "actual": actual}
     n = len(kept["q_p"])
-    table, loco, logit_note = _estimates_and_validation(ref, data, target, kept, logits, (n_bootstrap, seed, level))
+    table, loco, clean, logit_note = _estimates_and_validation(ref, data, target, kept, logits,
+                                                               (n_bootstrap, seed, level))
     methods = [k for k in (*OWN_AUDIT_METHODS, *AUDIT_LOGIT_METHODS) if k in table.index]
-    bands = validation_bands(loco)
+    bands = validation_bands(loco, clean)
     chosen, why, gap = _stated_method(methods, bands, loco)
     check = reference_check(data, kept, level=PI_LEVEL, seed=seed)
     fits = {k: shift_fit(loco, k, PI_LEVEL) for k in methods if k in bands}
@@ -301,7 +331,9 @@ def predict_accuracy(
         "validation_how": (
             "leave-one-corruption-out on the reference: fit on clean and the other corruptions, "
             "predict each severity group of the held-out one, and its severities pooled (a mixed set); "
-            "absolute errors in accuracy points"
+            "absolute errors in accuracy points; and the clean images held out (fit on the corrupted "
+            "groups only; clean_error_pts, signed): an estimator more than "
+            f"{CLEAN_CHECK_PTS:g} points off there is not stated"
         ),
         "reference_accuracy": float(table["reference_accuracy"].iloc[0]),
         "reference_images": int(len(data)),
@@ -315,18 +347,20 @@ def predict_accuracy(
 def _estimates_and_validation(
     ref: Reference, data: pd.DataFrame, target: pd.DataFrame, kept: dict[str, np.ndarray],
     logits: np.ndarray | None, boot: tuple[int, int, float],
-) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str]]:
-    """The estimates (indexed by method), their leave-one-corruption-out table and a note: the
-    own-output estimators, and with the target's and the reference's logits MaNo and the
-    nuclear norm too (the note, only when the target has logits, says why not)."""
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, str]]:
+    """The estimates (indexed by method), their leave-one-corruption-out table, their clean
+    check (:func:`clean_check`) and a note: the own-output estimators, and with the target's and
+    the reference's logits MaNo and the nuclear norm too (the note, only when the target has
+    logits, says why not)."""
     table = estimate_accuracy(_reference_dict(data), {"q_p": kept["q_p"], "q_h": kept.get("q_h")},
                               n_bootstrap=boot[0], seed=boot[1], level=boot[2])
-    loco = loco_validation(data, [k for k in OWN_AUDIT_METHODS if k in set(table["method"])])
+    own_methods = [k for k in OWN_AUDIT_METHODS if k in set(table["method"])]
+    loco, clean = loco_validation(data, own_methods), clean_check(data, own_methods)
     ref_logits = reference_logits(ref) if logits is not None else None
     if logits is None:
-        return table.set_index("method"), loco, {}
+        return table.set_index("method"), loco, clean, {}
     if ref_logits is None:
-        return table.set_index("method"), loco, {"logit_note": (
+        return table.set_index("method"), loco, clean, {"logit_note": (
             "MaNo and the nuclear norm not computed: the reference keeps no logits beside it; "
             "make it from a score file scored with its logits kept")}
     rows = np.flatnonzero(_finite_mask(target, data))
@@ -334,7 +368,9 @@ def _estimates_and_validation(
     table = pd.concat([table, logit_estimates(groups, float(data[CORRECT].mean()), logits, rows, *boot)])
     loco = pd.concat([loco, pd.DataFrame(logit_loco(groups, ref_logits.shape[1]), columns=LOCO_COLUMNS)],
                      ignore_index=True)
-    return table.set_index("method"), loco, {}
+    clean = pd.DataFrame([*clean.to_dict("records"), *logit_clean_check(groups, ref_logits.shape[1])],
+                         columns=CLEAN_COLUMNS)
+    return table.set_index("method"), loco, clean, {}
 
 
 def _stated_method(
@@ -344,9 +380,11 @@ def _stated_method(
     with the lowest leave-one-corruption-out error on this reference (ATC-MC when none could be
     validated). Two estimators a few tenths of a point apart are not told apart by 15
     corruptions, and the words say so (:func:`runner_up_gap`)."""
-    validated = sorted((k for k in methods if k in bands), key=lambda k: bands[k]["selection_error_pts"])
-    if not validated:
+    ranked = sorted((k for k in methods if k in bands), key=lambda k: bands[k]["selection_error_pts"])
+    if not ranked:
         return DEFAULT_ATC, "ATC-MC: this reference has too few corruptions to validate on", None
+    off_clean = [k for k in ranked if abs(bands[k].get("clean_error_pts") or 0.0) > CLEAN_CHECK_PTS]
+    validated = [k for k in ranked if k not in off_clean] or ranked
     best = bands[validated[0]]
     why = (f"{SHORT[validated[0]]}: the lowest leave-one-corruption-out error on this reference, "
            f"{best['mean_abs_error_pts']:.1f} points on average over {best['groups']} held-out groups of "
@@ -354,6 +392,7 @@ def _stated_method(
     if best["pooled_sets"]:
         why += (f" and {best['pooled_mean_abs_error_pts']:.1f} over the {best['pooled_sets']} sets that pool "
                 f"each one's severities (ranked by the worse of the two)")
+    why += _clean_words(ranked, validated, off_clean, bands)
     if len(validated) < 2:
         return validated[0], why, None
     runner = validated[1]
@@ -365,6 +404,23 @@ def _stated_method(
                 f"{gap['level']:.0%} interval {lo:+.2f} to {hi:+.2f} over n = {gap['corruptions']} corruptions: "
                 + ("this one is clearly ahead" if lo > 0 else "not a clear difference"))
     return validated[0], why + ")", gap
+
+
+def _clean_words(ranked: list[str], validated: list[str], off_clean: list[str],
+                 bands: Mapping[str, dict[str, Any]]) -> str:
+    """Why a better-ranked estimator was passed over: it reads the clean images held out more
+    than :data:`CLEAN_CHECK_PTS` off (or, when every one does, that the stated one does too)."""
+    def off(k: str) -> str:
+        return f"{SHORT[k]} reads them {bands[k]['clean_error_pts']:+.1f}"
+
+    if set(off_clean) == set(ranked):
+        return (f"; every candidate reads the reference's clean images, held out, more than "
+                f"{CLEAN_CHECK_PTS:g} points off ({', '.join(off(k) for k in ranked)})")
+    passed = [k for k in ranked[:ranked.index(validated[0])] if k in off_clean]
+    if not passed:
+        return ""
+    return (f"; ranked ahead but not stated, as more than {CLEAN_CHECK_PTS:g} points off on the reference's "
+            f"clean images held out (fitted on the corrupted groups only): {', '.join(off(k) for k in passed)}")
 
 
 def runner_up_gap(loco: pd.DataFrame, best: str, runner: str, level: float = LEVEL) -> dict[str, Any] | None:
@@ -463,11 +519,12 @@ def _validation_words(band: Mapping[str, Any] | None) -> str:
     """The estimator's validated error on ImageNet-C, closing the sentence's parenthesis."""
     if not band:
         return "; not validated: the reference has too few corruptions to leave one out)."
-    pooled = band.get("pooled_mean_abs_error_pts")
+    pooled, clean = band.get("pooled_mean_abs_error_pts"), band.get("clean_error_pts")
     return (
         f"; on ImageNet-C, with each corruption left out in turn, this estimator was off by "
         f"{band['mean_abs_error_pts']:.1f} points on average and {band['max_abs_error_pts']:.1f} at worst"
-        + (f", {pooled:.1f} on each corruption's severities pooled" if pooled is not None else "") + ")."
+        + (f", {pooled:.1f} on each corruption's severities pooled" if pooled is not None else "")
+        + (f", and {clean:+.1f} on the clean images held out" if clean is not None else "") + ")."
     )
 
 

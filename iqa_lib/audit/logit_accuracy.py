@@ -195,6 +195,17 @@ def logit_loco(groups: ReferenceGroups, classes: int) -> list[dict]:
     return out
 
 
+def logit_clean_check(groups: ReferenceGroups, classes: int) -> list[dict]:
+    """MaNo and the nuclear norm fitted on the corrupted groups only and read on the clean
+    group(s) (:func:`iqa_lib.audit.accuracy.clean_check`'s columns); none without both."""
+    clean = np.flatnonzero(groups.corruption == CLEAN)
+    if not clean.size or clean.size == groups.corruption.size:
+        return []
+    fit = LogitFit(groups, groups.corruption != CLEAN, classes, target_size=int(groups.n.max()))
+    return [{"method": k, "n": int(groups.n[g]), "predicted": float(v), "actual": float(groups.accuracy[g])}
+            for g in clean for k, v in fit.fitted.predict(g).items()]
+
+
 def _pooled_rows(groups: ReferenceGroups, fit: LogitFit, where: np.ndarray, held: str) -> list[dict]:
     """MaNo and the nuclear norm on the groups ``where`` taken together."""
     n = groups.n[where]
