@@ -362,3 +362,15 @@ def test_cross_fitted_predictions_never_see_their_image_and_aucs_are_oriented():
     held = frame[~ref].groupby(["c", "s"])[["q", "m"]].mean()
     expected = np.abs(np.clip(fit.intercept + fit.slope * held["q"], 0, 1) - held["m"]).mean()
     assert summary.loc[("q_line", "metric"), "mean_abs_error_pts"] == pytest.approx(100 * expected, abs=1e-9)
+    # learned_q, a probability, gets the line on probit axes (norm.ppf/cdf, the kit's 1e-4 clip)
+    from scipy.stats import norm
+
+    def ppf(x):
+        return norm.ppf(np.clip(x, 1e-4, 1 - 1e-4))
+
+    frame["lq"] = q
+    groups = frame[ref].groupby(["c", "s"])[["lq", "m"]].mean()
+    fit = linregress(ppf(groups["lq"]), ppf(groups["m"]))
+    held = frame[~ref].groupby(["c", "s"])[["lq", "m"]].mean()
+    expected = np.abs(norm.cdf(fit.intercept + fit.slope * ppf(held["lq"])) - held["m"]).mean()
+    assert summary.loc[("q_line", "learned_q"), "mean_abs_error_pts"] == pytest.approx(100 * expected, abs=1e-9)
