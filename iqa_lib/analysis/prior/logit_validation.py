@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from iqa_lib.analysis.groupwise import group_codes
 from iqa_lib.analysis.io import ScoreSet
 from iqa_lib.analysis.prior.estimators import label_marginal
 from iqa_lib.analysis.prior.logit_estimators import (
@@ -83,15 +84,15 @@ class LogitGroups:
 
 def logit_groups(scores: ScoreSet, m: np.ndarray, logits: ModelLogits) -> LogitGroups:
     """Group statistics of every (corruption, severity) group, computed once per task model."""
-    key = scores.corruption.astype(np.int64) * 1000 + scores.severity
-    uniq, inv = np.unique(key, return_inverse=True)
+    inv, groups = group_codes(scores, include_clean=True)
     order = np.argsort(inv, kind="stable")
-    bounds = np.cumsum(np.bincount(inv, minlength=uniq.size))[:-1]
+    bounds = np.cumsum(np.bincount(inv, minlength=len(groups)))[:-1]
     members = np.split(order, bounds)
     acc = np.asarray([float(m[rows].mean()) for rows in members])
     in_logits = [logits.rows[rows] for rows in members]
     stats = group_stats(logits.array, in_logits)
-    return LogitGroups(uniq // 1000, uniq % 1000, acc, stats, logits.array, in_logits)
+    corruption = scores.corruptions.get_indexer(groups["corruption"]).astype(np.int64)
+    return LogitGroups(corruption, groups["severity"].to_numpy(np.int64), acc, stats, logits.array, in_logits)
 
 
 def _line_predictions(groups: LogitGroups, held: int, severities: np.ndarray) -> dict[str, np.ndarray]:
