@@ -319,11 +319,9 @@ def test_clean_check_fits_on_the_corrupted_groups_and_reads_the_clean_images():
     assert "On the clean images held out" in verdict_text(verdict(good))
 
 
-def test_the_clean_check_leaves_out_estimators_defined_with_the_clean_images():
-    """COT's temperature and ALine's agreement are fitted on the clean images: not in the check."""
-    from iqa_lib.analysis.prior.validation import CLEAN_CHECK_EXCLUDED
-
-    assert set(CLEAN_CHECK_EXCLUDED) == {"cot", "aline_s", "aline_d"}
+def test_the_verdict_says_an_estimator_defined_with_the_clean_images_was_not_checked():
+    """COT and ALine are not in the clean check (test_prior_logits checks the table); the
+    verdict says so of a best logit estimator without a clean figure."""
     v = pd.DataFrame([{"task_model": "m", "small_n": False, "baseline_mae_pts": 20.0, "usable": "COT",
                        "best_own": "COT", "best_own_mae_pts": 3.0, "best_own_pooled_mae_pts": 2.0,
                        "best_own_clean_error_pts": np.nan, "best_task_agnostic": "-",

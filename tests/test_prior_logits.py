@@ -203,6 +203,22 @@ def test_pooled_severities_are_predicted_as_one_set(with_logits):
     assert pooled.loc[("aline_d", "cls", "pred"), "predicted"] == pytest.approx(want["aline_d"][0], abs=1e-9)
 
 
+def test_the_clean_check_leaves_out_cot_and_aline_only(with_logits):
+    """COT's temperature and ALine's agreement are fitted on the clean images, so the clean check
+    (every estimator fitted on the corrupted groups only) has no figure for them; MaNo, the
+    nuclear norm and the own-output estimators have one, on the clean images' n."""
+    from iqa_lib.analysis.prior.validation import CLEAN_CHECK_EXCLUDED
+
+    pot()  # COT is validated only with POT
+    _, _, table, summary = with_logits
+    assert set(CLEAN_CHECK_EXCLUDED) <= set(table["method"])  # validated leaving one corruption out
+    excluded = summary["method"].isin(CLEAN_CHECK_EXCLUDED)
+    assert summary.loc[excluded, "clean_error_pts"].isna().all()
+    checked = summary[~excluded]
+    assert checked["clean_error_pts"].notna().all() and {"mano", "nuclear", "atc_mc"} <= set(checked["method"])
+    assert (checked["clean_n"] == table["n"][table["severity"] == 1].iloc[0]).all()
+
+
 def test_held_out_rows_never_enter_the_logit_fits(with_logits, tmp_path):
     folder, data, table, _ = with_logits
     poisoned = tmp_path / "poisoned"

@@ -232,11 +232,8 @@ def clean_check(data: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     if not held.any() or held.all():
         return pd.DataFrame(columns=CLEAN_COLUMNS)
     ref = _reference_dict(data, groups="q_line" in methods)
-    own = fit_own({k: (None if v is None else v[~held]) for k, v in ref.items()})
-    contrib = own.contributions({k: (None if v is None else v[held]) for k, v in ref.items()})
-    actual = float(ref["correct"][held].mean())
-    return pd.DataFrame([{"method": k, "n": int(held.sum()), "predicted": float(clip_accuracy(contrib[k].mean())),
-                          "actual": actual} for k in methods if k in contrib], columns=CLEAN_COLUMNS)
+    rows = _held_out_rows(ref, held, data["severity"].to_numpy(), CLEAN, methods)  # one group: severity 0
+    return pd.DataFrame(rows, columns=LOCO_COLUMNS)[CLEAN_COLUMNS]
 
 
 def validation_bands(table: pd.DataFrame, clean: pd.DataFrame | None = None) -> dict[str, dict[str, Any]]:

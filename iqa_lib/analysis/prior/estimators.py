@@ -8,8 +8,8 @@ and predicts the top-1 accuracy of task model M on an unlabelled target set:
   model's confidence, M's own q_p / q_h / q_l.
 - ``q_line``: M's accuracy on each labelled reference group (clean, each known corruption
   and severity) against the group's mean Q, a least-squares line read at the target's mean
-  Q, on probit axes for a Q in [0, 1] (:class:`QLine`). The Q-prior fits single images, where a Q that orders groups well may still separate
-  right from wrong poorly, so its fitted curve is flat and pulls every set toward the
+  Q, on probit axes for a Q in [0, 1] (:class:`QLine`). The Q-prior fits single images, where
+  a Q that orders groups well may still separate right from wrong poorly, so its fitted curve is flat and pulls every set toward the
   reference accuracy; the line is fitted where the prediction is made, on sets (as the
   nuclear norm's and MaNo's lines, and Deng and Zheng's 2021 regression on set statistics).
 - ``ac``: average confidence, the mean of M's max-softmax q_p on the target.

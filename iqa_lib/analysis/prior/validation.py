@@ -300,14 +300,13 @@ def validate_estimators(
     ctx = logit_context(scores, logits, predictions)
     rows: list[dict] = []
     clean_rows: list[dict] = []
-    # the clean check computes neither COT nor ALine (CLEAN_CHECK_EXCLUDED)
+    # the clean check's context computes neither COT nor ALine: CLEAN_CHECK_EXCLUDED
     clean_ctx = None if ctx is None else replace(ctx, cot=False, agreement=None)
     for model in models:
         for c in held_out:
             rows += _fold_rows(scores, model, c, qs, predictions, n_classes, ctx)
         if hold_out_clean:
-            clean_rows += [r for r in _fold_rows(scores, model, CLEAN, qs, predictions, n_classes, clean_ctx)
-                           if r["method"] not in CLEAN_CHECK_EXCLUDED]
+            clean_rows += _fold_rows(scores, model, CLEAN, qs, predictions, n_classes, clean_ctx)
     inputs = [c for c in TABLE_COLUMNS if c not in ("error", "abs_error", "abs_error_pts")]
     return _with_errors(pd.DataFrame(rows, columns=inputs)), _with_errors(pd.DataFrame(clean_rows, columns=inputs))
 
